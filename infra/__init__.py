@@ -1,0 +1,1 @@
+"""Running the stack: embedded emulator, deploy, local event-source runner, producer, command line."""

@@ -1,0 +1,1 @@
+"""Adapters that implement the domain's ports with boto3 and xgboost."""

@@ -1,0 +1,75 @@
+"""Decisions: thresholds on the model's score, and the record written and alerted."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Decision(StrEnum):
+    """What happens to a transaction."""
+
+    APPROVED = "APPROVED"
+    FLAGGED = "FLAGGED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Scores at or above `reject` are REJECTED; at or above `flag`, FLAGGED."""
+
+    flag: float
+    reject: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.flag <= self.reject <= 1.0:
+            raise ValueError(
+                f"thresholds must satisfy 0 <= flag <= reject <= 1, got {self.flag}, {self.reject}"
+            )
+
+    def decide(self, score: float) -> Decision:
+        """The decision for one score."""
+        if score >= self.reject:
+            return Decision.REJECTED
+        if score >= self.flag:
+            return Decision.FLAGGED
+        return Decision.APPROVED
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One feature's contribution (in log-odds) to a score."""
+
+    feature: str
+    value: float
+    contribution: float
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """The decision contract: what is written to the decisions table and sent as an alert."""
+
+    transaction_id: str
+    user_id: str
+    merchant_id: str
+    amount: float
+    currency: str
+    transaction_time: str
+    decision: Decision
+    score: float
+    model_version: str
+    thresholds: Thresholds
+    decided_at: str
+    reasons: tuple[Reason, ...] = field(default=())
+
+    @property
+    def is_alert(self) -> bool:
+        """FLAGGED and REJECTED decisions raise an alert."""
+        return self.decision is not Decision.APPROVED
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the alert body and the stored item's fields)."""
+        body = asdict(self)
+        body["decision"] = self.decision.value
+        return body

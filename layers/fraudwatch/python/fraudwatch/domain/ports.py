@@ -1,0 +1,62 @@
+"""The small interfaces the domain needs from the outside world; adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from fraudwatch.domain.decision import DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.profile import UserProfile
+from fraudwatch.domain.records import QuarantinedRecord
+
+
+class ProfileStore(Protocol):
+    """Per-user profiles."""
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserProfile]:
+        """The stored profiles of these users (absent users are left out); raises ProfileStoreError."""
+        ...
+
+    def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
+        """Write profiles; return the user ids that could not be written."""
+        ...
+
+
+class DecisionStore(Protocol):
+    """Decisions, one per transaction."""
+
+    def put_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
+        """Write decisions; return the transaction ids that could not be written."""
+        ...
+
+
+class AlertPublisher(Protocol):
+    """Alerts for FLAGGED and REJECTED decisions."""
+
+    def publish_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
+        """Publish one alert per decision, its id the transaction id; return the ids not published."""
+        ...
+
+
+class Quarantine(Protocol):
+    """Where malformed records go, with their reason."""
+
+    def put_many(self, items: Sequence[QuarantinedRecord]) -> set[str]:
+        """Keep these records; return the sequence numbers of those that could not be kept."""
+        ...
+
+
+class Model(Protocol):
+    """A scoring model with its ordered features and decision thresholds."""
+
+    version: str
+    feature_names: tuple[str, ...]
+    thresholds: Thresholds
+
+    def score(self, rows: Sequence[Sequence[float]]) -> Sequence[float]:
+        """Fraud probabilities, one per row, in one call."""
+        ...
+
+    def explain(self, rows: Sequence[Sequence[float]], top: int) -> list[tuple[Reason, ...]]:
+        """The `top` features pushing each row's score up the most."""
+        ...

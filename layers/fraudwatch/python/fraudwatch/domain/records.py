@@ -1,0 +1,29 @@
+"""Records as the stream delivers them, and the quarantine entry of a malformed one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRecord:
+    """One stream record: its raw bytes and where it sits in its shard."""
+
+    shard_id: str
+    sequence_number: str
+    data: bytes
+    arrival_epoch: float
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number as an integer (never compare them as strings)."""
+        return int(self.sequence_number)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    """A record that can never be processed, with the field at fault and why."""
+
+    record: StreamRecord
+    field: str
+    reason: str

@@ -1,0 +1,212 @@
+"""Scoring a batch of stream records: the whole of the Lambda's work, behind the domain's ports.
+
+Order of writes, and why: decisions, then alerts, then profiles. A profile records which transactions
+it has applied, so it is written last: if anything before it fails, the user's records are reported
+as failed, the profile stays as it was, and the retry recomputes the same features, score and decision
+(the decision write is an overwrite of the same item; the alert is sent again with the same id). Once
+the profile is written, a redelivered record is recognised and changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
+from fraudwatch.domain.features import apply, features
+from fraudwatch.domain.ports import AlertPublisher, DecisionStore, Model, ProfileStore, Quarantine
+from fraudwatch.domain.profile import UserProfile
+from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
+from fraudwatch.domain.transaction import Transaction, parse_transaction
+from fraudwatch.errors import (
+    AlertPublishError,
+    DecisionStoreError,
+    InvalidRecordError,
+    ProfileStoreError,
+    QuarantineError,
+    TransientError,
+)
+
+
+@dataclass(slots=True)
+class BatchReport:
+    """What one batch did: decisions written, records quarantined or skipped, and what must be retried."""
+
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    duplicates: int = 0
+    failed: list[StreamRecord] = field(default_factory=list)
+    errors: list[TransientError] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending:
+    record: StreamRecord
+    tx: Transaction
+    row: tuple[float, ...]
+
+
+class ScoringService:
+    """Scores batches of stream records against users' profiles and records the decisions."""
+
+    def __init__(
+        self,
+        *,
+        profiles: ProfileStore,
+        decisions: DecisionStore,
+        alerts: AlertPublisher,
+        quarantine: Quarantine,
+        model: Model,
+        thresholds: Thresholds | None = None,
+        top_reasons: int = 3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._profiles = profiles
+        self._decisions = decisions
+        self._alerts = alerts
+        self._quarantine = quarantine
+        self._model = model
+        self.thresholds = thresholds or model.thresholds
+        self._top_reasons = top_reasons
+        self._clock = clock
+
+    def process(self, records: Sequence[StreamRecord]) -> BatchReport:
+        """Process one batch; records of `report.failed` must be redelivered."""
+        report = BatchReport()
+        valid = self._parse(records, report)
+        self._send_to_quarantine(report)
+        if not valid:
+            return report
+        try:
+            profiles = self._profiles.get_many({tx.user_id for _, tx in valid})
+        except ProfileStoreError as exc:
+            report.errors.append(exc)
+            report.failed.extend(record for record, _ in valid)
+            return report
+        pending, touched = self._apply(valid, profiles, report)
+        decided = self._decide(pending)
+        failed_users = self._write(decided, pending, touched, report)
+        report.decisions = [d for d in decided if d.user_id not in failed_users]
+        report.failed.extend(p.record for p in pending if p.tx.user_id in failed_users)
+        return report
+
+    def _parse(
+        self, records: Sequence[StreamRecord], report: BatchReport
+    ) -> list[tuple[StreamRecord, Transaction]]:
+        valid = []
+        for record in records:
+            try:
+                valid.append((record, parse_transaction(record.data, received_at=record.arrival_epoch)))
+            except InvalidRecordError as exc:
+                report.quarantined.append(QuarantinedRecord(record, exc.field, exc.reason))
+        return valid
+
+    def _send_to_quarantine(self, report: BatchReport) -> None:
+        if not report.quarantined:
+            return
+        try:
+            unsent = self._quarantine.put_many(report.quarantined)
+        except QuarantineError as exc:
+            report.errors.append(exc)
+            unsent = {q.record.sequence_number for q in report.quarantined}
+        if unsent:
+            report.failed.extend(q.record for q in report.quarantined if q.record.sequence_number in unsent)
+            report.quarantined = [q for q in report.quarantined if q.record.sequence_number not in unsent]
+
+    def _apply(
+        self,
+        valid: list[tuple[StreamRecord, Transaction]],
+        profiles: dict[str, UserProfile],
+        report: BatchReport,
+    ) -> tuple[list[_Pending], dict[str, UserProfile]]:
+        """Per user, in stream order: features against the profile so far, then the profile update."""
+        by_user: dict[str, list[tuple[StreamRecord, Transaction]]] = defaultdict(list)
+        for record, tx in valid:
+            by_user[tx.user_id].append((record, tx))
+        pending: list[_Pending] = []
+        touched: dict[str, UserProfile] = {}
+        for user_id, items in by_user.items():
+            profile = profiles.get(user_id) or UserProfile(user_id)
+            items.sort(key=lambda item: (item[0].shard_id, item[0].sequence))
+            for record, tx in items:
+                if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
+                    report.duplicates += 1
+                    continue
+                pending.append(_Pending(record, tx, features(profile, tx)))
+                apply(profile, tx)
+                profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
+                touched[user_id] = profile
+        return pending, touched
+
+    def _decide(self, pending: list[_Pending]) -> list[DecisionRecord]:
+        if not pending:
+            return []
+        rows = [p.row for p in pending]
+        scores = self._model.score(rows)
+        verdicts = [self.thresholds.decide(score) for score in scores]
+        alerting = [i for i, verdict in enumerate(verdicts) if verdict is not Decision.APPROVED]
+        reasons = dict(
+            zip(alerting, self._model.explain([rows[i] for i in alerting], self._top_reasons), strict=True)
+        )
+        decided_at = datetime.fromtimestamp(self._clock(), UTC).isoformat()
+        return [
+            DecisionRecord(
+                transaction_id=p.tx.transaction_id,
+                user_id=p.tx.user_id,
+                merchant_id=p.tx.merchant_id,
+                amount=p.tx.amount,
+                currency=p.tx.currency,
+                transaction_time=p.tx.timestamp,
+                decision=verdicts[i],
+                score=float(scores[i]),
+                model_version=self._model.version,
+                thresholds=self.thresholds,
+                decided_at=decided_at,
+                reasons=reasons.get(i, ()),
+            )
+            for i, p in enumerate(pending)
+        ]
+
+    def _write(
+        self,
+        decided: list[DecisionRecord],
+        pending: list[_Pending],
+        touched: dict[str, UserProfile],
+        report: BatchReport,
+    ) -> set[str]:
+        """Write decisions, alerts, then profiles; return the users whose records must be retried."""
+        user_of = {p.tx.transaction_id: p.tx.user_id for p in pending}
+        unwritten = _attempt(self._decisions.put_many, decided, DecisionStoreError, report)
+        alerts = [d for d in decided if d.is_alert and d.transaction_id not in unwritten]
+        unwritten |= _attempt(self._alerts.publish_many, alerts, AlertPublishError, report)
+        failed_users = {user_of[tx_id] for tx_id in unwritten}
+        ready = [profile for user_id, profile in touched.items() if user_id not in failed_users]
+        failed_users |= _attempt(self._profiles.put_many, ready, ProfileStoreError, report)
+        return failed_users
+
+
+def _attempt[T](
+    write: Callable[[Sequence[T]], set[str]],
+    items: Sequence[T],
+    error: type[TransientError],
+    report: BatchReport,
+) -> set[str]:
+    """Run one batch write; on a whole-call failure every item counts as unwritten."""
+    if not items:
+        return set()
+    try:
+        return write(items)
+    except error as exc:
+        report.errors.append(exc)
+        return {_key(item) for item in items}
+
+
+def _key(item: object) -> str:
+    if isinstance(item, UserProfile):
+        return item.user_id
+    if isinstance(item, DecisionRecord):
+        return item.transaction_id
+    raise TypeError(f"no key for {type(item).__name__}")

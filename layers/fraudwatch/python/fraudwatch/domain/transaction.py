@@ -1,0 +1,175 @@
+"""The transaction contract: parsing and validating one record of the stream."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from fraudwatch.errors import InvalidRecordError
+
+FIELDS = ("transaction_id", "user_id", "merchant_id", "amount", "currency", "timestamp", "category")
+
+MAX_PAYLOAD_BYTES = 4096
+MAX_AMOUNT = 1_000_000.0
+MAX_FUTURE_SKEW_SECONDS = 3600.0
+MAX_AGE_SECONDS = 7 * 86400.0
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+CURRENCIES = frozenset(
+    [
+        "AED",
+        "ARS",
+        "AUD",
+        "BRL",
+        "CAD",
+        "CHF",
+        "CLP",
+        "CNY",
+        "COP",
+        "CZK",
+        "DKK",
+        "EGP",
+        "EUR",
+        "GBP",
+        "HKD",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "JPY",
+        "KRW",
+        "MXN",
+        "MYR",
+        "NGN",
+        "NOK",
+        "NZD",
+        "PEN",
+        "PHP",
+        "PKR",
+        "PLN",
+        "QAR",
+        "RON",
+        "SAR",
+        "SEK",
+        "SGD",
+        "THB",
+        "TRY",
+        "TWD",
+        "UAH",
+        "USD",
+        "VND",
+        "ZAR",
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """One card transaction, validated; `epoch` and `local_hour` are derived from `timestamp`."""
+
+    transaction_id: str
+    user_id: str
+    merchant_id: str
+    amount: float
+    currency: str
+    timestamp: str
+    category: str
+    epoch: float
+    local_hour: int
+
+
+def parse_transaction(data: bytes, *, received_at: float | None = None) -> Transaction:
+    """Parse one stream record's bytes; raise InvalidRecordError naming the field and the reason.
+
+    `received_at` (epoch seconds) bounds the timestamp: at most an hour ahead of it and at most
+    seven days behind it. Offline files (training, backtests) pass None and skip that check.
+    """
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise InvalidRecordError("payload", f"{len(data)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRecordError("payload", f"not valid UTF-8 at byte {exc.start}") from exc
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRecordError("payload", f"not JSON ({exc.msg})") from exc
+    if not isinstance(obj, dict):
+        raise InvalidRecordError("payload", f"expected a JSON object, got {type(obj).__name__}")
+    return transaction_from_mapping(obj, received_at=received_at)
+
+
+def transaction_from_mapping(obj: dict[str, object], *, received_at: float | None = None) -> Transaction:
+    """Validate a decoded record; extra keys are allowed and ignored."""
+    missing = [name for name in FIELDS if name not in obj]
+    if missing:
+        raise InvalidRecordError(missing[0], "missing")
+    timestamp = _timestamp(obj["timestamp"])
+    epoch = timestamp.timestamp()
+    if received_at is not None:
+        if epoch > received_at + MAX_FUTURE_SKEW_SECONDS:
+            raise InvalidRecordError("timestamp", "more than an hour in the future")
+        if epoch < received_at - MAX_AGE_SECONDS:
+            raise InvalidRecordError("timestamp", "more than 7 days in the past")
+    return Transaction(
+        transaction_id=_identifier(obj, "transaction_id"),
+        user_id=_identifier(obj, "user_id"),
+        merchant_id=_identifier(obj, "merchant_id"),
+        amount=_amount(obj["amount"]),
+        currency=_currency(obj["currency"]),
+        timestamp=str(obj["timestamp"]),
+        category=_category(obj["category"]),
+        epoch=epoch,
+        local_hour=timestamp.hour,
+    )
+
+
+def _identifier(obj: dict[str, object], field: str) -> str:
+    value = obj[field]
+    if not isinstance(value, str):
+        raise InvalidRecordError(field, f"expected a string, got {type(value).__name__}")
+    if not _ID.fullmatch(value):
+        raise InvalidRecordError(field, "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    return value
+
+
+def _amount(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRecordError("amount", f"expected a number, got {type(value).__name__}")
+    amount = float(value)
+    if not math.isfinite(amount):
+        raise InvalidRecordError("amount", "must be a finite number")
+    if amount <= 0:
+        raise InvalidRecordError("amount", "must be greater than 0")
+    if amount > MAX_AMOUNT:
+        raise InvalidRecordError("amount", f"exceeds the {MAX_AMOUNT:,.0f} limit")
+    return amount
+
+
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or value not in CURRENCIES:
+        raise InvalidRecordError("currency", "expected a supported ISO 4217 code such as 'USD'")
+    return value
+
+
+def _category(value: object) -> str:
+    if not isinstance(value, str) or not _CATEGORY.fullmatch(value):
+        raise InvalidRecordError("category", "expected 1-32 lowercase letters, digits or '_'")
+    return value
+
+
+def _timestamp(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidRecordError("timestamp", f"expected an ISO 8601 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidRecordError("timestamp", "not an ISO 8601 date-time") from exc
+    if parsed.tzinfo is None:
+        raise InvalidRecordError("timestamp", "needs a UTC offset such as '+00:00' or 'Z'")
+    return parsed
