@@ -21,7 +21,7 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 CURRENCIES = frozenset(
-    [
+    {
         "AED",
         "ARS",
         "AUD",
@@ -64,7 +64,7 @@ CURRENCIES = frozenset(
         "USD",
         "VND",
         "ZAR",
-    ]
+    }
 )
 
 
