@@ -39,10 +39,10 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One feature's contribution (in log-odds) to a score."""
+    """One feature's contribution (in log-odds) to a score; `value` is None where it was missing."""
 
     feature: str
-    value: float
+    value: float | None
     contribution: float
 
 
