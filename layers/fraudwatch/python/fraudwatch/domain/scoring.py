@@ -40,6 +40,8 @@ class BatchReport:
     duplicates: int = 0
     failed: list[StreamRecord] = field(default_factory=list)
     errors: list[TransientError] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    """Arrival on the stream to decision, per decision written."""
 
 
 @dataclass(slots=True)
@@ -69,6 +71,7 @@ class ScoringService:
         self._alerts = alerts
         self._quarantine = quarantine
         self._model = model
+        self.model_version = model.version
         self.thresholds = thresholds or model.thresholds
         self._top_reasons = top_reasons
         self._clock = clock
@@ -89,8 +92,13 @@ class ScoringService:
         pending, touched = self._apply(valid, profiles, report)
         decided = self._decide(pending)
         failed_users = self._write(decided, pending, touched, report)
-        report.decisions = [d for d in decided if d.user_id not in failed_users]
-        report.failed.extend(p.record for p in pending if p.tx.user_id in failed_users)
+        decided_epoch = self._clock()
+        for p, decision in zip(pending, decided, strict=True):
+            if p.tx.user_id in failed_users:
+                report.failed.append(p.record)
+            else:
+                report.decisions.append(decision)
+                report.latencies_ms.append(max(decided_epoch - p.record.arrival_epoch, 0.0) * 1000)
         return report
 
     def _parse(

@@ -1,0 +1,34 @@
+"""The scoring Lambda: Kinesis batches in, decisions out. Wiring only; the work is in `fraudwatch`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from fraudwatch.kinesis_batch import ScoringBatchProcessor
+from fraudwatch.observability import logger, metrics, record_batch, tracer
+from fraudwatch.settings import Settings
+from fraudwatch.wiring import build_service
+
+service = build_service(Settings.from_env())
+processor = ScoringBatchProcessor(
+    service, on_report=lambda report: record_batch(report, service.model_version)
+)
+
+
+def record_handler(record: KinesisStreamRecord) -> None:
+    """Report one record's outcome from the batch just scored."""
+    processor.raise_if_failed(record)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    """Score a Kinesis batch; the response lists only the records to retry."""
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

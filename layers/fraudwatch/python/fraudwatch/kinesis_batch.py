@@ -1,0 +1,56 @@
+"""The Powertools batch processor that scores a whole Kinesis batch at once.
+
+Powertools hands records to a handler one by one; scoring wants the batch (one profile read, one
+predict call, batched writes). So `process()` scores the batch first, then each record's handler call
+only reports that record's outcome: a record whose writes failed raises, Powertools lists it in
+`batchItemFailures`, and the event-source mapping retries from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from fraudwatch.domain.records import StreamRecord
+from fraudwatch.domain.scoring import BatchReport, ScoringService
+from fraudwatch.errors import TransientError
+
+
+class RecordNotProcessed(TransientError):
+    """This record's writes failed in this batch; it will be redelivered."""
+
+
+class ScoringBatchProcessor(BatchProcessor):
+    """A Kinesis BatchProcessor that scores the batch as a whole before reporting per record."""
+
+    def __init__(self, service: ScoringService, on_report: Callable[[BatchReport], None] | None = None):
+        super().__init__(event_type=EventType.KinesisDataStreams)
+        self.service = service
+        self._on_report = on_report
+        self._failed: set[str] = set()
+
+    def process(self) -> list[tuple[Any, ...]]:
+        """Score every record of the batch, then let Powertools collect the per-record outcomes."""
+        report = self.service.process([stream_record(KinesisStreamRecord(raw)) for raw in self.records])
+        self._failed = {record.sequence_number for record in report.failed}
+        if self._on_report is not None:
+            self._on_report(report)
+        return super().process()
+
+    def raise_if_failed(self, record: KinesisStreamRecord) -> None:
+        """The record handler's whole job: raise for a record that must be retried."""
+        if record.kinesis.sequence_number in self._failed:
+            raise RecordNotProcessed(f"record {record.kinesis.sequence_number} will be retried")
+
+
+def stream_record(record: KinesisStreamRecord) -> StreamRecord:
+    """The domain's view of a Kinesis record."""
+    return StreamRecord(
+        shard_id=record.event_id.split(":", 1)[0],
+        sequence_number=record.kinesis.sequence_number,
+        data=record.kinesis.data_as_bytes(),
+        arrival_epoch=record.kinesis.approximate_arrival_timestamp,
+    )

@@ -1,0 +1,44 @@
+"""Logging, metrics and tracing in one place (Powertools). Logs carry ids and counts, never card data."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from fraudwatch.domain.decision import Decision
+from fraudwatch.domain.scoring import BatchReport
+
+logger = Logger(service="fraudwatch")
+metrics = Metrics(namespace="Fraudwatch", service="fraudwatch")
+tracer = Tracer(service="fraudwatch")
+
+
+def record_batch(report: BatchReport, model_version: str) -> None:
+    """Emit a batch's metrics (EMF) and one structured log line."""
+    counts = {kind: 0 for kind in Decision}
+    for decision in report.decisions:
+        counts[decision.decision] += 1
+        metrics.add_metric(name="Score", unit=MetricUnit.NoUnit, value=decision.score)
+    for latency_ms in report.latencies_ms:
+        metrics.add_metric(name="DecisionLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Scored", unit=MetricUnit.Count, value=len(report.decisions))
+    for kind, count in counts.items():
+        metrics.add_metric(name=kind.value.capitalize(), unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name="Quarantined", unit=MetricUnit.Count, value=len(report.quarantined))
+    metrics.add_metric(name="Duplicates", unit=MetricUnit.Count, value=report.duplicates)
+    metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=len(report.failed))
+    metrics.add_metadata(key="model_version", value=model_version)
+    logger.info(
+        "batch scored",
+        extra={
+            "decisions": {kind.value: count for kind, count in counts.items()},
+            "quarantined": [
+                {"sequence_number": q.record.sequence_number, "field": q.field, "reason": q.reason}
+                for q in report.quarantined
+            ],
+            "duplicates": report.duplicates,
+            "retried": len(report.failed),
+            "errors": [type(error).__name__ for error in report.errors],
+            "model_version": model_version,
+        },
+    )

@@ -1,0 +1,70 @@
+"""The Lambda's settings: one validated model read once, at cold start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fraudwatch.domain.decision import Thresholds
+from fraudwatch.errors import ConfigurationError
+
+DEFAULT_MODEL_DIR = "/opt/bundle"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where the function's resources are, and the optional threshold overrides."""
+
+    profiles_table: str
+    decisions_table: str
+    alerts_topic_arn: str
+    quarantine_queue_url: str
+    model_dir: Path
+    flag_threshold: float | None = None
+    reject_threshold: float | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Read and validate the settings; a missing or malformed one raises ConfigurationError naming it."""
+        return cls(
+            profiles_table=_required(env, "PROFILES_TABLE"),
+            decisions_table=_required(env, "DECISIONS_TABLE"),
+            alerts_topic_arn=_required(env, "ALERTS_TOPIC_ARN", prefix="arn:"),
+            quarantine_queue_url=_required(env, "QUARANTINE_QUEUE_URL", prefix="http"),
+            model_dir=Path(env.get("MODEL_DIR") or DEFAULT_MODEL_DIR),
+            flag_threshold=_probability(env, "FLAG_THRESHOLD"),
+            reject_threshold=_probability(env, "REJECT_THRESHOLD"),
+        )
+
+    def thresholds(self, bundled: Thresholds) -> Thresholds:
+        """The bundle's thresholds with any deploy-time override applied."""
+        flag = bundled.flag if self.flag_threshold is None else self.flag_threshold
+        reject = bundled.reject if self.reject_threshold is None else self.reject_threshold
+        try:
+            return Thresholds(flag=flag, reject=reject)
+        except ValueError as exc:
+            raise ConfigurationError(f"FLAG_THRESHOLD/REJECT_THRESHOLD: {exc}") from exc
+
+
+def _required(env: Mapping[str, str], name: str, prefix: str = "") -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"{name} is not set")
+    if not value.startswith(prefix):
+        raise ConfigurationError(f"{name} must start with {prefix!r}, got {value!r}")
+    return value
+
+
+def _probability(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number between 0 and 1, got {raw!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise ConfigurationError(f"{name} must be between 0 and 1, got {value}")
+    return value

@@ -1,0 +1,31 @@
+"""Building the scoring service from settings: clients, stores and model, once per container."""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+
+from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
+from fraudwatch.adapters.model import load_model
+from fraudwatch.adapters.sns import SnsAlertPublisher
+from fraudwatch.adapters.sqs import SqsQuarantine
+from fraudwatch.domain.scoring import ScoringService
+from fraudwatch.settings import Settings
+
+# Standard retry mode retries throttling and 5xx with backoff; timeouts stay well under the function's.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+
+
+def build_service(settings: Settings, session: boto3.Session | None = None) -> ScoringService:
+    """The scoring service wired to DynamoDB, SNS, SQS and the bundled model."""
+    session = session or boto3.Session()
+    dynamodb = session.client("dynamodb", config=CLIENT_CONFIG)
+    model = load_model(settings.model_dir)
+    return ScoringService(
+        profiles=DynamoProfileStore(settings.profiles_table, dynamodb),
+        decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
+        alerts=SnsAlertPublisher(settings.alerts_topic_arn, session.client("sns", config=CLIENT_CONFIG)),
+        quarantine=SqsQuarantine(settings.quarantine_queue_url, session.client("sqs", config=CLIENT_CONFIG)),
+        model=model,
+        thresholds=settings.thresholds(model.thresholds),
+    )
