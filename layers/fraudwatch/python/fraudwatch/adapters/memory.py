@@ -1,0 +1,61 @@
+"""In-process stores: the ports kept in dicts, for offline scoring, backtests, benchmarks and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.profile import UserProfile
+from fraudwatch.domain.records import QuarantinedRecord
+
+
+class MemoryProfileStore:
+    """Profiles in a dict, stored as their JSON like DynamoDB keeps them (so a stored copy never aliases)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, str] = {}
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserProfile]:
+        """The stored profiles of these users."""
+        return {u: UserProfile.from_json(u, self.items[u]) for u in set(user_ids) if u in self.items}
+
+    def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
+        """Store every profile."""
+        self.items.update((p.user_id, p.to_json()) for p in profiles)
+        return set()
+
+
+class MemoryDecisionStore:
+    """Decisions by transaction id."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, DecisionRecord] = {}
+
+    def put_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
+        """Store every decision (a rewrite replaces, as a DynamoDB put does)."""
+        self.items.update((d.transaction_id, d) for d in decisions)
+        return set()
+
+
+class MemoryAlertPublisher:
+    """Alerts in the order published."""
+
+    def __init__(self) -> None:
+        self.published: list[DecisionRecord] = []
+
+    def publish_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
+        """Keep every alert."""
+        self.published.extend(decisions)
+        return set()
+
+
+class MemoryQuarantine:
+    """Quarantined records in the order received."""
+
+    def __init__(self) -> None:
+        self.records: list[QuarantinedRecord] = []
+
+    def put_many(self, items: Sequence[QuarantinedRecord]) -> set[str]:
+        """Keep every record."""
+        self.records.extend(items)
+        return set()
