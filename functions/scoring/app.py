@@ -8,6 +8,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from fraudwatch.kinesis_batch import ScoringBatchProcessor
 from fraudwatch.observability import logger, metrics, record_batch, tracer
 from fraudwatch.settings import Settings
