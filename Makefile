@@ -43,3 +43,26 @@ check: lint typecheck test ## every check CI runs
 
 clean: ## remove the environment and build outputs
 	rm -rf $(VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache
+
+# ---- SAM: the CLI in a tool environment of its own (its pins clash with .venv's), builds without Docker
+SAM_TOOLS := .tools/sam
+SAM := $(SAM_TOOLS)/bin/sam
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: tools validate sam-build
+
+$(SAM):
+	@test -x "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) not found: pass BASE_PYTHON=/path/to/python3.12"; exit 1; }
+	$(BASE_PYTHON) -m venv $(SAM_TOOLS)
+	$(SAM_TOOLS)/bin/pip install --quiet --upgrade pip
+	$(SAM_TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0
+
+tools: $(SAM) ## install the SAM CLI in .tools/sam (not in .venv)
+
+validate: setup tools ## cfn-lint and sam validate --lint on template.yaml
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+sam-build: tools ## sam build: the function and its three layers, locally (needs the model bundle)
+	@test -f layers/model/bundle/model.ubj || { echo "no model bundle: run \`make train\` (layers/model/bundle/ is empty)"; exit 1; }
+	$(SAM) build

@@ -1,0 +1,64 @@
+"""Check a built ML runtime layer by serving from it alone, then byte-compile what serving imported.
+
+Run with the runtime's Python in isolated mode and no site-packages (`python3.12 -I -S verify_layer.py
+SITE`), so nothing outside SITE can stand in for a file the trimming removed. The check trains a tiny
+Booster, saves it as UBJ, loads it back and scores with `inplace_predict`: the serving path, end to end.
+"""
+
+from __future__ import annotations
+
+import py_compile
+import sys
+import tempfile
+from pathlib import Path
+
+
+def serve_once(site: Path) -> list[Path]:
+    """Load a model and predict from `site` only; return the source files of every module imported."""
+    sys.path.insert(0, str(site))
+    import numpy as np
+    import xgboost as xgb
+
+    rng = np.random.default_rng(7)
+    features = rng.random((256, 6), dtype=np.float32)
+    labels = (features[:, 0] > 0.5).astype(np.float32)
+    trained = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(features, label=labels), 4
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = Path(tmp) / "model.ubj"
+        trained.save_model(model_file)
+        booster = xgb.Booster(model_file=str(model_file))
+    scores = booster.inplace_predict(features[:8])
+    if scores.shape != (8,) or not ((scores >= 0) & (scores <= 1)).all():
+        raise SystemExit(f"layer check failed: unexpected scores {scores!r}")
+    return sorted(
+        Path(module.__file__)
+        for module in list(sys.modules.values())
+        if getattr(module, "__file__", None)
+        and str(module.__file__).endswith(".py")
+        and Path(module.__file__).is_relative_to(site)
+    )
+
+
+def compile_for_read_only(sources: list[Path]) -> None:
+    """Byte-compile with unchecked hashes: /opt is read-only and zip timestamps would void mtime checks."""
+    for source in sources:
+        py_compile.compile(
+            str(source), doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
+        )
+
+
+def main() -> int:
+    """Verify the layer at argv[1] and compile the modules the serving path imports."""
+    if sys.version_info[:2] != (3, 12):
+        raise SystemExit(f"verify with python3.12 (the Lambda runtime), not {sys.version.split()[0]}")
+    site = Path(sys.argv[1]).resolve()
+    imported = serve_once(site)
+    compile_for_read_only(imported)
+    sys.stdout.write(f"layer ok: served from {site} alone; {len(imported)} imported modules byte-compiled\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
