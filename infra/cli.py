@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "training.generate",
     "training.pipeline",
     "infra.invoke",
+    "infra.events",
     "infra.stack",
     "infra.deploy",
     "infra.runner",

@@ -1,8 +1,134 @@
-"""Placeholder: this module's subcommands are being written."""
+"""Running the real Lambda handler in this process, as Lambda would, against any endpoint.
+
+The function's environment comes from template.yaml's own `Environment.Variables`, each `!Ref`
+resolved through the stack's outputs: no second list of names to keep in step with the template.
+"""
+
+from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from infra.template import TEMPLATE, load_template
 
-def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    """Add this module's subcommands (none yet)."""
+REPO = Path(__file__).resolve().parent.parent
+HANDLER_FILE = REPO / "functions" / "scoring" / "app.py"
+DEFAULT_BUNDLE = REPO / "layers" / "model" / "bundle"
+FUNCTION = "ScoringFunction"
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass
+class LocalContext:
+    """The parts of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str = FUNCTION
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
+    aws_request_id: str = ""
+    log_group_name: str = f"/aws/lambda/{FUNCTION}"
+    log_stream_name: str = "local"
+    timeout_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Lambda's remaining time; the local runner does not enforce one."""
+        return self.timeout_ms
+
+
+def function_environment(outputs: Mapping[str, str], template: Path = TEMPLATE) -> dict[str, str]:
+    """The function's environment variables as the template states them, resolved against the outputs."""
+    doc = load_template(template)
+    refs = {_ref(out["Value"]): outputs[name] for name, out in doc["Outputs"].items() if name in outputs}
+    defaults = {name: str(p.get("Default", "")) for name, p in doc.get("Parameters", {}).items()}
+    global_function = doc.get("Globals", {}).get("Function", {})
+    variables: dict[str, Any] = dict(global_function.get("Environment", {}).get("Variables", {}))
+    variables.update(doc["Resources"][FUNCTION]["Properties"].get("Environment", {}).get("Variables", {}))
+    env = {}
+    for name, value in variables.items():
+        ref = _ref(value)
+        if ref is None:
+            env[name] = str(value)
+        elif ref in refs:
+            env[name] = refs[ref]
+        elif ref in defaults:
+            env[name] = defaults[ref]
+        else:
+            raise KeyError(f"{name}: the stack's outputs do not resolve !Ref {ref}")
+    return env
+
+
+def load_handler(
+    outputs: Mapping[str, str],
+    *,
+    bundle_dir: Path = DEFAULT_BUNDLE,
+    endpoint_url: str | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Handler:
+    """Set the function's environment in this process and import the real handler (a cold start)."""
+    env = function_environment(outputs)
+    env["MODEL_DIR"] = str(bundle_dir)
+    env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    if endpoint_url:
+        env["AWS_ENDPOINT_URL"] = endpoint_url
+    env.update(overrides or {})
+    os.environ.update(env)
+    spec = importlib.util.spec_from_file_location(f"scoring_app_{uuid.uuid4().hex}", HANDLER_FILE)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the handler from {HANDLER_FILE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Handler = module.lambda_handler
+    return handler
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        return str(value["Ref"])
+    return None
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from fraudwatch.errors import ConfigurationError
+
+    try:
+        event = json.loads(Path(args.event).read_text())
+        outputs = json.loads(Path(args.outputs).read_text())
+        outputs = outputs.get("outputs", outputs)
+        handler = load_handler(outputs, bundle_dir=Path(args.bundle), endpoint_url=args.endpoint)
+    except (OSError, json.JSONDecodeError, KeyError, ConfigurationError) as exc:
+        print(f"fraudwatch invoke: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(handler(event, LocalContext()), indent=2))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add `invoke`: the Docker-free `sam local invoke`."""
+    parser = subparsers.add_parser(
+        "invoke",
+        help="run the scoring handler in process on a Lambda-shaped event",
+        description="Run the real scoring handler in this process on an event file (no Docker), against "
+        "the endpoint and resources of a deployed stack, and print the handler's response.",
+    )
+    parser.add_argument("--event", required=True, help="a Lambda-shaped Kinesis event file")
+    parser.add_argument(
+        "--outputs",
+        default=".fraudwatch/stack.json",
+        help="the stack's outputs as JSON (default: what `fraudwatch stack up --detach` wrote)",
+    )
+    parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"), help="AWS endpoint URL")
+    parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="model bundle directory")
+    parser.set_defaults(run=_invoke)

@@ -1,0 +1,107 @@
+"""Moto-backed resources built from template.yaml's own definitions, so tests and template cannot drift."""
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra.template import TEMPLATE, load_template
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Moto in process, with fake credentials so nothing can reach a real account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+def template_resources(kind: str) -> dict[str, dict[str, Any]]:
+    """The template's resources of one type, by logical id."""
+    resources = load_template(TEMPLATE)["Resources"]
+    return {name: r.get("Properties", {}) for name, r in resources.items() if r["Type"] == kind}
+
+
+def create_table(logical_id: str) -> str:
+    """Create a table with the template's key schema, indexes and billing mode; return its name."""
+    props = template_resources("AWS::DynamoDB::Table")[logical_id]
+    name = f"test-{logical_id}"
+    args: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props["BillingMode"],
+    }
+    if "GlobalSecondaryIndexes" in props:
+        args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    boto3.client("dynamodb").create_table(**args)
+    return name
+
+
+@pytest.fixture
+def stack(aws: None) -> dict[str, str]:
+    """The template's tables, topic and queues on moto, named as the stack's outputs name them."""
+    sqs = boto3.client("sqs")
+    topic_arn = boto3.client("sns").create_topic(Name="test-AlertsTopic")["TopicArn"]
+    queues = {
+        q: sqs.create_queue(QueueName=f"test-{q}")["QueueUrl"] for q in template_resources("AWS::SQS::Queue")
+    }
+    return {
+        "ProfilesTableName": create_table("ProfilesTable"),
+        "DecisionsTableName": create_table("DecisionsTable"),
+        "AlertsTopicArn": topic_arn,
+        "QuarantineQueueUrl": queues["QuarantineQueue"],
+        "OnFailureQueueUrl": queues["OnFailureQueue"],
+    }
+
+
+@pytest.fixture
+def alert_inbox(stack: dict[str, str]) -> str:
+    """An SQS queue subscribed to the alerts topic (raw delivery), as an operator would watch it."""
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="test-alert-inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(
+        TopicArn=stack["AlertsTopicArn"],
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return url
+
+
+def drain(queue_url: str) -> list[dict[str, Any]]:
+    """Every message on a queue, with its attributes."""
+    sqs = boto3.client("sqs")
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        messages.extend(batch)
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
+    return messages
+
+
+@pytest.fixture
+def restore_environ() -> Iterator[None]:
+    """Loading the handler sets the function's environment in this process; undo it afterwards."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -1,0 +1,34 @@
+"""Fixtures shared by every kind of test."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from fraudwatch.domain.features import FEATURE_NAMES
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real model bundle: fraud when the amount is far above the user's usual or velocity is high."""
+    rng = np.random.default_rng(0)
+    rows = 4000
+    x = np.column_stack([rng.uniform(0, 1, rows) for _ in FEATURE_NAMES]).astype(np.float32)
+    col = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    x[:, col["amount"]] = rng.lognormal(3.5, 1.2, rows)
+    x[:, col["amount_zscore"]] = rng.normal(0, 3, rows)
+    x[:, col["velocity_1h"]] = rng.poisson(1.0, rows)
+    y = (x[:, col["amount_zscore"]] > 4) | (x[:, col["velocity_1h"]] > 3) | (x[:, col["amount"]] > 2000)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 3, "seed": 0},
+        xgb.DMatrix(x, label=y.astype(int), feature_names=list(FEATURE_NAMES)),
+        num_boost_round=30,
+    )
+    bundle = tmp_path_factory.mktemp("bundle")
+    booster.save_model(str(bundle / "model.ubj"))
+    (bundle / "features.json").write_text(json.dumps({"feature_names": list(FEATURE_NAMES)}))
+    (bundle / "thresholds.json").write_text(json.dumps({"flag": 0.5, "reject": 0.9}))
+    (bundle / "model_card.json").write_text(json.dumps({"version": "tiny-test-1"}))
+    return bundle
