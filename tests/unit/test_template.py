@@ -1,0 +1,367 @@
+"""template.yaml and samconfig.toml: the contract other code relies on, least privilege, encryption, lint."""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.template import REPO_ROOT, TEMPLATE, load_template, resources_of_type
+
+OUTPUTS = {
+    "StreamName",
+    "StreamArn",
+    "ProfilesTableName",
+    "DecisionsTableName",
+    "AlertsTopicArn",
+    "QuarantineQueueUrl",
+    "QuarantineQueueArn",
+    "OnFailureQueueUrl",
+    "ScoringFunctionName",
+    "DashboardName",
+}
+LAYERS = ("MlRuntimeLayer", "FraudwatchLayer", "ModelLayer")
+# X-Ray offers no resource-level permissions: its write actions accept only "*".
+RESOURCE_WILDCARD_ALLOWED = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+class _NoManagedPolicies:
+    """The translator's managed-policy loader, offline: the template attaches no managed policies."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def transformed(template: dict[str, Any]) -> dict[str, Any]:
+    """The template as CloudFormation sees it after the SAM transform."""
+    from samtranslator.translator.transform import transform
+
+    packaged = copy.deepcopy(template)
+    # What `sam package` does first: the translator accepts only S3 locations for code and layers.
+    for resource in packaged["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str):
+                props[key] = f"s3://fraudwatch-artifacts/{props[key].strip('/')}.zip"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        result: dict[str, Any] = transform(packaged, {}, _NoManagedPolicies())
+        return result
+
+
+def _props(resources: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    props: dict[str, Any] = resources[logical_id]["Properties"]
+    return props
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(transformed: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = []
+    for resource in transformed["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                statements += policy["PolicyDocument"]["Statement"]
+        elif resource["Type"] in {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}:
+            statements += resource["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _refs(value: Any) -> set[str]:
+    """Every logical id that `value` refers to through Ref, GetAtt or Sub."""
+    if isinstance(value, dict):
+        found: set[str] = set()
+        for key, inner in value.items():
+            if key == "Ref":
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0])
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+            else:
+                found |= _refs(inner)
+        return found
+    if isinstance(value, list):
+        return set().union(*(_refs(item) for item in value)) if value else set()
+    return set()
+
+
+# ---------------------------------------------------------------- contract
+
+
+def test_parameters_have_the_documented_defaults(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert params["Stage"]["Default"] == "dev"
+    assert params["FlagThreshold"]["Default"] == ""
+    assert params["RejectThreshold"]["Default"] == ""
+    assert params["LogLevel"]["Default"] in params["LogLevel"]["AllowedValues"]
+    assert params["ShardCount"]["Type"] == "Number"
+    assert params["ShardCount"]["MinValue"] == 1
+
+
+def test_threshold_parameters_accept_probabilities_or_nothing(template: dict[str, Any]) -> None:
+    pattern = re.compile(template["Parameters"]["FlagThreshold"]["AllowedPattern"])
+    for good in ("", "0.5", "0.85", "1", "1.0", "0"):
+        assert pattern.fullmatch(good), good
+    for bad in ("1.5", "-0.1", "abc", ".5 "):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_every_output_is_present(template: dict[str, Any]) -> None:
+    assert set(template["Outputs"]) >= OUTPUTS
+
+
+def test_function_runs_the_handler_on_python312_x86_64_with_its_three_layers(
+    resources: dict[str, Any],
+) -> None:
+    fn = _props(resources, "ScoringFunction")
+    assert fn["CodeUri"] == "functions/scoring/"
+    assert fn["Handler"] == "app.lambda_handler"
+    assert fn["Runtime"] == "python3.12"
+    assert fn["Architectures"] == ["x86_64"]
+    assert fn["Tracing"] == "Active"
+    assert [layer["Ref"] for layer in fn["Layers"]] == list(LAYERS)
+    assert fn["MemorySize"] >= 1024
+    assert fn["Timeout"] >= 30
+
+
+def test_environment_points_at_the_right_resources(resources: dict[str, Any]) -> None:
+    env = _props(resources, "ScoringFunction")["Environment"]["Variables"]
+    assert env["PROFILES_TABLE"] == {"Ref": "ProfilesTable"}
+    assert env["DECISIONS_TABLE"] == {"Ref": "DecisionsTable"}
+    assert env["ALERTS_TOPIC_ARN"] == {"Ref": "AlertsTopic"}
+    assert env["QUARANTINE_QUEUE_URL"] == {"Ref": "QuarantineQueue"}
+    assert env["MODEL_DIR"] == "/opt/bundle"
+    assert env["FLAG_THRESHOLD"] == {"Ref": "FlagThreshold"}
+    assert env["REJECT_THRESHOLD"] == {"Ref": "RejectThreshold"}
+    assert env["POWERTOOLS_SERVICE_NAME"] == "fraudwatch"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Fraudwatch"
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+
+
+def test_kinesis_event_has_every_setting(resources: dict[str, Any]) -> None:
+    event = _props(resources, "ScoringFunction")["Events"]["TransactionsStream"]
+    assert event["Type"] == "Kinesis"
+    props = event["Properties"]
+    assert props["Stream"] == {"Fn::GetAtt": ["TransactionsStream", "Arn"]}
+    assert props["BatchSize"] == 100
+    assert props["MaximumBatchingWindowInSeconds"] == 1
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    assert props["BisectBatchOnFunctionError"] is True
+    assert 0 < props["MaximumRetryAttempts"] <= 10
+    assert 60 <= props["MaximumRecordAgeInSeconds"] <= 86400
+    assert 1 <= props["ParallelizationFactor"] <= 10
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": {"Fn::GetAtt": ["OnFailureQueue", "Arn"]},
+    }
+
+
+def test_event_source_mapping_survives_the_transform(transformed: dict[str, Any]) -> None:
+    (mapping,) = resources_of_type(transformed, "AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BisectBatchOnFunctionError"] is True
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+    # `Type` is SAM's hint for the policy it would add; CloudFormation gets only the destination.
+    assert props["DestinationConfig"]["OnFailure"] == {
+        "Destination": {"Fn::GetAtt": ["OnFailureQueue", "Arn"]}
+    }
+
+
+def test_tables_have_the_documented_keys(resources: dict[str, Any]) -> None:
+    profiles = _props(resources, "ProfilesTable")
+    assert profiles["KeySchema"] == [{"AttributeName": "user_id", "KeyType": "HASH"}]
+    assert profiles["AttributeDefinitions"] == [{"AttributeName": "user_id", "AttributeType": "S"}]
+    decisions = _props(resources, "DecisionsTable")
+    assert decisions["KeySchema"] == [{"AttributeName": "transaction_id", "KeyType": "HASH"}]
+    (by_user,) = decisions["GlobalSecondaryIndexes"]
+    assert by_user["IndexName"] == "by-user"
+    assert by_user["KeySchema"] == [
+        {"AttributeName": "user_id", "KeyType": "HASH"},
+        {"AttributeName": "decided_at", "KeyType": "RANGE"},
+    ]
+    assert by_user["Projection"] == {"ProjectionType": "ALL"}
+    assert decisions["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    declared = {a["AttributeName"]: a["AttributeType"] for a in decisions["AttributeDefinitions"]}
+    assert declared == {"transaction_id": "S", "user_id": "S", "decided_at": "S"}
+    for table in (profiles, decisions):
+        assert table["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_layers_are_built_by_their_own_makefile_target(resources: dict[str, Any]) -> None:
+    for logical_id in LAYERS:
+        layer = resources[logical_id]
+        assert layer["Type"] == "AWS::Serverless::LayerVersion"
+        assert layer["Metadata"] == {"BuildMethod": "makefile"}
+        assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+        assert layer["Properties"]["CompatibleArchitectures"] == ["x86_64"]
+        makefile = REPO_ROOT / layer["Properties"]["ContentUri"] / "Makefile"
+        assert re.search(rf"^build-{logical_id}:", makefile.read_text(), re.MULTILINE), makefile
+
+
+def test_ml_runtime_requirements_match_the_training_pins() -> None:
+    pinned = (REPO_ROOT / "layers/ml-runtime/requirements.txt").read_text()
+    project = (REPO_ROOT / "pyproject.toml").read_text()
+    xgboost_pin = re.search(r"^xgboost-cpu==(\S+)$", pinned, re.MULTILINE)
+    assert xgboost_pin, "xgboost-cpu is not pinned in the ML runtime layer"
+    assert f'"xgboost-cpu=={xgboost_pin.group(1)}"' in project
+    fraudwatch_reqs = (REPO_ROOT / "layers/fraudwatch/requirements.txt").read_text()
+    powertools_pin = re.search(r"^aws-lambda-powertools==(\S+)$", fraudwatch_reqs, re.MULTILINE)
+    assert powertools_pin, "aws-lambda-powertools is not pinned in the fraudwatch layer"
+    assert f"aws-lambda-powertools[tracer]=={powertools_pin.group(1)}" in project
+
+
+# ---------------------------------------------------------------- least privilege
+
+
+def test_no_managed_policies_are_attached(transformed: dict[str, Any]) -> None:
+    for role in resources_of_type(transformed, "AWS::IAM::Role").values():
+        assert not role["Properties"].get("ManagedPolicyArns"), "managed policies grant on every resource"
+
+
+def test_every_statement_names_its_resources_and_no_action_wildcard(transformed: dict[str, Any]) -> None:
+    statements = _statements(transformed)
+    assert statements
+    for statement in statements:
+        actions = _as_list(statement["Action"])
+        assert all("*" not in action for action in actions), statement
+        if "*" in _as_list(statement["Resource"]):
+            assert set(actions) <= RESOURCE_WILDCARD_ALLOWED, statement
+
+
+def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: dict[str, Any]) -> None:
+    grants: dict[str, set[str]] = {}
+    for statement in _statements(transformed):
+        for action in _as_list(statement["Action"]):
+            grants.setdefault(action, set()).update(_refs(statement["Resource"]))
+    assert grants["dynamodb:BatchGetItem"] == {"ProfilesTable", "DecisionsTable"}
+    assert grants["dynamodb:BatchWriteItem"] == {"ProfilesTable", "DecisionsTable"}
+    assert grants["sns:Publish"] == {"AlertsTopic"}
+    assert grants["sqs:SendMessage"] == {"QuarantineQueue", "OnFailureQueue"}
+    for action in ("kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream"):
+        assert grants[action] == {"TransactionsStream"}
+    assert grants["logs:PutLogEvents"] == {"ScoringFunctionLogGroup"}
+    assert "cloudwatch:PutMetricData" not in grants  # metrics leave as EMF log lines
+
+
+def test_function_role_is_the_scoped_one(transformed: dict[str, Any]) -> None:
+    fn = resources_of_type(transformed, "AWS::Lambda::Function")["ScoringFunction"]
+    assert fn["Properties"]["Role"] == {"Fn::GetAtt": ["ScoringFunctionRole", "Arn"]}
+
+
+# ---------------------------------------------------------------- encryption
+
+
+def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
+    stream = _props(resources, "TransactionsStream")
+    assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
+    assert stream["RetentionPeriodHours"] == 24
+    assert stream["ShardCount"] == {"Ref": "ShardCount"}
+    for table in resources_of_type({"Resources": resources}, "AWS::DynamoDB::Table").values():
+        assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
+    assert _props(resources, "AlertsTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    queues = resources_of_type({"Resources": resources}, "AWS::SQS::Queue")
+    assert set(queues) == {"QuarantineQueue", "OnFailureQueue"}
+    for queue in queues.values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+        assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
+
+
+# ---------------------------------------------------------------- alarms and metrics
+
+
+def test_every_alarm_notifies_the_alerts_topic(resources: dict[str, Any]) -> None:
+    alarms = resources_of_type({"Resources": resources}, "AWS::CloudWatch::Alarm")
+    assert set(alarms) == {
+        "IteratorAgeAlarm",
+        "FunctionErrorsAlarm",
+        "OnFailureQueueDepthAlarm",
+        "QuarantineDepthAlarm",
+        "RejectedRateSpikeAlarm",
+    }
+    for alarm in alarms.values():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+
+
+def test_queue_alarms_watch_their_own_queue(resources: dict[str, Any]) -> None:
+    for alarm_id, queue_id in (
+        ("OnFailureQueueDepthAlarm", "OnFailureQueue"),
+        ("QuarantineDepthAlarm", "QuarantineQueue"),
+    ):
+        (dimension,) = _props(resources, alarm_id)["Dimensions"]
+        assert dimension["Value"] == {"Fn::GetAtt": [queue_id, "QueueName"]}
+
+
+def test_rejected_rate_alarm_reads_metrics_the_function_emits(resources: dict[str, Any]) -> None:
+    """The alarm's metric names are exactly ones fraudwatch.observability emits (docs/metrics.md)."""
+    from fraudwatch.domain.scoring import BatchReport
+    from fraudwatch.observability import metrics, record_batch
+
+    read = {
+        (q["MetricStat"]["Metric"]["Namespace"], q["MetricStat"]["Metric"]["MetricName"])
+        for q in _props(resources, "RejectedRateSpikeAlarm")["Metrics"]
+        if "MetricStat" in q
+    }
+    assert read == {("Fraudwatch", "Rejected"), ("Fraudwatch", "Scored")}
+    record_batch(BatchReport(latencies_ms=[5.0]), model_version="test")
+    try:
+        emitted = set(metrics.metric_set)
+    finally:
+        metrics.clear_metrics()
+    assert {name for _, name in read} <= emitted
+    dashboard = _props(resources, "Dashboard")["DashboardBody"]["Fn::Sub"]
+    for name in re.findall(r'\["Fraudwatch", "(\w+)"', dashboard):
+        assert name in emitted, name
+
+
+# ---------------------------------------------------------------- tooling
+
+
+def test_template_transforms_to_cloudformation(transformed: dict[str, Any]) -> None:
+    types = {resource["Type"] for resource in transformed["Resources"].values()}
+    assert "AWS::Lambda::Function" in types
+    assert len(resources_of_type(transformed, "AWS::Lambda::LayerVersion")) == len(LAYERS)
+    assert not any(t.startswith("AWS::Serverless::") for t in types)
+
+
+def test_cfn_lint_reports_no_errors_or_warnings() -> None:
+    from cfnlint.api import lint_file
+
+    problems = [m for m in lint_file(Path(TEMPLATE)) if m.rule.severity in {"error", "warning"}]
+    assert problems == [], "\n".join(str(m) for m in problems)
+
+
+def test_samconfig_has_localstack_and_prod_environments() -> None:
+    config = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+    local = config["localstack"]
+    assert local["global"]["parameters"]["stack_name"] == "fraudwatch-local"
+    assert local["deploy"]["parameters"]["resolve_s3"] is False
+    assert local["deploy"]["parameters"]["s3_bucket"]
+    assert "Stage=local" in local["deploy"]["parameters"]["parameter_overrides"]
+    prod = config["prod"]
+    assert prod["deploy"]["parameters"]["confirm_changeset"] is True
+    assert prod["deploy"]["parameters"]["capabilities"] == "CAPABILITY_IAM"
+    assert prod["global"]["parameters"]["region"] == "eu-west-1"
+    assert "default" in config
