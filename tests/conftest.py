@@ -21,6 +21,10 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     x[:, col["amount_zscore"]] = rng.normal(0, 3, rows)
     x[:, col["velocity_1h"]] = rng.poisson(1.0, rows)
     y = (x[:, col["amount_zscore"]] > 4) | (x[:, col["velocity_1h"]] > 3) | (x[:, col["amount"]] > 2000)
+    first = rng.uniform(0, 1, rows) < 0.2  # a user's first transaction: no spread, no previous one
+    for name in ("amount_zscore", "amount_to_mean", "seconds_since_last"):
+        x[first, col[name]] = np.nan
+    y[first] = x[first, col["amount"]] > 2000
     booster = xgb.train(
         {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 3, "seed": 0},
         xgb.DMatrix(x, label=y.astype(int), feature_names=list(FEATURE_NAMES)),

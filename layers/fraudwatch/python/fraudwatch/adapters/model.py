@@ -42,7 +42,8 @@ class XGBoostModel:
         if not rows:
             return []
         matrix = np.asarray(rows, dtype=np.float32)
-        contributions = self._booster.predict(xgb.DMatrix(matrix, missing=np.nan), pred_contribs=True)[:, :-1]
+        data = xgb.DMatrix(matrix, missing=np.nan, feature_names=self._booster.feature_names)
+        contributions = self._booster.predict(data, pred_contribs=True)[:, :-1]
         explained = []
         for values, contribs in zip(matrix, contributions, strict=True):
             order = np.argsort(-contribs)[:top]
@@ -77,6 +78,8 @@ def load_model(bundle_dir: Path) -> XGBoostModel:
         booster = xgb.Booster(model_file=str(bundle_dir / "model.ubj"))
     except (KeyError, TypeError, ValueError, xgb.core.XGBoostError) as exc:
         raise BundleError(f"model bundle {bundle_dir} is corrupt: {exc}") from exc
+    if booster.feature_names is not None and tuple(booster.feature_names) != features:
+        raise BundleError(f"model bundle {bundle_dir}: model.ubj's features differ from features.json")
     booster.set_param({"nthread": 1})
     return XGBoostModel(booster, features, thresholds, version)
 

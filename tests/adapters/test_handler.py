@@ -1,0 +1,148 @@
+"""The real Lambda handler, loaded as Lambda would load it, on moto."""
+
+import inspect
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from fraudwatch.errors import BundleError, ConfigurationError
+from infra.events import event_from_payloads, event_from_transactions
+from infra.invoke import LocalContext, load_handler
+from tests.adapters.conftest import drain
+
+START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def transactions(
+    user: str, amounts: list[float], *, start: datetime = START, prefix: str = "tx"
+) -> list[dict]:
+    return [
+        {
+            "transaction_id": f"{prefix}-{user}-{i}",
+            "user_id": user,
+            "merchant_id": f"merch-{i % 3}",
+            "amount": amount,
+            "currency": "USD",
+            "timestamp": (start + timedelta(hours=3 * i)).isoformat(),
+            "category": "grocery",
+        }
+        for i, amount in enumerate(amounts)
+    ]
+
+
+@pytest.fixture
+def handler(stack, tiny_bundle, restore_environ):
+    return load_handler(stack, bundle_dir=tiny_bundle)
+
+
+def invoke(handler, event: dict) -> dict:
+    return handler(event, LocalContext())
+
+
+def decisions(stack) -> dict[str, dict[str, Any]]:
+    items = boto3.client("dynamodb").scan(TableName=stack["DecisionsTableName"])["Items"]
+    return {i["transaction_id"]["S"]: i for i in items}
+
+
+def profiles(stack) -> dict[str, str]:
+    items = boto3.client("dynamodb").scan(TableName=stack["ProfilesTableName"])["Items"]
+    return {i["user_id"]["S"]: i["state"]["S"] for i in items}
+
+
+def ordinary_and_fraud() -> list[dict]:
+    history = transactions("user-a", [30, 32, 28, 35, 31, 29, 33, 30]) + transactions("user-b", [12, 15, 11])
+    fraud = transactions("user-a", [4800], start=START + timedelta(days=2), prefix="big")
+    return sorted(history, key=lambda t: t["timestamp"]) + fraud
+
+
+def test_every_record_gets_a_decision_and_its_user_a_profile(handler, stack):
+    response = invoke(handler, event_from_transactions(ordinary_and_fraud()))
+    assert response == {"batchItemFailures": []}
+    written = decisions(stack)
+    assert len(written) == 12
+    assert written["big-user-a-0"]["decision"]["S"] == "REJECTED"
+    assert written["tx-user-a-0"]["decision"]["S"] == "APPROVED"
+    assert written["big-user-a-0"]["model_version"]["S"] == "tiny-test-1"
+    assert json.loads(written["big-user-a-0"]["reasons"]["S"])  # the top reasons explain the alert
+    assert json.loads(profiles(stack)["user-a"])["n"] == 9
+
+
+def test_flagged_and_rejected_decisions_raise_one_alert_each(handler, stack, alert_inbox):
+    invoke(handler, event_from_transactions(ordinary_and_fraud()))
+    alerts = drain(alert_inbox)
+    assert [m["MessageAttributes"]["alert_id"]["StringValue"] for m in alerts] == ["big-user-a-0"]
+    assert json.loads(alerts[0]["Body"])["decision"] == "REJECTED"
+
+
+def test_malformed_records_are_quarantined_and_never_retried(handler, stack):
+    valid = transactions("user-c", [20, 25])
+    arrival = datetime.fromisoformat(valid[-1]["timestamp"]).timestamp() + 1
+    event = event_from_payloads(
+        [
+            (json.dumps(valid[0]).encode(), "user-c", arrival),
+            (b"{broken", "user-x", arrival),
+            (json.dumps({**valid[1], "amount": "NaN"}).encode(), "user-c", arrival),
+            (json.dumps(valid[1]).encode(), "user-c", arrival),
+        ]
+    )
+    assert invoke(handler, event) == {"batchItemFailures": []}
+    quarantined = [json.loads(m["Body"]) for m in drain(stack["QuarantineQueueUrl"])]
+    assert [(q["sequence_number"], q["field"]) for q in quarantined] == [("2", "payload"), ("3", "amount")]
+    assert sorted(decisions(stack)) == ["tx-user-c-0", "tx-user-c-1"]
+
+
+def test_a_throttled_write_reports_exactly_the_affected_records_and_the_retry_completes(handler, stack):
+    service = inspect.unwrap(handler).__globals__["service"]
+    client = service._decisions._client
+    throttled = {"left": 4}  # every attempt at the first chunk of 25 decisions
+
+    def throttle(params, **kwargs):
+        if stack["DecisionsTableName"] in json.loads(params["body"])["RequestItems"] and throttled["left"]:
+            throttled["left"] -= 1
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            return AWSResponse("https://dynamodb", 400, {}, None), error
+        return None
+
+    client.meta.events.register("before-call.dynamodb.BatchWriteItem", throttle)
+    users = [transactions(f"user-{i:02d}", [40.0 + i])[0] for i in range(40)]
+    event = event_from_transactions(users)
+    first = invoke(handler, event)
+    failed = {f["itemIdentifier"] for f in first["batchItemFailures"]}
+    assert len(failed) == 25  # the throttled chunk's records are reported, not lost
+    assert len(decisions(stack)) == 15
+    assert len(profiles(stack)) == 15  # a user whose decision is unwritten keeps their old profile
+
+    assert invoke(handler, event) == {"batchItemFailures": []}
+    assert len(decisions(stack)) == 40
+    assert all(json.loads(state)["n"] == 1 for state in profiles(stack).values())
+
+
+def test_a_replayed_batch_changes_nothing(handler, stack, alert_inbox):
+    event = event_from_transactions(ordinary_and_fraud())
+    invoke(handler, event)
+    before = (decisions(stack), profiles(stack), len(drain(alert_inbox)))
+    assert invoke(handler, event) == {"batchItemFailures": []}
+    assert (decisions(stack), profiles(stack), len(drain(alert_inbox))) == (before[0], before[1], 0)
+
+
+def test_a_missing_setting_stops_the_cold_start_naming_it(stack, tiny_bundle, restore_environ):
+    with pytest.raises(ConfigurationError, match="PROFILES_TABLE"):
+        load_handler({**stack, "ProfilesTableName": ""}, bundle_dir=tiny_bundle)
+
+
+def test_a_missing_bundle_stops_the_cold_start(stack, tmp_path: Path, restore_environ):
+    with pytest.raises(BundleError, match=r"missing model\.ubj"):
+        load_handler(stack, bundle_dir=tmp_path)
+
+
+def test_a_corrupt_bundle_stops_the_cold_start(stack, tiny_bundle, tmp_path: Path, restore_environ):
+    for name in ("features.json", "thresholds.json", "model_card.json"):
+        (tmp_path / name).write_text((tiny_bundle / name).read_text())
+    (tmp_path / "model.ubj").write_bytes(b"not a model")
+    with pytest.raises(BundleError, match="corrupt"):
+        load_handler(stack, bundle_dir=tmp_path)
