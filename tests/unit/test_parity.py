@@ -1,0 +1,95 @@
+"""Parity: the training job's features equal the Lambda's, value by value, on the same history.
+
+The online side is the real ScoringService fed stream records in batches (profiles stored as JSON
+between batches, as DynamoDB keeps them); a fake model records the rows it is asked to score.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.records import StreamRecord
+from fraudwatch.domain.scoring import ScoringService
+from fraudwatch.domain.transaction import FIELDS, transaction_from_mapping
+from tests.fakes import (
+    FakeAlertPublisher,
+    FakeDecisionStore,
+    FakeModel,
+    FakeProfileStore,
+    FakeQuarantine,
+    tiny_history,
+)
+from training.features import compute_features, to_transactions
+
+SHARD = "shardId-000000000000"
+
+
+def online_rows(frame: pd.DataFrame, epochs: np.ndarray, batch_size: int) -> dict[str, tuple[float, ...]]:
+    """Replay the frame through ScoringService in time order; the row each transaction was scored on."""
+    model = FakeModel()
+    service = ScoringService(
+        profiles=FakeProfileStore(),
+        decisions=FakeDecisionStore(),
+        alerts=FakeAlertPublisher(),
+        quarantine=FakeQuarantine(),
+        model=model,
+        clock=lambda: 0.0,
+    )
+    order = np.argsort(epochs, kind="stable")
+    records = [
+        StreamRecord(
+            shard_id=SHARD,
+            sequence_number=str(1000 + position),
+            data=json.dumps({name: frame.at[i, name] for name in FIELDS}).encode(),
+            arrival_epoch=float(epochs[i]),
+        )
+        for position, i in enumerate(order.tolist())
+    ]
+    rows: dict[str, tuple[float, ...]] = {}
+    for start in range(0, len(records), batch_size):
+        report = service.process(records[start : start + batch_size])
+        assert not report.failed
+        assert not report.quarantined
+        scored = model.batches[-1]
+        assert len(scored) == len(report.decisions)
+        # The service scores a batch in one call, its decisions in the same order as the rows.
+        rows.update(zip((d.transaction_id for d in report.decisions), scored, strict=True))
+    return rows
+
+
+def assert_parity(frame: pd.DataFrame, batch_size: int) -> None:
+    offline = compute_features(frame.copy())
+    online = online_rows(frame, offline.epochs, batch_size)
+    assert len(online) == len(frame)
+    online_matrix = np.array([online[tx_id] for tx_id in frame["transaction_id"]], dtype=np.float64)
+    assert online_matrix.shape == (len(frame), len(FEATURE_NAMES))
+    assert np.isnan(offline.values).any(), "the history should include first transactions (NaN features)"
+    # Exact equality, NaN equal to NaN: the same code must give the same bits.
+    np.testing.assert_array_equal(offline.values, online_matrix)
+
+
+@pytest.mark.parametrize("batch_size", [1, 37, 500])
+def test_offline_features_equal_online_features_on_a_hand_made_history(batch_size):
+    assert_parity(tiny_history(transactions=1500, users=25, seed=3), batch_size)
+
+
+def test_offline_features_equal_online_features_on_generated_history():
+    generate = pytest.importorskip("training.generate")
+    if not hasattr(generate, "generate_history"):
+        pytest.skip("the history generator has not landed yet")
+    config = generate.GeneratorConfig(n_transactions=3000, days=10, seed=11)
+    frame = generate.generate_history(config)
+    assert frame["is_fraud"].any()
+    assert_parity(frame, batch_size=100)
+
+
+def test_offline_transactions_are_what_the_stream_parser_builds():
+    frame = tiny_history(transactions=400, users=10, seed=5)
+    offline = to_transactions(frame)
+    for tx, record in zip(offline, frame.to_dict("records"), strict=True):
+        assert tx == transaction_from_mapping(record)

@@ -1,0 +1,158 @@
+"""The model bundle: what the Lambda's model layer carries, written so it is never half there.
+
+A bundle is a directory (by default `layers/model/bundle/`): `model.ubj` (the Booster),
+`features.json` (the ordered feature names), `thresholds.json` (flag and reject scores and the targets
+they were chosen for), `model_card.json` and `model_card.md`. `fraudwatch.adapters.model.load_model`
+reads it back and refuses one whose features differ from the code's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xgboost as xgb
+
+from fraudwatch.domain.features import FEATURE_NAMES
+
+DEFAULT_BUNDLE = Path("layers/model/bundle")
+
+
+def model_version(booster: xgb.Booster, trained_at: datetime) -> str:
+    """A version that sorts by training time and names the exact model: `20261130-201503-1a2b3c4d`."""
+    digest = hashlib.sha256(bytes(booster.save_raw(raw_format="ubj"))).hexdigest()[:8]
+    return f"{trained_at:%Y%m%d-%H%M%S}-{digest}"
+
+
+def git_commit() -> str | None:
+    """The current commit of the working tree (with `-dirty` when it has changes), or None outside git."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        commit = _run([git, "rev-parse", "HEAD"])
+        dirty = _run([git, "status", "--porcelain", "--untracked-files=no"])
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def _run(command: list[str]) -> str:
+    # A fixed command on the resolved git executable: no untrusted input reaches it.
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=10)  # noqa: S603
+    return done.stdout.strip()
+
+
+def libraries() -> dict[str, str]:
+    """Versions of what trained the model (the layer must serve it with the same xgboost)."""
+    return {"xgboost": xgb.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def write_bundle(
+    bundle_dir: Path, booster: xgb.Booster, thresholds: dict[str, Any], card: dict[str, Any]
+) -> Path:
+    """Write the bundle into a temporary directory beside `bundle_dir`, then swap it in."""
+    bundle_dir = bundle_dir.resolve()
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.new-", dir=bundle_dir.parent))
+    try:
+        booster.save_model(str(staging / "model.ubj"))
+        _write_json(staging / "features.json", {"feature_names": list(FEATURE_NAMES)})
+        _write_json(staging / "thresholds.json", thresholds)
+        _write_json(staging / "model_card.json", card)
+        (staging / "model_card.md").write_text(render_card(card))
+        _swap(staging, bundle_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return bundle_dir
+
+
+def _swap(staging: Path, bundle_dir: Path) -> None:
+    """Replace `bundle_dir` by `staging` with renames: a reader sees the old bundle or the new one.
+
+    Between the two renames the path is briefly absent (a directory cannot be replaced in one rename);
+    a reader then fails with "bundle missing" and retries, never loads a mix of two bundles.
+    """
+    retired = None
+    if bundle_dir.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.old-", dir=bundle_dir.parent))
+        bundle_dir.rename(retired / bundle_dir.name)
+    staging.rename(bundle_dir)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def render_card(card: dict[str, Any]) -> str:
+    """The human-readable model card."""
+    data, test = card["data"], card["metrics"]["test"]
+    thresholds, imbalance = card["thresholds"], card["imbalance"]
+    lines = [
+        f"# Model card: {card['version']}",
+        "",
+        "Card-fraud score for one transaction given the user's profile before it "
+        "(XGBoost, binary:logistic). Scores at or above the REJECTED threshold are rejected, at or above "
+        "the FLAGGED threshold sent for review.",
+        "",
+        f"- trained at: {card['trained_at']}",
+        f"- git commit: {card['git_commit'] or 'unknown'}",
+        f"- libraries: {', '.join(f'{k} {v}' for k, v in card['libraries'].items())}",
+        f"- features ({len(card['model']['features'])}): {', '.join(card['model']['features'])}",
+        "",
+        "## Data",
+        "",
+        f"- source: {data['source']}",
+        f"- {data['rows']:,} transactions, {data['frauds']:,} fraud ({data['fraud_rate']:.2%}), "
+        f"{data['users']:,} users",
+        *[
+            f"- {name}: {p['start']} to {p['end']}, {p['rows']:,} rows, {p['frauds']:,} fraud"
+            for name, p in data["periods"].items()
+        ],
+        "",
+        "## Thresholds (chosen on the validation period)",
+        "",
+        f"- FLAGGED >= {thresholds['flag']:.6f}, REJECTED >= {thresholds['reject']:.6f}",
+        f"- rule: {thresholds['rule']}",
+        *[f"- note: {note}" for note in thresholds["notes"]],
+        "- deploy-time override: FLAG_THRESHOLD / REJECT_THRESHOLD",
+        "",
+        "## Test period",
+        "",
+        f"- ROC AUC {test['roc_auc']:.4f}, average precision {test['average_precision']:.4f}",
+        f"- at FLAGGED: precision {test['at_flag']['precision']:.3f}, "
+        f"recall {test['at_flag']['recall']:.3f}, "
+        f"{test['at_flag']['alert_share']:.2%} of transactions alerted",
+        f"- at REJECTED: precision {test['at_reject']['precision']:.3f}, "
+        f"recall {test['at_reject']['recall']:.3f}",
+        *[
+            f"- {p['pattern']}: {p['flagged_or_rejected']:.1%} flagged or rejected, "
+            f"{p['rejected']:.1%} rejected"
+            for p in test["patterns"]
+        ],
+        "",
+        "## Imbalance",
+        "",
+        f"Kept `{imbalance['chosen']}` (scale_pos_weight {imbalance['scale_pos_weight']:.2f}), "
+        "the best validation average precision among: "
+        + ", ".join(f"{c['name']} {c['validation_average_precision']:.4f}" for c in imbalance["candidates"])
+        + ".",
+        "",
+        "## Limits",
+        "",
+        "- Trained on the data above only; synthetic history teaches synthetic patterns.",
+        "- Scores are not calibrated probabilities when the positive class is weighted.",
+        "",
+    ]
+    return "\n".join(lines)
