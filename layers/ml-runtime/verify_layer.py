@@ -2,7 +2,8 @@
 
 Run with the runtime's Python in isolated mode and no site-packages (`python3.12 -I -S verify_layer.py
 SITE`), so nothing outside SITE can stand in for a file the trimming removed. The check trains a tiny
-Booster, saves it as UBJ, loads it back and scores with `inplace_predict`: the serving path, end to end.
+Booster, saves it as UBJ, loads it back and makes the calls of fraudwatch's model adapter:
+`inplace_predict` for the scores, a DMatrix and `pred_contribs` for the reasons.
 """
 
 from __future__ import annotations
@@ -14,24 +15,29 @@ from pathlib import Path
 
 
 def serve_once(site: Path) -> list[Path]:
-    """Load a model and predict from `site` only; return the source files of every module imported."""
+    """Load a model and score as the model adapter does, from `site` only; return the sources imported."""
     sys.path.insert(0, str(site))
     import numpy as np
     import xgboost as xgb
 
+    names = [f"feature_{i}" for i in range(6)]
     rng = np.random.default_rng(7)
-    features = rng.random((256, 6), dtype=np.float32)
+    features = rng.random((256, len(names)), dtype=np.float32)
     labels = (features[:, 0] > 0.5).astype(np.float32)
-    trained = xgb.train(
-        {"objective": "binary:logistic", "max_depth": 2}, xgb.DMatrix(features, label=labels), 4
-    )
+    training = xgb.DMatrix(features, label=labels, feature_names=names)
+    trained = xgb.train({"objective": "binary:logistic", "max_depth": 2}, training, 4)
     with tempfile.TemporaryDirectory() as tmp:
         model_file = Path(tmp) / "model.ubj"
         trained.save_model(model_file)
         booster = xgb.Booster(model_file=str(model_file))
-    scores = booster.inplace_predict(features[:8])
+    batch = features[:8]
+    scores = booster.inplace_predict(batch, validate_features=False)
     if scores.shape != (8,) or not ((scores >= 0) & (scores <= 1)).all():
         raise SystemExit(f"layer check failed: unexpected scores {scores!r}")
+    explained = xgb.DMatrix(batch, missing=np.nan, feature_names=booster.feature_names)
+    contributions = booster.predict(explained, pred_contribs=True)
+    if contributions.shape != (8, len(names) + 1):
+        raise SystemExit(f"layer check failed: contributions of shape {contributions.shape}")
     return sorted(
         Path(module.__file__)
         for module in list(sys.modules.values())
