@@ -1,0 +1,234 @@
+"""The embedded emulator: moto in server mode on 127.0.0.1, and boto3 clients that talk to an endpoint.
+
+The server runs either in this process (a thread: cheapest, for a quick deploy check) or in a child
+process (its own interpreter: the demo's handler and runner then do not share a GIL with the server,
+and tests that use moto's in-process mocks elsewhere cannot reset its state). Either way it listens on
+a free port of 127.0.0.1 and is ready once an ordinary API call succeeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+from botocore.config import Config
+
+REGION = "us-east-1"
+# What moto and LocalStack accept; never used for an endpoint of None (real AWS keeps the user's profile).
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+READY_PREFIX = "fraudwatch-emulator listening on "
+START_TIMEOUT_S = 30.0
+
+
+class EmulatorError(RuntimeError):
+    """The emulator did not start, or stopped answering."""
+
+
+def boto_session(endpoint_url: str | None, region: str | None = None) -> boto3.Session:
+    """A session for an endpoint: fake credentials for an emulator, the user's own for real AWS."""
+    if endpoint_url is None:
+        return boto3.Session(region_name=region) if region else boto3.Session()
+    return boto3.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"],
+        region_name=region or REGION,
+    )
+
+
+_sessions: dict[tuple[str | None, str | None], boto3.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def client(service: str, endpoint_url: str | None, region: str | None = None, **config: Any) -> Any:
+    """A boto3 client for one service at an endpoint (None: real AWS with the user's profile)."""
+    settings: dict[str, Any] = {"retries": {"max_attempts": 5, "mode": "standard"}} | config
+    # One session per endpoint: a session loads each service's model once, and creating clients
+    # from one session is not thread-safe, hence the lock.
+    with _sessions_lock:
+        key = (endpoint_url, region)
+        if key not in _sessions:
+            _sessions[key] = boto_session(endpoint_url, region)
+        return _sessions[key].client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=endpoint_url,
+            config=Config(**settings),
+        )
+
+
+def emulator_environment(endpoint_url: str, region: str = REGION) -> dict[str, str]:
+    """Environment variables that point the AWS SDKs and CLI at an emulator."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
+def is_healthy(endpoint_url: str, timeout: float = 2.0) -> bool:
+    """True when the endpoint answers an ordinary API call (STS GetCallerIdentity)."""
+    sts = client(
+        "sts", endpoint_url, connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1}
+    )
+    try:
+        sts.get_caller_identity()
+    except Exception:  # any failure to answer means "not healthy"; the caller reports it
+        return False
+    return True
+
+
+def is_moto(endpoint_url: str, timeout: float = 2.0) -> bool:
+    """True when the endpoint is a moto server (it serves its own dashboard under /moto-api/)."""
+    try:
+        with urllib.request.urlopen(f"{endpoint_url}/moto-api/", timeout=timeout) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+@dataclass
+class Emulator:
+    """moto in server mode on 127.0.0.1 at a free port; a context manager that starts and stops it."""
+
+    in_process: bool = False
+    host: str = "127.0.0.1"
+    port: int = 0
+    endpoint_url: str = field(init=False, default="")
+    _server: Any = field(init=False, default=None, repr=False)
+    _process: subprocess.Popen[str] | None = field(init=False, default=None, repr=False)
+
+    def start(self) -> Self:
+        """Start the server and wait until it answers."""
+        if self.in_process:
+            self._start_thread()
+        else:
+            self._start_process()
+        self._wait_healthy()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server; safe to call twice."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+                try:
+                    self._process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
+                    self._process.wait()
+            if self._process.stdout:
+                self._process.stdout.close()
+            self._process = None
+
+    @property
+    def pid(self) -> int:
+        """The process serving the endpoint (this one when in process)."""
+        return self._process.pid if self._process else os.getpid()
+
+    def healthy(self) -> bool:
+        """True when the server answers an API call."""
+        return bool(self.endpoint_url) and is_healthy(self.endpoint_url)
+
+    def client(self, service: str, **config: Any) -> Any:
+        """A boto3 client for one service on this emulator."""
+        return client(service, self.endpoint_url, **config)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start_thread(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        _quiet_request_log()
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+
+    def _start_process(self) -> None:
+        command = [sys.executable, "-m", "infra.emulator", "--host", self.host, "--port", str(self.port)]
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        line = _read_line(self._process, START_TIMEOUT_S)
+        if not line.startswith(READY_PREFIX):
+            self.stop()
+            raise EmulatorError(f"the emulator process did not start (it said {line!r})")
+        self.endpoint_url = line.removeprefix(READY_PREFIX).strip()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise EmulatorError(
+            f"the emulator at {self.endpoint_url} did not answer within {START_TIMEOUT_S:.0f} s"
+        )
+
+
+def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """The child's first line of output, or "" when it says nothing in time."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    return lines[0] if lines else ""
+
+
+def _quiet_request_log() -> None:
+    """Werkzeug logs every request to stderr; the demo's output is the report."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def serve(host: str, port: int) -> None:
+    """Run moto in this process until SIGTERM or Ctrl-C; print the endpoint once listening."""
+    from moto.server import ThreadedMotoServer
+
+    _quiet_request_log()
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"{READY_PREFIX}http://{bound_host}:{bound_port}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the emulator's child process."""
+    parser = argparse.ArgumentParser(description="moto in server mode (the embedded emulator)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: a free port")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""Deploying the real template.yaml to the embedded emulator, and the pieces the deploy is made of."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra import deploy as deploy_module
+from infra.deploy import (
+    DeployError,
+    Resolver,
+    defer_unsupported,
+    deploy,
+    drop_event_source_mappings,
+    parse_parameters,
+    references,
+)
+from infra.emulator import Emulator, client, is_healthy, is_moto
+from infra.template import TEMPLATE, load_template, loads_template
+
+STACK = "fraudwatch-test"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    """One moto server (its own process, so in-process mocks elsewhere cannot reset it)."""
+    with Emulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def outputs(emulator: Emulator) -> dict[str, str]:
+    """The real template.yaml, deployed once for the whole module."""
+    return deploy(emulator.endpoint_url, stack_name=STACK, parameters={"Stage": "test"})
+
+
+def sam_resources(kind: str) -> dict[str, dict[str, Any]]:
+    """template.yaml's resources of one type: logical id -> properties."""
+    resources = load_template(TEMPLATE)["Resources"]
+    return {lid: r.get("Properties", {}) for lid, r in resources.items() if r["Type"] == kind}
+
+
+# ------------------------------------------------------------------------------------------------ emulator
+
+
+def test_emulator_in_process_starts_answers_and_stops() -> None:
+    with Emulator(in_process=True) as running:
+        assert running.endpoint_url.startswith("http://127.0.0.1:")
+        assert running.healthy()
+        assert is_moto(running.endpoint_url)
+        running.client("sqs").create_queue(QueueName="probe")
+        assert running.client("sqs").list_queues()["QueueUrls"]
+    assert not is_healthy(running.endpoint_url, timeout=0.5)
+
+
+def test_emulator_process_is_healthy_and_stops(emulator: Emulator) -> None:
+    assert emulator.healthy()
+    with Emulator() as other:
+        assert other.endpoint_url != emulator.endpoint_url
+        assert other.pid != emulator.pid
+    assert not is_healthy(other.endpoint_url, timeout=0.5)
+    assert emulator.healthy()
+
+
+def test_an_unreachable_endpoint_is_neither_healthy_nor_moto() -> None:
+    assert not is_healthy("http://127.0.0.1:9", timeout=0.5)
+    assert not is_moto("http://127.0.0.1:9", timeout=0.5)
+
+
+# ------------------------------------------------------------------------------------------------ template
+
+
+def test_short_form_tags_become_long_form() -> None:
+    doc = loads_template(
+        "AWSTemplateFormatVersion: 2010-09-09\n"
+        "Resources:\n"
+        "  A:\n"
+        "    Type: X\n"
+        "    Properties:\n"
+        "      Arn: !GetAtt B.Arn.Deep\n"
+        "      Name: !Sub ['${x}-y', {x: !Ref P}]\n"
+        "      Pick: !If [C, !Select [0, !Split [',', 'a,b']], !Ref AWS::NoValue]\n"
+    )
+    props = doc["Resources"]["A"]["Properties"]
+    assert doc["AWSTemplateFormatVersion"] == "2010-09-09"
+    assert props["Arn"] == {"Fn::GetAtt": ["B", "Arn.Deep"]}
+    assert props["Name"] == {"Fn::Sub": ["${x}-y", {"x": {"Ref": "P"}}]}
+    assert props["Pick"]["Fn::If"][1] == {"Fn::Select": [0, {"Fn::Split": [",", "a,b"]}]}
+
+
+def test_a_document_without_resources_is_not_a_template() -> None:
+    with pytest.raises(ValueError, match="Resources"):
+        loads_template("a: 1\n")
+
+
+def test_references_follow_ref_getatt_and_sub() -> None:
+    value = {
+        "a": {"Ref": "P"},
+        "b": [{"Fn::GetAtt": ["Q", "Arn"]}, {"Fn::GetAtt": "R.Name"}],
+        "c": {"Fn::Sub": "${S.Arn}-${T}-${!Literal}"},
+        "d": {"Fn::Sub": ["${x}", {"x": {"Ref": "U"}}]},
+    }
+    assert references(value) == {"P", "Q", "R", "S", "T", "x", "U"}
+
+
+def test_unsupported_resources_and_what_uses_them_are_deferred() -> None:
+    cfn: dict[str, Any] = {
+        "Resources": {
+            "Topic": {"Type": "AWS::SNS::Topic"},
+            "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"AlarmActions": [{"Ref": "Topic"}]}},
+            "Board": {
+                "Type": "AWS::CloudWatch::Dashboard",
+                "Properties": {"Body": {"Fn::Sub": "${Alarm.Arn}"}},
+            },
+        },
+        "Outputs": {"T": {"Value": {"Ref": "Topic"}}, "B": {"Value": {"Ref": "Board"}}},
+    }
+    applied = defer_unsupported(cfn, lambda kind: kind != "AWS::CloudWatch::Alarm")
+    assert set(applied["Resources"]) == {"Topic"}
+    assert set(applied["Outputs"]) == {"T"}
+    assert set(cfn["Resources"]) == {"Topic", "Alarm", "Board"}, "the caller's template is untouched"
+
+
+def test_event_source_mappings_are_dropped_with_their_dependencies() -> None:
+    cfn: dict[str, Any] = {
+        "Resources": {
+            "Map": {"Type": "AWS::Lambda::EventSourceMapping"},
+            "Other": {"Type": "AWS::SNS::Topic", "DependsOn": ["Map", "Keep"]},
+            "Keep": {"Type": "AWS::SNS::Topic", "DependsOn": "Map"},
+        }
+    }
+    assert drop_event_source_mappings(cfn) == ["Map"]
+    assert cfn["Resources"]["Other"]["DependsOn"] == ["Keep"]
+    assert "DependsOn" not in cfn["Resources"]["Keep"]
+
+
+def test_resolver_evaluates_intrinsics_against_the_stack() -> None:
+    cfn: dict[str, Any] = {
+        "Parameters": {"Stage": {"Default": "dev"}},
+        "Conditions": {"IsProd": {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}},
+    }
+    resolve = Resolver(
+        cfn,
+        {"Stage": "qa"},
+        {"AWS::Region": "us-east-1"},
+        {"Queue": "https://queue"},
+        lambda lid, att: f"{lid}.{att}",
+    )
+    assert resolve({"Fn::Sub": "${AWS::Region}-${Stage}-${Queue}-${Topic.Arn}"}) == (
+        "us-east-1-qa-https://queue-Topic.Arn"
+    )
+    assert resolve({"Fn::If": ["IsProd", "p", "np"]}) == "np"
+    assert resolve({"a": {"Ref": "AWS::NoValue"}, "b": [1, {"Ref": "AWS::NoValue"}]}) == {"b": [1]}
+    assert resolve({"Fn::Join": ["/", ["x", {"Ref": "Stage"}]]}) == "x/qa"
+    with pytest.raises(DeployError, match="Missing"):
+        resolve({"Ref": "Missing"})
+
+
+def test_parameters_are_key_value_pairs() -> None:
+    assert parse_parameters(["Stage=prod", "LogLevel=DEBUG", "FlagThreshold="]) == {
+        "Stage": "prod",
+        "LogLevel": "DEBUG",
+        "FlagThreshold": "",
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_parameters(["Stage"])
+
+
+def test_coerce_fits_text_numbers_to_the_api_shape() -> None:
+    cloudwatch = client("cloudwatch", "http://127.0.0.1:9")
+    shape = cloudwatch.meta.service_model.operation_model("PutMetricAlarm").input_shape
+    fitted = deploy_module.coerce_to_shape({"AlarmName": "a", "Period": "60", "Threshold": "5"}, shape)
+    assert fitted == {"AlarmName": "a", "Period": 60, "Threshold": 5.0}
+    with pytest.raises(DeployError, match="Bogus"):
+        deploy_module.coerce_to_shape({"AlarmName": "a", "Bogus": 1}, shape)
+
+
+# ------------------------------------------------------------------------------------------------ deployed
+
+
+def test_every_output_resolves(outputs: dict[str, str]) -> None:
+    assert set(outputs) == set(load_template(TEMPLATE)["Outputs"])
+    assert all(outputs.values())
+    assert outputs["StreamArn"].startswith("arn:aws:kinesis:")
+    assert outputs["StreamArn"].endswith(f"/{outputs['StreamName']}")
+    assert outputs["QuarantineQueueArn"].startswith("arn:aws:sqs:")
+    assert outputs["DashboardName"] == f"{STACK}-test"
+    assert outputs["ScoringFunctionName"] == f"{STACK}-scoring"
+
+
+def test_tables_have_the_templates_key_schemas(emulator: Emulator, outputs: dict[str, str]) -> None:
+    dynamodb = emulator.client("dynamodb")
+    tables = sam_resources("AWS::DynamoDB::Table")
+    assert set(tables) == {"ProfilesTable", "DecisionsTable"}
+    for logical_id, props in tables.items():
+        table = dynamodb.describe_table(TableName=outputs[f"{logical_id}Name"])["Table"]
+        assert table["KeySchema"] == props["KeySchema"]
+        indexes = {i["IndexName"]: i["KeySchema"] for i in table.get("GlobalSecondaryIndexes", [])}
+        assert indexes == {i["IndexName"]: i["KeySchema"] for i in props.get("GlobalSecondaryIndexes", [])}
+
+
+def test_alarms_exist_although_moto_cloudformation_skips_them(
+    emulator: Emulator, outputs: dict[str, str]
+) -> None:
+    alarms = emulator.client("cloudwatch").describe_alarms(AlarmNamePrefix=f"{STACK}-")["MetricAlarms"]
+    by_name = {a["AlarmName"]: a for a in alarms}
+    expected = sam_resources("AWS::CloudWatch::Alarm")
+    assert expected, "the template declares alarms"
+    for logical_id, props in expected.items():
+        alarm = by_name[f"{STACK}-{logical_id}"]
+        assert alarm["AlarmActions"] == [outputs["AlertsTopicArn"]]
+        assert alarm["ComparisonOperator"] == props["ComparisonOperator"]
+        assert alarm["Threshold"] == float(props["Threshold"])
+        assert alarm.get("MetricName") == props.get("MetricName")
+    function_alarm = by_name[f"{STACK}-IteratorAgeAlarm"]
+    assert function_alarm["Dimensions"] == [{"Name": "FunctionName", "Value": outputs["ScoringFunctionName"]}]
+
+
+def test_dashboard_lists_the_alarms(emulator: Emulator, outputs: dict[str, str]) -> None:
+    body = emulator.client("cloudwatch").get_dashboard(DashboardName=outputs["DashboardName"])[
+        "DashboardBody"
+    ]
+    widget = next(w for w in json.loads(body)["widgets"] if w["type"] == "alarm")
+    assert len(widget["properties"]["alarms"]) == len(sam_resources("AWS::CloudWatch::Alarm"))
+    assert all(arn.startswith("arn:aws:cloudwatch:") for arn in widget["properties"]["alarms"])
+
+
+def test_function_has_its_layers_and_no_event_source_mapping(
+    emulator: Emulator, outputs: dict[str, str]
+) -> None:
+    lambda_ = emulator.client("lambda")
+    config = lambda_.get_function_configuration(FunctionName=outputs["ScoringFunctionName"])
+    layer_names = [layer["Arn"].split(":")[-2] for layer in config["Layers"]]
+    assert layer_names == [f"{STACK}-ml-runtime", f"{STACK}-fraudwatch", f"{STACK}-model"]
+    assert config["Environment"]["Variables"]["DECISIONS_TABLE"] == outputs["DecisionsTableName"]
+    # moto's mapping would fire per record inside PutRecords: the local runner plays its part instead.
+    assert lambda_.list_event_source_mappings()["EventSourceMappings"] == []
+
+
+def test_stream_tables_topic_and_queues_are_usable(emulator: Emulator, outputs: dict[str, str]) -> None:
+    kinesis = emulator.client("kinesis")
+    kinesis.put_record(StreamName=outputs["StreamName"], Data=b'{"probe": 1}', PartitionKey="u1")
+    shard = kinesis.list_shards(StreamName=outputs["StreamName"])["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName=outputs["StreamName"], ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    assert [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]] == [b'{"probe": 1}']
+
+    dynamodb = emulator.client("dynamodb")
+    dynamodb.put_item(TableName=outputs["ProfilesTableName"], Item={"user_id": {"S": "u1"}})
+    got = dynamodb.get_item(TableName=outputs["ProfilesTableName"], Key={"user_id": {"S": "u1"}})
+    assert got["Item"]["user_id"] == {"S": "u1"}
+
+    sqs = emulator.client("sqs")
+    for key in ("QuarantineQueueUrl", "OnFailureQueueUrl"):
+        sqs.send_message(QueueUrl=outputs[key], MessageBody="probe")
+        assert sqs.receive_message(QueueUrl=outputs[key])["Messages"][0]["Body"] == "probe"
+    assert emulator.client("sns").publish(TopicArn=outputs["AlertsTopicArn"], Message="probe")["MessageId"]
+
+
+def test_redeploy_keeps_the_stack(emulator: Emulator, outputs: dict[str, str]) -> None:
+    again = deploy(emulator.endpoint_url, stack_name=STACK, parameters={"Stage": "test"})
+    assert again == outputs
