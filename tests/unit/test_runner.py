@@ -75,7 +75,8 @@ def test_omitted_properties_take_lambdas_defaults_and_refs_take_parameter_defaul
 def test_a_literal_destination_arn_is_kept(tmp_path):
     path = write_template(
         tmp_path,
-        "StartingPosition: TRIM_HORIZON\nDestinationConfig:\n  OnFailure:\n    Destination: arn:aws:sqs:us-east-1:1:q\n",
+        "StartingPosition: TRIM_HORIZON\n"
+        "DestinationConfig:\n  OnFailure:\n    Destination: arn:aws:sqs:us-east-1:1:q\n",
     )
 
     settings = MappingSettings.from_template(path, function="Fn", event="Stream")
