@@ -64,5 +64,5 @@ validate: setup tools ## cfn-lint and sam validate --lint on template.yaml
 	$(SAM) validate --lint
 
 sam-build: tools ## sam build: the function and its three layers, locally (needs the model bundle)
-	@test -f layers/model/bundle/model.ubj || { echo "no model bundle: run \`make train\` (layers/model/bundle/ is empty)"; exit 1; }
+	@test -f "$${BUNDLE_DIR:-layers/model/bundle}/model.ubj" || { echo "no model bundle: run \`make train\` ($${BUNDLE_DIR:-layers/model/bundle}/ is empty)"; exit 1; }
 	$(SAM) build
