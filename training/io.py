@@ -80,7 +80,8 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _fail(source: str, column: str, row: int, value: object, reason: str) -> DataFileError:
-    return DataFileError(f"{source}: column {column!r}, row {row + 1}: {value!r} {reason}")
+    shown = value.item() if isinstance(value, np.generic) else value
+    return DataFileError(f"{source}: column {column!r}, row {row + 1}: {shown!r} {reason}")
 
 
 def _first(bad: np.ndarray) -> int:

@@ -75,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=DEFAULT_REPORTS,
         help=f"where reports/<version>/ is written (default {DEFAULT_REPORTS})",
     )
+    train.add_argument(
+        "--threads", type=_positive_int, default=2, help="XGBoost threads (default 2: these machines' cores)"
+    )
     train.set_defaults(run=run_train)
 
     score = subparsers.add_parser(
@@ -151,6 +154,7 @@ def run_training(
     bundle_dir: Path,
     reports_dir: Path,
     seed: int = DEFAULT_SEED,
+    nthread: int = 2,
     checked: bool = False,
     progress: bool = False,
     steps: Steps | None = None,
@@ -170,7 +174,7 @@ def run_training(
     labels = frame[LABEL].to_numpy(dtype=bool)
     with steps.step("train", "training XGBoost on the earliest 70%, early stopping on the next 15%"):
         split = time_split(matrix.epochs)
-        model = train_model(matrix.values, labels, split, seed=seed, progress=progress)
+        model = train_model(matrix.values, labels, split, seed=seed, nthread=nthread, progress=progress)
         thresholds = choose_thresholds(model.validation_scores, labels[split.validation])
     trained_at = datetime.now(UTC).replace(microsecond=0)
     version = model_version(model.booster, trained_at)
@@ -310,6 +314,7 @@ def run_train(args: argparse.Namespace) -> int:
             bundle_dir=args.bundle,
             reports_dir=args.reports,
             seed=args.seed,
+            nthread=args.threads,
             checked=args.data is not None,
             progress=True,
             steps=steps,

@@ -92,4 +92,4 @@ def test_offline_transactions_are_what_the_stream_parser_builds():
     frame = tiny_history(transactions=400, users=10, seed=5)
     offline = to_transactions(frame)
     for tx, record in zip(offline, frame.to_dict("records"), strict=True):
-        assert tx == transaction_from_mapping(record)
+        assert tx == transaction_from_mapping({str(k): v for k, v in record.items()})

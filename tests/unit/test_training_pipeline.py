@@ -1,0 +1,153 @@
+"""The training job end to end on a tiny history: bundle round trip, report, and offline scoring."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+import pytest
+
+from fraudwatch.adapters.model import load_model
+from fraudwatch.domain.features import FEATURE_NAMES
+from tests.fakes import tiny_history
+from training import pipeline
+from training.bundle import write_bundle
+from training.evaluate import PLOTS, evaluate
+from training.features import compute_features
+from training.train import predict
+
+
+def main(argv: list[str]) -> int:
+    """The training commands as `fraudwatch` runs them (without the other modules' commands)."""
+    parser = argparse.ArgumentParser(prog="fraudwatch")
+    pipeline.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    return tiny_history(transactions=4000, users=50, days=20, seed=8)
+
+
+@pytest.fixture(scope="module")
+def trained(history, tmp_path_factory):
+    root = tmp_path_factory.mktemp("training")
+    run = pipeline.run_training(
+        history.copy(), source="tiny", bundle_dir=root / "bundle", reports_dir=root / "reports", nthread=1
+    )
+    return run, root
+
+
+def test_the_bundle_loads_and_scores_exactly_as_trained(trained, history):
+    run, root = trained
+    model = load_model(root / "bundle")
+    assert model.version == run.version
+    assert model.feature_names == FEATURE_NAMES
+    assert (model.thresholds.flag, model.thresholds.reject) == (
+        run.thresholds.flag.threshold,
+        run.thresholds.reject.threshold,
+    )
+    values = compute_features(history.copy()).values
+    assert model.score(values.tolist()) == predict(run.model.booster, values).tolist()
+
+
+def test_the_bundle_files_follow_the_contract(trained):
+    run, root = trained
+    bundle = root / "bundle"
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "features.json",
+        "model.ubj",
+        "model_card.json",
+        "model_card.md",
+        "thresholds.json",
+    ]
+    assert json.loads((bundle / "features.json").read_text()) == {"feature_names": list(FEATURE_NAMES)}
+    thresholds = json.loads((bundle / "thresholds.json").read_text())
+    assert 0 <= thresholds["flag"] <= thresholds["reject"] <= 1
+    assert thresholds["targets"]["reject_precision"] == 0.95
+    card = json.loads((bundle / "model_card.json").read_text())
+    assert card["version"] == run.version
+    assert card["data"]["rows"] == 4000
+    assert set(card["data"]["periods"]) == {"training", "validation", "test"}
+    assert card["imbalance"]["chosen"] in {c["name"] for c in card["imbalance"]["candidates"]}
+    assert set(card["libraries"]) == {"xgboost", "numpy", "python"}
+    assert card["metrics"]["test"]["roc_auc"] > 0.8  # the tiny history's fraud is easy to see
+    assert run.version in (bundle / "model_card.md").read_text()
+
+
+def test_the_report_has_its_metrics_and_plots(trained):
+    run, root = trained
+    directory = root / "reports" / run.version
+    assert run.report == directory / "report.md"
+    text = run.report.read_text()
+    for heading in ("ROC AUC", "average precision", "Decisions against truth", "Recall per fraud pattern"):
+        assert heading in text
+    for plot in PLOTS:
+        assert (directory / plot).stat().st_size > 1000
+    metrics = json.loads((directory / "metrics.json").read_text())
+    confusion = metrics["confusion"]
+    assert sum(c["fraud"] + c["legitimate"] for c in confusion.values()) == metrics["transactions"]
+
+
+def test_rewriting_a_bundle_replaces_it_whole_and_leaves_no_temporary_directories(trained, tmp_path):
+    run, _ = trained
+    bundle = tmp_path / "bundle"
+    (bundle).mkdir()
+    (bundle / "stale.txt").write_text("from an older bundle")
+    write_bundle(bundle, run.model.booster, pipeline.thresholds_file(run.thresholds), run.card)
+    assert not (bundle / "stale.txt").exists()
+    assert load_model(bundle).version == run.version
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_a_failed_bundle_write_leaves_the_old_bundle(trained, tmp_path):
+    run, _ = trained
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle, run.model.booster, pipeline.thresholds_file(run.thresholds), run.card)
+    broken_card = {**run.card, "metrics": {}}  # the card cannot be rendered
+    with pytest.raises(KeyError):
+        write_bundle(bundle, run.model.booster, pipeline.thresholds_file(run.thresholds), broken_card)
+    assert load_model(bundle).version == run.version
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_score_file_scores_every_transaction_in_time_order(trained, history, tmp_path, capsys):
+    _, root = trained
+    data = tmp_path / "in.csv"
+    history.drop(columns=["is_fraud", "fraud_pattern"]).iloc[::-1].to_csv(data, index=False)
+    out = tmp_path / "scores.parquet"
+    assert main(["score-file", "--data", str(data), "--out", str(out), "--bundle", str(root / "bundle")]) == 0
+    scored = pd.read_parquet(out)
+    model = load_model(root / "bundle")
+    assert list(scored.columns) == ["transaction_id", "timestamp", "score", "decision"]
+    assert scored["transaction_id"].tolist() == history["transaction_id"].tolist()
+    expected = model.score(compute_features(history.copy()).values.tolist())
+    assert scored["score"].tolist() == expected
+    assert scored["decision"].tolist() == [model.thresholds.decide(s).value for s in expected]
+    assert "scored 4,000 transactions" in capsys.readouterr().out
+
+
+def test_score_file_without_a_bundle_fails_in_one_line(history, tmp_path, capsys):
+    data = tmp_path / "in.csv"
+    history.to_csv(data, index=False)
+    out = tmp_path / "o.csv"
+    status = main(["score-file", "--data", str(data), "--out", str(out), "--bundle", str(tmp_path / "none")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert len(err) == 1
+    assert "missing model.ubj" in err[0]
+    assert not out.exists()
+
+
+def test_evaluation_without_patterns_counts_all_fraud_as_one(trained, history):
+    run, _ = trained
+    values = compute_features(history.copy()).values
+    labels = history["is_fraud"].to_numpy()
+    scores = predict(run.model.booster, values)
+    result = evaluate(run.model.booster, scores, labels, None, run.thresholds)
+    assert [(p.pattern, p.transactions) for p in result.patterns] == [("fraud", int(labels.sum()))]
+    assert result.patterns[0].flagged_or_rejected == float(
+        (scores[labels] >= run.thresholds.flag.threshold).mean()
+    )
