@@ -76,8 +76,8 @@ MAX_FAVOURITES = 6
 class Population:
     """Users and merchants as arrays; user i is `user_ids[i]`, merchant j is `merchant_ids[j]`."""
 
-    user_ids: np.ndarray
-    """object array of str, e.g. "user-000123"."""
+    user_ids: tuple[str, ...]
+    """e.g. "user-000123"."""
     zone: np.ndarray
     """Index into ZONES per user."""
     log_level: np.ndarray
@@ -94,7 +94,7 @@ class Population:
     """Chronotype: the user's hours are DAY_HOURS shifted by this many hours."""
     activity_cum: np.ndarray
     """Cumulative relative transaction rate of the users (heavy-tailed rates), ending at 1."""
-    merchant_ids: np.ndarray
+    merchant_ids: tuple[str, ...]
     merchant_category: np.ndarray
     """Merchants are sorted by category, so each category's merchants are one contiguous block."""
     merchant_popularity_cum: np.ndarray
@@ -189,7 +189,7 @@ def _preferences(n_users: int, rng: np.random.Generator) -> tuple[np.ndarray, np
     return preferred, rng.integers(2, MAX_PREFERRED + 1, size=n_users)
 
 
-def _names(prefix: str, count: int, width: int) -> np.ndarray:
+def _names(prefix: str, count: int, width: int) -> tuple[str, ...]:
     """Identifiers like "user-000001", numbered from 1."""
     width = max(width, len(str(count)))
-    return np.array([f"{prefix}-{i:0{width}d}" for i in range(1, count + 1)], dtype=object)
+    return tuple(f"{prefix}-{i:0{width}d}" for i in range(1, count + 1))

@@ -23,15 +23,10 @@ from training._population import (
     Population,
     pick_merchant,
 )
+from training.generate import FRAUD_PATTERNS, NO_FRAUD
 
-PATTERNS: tuple[str, ...] = (
-    "none",
-    "account_takeover",
-    "card_testing",
-    "spending_spike",
-    "compromised_merchant",
-    "velocity_burst",
-)
+PATTERNS: tuple[str, ...] = (NO_FRAUD, *FRAUD_PATTERNS)
+# Codes index PATTERNS, so they follow the order of training.generate.FRAUD_PATTERNS.
 NONE, TAKEOVER, CARD_TESTING, SPIKE, COMPROMISED, VELOCITY = range(len(PATTERNS))
 PATTERN_SHARE = {TAKEOVER: 0.2, CARD_TESTING: 0.25, SPIKE: 0.1, COMPROMISED: 0.2, VELOCITY: 0.25}
 """Share of the fraudulent rows each pattern contributes."""
@@ -239,13 +234,13 @@ def compromise_merchants(
     """Genuine rows to relabel as compromised_merchant, and the compromises still open at `t1`.
 
     The `active` compromises (carried over from before `t0`) cover rows first; then merchants (drawn
-    by volume, damped so small merchants get their turn) are compromised for 2-7 days until
+    by volume, as busy merchants are the likelier targets) are compromised for 2-7 days until
     `target_rows` rows are covered. The compromise that reaches the target ends at that row, so
     exactly `target_rows` rows are covered whenever the rows allow it.
     """
     hit = np.zeros(len(rows), dtype=bool)
     genuine = rows.pattern == NONE
-    weight = np.sqrt(np.bincount(rows.merchant[genuine], minlength=1).astype(np.float64))
+    weight = np.bincount(rows.merchant[genuine], minlength=1).astype(np.float64)
     carried, windows, attempts = list(active), list[Compromise](), 0
     while int(hit.sum()) < target_rows and attempts < _MAX_COMPROMISES and weight.sum() > 0:
         if carried:

@@ -3,14 +3,13 @@
 `generate_history` draws a whole period at once (numpy, vectorised: a million rows in seconds);
 `iter_live` draws the same population's transactions a day at a time and yields them in time order.
 Both label every row (`is_fraud`, `fraud_pattern`) and follow the stream's transaction contract.
-The population lives in `training._population`, its behaviour in `training._population_activity`.
+The work happens in `training._population*` modules (population, behaviour, streams, text columns),
+imported only when data is generated, so the command line starts quickly.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import math
 import os
 import sys
 import time
@@ -19,39 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
-
-from training._population import (
-    CATEGORY_NAMES,
-    DAY,
-    HOUR,
-    ZONE_CURRENCIES,
-    ZONE_OFFSETS,
-    Population,
-    build_population,
-)
-from training._population_activity import (
-    CARD_TESTING,
-    COMPROMISED,
-    PATTERN_SHARE,
-    PATTERNS,
-    SPIKE,
-    TAKEOVER,
-    VELOCITY,
-    Compromise,
-    Rows,
-    account_takeover,
-    card_testing,
-    compromise_merchants,
-    concat_rows,
-    empty_rows,
-    event_sizes,
-    genuine,
-    random_event_sizes,
-    spending_spike,
-    velocity_burst,
-)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,12 +33,17 @@ COLUMNS = (
     "is_fraud",
     "fraud_pattern",
 )
-FRAUD_PATTERNS = PATTERNS[1:]
+NO_FRAUD = "none"
+FRAUD_PATTERNS = (
+    "account_takeover",
+    "card_testing",
+    "spending_spike",
+    "compromised_merchant",
+    "velocity_burst",
+)
 MIN_TRANSACTIONS = 100
 MAX_FRAUD_RATE = 0.5
 DEFAULT_START = datetime(2026, 9, 1, tzinfo=UTC)
-_POPULATION, _HISTORY, _LIVE = range(3)
-"""Independent random streams per purpose, so history and live mode share one population."""
 
 
 @dataclass(frozen=True)
@@ -114,68 +85,14 @@ class GeneratorConfig:
         return self.n_merchants if self.n_merchants is not None else max(100, self.users // 5)
 
 
-def build_config_population(config: GeneratorConfig) -> Population:
-    """The config's population: it depends on the seed and the sizes only."""
-    return build_population(config.users, config.merchants, np.random.default_rng([config.seed, _POPULATION]))
-
-
 def generate_history(config: GeneratorConfig, progress: bool = False) -> pd.DataFrame:
-    """Exactly `config.n_transactions` labelled transactions over `config.days` days, in time order."""
-    from tqdm import tqdm
+    """Exactly `config.n_transactions` labelled transactions over `config.days` days, in time order.
 
-    with tqdm(total=4, desc="generate", unit="step", disable=not progress) as bar:
-        population = build_config_population(config)
-        rng = np.random.default_rng([config.seed, _HISTORY])
-        bar.update()
-        rows = _history_rows(population, rng, config, bar)
-        frame = _frame(population, rows, _transaction_ids("tx", 1, len(rows)))
-        bar.update()
-    return frame
+    Columns are COLUMNS; rows are sorted by instant, ties by transaction_id.
+    """
+    from training._population_streams import history_frame
 
-
-def _history_rows(
-    population: Population, rng: np.random.Generator, config: GeneratorConfig, bar: Any
-) -> Rows:
-    t0 = math.ceil(config.start.timestamp())
-    t1 = t0 + config.days * DAY
-    # Fraud starts after a short warm-up so victims have some history, and ends an hour early so
-    # every burst ends inside the period.
-    fraud_t0 = t0 + min(DAY, (t1 - t0) // 10)
-    fraud_t1 = t1 - HOUR
-    targets = _pattern_targets(round(config.fraud_rate * config.n_transactions))
-    sizes = {
-        pattern: event_sizes(rng, pattern, targets[pattern]) for pattern in (TAKEOVER, CARD_TESTING, VELOCITY)
-    }
-    injected = sum(int(s.sum()) for s in sizes.values()) + targets[SPIKE]
-    if injected >= config.n_transactions:
-        raise ValueError(
-            f"fraud_rate {config.fraud_rate} is too high for {config.n_transactions} transactions"
-        )
-    ordinary = genuine(population, rng, config.n_transactions - injected, t0, t1)
-    bar.update()
-    compromised, _ = compromise_merchants(ordinary, rng, targets[COMPROMISED], fraud_t0, fraud_t1, [])
-    ordinary.pattern[compromised] = COMPROMISED
-    rows = concat_rows(
-        [
-            ordinary,
-            account_takeover(population, rng, sizes[TAKEOVER], fraud_t0, fraud_t1),
-            card_testing(population, rng, sizes[CARD_TESTING], fraud_t0, fraud_t1),
-            spending_spike(population, rng, targets[SPIKE], fraud_t0, fraud_t1),
-            velocity_burst(population, rng, sizes[VELOCITY], fraud_t0, fraud_t1),
-        ]
-    )
-    bar.update()
-    return rows.take(np.argsort(rows.epoch, kind="stable"))
-
-
-def _pattern_targets(fraud_rows: int) -> dict[int, int]:
-    """Fraud rows per pattern, by PATTERN_SHARE, summing to `fraud_rows` (largest remainders)."""
-    exact = {pattern: share * fraud_rows for pattern, share in PATTERN_SHARE.items()}
-    targets = {pattern: int(value) for pattern, value in exact.items()}
-    by_remainder = sorted(exact, key=lambda p: exact[p] - targets[p], reverse=True)
-    for pattern in by_remainder[: fraud_rows - sum(targets.values())]:
-        targets[pattern] += 1
-    return targets
+    return history_frame(config, progress)
 
 
 def iter_live(
@@ -187,108 +104,12 @@ def iter_live(
     Deterministic for a seed and a start; transaction ids carry a tag of both, so runs with
     different starts never share an id. Endless unless `limit` is given.
     """
+    from training._population_streams import live_transactions
+
     start = datetime.now(UTC) if start is None else start
     if start.tzinfo is None:
         raise ValueError("start needs a time zone (an aware datetime)")
-    population = build_config_population(config)
-    t0 = math.ceil(start.timestamp())
-    rng = np.random.default_rng([config.seed, _LIVE, t0])
-    tag = hashlib.blake2b(f"{config.seed}:{start.isoformat()}".encode(), digest_size=5).hexdigest()
-    per_day = config.n_transactions / config.days
-    pending, open_compromises, emitted = empty_rows(), list[Compromise](), 0
-    while limit is None or emitted < limit:
-        t1 = t0 + DAY
-        chunk, open_compromises = _live_day(population, rng, config, per_day, t0, t1, open_compromises)
-        rows = concat_rows([pending, chunk])
-        rows = rows.take(np.argsort(rows.epoch, kind="stable"))
-        ready = int(np.searchsorted(rows.epoch, t1))
-        if limit is not None:
-            ready = min(ready, limit - emitted)
-        batch = _frame_columns(
-            population, rows.take(np.arange(ready)), _transaction_ids(f"tx-{tag}", emitted + 1, ready)
-        )
-        for values in zip(*(batch[name].tolist() for name in COLUMNS), strict=True):
-            yield dict(zip(COLUMNS, values, strict=True))
-        emitted += ready
-        pending, t0 = rows.take(np.arange(ready, len(rows))), t1
-
-
-def _live_day(
-    population: Population,
-    rng: np.random.Generator,
-    config: GeneratorConfig,
-    per_day: float,
-    t0: int,
-    t1: int,
-    open_compromises: list[Compromise],
-) -> tuple[Rows, list[Compromise]]:
-    """One simulated day: Poisson counts around the configured rates; bursts may spill past `t1`."""
-    fraud_per_day = per_day * config.fraud_rate
-    sizes = {
-        pattern: random_event_sizes(rng, pattern, PATTERN_SHARE[pattern] * fraud_per_day)
-        for pattern in (TAKEOVER, CARD_TESTING, VELOCITY)
-    }
-    ordinary = genuine(population, rng, int(rng.poisson(per_day)), t0, t1)
-    target = int(rng.poisson(PATTERN_SHARE[COMPROMISED] * fraud_per_day))
-    compromised, still_open = compromise_merchants(ordinary, rng, target, t0, t1, open_compromises)
-    ordinary.pattern[compromised] = COMPROMISED
-    rows = concat_rows(
-        [
-            ordinary,
-            account_takeover(population, rng, sizes[TAKEOVER], t0, t1),
-            card_testing(population, rng, sizes[CARD_TESTING], t0, t1),
-            spending_spike(population, rng, int(rng.poisson(PATTERN_SHARE[SPIKE] * fraud_per_day)), t0, t1),
-            velocity_burst(population, rng, sizes[VELOCITY], t0, t1),
-        ]
-    )
-    return rows, still_open
-
-
-def _frame(population: Population, rows: Rows, ids: np.ndarray) -> pd.DataFrame:
-    import pandas as pd
-
-    columns = _frame_columns(population, rows, ids)
-    return pd.DataFrame({name: columns[name] for name in COLUMNS})
-
-
-def _frame_columns(population: Population, rows: Rows, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """The rows as named columns: ids, names, local ISO timestamps and labels."""
-    zone = population.zone[rows.user]
-    return {
-        "transaction_id": ids,
-        "user_id": population.user_ids[rows.user],
-        "merchant_id": population.merchant_ids[rows.merchant],
-        "amount": rows.amount,
-        "currency": np.asarray(ZONE_CURRENCIES, dtype=object)[zone],
-        "timestamp": _local_timestamps(rows.epoch, zone),
-        "category": np.asarray(CATEGORY_NAMES, dtype=object)[population.merchant_category[rows.merchant]],
-        "is_fraud": rows.pattern != 0,
-        "fraud_pattern": np.asarray(PATTERNS, dtype=object)[rows.pattern],
-    }
-
-
-def _local_timestamps(epoch: np.ndarray, zone: np.ndarray) -> np.ndarray:
-    """ISO 8601 local wall-clock time with the zone's offset, e.g. 2026-09-01T13:45:12+02:00."""
-    out = np.empty(len(epoch), dtype="U25")
-    for index, offset in enumerate(ZONE_OFFSETS):
-        mask = zone == index
-        if not mask.any():
-            continue
-        local = (epoch[mask] + offset).astype("datetime64[s]")
-        out[mask] = np.strings.add(np.datetime_as_string(local, unit="s"), _offset_text(int(offset)))
-    return out
-
-
-def _offset_text(seconds: int) -> str:
-    sign = "+" if seconds >= 0 else "-"
-    hours, minutes = divmod(abs(seconds) // 60, 60)
-    return f"{sign}{hours:02d}:{minutes:02d}"
-
-
-def _transaction_ids(prefix: str, first: int, count: int) -> np.ndarray:
-    """`prefix`-NNNNNNNN numbered from `first`, zero-padded so text order is numeric order."""
-    numbers = np.arange(first, first + count).astype(str)
-    return np.strings.add(f"{prefix}-", np.strings.zfill(numbers, 8))
+    yield from live_transactions(config, start, limit)
 
 
 def write_history(df: pd.DataFrame, path: Path) -> None:
