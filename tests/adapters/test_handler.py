@@ -16,6 +16,7 @@ from infra.invoke import LocalContext, load_handler
 from tests.adapters.conftest import drain
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def transactions(
@@ -146,3 +147,19 @@ def test_a_corrupt_bundle_stops_the_cold_start(stack, tiny_bundle, tmp_path: Pat
     (tmp_path / "model.ubj").write_bytes(b"not a model")
     with pytest.raises(BundleError, match="corrupt"):
         load_handler(stack, bundle_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["ordinary", "fraud", "malformed", "mixed"])
+def test_sample_events_are_decided_or_quarantined_record_by_record(handler, stack, name):
+    event = json.loads((EVENTS / f"{name}.json").read_text())
+    assert invoke(handler, event) == {"batchItemFailures": []}
+    quarantined = len(drain(stack["QuarantineQueueUrl"]))
+    assert quarantined + len(decisions(stack)) == len(event["Records"])
+    assert quarantined == {"ordinary": 0, "fraud": 0, "malformed": 9, "mixed": 3}[name]
+
+
+def test_fraud_sample_raises_alerts(handler, stack, alert_inbox):
+    invoke(handler, json.loads((EVENTS / "fraud.json").read_text()))
+    alerts = [json.loads(m["Body"]) for m in drain(alert_inbox)]
+    assert alerts
+    assert {a["decision"] for a in alerts} <= {"FLAGGED", "REJECTED"}
