@@ -139,13 +139,19 @@ def ordinary_amounts(
 
 
 def event_sizes(rng: np.random.Generator, pattern: int, target_rows: int) -> np.ndarray:
-    """Sizes of just enough events of `pattern` to reach `target_rows` rows (the last one whole)."""
+    """Sizes of just enough events of `pattern` for `target_rows` rows.
+
+    The last event is cut to what is missing but keeps the pattern's minimum size, so a burst stays
+    a burst and the total exceeds the target by less than that minimum.
+    """
     if target_rows <= 0:
         return np.empty(0, dtype=np.int64)
     low, high = BURST_SIZE[pattern]
     sizes = rng.integers(low, high + 1, size=target_rows // low + 1)
     needed = int(np.searchsorted(np.cumsum(sizes), target_rows)) + 1
-    return sizes[:needed]
+    sizes = sizes[:needed]
+    sizes[-1] = max(low, target_rows - int(sizes[:-1].sum()))
+    return sizes
 
 
 def random_event_sizes(rng: np.random.Generator, pattern: int, expected_rows: float) -> np.ndarray:

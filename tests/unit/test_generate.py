@@ -141,7 +141,7 @@ def test_velocity_burst_is_many_transactions_within_an_hour(history, parsed):
         burst_number = (burst["epoch"].diff() > 3600).cumsum()
         sizes = burst.groupby(burst_number).size()
         spans = burst.groupby(burst_number)["epoch"].agg(lambda e: e.max() - e.min())
-        assert sizes.between(5, 30).all()
+        assert sizes.between(10, 30).all()
         assert (spans <= 3600).all()
 
 
@@ -167,6 +167,11 @@ def test_population_sizes_scale_with_transactions():
 def test_invalid_config_is_refused(changes):
     with pytest.raises(ValueError):
         GeneratorConfig(**changes)
+
+
+def test_too_few_merchants_for_the_categories_is_refused():
+    with pytest.raises(ValueError, match="n_merchants"):
+        generate_history(GeneratorConfig(n_transactions=1000, n_merchants=10))
 
 
 def live(limit: int, start: datetime = LIVE_START, seed: int = 5) -> list[dict[str, object]]:
