@@ -44,6 +44,7 @@ FRAUD_PATTERNS = (
 MIN_TRANSACTIONS = 100
 MAX_FRAUD_RATE = 0.5
 DEFAULT_START = datetime(2026, 9, 1, tzinfo=UTC)
+SUFFIXES = (".parquet", ".pq", ".csv")
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,13 @@ def iter_live(
     start = datetime.now(UTC) if start is None else start
     if start.tzinfo is None:
         raise ValueError("start needs a time zone (an aware datetime)")
-    yield from live_transactions(config, start, limit)
+    return live_transactions(config, start, limit)
 
 
 def write_history(df: pd.DataFrame, path: Path) -> None:
     """Write `df` as Parquet or CSV (by suffix), atomically: a temporary file, then a rename."""
     suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv"):
+    if suffix not in SUFFIXES:
         raise ValueError(f"{path}: unsupported suffix {path.suffix!r} (use .parquet or .csv)")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -163,8 +164,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Generate, write, and print a one-line summary."""
-    if args.out.suffix.lower() not in (".parquet", ".pq", ".csv"):
-        print(f"generate: --out {args.out}: use a .parquet or .csv file", file=sys.stderr)
+    if args.out.suffix.lower() not in SUFFIXES:
+        print(f"fraudwatch generate: --out {args.out}: use a .parquet or .csv file", file=sys.stderr)
         return 2
     config = GeneratorConfig(
         n_transactions=args.transactions, days=args.days, fraud_rate=args.fraud_rate, seed=args.seed
@@ -173,12 +174,12 @@ def run_generate(args: argparse.Namespace) -> int:
     try:
         frame = generate_history(config, progress=True)
     except ValueError as exc:
-        print(f"generate: {exc}", file=sys.stderr)
+        print(f"fraudwatch generate: {exc}", file=sys.stderr)
         return 2
     try:
         write_history(frame, args.out)
     except OSError as exc:
-        print(f"generate: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"fraudwatch generate: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"{args.out}: {summary(frame, time.perf_counter() - began)}")
     return 0

@@ -221,7 +221,7 @@ def test_live_shares_the_history_population(history):
 
 def test_live_requires_an_aware_start():
     with pytest.raises(ValueError):
-        next(iter_live(CONFIG, start=datetime(2026, 11, 30, 12, 0)))
+        iter_live(CONFIG, start=datetime(2026, 11, 30, 12, 0))
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
@@ -268,3 +268,12 @@ def test_cli_refuses_bad_arguments_with_one_line(tmp_path, capsys):
         main(["generate", "--fraud-rate", "2"])
     assert exit_info.value.code == 2
     assert "--fraud-rate" in capsys.readouterr().err
+
+
+def test_cli_reports_an_unwritable_output_in_one_line(tmp_path, capsys):
+    taken = tmp_path / "taken.csv"
+    taken.mkdir()
+    assert main(["generate", "--transactions", "500", "--days", "2", "--out", str(taken)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fraudwatch generate: cannot write")
+    assert len(err.splitlines()) == 1
