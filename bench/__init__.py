@@ -1,0 +1,1 @@
+"""Benchmarks of the budgets in DESIGN.md; results are recorded in docs/benchmarks.md."""

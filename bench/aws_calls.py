@@ -1,0 +1,377 @@
+"""AWS calls per batch of 100 records through the real adapters on moto, against the naive way.
+
+Ours: the handler's own wiring (`fraudwatch.wiring.build_service`: BatchGetItem for the batch's
+profiles, BatchWriteItem for decisions and profiles, PublishBatch for alerts, SendMessageBatch for
+quarantine). Naive: per record GetItem (profile), PutItem (profile), PutItem (decision), and one
+Publish per alert. Calls are counted with botocore's `provide-client-params` event, once per API
+call a client makes (botocore's own retries of a call are not counted again). Tables are created
+with template.yaml's key schemas.
+
+Run: .venv/bin/python -m bench.aws_calls
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bench._common import REPO_ROOT, Bundle, TransactionStream, machine, model_bundle, table, verdict
+from fraudwatch.domain.records import StreamRecord
+
+BUDGET = 10
+BATCH = 100
+REGION = "us-east-1"
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+# The template's key schemas, used only when template.yaml is absent.
+FALLBACK_TABLES: dict[str, dict[str, Any]] = {
+    "ProfilesTable": {
+        "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}],
+    },
+    "DecisionsTable": {
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("transaction_id", "user_id", "decided_at")
+        ],
+        "KeySchema": [{"AttributeName": "transaction_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by-user",
+                "KeySchema": [
+                    {"AttributeName": "user_id", "KeyType": "HASH"},
+                    {"AttributeName": "decided_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """A kind of batch: how many distinct users its 100 records come from."""
+
+    name: str
+    pool: int
+    distinct_users: int | None
+    malformed: int = 0
+
+
+MIXES = (
+    Mix("95 distinct users (worst case)", pool=400, distinct_users=95),
+    Mix("20 distinct users", pool=20, distinct_users=20),
+    Mix("95 users + 1 malformed record", pool=400, distinct_users=95, malformed=1),
+)
+
+
+@dataclass
+class CallCounter:
+    """Counts API calls by operation (and by table for DynamoDB batch operations)."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        """botocore `provide-client-params` handler: one call per invocation."""
+        label = model.name
+        tables = params.get("RequestItems") or {}
+        table_name = params.get("TableName")
+        if tables:
+            label += f" ({', '.join(sorted(_short(t) for t in tables))})"
+        elif table_name:
+            label += f" ({_short(table_name)})"
+        self.calls[label] += 1
+
+    def take(self) -> Counter[str]:
+        """The calls since the last take, and reset."""
+        taken, self.calls = self.calls, Counter()
+        return taken
+
+
+def _short(table_name: str) -> str:
+    return table_name.removeprefix("bench-").removesuffix("Table").lower()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Count both ways for every mix and print the tables."""
+    args = _parser().parse_args(argv)
+    os.environ.update(FAKE_ENV)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("AWS_PROFILE", None)
+    bundle = model_bundle()
+    print("AWS calls per batch of 100 records (reads + writes + alerts), real adapters on moto")
+    print(f"machine: {machine()}")
+    print(f"model:   {bundle.origin}")
+    print(f"tables:  {_schema_source()}")
+    print(
+        f"batches: {args.warmup_batches} warm-up (not counted), then {args.batches} counted "
+        f"(naive: {args.naive_batches}) per mix\n"
+    )
+    summary = []
+    for mix in MIXES:
+        ours, naive, alerts = _measure(mix, bundle, args)
+        summary.append((mix, ours, naive, alerts))
+        _print_mix(mix, ours, naive, alerts)
+    _print_summary(summary)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=20, help="counted batches per mix (default 20)")
+    parser.add_argument("--warmup-batches", type=int, default=3, help="batches that build profiles first")
+    parser.add_argument("--naive-batches", type=int, default=5, help="counted naive batches per mix")
+    return parser
+
+
+def _schema_source() -> str:
+    template = REPO_ROOT / "template.yaml"
+    return (
+        f"key schemas from {template.name}"
+        if template.is_file()
+        else "key schemas by hand (no template.yaml)"
+    )
+
+
+# ---------------------------------------------------------------- the stack on moto
+
+
+def _table_definitions() -> dict[str, dict[str, Any]]:
+    template = REPO_ROOT / "template.yaml"
+    if not template.is_file():
+        return FALLBACK_TABLES
+    from infra.template import load_template, resources_of_type
+
+    tables = resources_of_type(load_template(template), "AWS::DynamoDB::Table")
+    return {name: resource["Properties"] for name, resource in tables.items()}
+
+
+def _create_stack(session: Any) -> dict[str, str]:
+    """Tables, topic and quarantine queue; returns the handler's environment."""
+    dynamodb = session.client("dynamodb")
+    names = {}
+    for logical_id, props in _table_definitions().items():
+        names[logical_id] = f"bench-{logical_id}"
+        args = {
+            key: props[key]
+            for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
+            if key in props
+        }
+        dynamodb.create_table(TableName=names[logical_id], BillingMode="PAY_PER_REQUEST", **args)
+    topic = session.client("sns").create_topic(Name="bench-AlertsTopic")["TopicArn"]
+    queue = session.client("sqs").create_queue(QueueName="bench-QuarantineQueue")["QueueUrl"]
+    return {
+        "PROFILES_TABLE": names["ProfilesTable"],
+        "DECISIONS_TABLE": names["DecisionsTable"],
+        "ALERTS_TOPIC_ARN": topic,
+        "QUARANTINE_QUEUE_URL": queue,
+    }
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _batches(mix: Mix, count: int, seed: int) -> tuple[list[list[StreamRecord]], list[list[StreamRecord]]]:
+    stream = TransactionStream(users=mix.pool, seed=seed, fraud_rate=0.01)
+    warm = stream.batches(3, distinct_users=mix.distinct_users)
+    batches = stream.batches(count, distinct_users=mix.distinct_users)
+    if mix.malformed:
+        batches = [_with_malformed(batch, mix.malformed) for batch in batches]
+    return warm, batches
+
+
+def _with_malformed(batch: list[StreamRecord], count: int) -> list[StreamRecord]:
+    """The batch with its last records' amounts made negative (the contract rejects them)."""
+    spoiled = []
+    for record in batch[-count:]:
+        body = json.loads(record.data)
+        body["amount"] = -abs(body["amount"])
+        spoiled.append(
+            StreamRecord(
+                record.shard_id, record.sequence_number, json.dumps(body).encode(), record.arrival_epoch
+            )
+        )
+    return batch[:-count] + spoiled
+
+
+def _measure(
+    mix: Mix, bundle: Bundle, args: argparse.Namespace
+) -> tuple[list[Counter[str]], list[Counter[str]], list[int]]:
+    """Per counted batch, the calls of ours and of the naive way (each on a fresh stack)."""
+    import boto3
+    from moto import mock_aws
+
+    from fraudwatch.settings import Settings
+    from fraudwatch.wiring import build_service
+
+    warm, batches = _batches(mix, max(args.batches, args.naive_batches), seed=7)
+    ours: list[Counter[str]] = []
+    alerts: list[int] = []
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        env = _create_stack(session)
+        counter = CallCounter()
+        # clients copy the session's event handlers when they are built, so register first
+        session.events.register("provide-client-params.*.*", counter)
+        service = build_service(Settings.from_env({**env, "MODEL_DIR": str(bundle.path)}), session)
+        for batch in warm[: args.warmup_batches]:
+            service.process(batch)
+        counter.take()
+        for batch in batches[: args.batches]:
+            report = service.process(batch)
+            _check(report, batch)
+            alerts.append(sum(d.is_alert for d in report.decisions))
+            ours.append(counter.take())
+
+    naive: list[Counter[str]] = []
+    with mock_aws():
+        session = boto3.Session(region_name=REGION)
+        env = _create_stack(session)
+        counter = CallCounter()
+        session.events.register("provide-client-params.*.*", counter)
+        handler = PerRecordHandler(session, env, bundle)
+        for batch in warm[: args.warmup_batches]:
+            handler.handle_batch(batch)
+        counter.take()
+        for batch in batches[: args.naive_batches]:
+            handler.handle_batch(batch)
+            naive.append(counter.take())
+    return ours, naive, alerts
+
+
+def _check(report: Any, batch: list[StreamRecord]) -> None:
+    handled = len(report.decisions) + len(report.quarantined)
+    if report.failed or handled != len(batch):
+        raise SystemExit(
+            f"batch not fully handled ({handled} of {len(batch)}, {len(report.failed)} failed): "
+            f"{[type(e).__name__ + ': ' + str(e) for e in report.errors]}"
+        )
+
+
+class PerRecordHandler:
+    """The naive way: a read and two writes per record, a Publish per alert, a SendMessage per bad record."""
+
+    def __init__(self, session: Any, env: dict[str, str], bundle: Bundle) -> None:
+        from fraudwatch.adapters.model import load_model
+
+        self._dynamodb = session.client("dynamodb")
+        self._sns = session.client("sns")
+        self._sqs = session.client("sqs")
+        self._env = env
+        self._model = load_model(bundle.path)
+
+    def handle_batch(self, batch: list[StreamRecord]) -> None:
+        """Each record on its own, as a per-record handler does."""
+        for record in batch:
+            self.handle(record)
+
+    def handle(self, record: StreamRecord) -> None:
+        """Read the profile, score, write profile and decision, alert."""
+        from fraudwatch.domain.features import apply, features
+        from fraudwatch.domain.profile import UserProfile
+        from fraudwatch.domain.transaction import parse_transaction
+        from fraudwatch.errors import InvalidRecordError
+
+        try:
+            tx = parse_transaction(record.data, received_at=record.arrival_epoch)
+        except InvalidRecordError as exc:
+            self._sqs.send_message(QueueUrl=self._env["QUARANTINE_QUEUE_URL"], MessageBody=str(exc))
+            return
+        item = self._dynamodb.get_item(
+            TableName=self._env["PROFILES_TABLE"], Key={"user_id": {"S": tx.user_id}}, ConsistentRead=True
+        ).get("Item")
+        profile = UserProfile.from_json(tx.user_id, item["state"]["S"]) if item else UserProfile(tx.user_id)
+        score = self._model.score([features(profile, tx)])[0]
+        decision = self._model.thresholds.decide(score)
+        apply(profile, tx)
+        profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
+        self._dynamodb.put_item(
+            TableName=self._env["PROFILES_TABLE"],
+            Item={"user_id": {"S": tx.user_id}, "state": {"S": profile.to_json()}},
+        )
+        decided_at = datetime.now(UTC).isoformat()
+        self._dynamodb.put_item(
+            TableName=self._env["DECISIONS_TABLE"],
+            Item={
+                "transaction_id": {"S": tx.transaction_id},
+                "user_id": {"S": tx.user_id},
+                "decided_at": {"S": decided_at},
+                "decision": {"S": decision.value},
+                "score": {"N": repr(score)},
+            },
+        )
+        if decision.value != "APPROVED":
+            self._sns.publish(TopicArn=self._env["ALERTS_TOPIC_ARN"], Message=tx.transaction_id)
+
+
+# ---------------------------------------------------------------- output
+
+
+def _print_mix(mix: Mix, ours: list[Counter[str]], naive: list[Counter[str]], alerts: list[int]) -> None:
+    print(
+        f"== {mix.name}: alerts per batch {min(alerts)}-{max(alerts)} (mean {sum(alerts) / len(alerts):.1f})"
+    )
+    operations = sorted({op for c in ours + naive for op in c})
+    rows = [
+        (op, _mean(ours, op), max(c[op] for c in ours), _mean(naive, op), max(c[op] for c in naive))
+        for op in operations
+    ]
+    rows.append(
+        (
+            "total",
+            _mean_total(ours),
+            max(c.total() for c in ours),
+            _mean_total(naive),
+            max(c.total() for c in naive),
+        )
+    )
+    print(table(("operation", "ours mean", "ours max", "naive mean", "naive max"), rows))
+    print()
+
+
+def _print_summary(summary: list[tuple[Mix, list[Counter[str]], list[Counter[str]], list[int]]]) -> None:
+    print(f"Summary (calls per batch of 100; the budget, <= {BUDGET}, counts reads + writes + alerts):")
+    rows = []
+    for mix, ours, naive, _ in summary:
+        budgeted = [_budgeted(c) for c in ours]
+        quarantine = max(c.total() for c in ours) - max(budgeted)
+        rows.append(
+            (
+                mix.name,
+                sum(budgeted) / len(budgeted),
+                max(budgeted),
+                f"+{quarantine}" if quarantine else "0",
+                sum(_budgeted(c) for c in naive) / len(naive),
+                verdict(max(budgeted), BUDGET),
+            )
+        )
+    headers = ("mix", "ours mean", "ours max", "+ quarantine", "naive mean", "ours max vs budget")
+    print(table(headers, rows))
+
+
+def _budgeted(counts: Counter[str]) -> int:
+    """Reads, writes and alerts: every call but the quarantine's."""
+    return sum(n for op, n in counts.items() if not op.startswith("SendMessage"))
+
+
+def _mean(counts: list[Counter[str]], op: str) -> float:
+    return sum(c[op] for c in counts) / len(counts)
+
+
+def _mean_total(counts: list[Counter[str]]) -> float:
+    return sum(c.total() for c in counts) / len(counts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
