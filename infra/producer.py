@@ -1,8 +1,361 @@
-"""Placeholder: this module's subcommands are being written."""
+"""The producer: transactions onto the Kinesis stream, in PutRecords calls, at a chosen rate.
+
+Each record is the transaction contract's fields only, as JSON (labels such as `is_fraud` never reach
+the stream), with the user id as partition key so a user's transactions stay in order on one shard.
+Calls carry up to 500 records and 5 MB; the records a call reports failed (FailedRecordCount, by
+index) are retried alone, with backoff, a bounded number of times, and then the producer raises,
+naming how many were lost. A record whose earlier sibling of the same user failed may land before
+it: the retry follows immediately, so the disorder stays within one call and one user.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS
+from fraudwatch.errors import FraudwatchError
+from infra.events import contract_payload
 
-def register(subparsers: "argparse._SubParsersAction[Any]") -> None:
-    """Add this module's subcommands (none yet)."""
+MAX_RECORDS_PER_CALL = 500
+MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_ATTEMPTS = 8
+MAX_BACKOFF_S = 2.0
+# A rate is met by calls about this often, so a slow rate is not sent in bursts of 500.
+CALLS_PER_SECOND = 10
+# Replayed transactions end this long before "now" at the latest and start no earlier than the
+# Lambda's age limit allows, with an hour to spare for the time they spend waiting on the stream.
+AGE_MARGIN_S = 3600.0
+
+
+class ProduceError(FraudwatchError):
+    """Records could not be put; the message says how many, and `stats` what was put before."""
+
+    def __init__(self, message: str, stats: ProduceStats) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+@dataclass
+class ProduceStats:
+    """What a produce run put on the stream."""
+
+    records_put: int = 0
+    calls: int = 0
+    retried_records: int = 0
+    # transaction_id -> epoch seconds at which the PutRecords call that accepted it returned
+    put_times: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def rate(self) -> float:
+        """Records per second over the run."""
+        elapsed = (self.finished or time.time()) - self.started
+        return self.records_put / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class _Entry:
+    transaction_id: str
+    request: dict[str, Any]  # a PutRecordsRequestEntry
+
+    @property
+    def size(self) -> int:
+        return len(self.request["Data"]) + len(self.request["PartitionKey"].encode())
+
+
+def stream_entry(transaction: Mapping[str, Any], position: int) -> _Entry:
+    """A transaction as a PutRecords entry: the contract's fields as JSON, keyed by the user."""
+    missing = [name for name in FIELDS if name not in transaction]
+    if missing:
+        raise ValueError(f"record {position}: no {missing[0]!r} (the contract needs {', '.join(FIELDS)})")
+    entry = _Entry(
+        str(transaction["transaction_id"]),
+        {"Data": contract_payload(transaction), "PartitionKey": str(transaction["user_id"])},
+    )
+    if entry.size > MAX_RECORD_BYTES:
+        raise ValueError(f"record {position}: {entry.size} bytes, over Kinesis's 1 MiB record limit")
+    return entry
+
+
+def produce(
+    kinesis: Any,
+    stream_name: str,
+    records: Iterable[Mapping[str, Any]],
+    *,
+    rate: float | None = None,
+    progress: bool = True,
+    stop: threading.Event | None = None,
+    total: int | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
+    backoff_s: float = 0.1,
+) -> ProduceStats:
+    """Put the transactions on the stream, `rate` records per second (None: as fast as it goes).
+
+    Stops between calls when `stop` is set; raises ProduceError when records stay failed after
+    `max_attempts` attempts or a call fails outright.
+    """
+    from tqdm import tqdm
+
+    if rate is not None and rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    if total is None and isinstance(records, Sized):
+        total = len(records)
+    stop = stop or threading.Event()
+    per_call = MAX_RECORDS_PER_CALL if rate is None else max(1, min(500, math.ceil(rate / CALLS_PER_SECOND)))
+    stats = ProduceStats()
+    sent = 0
+    with tqdm(total=total, unit="tx", desc="produce", disable=not progress) as bar:
+        for chunk in _chunks(records, per_call):
+            if stop.is_set():
+                break
+            if rate is not None:
+                # Pace by the schedule, not by sleeping per call: slow calls do not lower the rate.
+                delay = stats.started + sent / rate - time.time()
+                if delay > 0 and stop.wait(delay):
+                    break
+            _put(kinesis, stream_name, chunk, stats, max_attempts, backoff_s)
+            sent += len(chunk)
+            bar.update(len(chunk))
+    stats.finished = time.time()
+    return stats
+
+
+def _chunks(records: Iterable[Mapping[str, Any]], per_call: int) -> Iterator[list[_Entry]]:
+    """Entries in groups that fit one PutRecords call (count and bytes), lazily."""
+    chunk: list[_Entry] = []
+    size = 0
+    for position, transaction in enumerate(records):
+        entry = stream_entry(transaction, position)
+        if chunk and (len(chunk) == per_call or size + entry.size > MAX_BYTES_PER_CALL):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entry)
+        size += entry.size
+    if chunk:
+        yield chunk
+
+
+def _put(
+    kinesis: Any,
+    stream_name: str,
+    chunk: list[_Entry],
+    stats: ProduceStats,
+    max_attempts: int,
+    backoff_s: float,
+) -> None:
+    """One chunk, retrying exactly the records each response reports failed."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    pending = chunk
+    for attempt in range(1, max_attempts + 1):
+        try:
+            response = kinesis.put_records(StreamName=stream_name, Records=[e.request for e in pending])
+        except (ClientError, BotoCoreError) as exc:
+            raise ProduceError(
+                f"PutRecords failed ({exc}); {stats.records_put} records were put, "
+                f"{len(pending)} of this call and every later one were not",
+                stats,
+            ) from exc
+        stats.calls += 1
+        accepted_at = time.time()
+        failed = []
+        errors = []
+        for entry, result in zip(pending, response["Records"], strict=True):
+            if result.get("ErrorCode"):
+                failed.append(entry)
+                errors.append(f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}")
+            else:
+                stats.put_times[entry.transaction_id] = accepted_at
+        stats.records_put += len(pending) - len(failed)
+        if len(failed) != response.get("FailedRecordCount", 0):
+            raise ProduceError(
+                f"PutRecords reported FailedRecordCount {response.get('FailedRecordCount')} "
+                f"but {len(failed)} records with an error code",
+                stats,
+            )
+        if not failed:
+            return
+        if attempt == max_attempts:
+            raise ProduceError(
+                f"{len(failed)} records were not put after {max_attempts} attempts "
+                f"(last error {errors[-1]}); {stats.records_put} were put",
+                stats,
+            )
+        stats.retried_records += len(failed)
+        pending = failed
+        time.sleep(min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
+
+
+# ------------------------------------------------------------------ what to produce
+
+
+def _instant(transaction: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(transaction["timestamp"]))
+
+
+def retimed(transaction: Mapping[str, Any], shift: timedelta) -> dict[str, Any]:
+    """The transaction moved in time by `shift`, its UTC offset kept."""
+    return {**transaction, "timestamp": (_instant(transaction) + shift).isoformat()}
+
+
+def ending_now(
+    transactions: Iterable[Mapping[str, Any]], *, now: datetime, span: timedelta
+) -> Iterator[dict[str, Any]]:
+    """The transactions shifted together so the last (at `first + span`) lands at `now`."""
+    shift: timedelta | None = None
+    for tx in transactions:
+        if shift is None:
+            shift = now - span - _instant(tx)
+        yield retimed(tx, shift)
+
+
+def check_span(span: timedelta, count: int, source: str) -> None:
+    """Refuse a replay whose oldest transactions the Lambda would reject as too old."""
+    limit = timedelta(seconds=MAX_AGE_SECONDS - AGE_MARGIN_S)
+    if span > limit:
+        raise ValueError(
+            f"{source}: {count} transactions span {span.total_seconds() / 86400:.1f} days, and the scoring "
+            f"Lambda rejects transactions older than {MAX_AGE_SECONDS / 86400:.0f} days: produce fewer"
+        )
+
+
+def live_transactions(count: int, seed: int, now: datetime | None = None) -> Iterator[dict[str, Any]]:
+    """`count` generated transactions, shifted to end now (their spacing, which the features use, kept).
+
+    The generator runs in simulated time from its start onwards (days for a few thousand
+    transactions); the Lambda rejects timestamps over an hour ahead, so the run is moved back in one
+    piece: the stream carries the population's last few days, ending now.
+    """
+    from training.generate import GeneratorConfig, iter_live
+
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    config = GeneratorConfig(seed=seed)
+    first = last = None
+    n = 0
+    for tx in iter_live(config, start=now, limit=count):  # a first pass, cheap, for the span
+        first = first or _instant(tx)
+        last = _instant(tx)
+        n += 1
+    if first is None or last is None:
+        return
+    check_span(last - first, n, "the generator")
+    yield from ending_now(iter_live(config, start=now, limit=count), now=now, span=last - first)
+
+
+def file_transactions(path: Path, count: int | None, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The first `count` transactions of a CSV/Parquet file in time order, shifted to end now."""
+    from training.io import read_transactions
+
+    frame = read_transactions(path, labelled=False)
+    rows: list[dict[str, Any]] = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+    rows = sorted(rows, key=_instant)[:count]
+    span = _instant(rows[-1]) - _instant(rows[0])
+    check_span(span, len(rows), str(path))
+    return list(ending_now(rows, now=now or datetime.now(UTC).replace(microsecond=0), span=span))
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _produce_command(args: argparse.Namespace) -> int:
+    from infra.emulator import client
+    from infra.runner import read_stack_outputs, stack_endpoint
+
+    outputs_path = Path(args.outputs)
+    try:
+        outputs = read_stack_outputs(outputs_path)
+        endpoint = args.endpoint or stack_endpoint(outputs_path)
+        stream = args.stream or outputs.get("StreamName")
+        if not stream:
+            raise ValueError(f"no stream: pass --stream, or deploy first so {outputs_path} names it")
+        if args.file:
+            records: Iterable[dict[str, Any]] = file_transactions(Path(args.file), args.count)
+        else:
+            records = list(live_transactions(args.count, args.seed))
+    except (OSError, ValueError, FraudwatchError) as exc:
+        print(f"fraudwatch produce: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        stop.set()  # the call in flight finishes; a second Ctrl-C interrupts at once
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, interrupt)
+    try:
+        stats = produce(client("kinesis", endpoint, args.region), stream, records, rate=args.rate, stop=stop)
+    except ProduceError as exc:
+        print(f"fraudwatch produce: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if args.put_times:
+        Path(args.put_times).write_text(json.dumps(stats.put_times))
+    print(
+        f"put {stats.records_put} transactions on {stream} in {stats.calls} calls "
+        f"({stats.retried_records} retried), {stats.rate:.0f} records/s"
+        + (" (stopped)" if stop.is_set() else "")
+    )
+    return 130 if stop.is_set() else 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add `produce`: put transactions on the stream."""
+    parser = subparsers.add_parser(
+        "produce",
+        help="put generated (or a file's) transactions on the Kinesis stream",
+        description="Put transactions on the stream in PutRecords calls of up to 500 (partition key = "
+        "user_id), retrying the records a call reports failed. Live transactions come from the generator; "
+        "a file's are replayed in time order. Either way the timestamps are shifted together so the last "
+        "is now: their spacing, which the features read, is kept, and none is too old for the Lambda.",
+    )
+    parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"), help="AWS endpoint URL")
+    parser.add_argument(
+        "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), help="AWS region"
+    )
+    parser.add_argument(
+        "--outputs",
+        default=".fraudwatch/stack.json",
+        help="the stack's outputs (default .fraudwatch/stack.json)",
+    )
+    parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
+    parser.add_argument(
+        "--count", type=_positive_int, default=2000, help="how many transactions (default 2000)"
+    )
+    parser.add_argument(
+        "--rate", type=_positive_float, help="records per second (default: as fast as possible)"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+    parser.add_argument("--file", help="a CSV or Parquet file of transactions instead of the generator")
+    parser.add_argument("--put-times", help="write {transaction_id: put time} as JSON to this file")
+    parser.set_defaults(run=_produce_command)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value

@@ -24,9 +24,12 @@ are listed once at start (a parent shard is read before its children).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
+import os
+import sys
 import threading
 import time
 import uuid
@@ -43,6 +46,7 @@ from infra.invoke import LocalContext
 from infra.template import TEMPLATE, load_template
 
 log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parent.parent
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -646,3 +650,154 @@ def _stream_record(record: Mapping[str, Any]) -> StreamRecord:
         data=bytes(record["Data"]),
         arrival=arrival.timestamp() if isinstance(arrival, datetime) else float(arrival),
     )
+
+
+# ------------------------------------------------------------------ command line
+
+DEFAULT_OUTPUTS = ".fraudwatch/stack.json"
+
+
+def read_stack_outputs(path: Path) -> dict[str, str]:
+    """The stack's outputs as `stack up --detach` wrote them ({} when there is no such file)."""
+    if not path.is_file():
+        return {}
+    state = json.loads(path.read_text())
+    outputs = state.get("outputs", state)
+    return {str(k): str(v) for k, v in outputs.items() if isinstance(v, str)}
+
+
+def stack_endpoint(path: Path) -> str | None:
+    """The endpoint recorded beside the outputs, if any."""
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    endpoint = state.get("endpoint_url") or state.get("endpoint")
+    return str(endpoint) if endpoint else None
+
+
+def output_for(resource: str, template: Path = TEMPLATE) -> str | None:
+    """The name of the template output whose value is `!Ref resource` (for a queue: its URL)."""
+    for name, output in load_template(template).get("Outputs", {}).items():
+        if output.get("Value") == {"Ref": resource}:
+            return str(name)
+    return None
+
+
+def on_failure_queue_url(
+    settings: MappingSettings, outputs: Mapping[str, str], template: Path = TEMPLATE
+) -> str:
+    """The on-failure queue's URL, found through the template's outputs."""
+    resource = settings.on_failure_resource
+    name = output_for(resource, template) if resource else None
+    if name is None or name not in outputs:
+        raise ConfigurationError(
+            f"cannot find the URL of the on-failure destination {settings.on_failure_destination} in the "
+            "stack's outputs: pass --on-failure-queue-url"
+        )
+    return outputs[name]
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from infra.emulator import client, emulator_environment
+    from infra.invoke import load_handler
+
+    outputs_path = Path(args.outputs)
+    try:
+        outputs = read_stack_outputs(outputs_path)
+        if not outputs:
+            raise ConfigurationError(
+                f"no stack outputs at {outputs_path}: deploy first (fraudwatch stack up)"
+            )
+        endpoint = args.endpoint or stack_endpoint(outputs_path)
+        settings = MappingSettings.from_template(Path(args.template))
+        stream = args.stream or outputs.get("StreamName")
+        if not stream:
+            raise ConfigurationError("no stream: pass --stream, or an outputs file naming StreamName")
+        queue_url = args.on_failure_queue_url
+        if settings.on_failure_destination and not queue_url:
+            queue_url = on_failure_queue_url(settings, outputs, Path(args.template))
+        overrides = emulator_environment(endpoint, args.region) if endpoint else None
+        handler = load_handler(
+            outputs, bundle_dir=Path(args.bundle), endpoint_url=endpoint, overrides=overrides
+        )
+        runner = EventSourceRunner(
+            stream_name=stream,
+            handler=handler,
+            settings=settings,
+            kinesis=client("kinesis", endpoint, args.region),
+            sqs=client("sqs", endpoint, args.region),
+            on_failure_queue_url=queue_url,
+            function_name=outputs.get("ScoringFunctionName", "ScoringFunction"),
+        )
+    except (OSError, KeyError, ValueError, FraudwatchError) as exc:
+        print(f"fraudwatch run: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    result: list[RunnerStats] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(
+                runner.run_until_idle(args.until_idle, 24 * 3600) if args.until_idle else runner.run(stop)
+            )
+        except Exception as exc:  # reported below, in the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=work, name="runner")
+    print(
+        f"polling {stream} ({settings.batch_size} per batch); Ctrl-C stops after the batch in flight",
+        file=sys.stderr,
+    )
+    with tqdm(unit="rec", desc="scored") as bar:
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+                bar.update(runner.stats.records_delivered - bar.n)
+        except KeyboardInterrupt:
+            stop.set()
+            thread.join()
+    if failure:
+        print(f"fraudwatch run: {failure[0]}", file=sys.stderr)
+        return 1
+    stats = result[0] if result else runner.stats
+    print(
+        f"{stats.records_delivered} records in {stats.invocations} invocations "
+        f"({stats.retries} retries, {stats.bisections} bisections, "
+        f"{stats.records_sent_to_on_failure} to the on-failure queue)"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add `run`: the local event-source runner with the real handler."""
+    parser = subparsers.add_parser(
+        "run",
+        help="poll the stream and invoke the scoring handler, as Lambda's event source mapping would",
+        description="Read every shard of the stream and invoke the real scoring handler in this process with "
+        "Lambda-shaped batches, honouring the mapping's settings in template.yaml (batch size, window, "
+        "starting position, partial-failure checkpoints, bisect, retries, record age, on-failure queue). "
+        "Works against the embedded emulator, LocalStack or AWS. Ctrl-C stops after the batch in flight.",
+    )
+    parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"), help="AWS endpoint URL")
+    parser.add_argument(
+        "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), help="AWS region"
+    )
+    parser.add_argument(
+        "--outputs", default=DEFAULT_OUTPUTS, help=f"the stack's outputs (default {DEFAULT_OUTPUTS})"
+    )
+    parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
+    parser.add_argument(
+        "--on-failure-queue-url", help="on-failure queue URL (default: from the stack's outputs)"
+    )
+    parser.add_argument("--template", default=str(TEMPLATE), help="the SAM template holding the mapping")
+    parser.add_argument(
+        "--bundle", default=str(REPO / "layers" / "model" / "bundle"), help="model bundle directory"
+    )
+    parser.add_argument(
+        "--until-idle", type=float, metavar="SECONDS", help="stop once every shard has been idle this long"
+    )
+    parser.set_defaults(run=_run_command)

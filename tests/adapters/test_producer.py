@@ -1,0 +1,213 @@
+"""The producer against moto's Kinesis, and with a client that fails chosen records."""
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pandas as pd
+import pytest
+
+from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS
+from infra.cli import main
+from infra.producer import ProduceError, file_transactions, live_transactions, produce
+
+STREAM = "test-transactions"
+
+
+def transaction(i: int, user: int | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "transaction_id": f"tx-{i:06d}",
+        "user_id": f"user-{(i % 7) if user is None else user:03d}",
+        "merchant_id": "merch-001",
+        "amount": 12.5 + i,
+        "currency": "USD",
+        "timestamp": (datetime(2026, 11, 30, 12, tzinfo=UTC) + timedelta(seconds=i)).isoformat(),
+        "category": "grocery",
+        **extra,
+    }
+
+
+class RecordingClient:
+    """Forwards to a real client (or accepts everything), failing the indices `fail(call, n)` names."""
+
+    def __init__(self, inner: Any = None, fail: Any = None) -> None:
+        self.inner = inner
+        self.fail = fail or (lambda call, n: [])
+        self.calls: list[list[dict[str, Any]]] = []
+
+    def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(list(Records))
+        failing = set(self.fail(len(self.calls), len(Records)))
+        results: list[dict[str, Any]] = [
+            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"}
+            if i in failing
+            else {}
+            for i in range(len(Records))
+        ]
+        accepted = [r for i, r in enumerate(Records) if i not in failing]
+        if accepted and self.inner is not None:
+            real = iter(self.inner.put_records(StreamName=StreamName, Records=accepted)["Records"])
+            results = [r if r else next(real) for r in results]
+        else:
+            results = [r or {"SequenceNumber": "1", "ShardId": "shardId-000000000000"} for r in results]
+        return {"FailedRecordCount": len(failing), "Records": results}
+
+
+@pytest.fixture
+def kinesis(aws: None) -> Any:
+    client = boto3.client("kinesis")
+    client.create_stream(StreamName=STREAM, ShardCount=2)
+    return client
+
+
+def stream_contents(kinesis: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(partition key, payload) of every record, shard by shard, in shard order."""
+    out = []
+    for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records = kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
+        out += [(r["PartitionKey"], json.loads(r["Data"])) for r in records]
+    return out
+
+
+def test_records_carry_the_contract_only_keyed_by_user_in_each_users_order(kinesis):
+    txs = [transaction(i, is_fraud=i % 3 == 0, fraud_pattern="card_testing") for i in range(60)]
+
+    stats = produce(kinesis, STREAM, txs, progress=False)
+
+    contents = stream_contents(kinesis)
+    assert stats.records_put == len(contents) == 60
+    assert all(set(payload) == set(FIELDS) for _, payload in contents)
+    assert all(key == payload["user_id"] for key, payload in contents)
+    for user in {tx["user_id"] for tx in txs}:
+        on_stream = [p["transaction_id"] for _, p in contents if p["user_id"] == user]
+        assert on_stream == [tx["transaction_id"] for tx in txs if tx["user_id"] == user]
+    assert set(stats.put_times) == {tx["transaction_id"] for tx in txs}
+
+
+def test_calls_carry_at_most_500_records(kinesis):
+    client = RecordingClient(kinesis)
+
+    stats = produce(client, STREAM, (transaction(i) for i in range(1203)), progress=False)
+
+    assert [len(c) for c in client.calls] == [500, 500, 203]
+    assert stats.calls == 3
+
+
+def test_calls_stay_under_5_mb():
+    client = RecordingClient()
+    big = [transaction(i, user=i, merchant_id="m" * 600_000) for i in range(20)]
+
+    produce(client, STREAM, big, progress=False)
+
+    sizes = [sum(len(r["Data"]) + len(r["PartitionKey"]) for r in call) for call in client.calls]
+    assert len(client.calls) > 1
+    assert max(sizes) <= 5 * 1024 * 1024
+    assert sum(len(c) for c in client.calls) == 20
+
+
+def test_exactly_the_failed_records_are_retried(kinesis):
+    client = RecordingClient(kinesis, fail=lambda call, n: [1, 4] if call == 1 else [])
+    txs = [transaction(i) for i in range(6)]
+
+    stats = produce(client, STREAM, txs, progress=False, backoff_s=0)
+
+    assert [r["PartitionKey"] for r in client.calls[1]] == [txs[1]["user_id"], txs[4]["user_id"]]
+    assert [json.loads(r["Data"])["transaction_id"] for r in client.calls[1]] == ["tx-000001", "tx-000004"]
+    assert sorted(p["transaction_id"] for _, p in stream_contents(kinesis)) == [
+        tx["transaction_id"] for tx in txs
+    ]
+    assert (stats.records_put, stats.calls, stats.retried_records) == (6, 2, 2)
+
+
+def test_it_gives_up_loudly_after_bounded_attempts():
+    client = RecordingClient(fail=lambda call, n: [0])
+
+    with pytest.raises(ProduceError, match="1 records were not put after 3 attempts") as caught:
+        produce(
+            client, STREAM, [transaction(i) for i in range(4)], progress=False, max_attempts=3, backoff_s=0
+        )
+
+    assert len(client.calls) == 3
+    assert caught.value.stats.records_put == 3
+    assert "tx-000000" not in caught.value.stats.put_times
+
+
+def test_a_record_missing_a_field_is_named():
+    bad = transaction(1)
+    del bad["amount"]
+    with pytest.raises(ValueError, match="record 1: no 'amount'"):
+        produce(RecordingClient(), STREAM, [transaction(0), bad], progress=False)
+
+
+def test_a_rate_spreads_records_over_smaller_calls():
+    client = RecordingClient()
+
+    produce(client, STREAM, [transaction(i) for i in range(30)], rate=100, progress=False)
+
+    assert [len(c) for c in client.calls] == [10, 10, 10]
+
+
+def test_it_stops_between_calls_when_asked():
+    stop = threading.Event()
+    client = RecordingClient(fail=lambda call, n: stop.set() or [])
+
+    stats = produce(client, STREAM, (transaction(i) for i in range(2000)), progress=False, stop=stop)
+
+    assert len(client.calls) == 1
+    assert stats.records_put == 500
+
+
+def test_live_transactions_end_now_with_their_spacing_kept():
+    now = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
+
+    txs = list(live_transactions(500, seed=3, now=now))
+
+    instants = [datetime.fromisoformat(tx["timestamp"]) for tx in txs]
+    assert len(txs) == 500
+    assert instants[-1] == now
+    assert instants == sorted(instants)
+    assert now - instants[0] < timedelta(seconds=MAX_AGE_SECONDS)
+    assert len({tx["transaction_id"] for tx in txs}) == 500
+
+
+def test_a_replay_too_long_for_the_lambdas_age_limit_is_refused(tmp_path):
+    path = tmp_path / "history.csv"
+    rows = [transaction(0), {**transaction(1), "timestamp": "2026-11-01T00:00:00+00:00"}]
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+    with pytest.raises(ValueError, match="older than 7 days"):
+        file_transactions(path, None)
+
+
+def test_a_file_is_replayed_in_time_order_ending_now(tmp_path):
+    path = tmp_path / "tx.csv"
+    pd.DataFrame([transaction(i) for i in (5, 1, 3)]).to_csv(path, index=False)
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+
+    txs = file_transactions(path, 2, now=now)
+
+    assert [tx["transaction_id"] for tx in txs] == ["tx-000001", "tx-000003"]
+    assert [datetime.fromisoformat(tx["timestamp"]) for tx in txs] == [now - timedelta(seconds=2), now]
+
+
+def test_the_command_puts_generated_transactions_on_the_stack_stream(kinesis, tmp_path, capsys):
+    outputs = tmp_path / "stack.json"
+    outputs.write_text(json.dumps({"outputs": {"StreamName": STREAM}}))
+
+    code = main(["produce", "--outputs", str(outputs), "--count", "40", "--seed", "5"])
+
+    assert code == 0
+    assert len(stream_contents(kinesis)) == 40
+    assert "put 40 transactions" in capsys.readouterr().out
+
+
+def test_the_command_names_a_missing_stream(tmp_path, capsys):
+    code = main(["produce", "--outputs", str(tmp_path / "none.json"), "--count", "5"])
+
+    assert code == 2
+    assert "--stream" in capsys.readouterr().err
