@@ -41,6 +41,8 @@ _NIGHT_START = np.array([1.0] * 4 + [0.0] * 20)
 _ANY_HOUR = np.ones(24)
 _COMPROMISE_DAYS = (2.0, 7.0)
 _MAX_COMPROMISES = 60
+_MAX_DRAWS = 1000
+"""Rounds of rejection sampling; even a one-in-six acceptance leaves nothing after a few hundred."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,9 @@ def sample_times(
     keep_probability = hour_weights / hour_weights.max()
     out = np.empty(len(users), dtype=np.int64)
     todo = np.arange(len(users))
-    while len(todo):
+    for _ in range(_MAX_DRAWS):
+        if not len(todo):
+            return out
         who = users[todo]
         instants = t0 + (rng.random(len(todo)) * (t1 - t0)).astype(np.int64)
         local_hour = (instants + ZONE_OFFSETS[population.zone[who]]) // HOUR % 24
@@ -112,7 +116,8 @@ def sample_times(
         kept = rng.random(len(todo)) < keep_probability[local_hour]
         out[todo[kept]] = instants[kept]
         todo = todo[~kept]
-    return out
+    # Only a window shorter than a day can miss the wanted hours altogether.
+    raise ValueError(f"no instant in [{t0}, {t1}) falls in the wanted local hours")
 
 
 def habitual_merchants(population: Population, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:

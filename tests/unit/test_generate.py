@@ -169,6 +169,16 @@ def test_invalid_config_is_refused(changes):
         GeneratorConfig(**changes)
 
 
+@pytest.mark.parametrize(("days", "fraud_rate"), [(1, 0.0), (1, 0.3), (3, 0.5)])
+def test_short_periods_and_extreme_rates_still_follow_the_contract(days, fraud_rate):
+    config = GeneratorConfig(n_transactions=2000, days=days, fraud_rate=fraud_rate, seed=2)
+    frame = generate_history(config)
+    assert len(frame) == 2000
+    assert frame["is_fraud"].mean() == pytest.approx(fraud_rate, abs=0.02)
+    for row in frame.to_dict("records"):
+        transaction_from_mapping(row)
+
+
 def test_too_few_merchants_for_the_categories_is_refused():
     with pytest.raises(ValueError, match="n_merchants"):
         generate_history(GeneratorConfig(n_transactions=1000, n_merchants=10))
@@ -198,6 +208,10 @@ def test_live_rate_follows_the_population_and_fraud_appears():
     assert 20_000 / days == pytest.approx(10_000, rel=0.1)  # 30,000 transactions per 3 days
     patterns = {row["fraud_pattern"] for row in rows}
     assert patterns == {"none", *FRAUD_PATTERNS}
+    takeover_hours = {
+        transaction_from_mapping(row).local_hour for row in rows if row["fraud_pattern"] == "account_takeover"
+    }
+    assert max(takeover_hours) < 5
     assert np.mean([row["is_fraud"] for row in rows]) == pytest.approx(0.02, rel=0.4)
 
 
