@@ -746,7 +746,8 @@ def _run_command(args: argparse.Namespace) -> int:
         except Exception as exc:  # reported below, in the main thread
             failure.append(exc)
 
-    thread = threading.Thread(target=work, name="runner")
+    # A daemon: a second Ctrl-C, while the batch in flight finishes, exits at once.
+    thread = threading.Thread(target=work, name="runner", daemon=True)
     print(
         f"polling {stream} ({settings.batch_size} per batch); Ctrl-C stops after the batch in flight",
         file=sys.stderr,

@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.errors import ConfigurationError
-from infra.runner import WHOLE_BATCH, MappingSettings, StreamRecord, judge_response, on_failure_message
+from infra.cli import main
+from infra.runner import (
+    WHOLE_BATCH,
+    MappingSettings,
+    StreamRecord,
+    judge_response,
+    on_failure_message,
+    on_failure_queue_url,
+)
 from infra.template import TEMPLATE, load_template
 
 
@@ -180,3 +188,22 @@ def test_the_on_failure_record_has_lambdas_shape():
         "batchSize": 3,
         "streamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/s",
     }
+
+
+def test_the_on_failure_queue_url_is_found_through_the_templates_outputs():
+    settings = MappingSettings.from_template()
+    outputs = {"OnFailureQueueUrl": "http://q/on-failure", "QuarantineQueueUrl": "http://q/quarantine"}
+
+    assert on_failure_queue_url(settings, outputs) == "http://q/on-failure"
+
+
+def test_a_missing_on_failure_queue_url_is_named():
+    with pytest.raises(ConfigurationError, match="--on-failure-queue-url"):
+        on_failure_queue_url(MappingSettings.from_template(), {"StreamName": "s"})
+
+
+def test_the_run_command_needs_the_stacks_outputs(tmp_path, capsys):
+    code = main(["run", "--outputs", str(tmp_path / "missing.json")])
+
+    assert code == 2
+    assert "no stack outputs" in capsys.readouterr().err
