@@ -39,7 +39,7 @@ lint: setup ## ruff
 typecheck: setup ## mypy
 	$(VENV)/bin/mypy layers/fraudwatch/python/fraudwatch training infra functions
 
-check: lint typecheck test ## every check CI runs
+check: lint typecheck test security ## every check CI runs
 
 clean: ## remove the environment and build outputs
 	rm -rf $(VENV) .aws-sam build .pytest_cache .mypy_cache .ruff_cache
@@ -66,3 +66,56 @@ validate: setup tools ## cfn-lint and sam validate --lint on template.yaml
 sam-build: tools ## sam build: the function and its three layers, locally (needs the model bundle)
 	@test -f "$${BUNDLE_DIR:-layers/model/bundle}/model.ubj" || { echo "no model bundle: run \`make train\` ($${BUNDLE_DIR:-layers/model/bundle}/ is empty)"; exit 1; }
 	$(SAM) build
+
+.PHONY: bench
+bench: setup ## the scoring benchmarks (CPU per record, AWS calls per batch, cold start); figures in docs/benchmarks.md
+	$(PY) -m bench.scoring_cpu
+	$(PY) -m bench.aws_calls
+	$(PY) -m bench.cold_start
+
+# ---- Security scanners (docs/security.md): checkov, bandit and pip-audit in a tool environment of their own
+SECURITY_TOOLS := .tools/security
+SECURITY_PINS := checkov==3.3.30 bandit==1.9.4 pip-audit==2.10.1
+SECURITY_STAMP := $(SECURITY_TOOLS)/.installed
+SECURITY_BIN := $(SECURITY_TOOLS)/bin
+# pip-audit's default service: PyPI's per-release JSON, which carries each release's known vulnerabilities.
+PIP_AUDIT_FEED := https://pypi.org/pypi/pip/24.0/json
+# 1: fail when the vulnerability feed cannot be reached (CI with network); 0: say so loudly and go on.
+REQUIRE_AUDIT ?= 0
+
+.PHONY: security security-tools security-template security-code security-deps
+
+security-tools: ## install checkov, bandit and pip-audit (pinned) in .tools/security
+	@test "$$(cat $(SECURITY_STAMP) 2>/dev/null)" = "$(SECURITY_PINS)" || { \
+	  test -x "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) not found: pass BASE_PYTHON=/path/to/python3.12"; exit 1; }; \
+	  $(BASE_PYTHON) -m venv $(SECURITY_TOOLS) && \
+	  $(SECURITY_BIN)/pip install --quiet --upgrade pip && \
+	  $(SECURITY_BIN)/pip install --quiet $(SECURITY_PINS) && \
+	  echo "$(SECURITY_PINS)" > $(SECURITY_STAMP); }
+
+security: security-template security-code security-deps ## checkov on template.yaml, bandit on the code, pip-audit on the dependencies
+
+security-template: security-tools
+	@echo "== checkov: template.yaml (offline: --skip-download)"
+	$(SECURITY_BIN)/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
+
+security-code: security-tools
+	@echo "== bandit: the fraudwatch package, the function, infra and training (config: pyproject.toml)"
+	$(SECURITY_BIN)/bandit -c pyproject.toml -r layers/fraudwatch/python functions infra training -q
+
+# The .venv (everything installed for development, training and the emulator) and the pinned requirements
+# of the two Python layers (what ships to Lambda). --strict: a dependency that cannot be audited fails it.
+security-deps: security-tools setup
+	@echo "== pip-audit: .venv and the layers' pinned requirements"
+	@if $(SECURITY_BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)' \
+	    $(PIP_AUDIT_FEED) 2>/dev/null; then \
+	  $(SECURITY_BIN)/pip-audit --strict --progress-spinner off --skip-editable \
+	    --path $(VENV)/lib/python$(PYTHON_VERSION)/site-packages && \
+	  $(SECURITY_BIN)/pip-audit --strict --progress-spinner off --no-deps --disable-pip \
+	    -r layers/ml-runtime/requirements.txt -r layers/fraudwatch/requirements.txt; \
+	else \
+	  echo "pip-audit: NOT RUN: its vulnerability feed ($(PIP_AUDIT_FEED)) does not answer from this machine,"; \
+	  echo "           so no dependency was audited. Run \`make security-deps\` where pypi.org is reachable"; \
+	  echo "           (REQUIRE_AUDIT=1 makes this a failure)."; \
+	  test "$(REQUIRE_AUDIT)" != 1; \
+	fi

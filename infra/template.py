@@ -86,7 +86,7 @@ TemplateLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text
 
 def loads_template(text: str) -> dict[str, Any]:
     """Parse template text (YAML or JSON) into CloudFormation's long form."""
-    doc = yaml.load(text, Loader=TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+    doc = yaml.load(text, Loader=TemplateLoader)  # noqa: S506  # nosec B506  # a SafeLoader subclass
     if not isinstance(doc, dict) or "Resources" not in doc:
         raise ValueError("not a CloudFormation template: no top-level Resources")
     return doc
