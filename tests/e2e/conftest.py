@@ -1,0 +1,139 @@
+"""End-to-end fixtures: the embedded stack (moto server + the deployed template.yaml + the real handler),
+and stacks on in-process moto named by a prefix, so one test can compare a clean run with a faulty one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.deploy import deploy
+from infra.emulator import Emulator, client, emulator_environment
+from infra.invoke import Handler, load_handler
+from tests.adapters.conftest import (  # noqa: F401 - fixtures shared with the adapter tests
+    alert_inbox,
+    aws,
+    restore_environ,
+    stack,
+    template_resources,
+)
+
+
+@dataclass
+class Embedded:
+    """The template deployed on a moto server in its own process, with the real handler loaded."""
+
+    endpoint_url: str
+    outputs: dict[str, str]
+    handler: Handler
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for one service on the emulator."""
+        return client(service, self.endpoint_url)
+
+
+@pytest.fixture(scope="session")
+def embedded(tiny_bundle: Path) -> Iterator[Embedded]:
+    """The embedded stack, once per test process (deploying takes about 15 s)."""
+    with Emulator() as emulator:
+        outputs = deploy(
+            emulator.endpoint_url,
+            stack_name="fraudwatch-e2e",
+            parameters={"Stage": "e2e", "ShardCount": "2"},
+        )
+        saved = dict(os.environ)
+        try:
+            handler = load_handler(
+                outputs,
+                bundle_dir=tiny_bundle,
+                endpoint_url=emulator.endpoint_url,
+                overrides=emulator_environment(emulator.endpoint_url),
+            )
+        finally:  # the handler's clients are built; the rest of the session keeps its own environment
+            os.environ.clear()
+            os.environ.update(saved)
+        yield Embedded(emulator.endpoint_url, outputs, handler)
+
+
+def build_stack(prefix: str) -> dict[str, str]:
+    """The template's tables, topic, queues and stream on in-process moto, as stack outputs named `prefix`-*.
+
+    An SQS inbox subscribed to the topic (raw delivery) is added as `AlertInboxUrl`.
+    """
+    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+    tables = {}
+    for logical_id, props in template_resources("AWS::DynamoDB::Table").items():
+        args: dict[str, Any] = {
+            "TableName": f"{prefix}-{logical_id}",
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props["BillingMode"],
+        }
+        if "GlobalSecondaryIndexes" in props:
+            args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        dynamodb.create_table(**args)
+        tables[logical_id] = args["TableName"]
+    topic_arn = boto3.client("sns").create_topic(Name=f"{prefix}-AlertsTopic")["TopicArn"]
+    queues = {
+        q: sqs.create_queue(QueueName=f"{prefix}-{q}")["QueueUrl"]
+        for q in [*template_resources("AWS::SQS::Queue"), "AlertInbox"]
+    }
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=queues["AlertInbox"], AttributeNames=["QueueArn"])
+    boto3.client("sns").subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=inbox_arn["Attributes"]["QueueArn"],
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    stream = f"{prefix}-transactions"
+    boto3.client("kinesis").create_stream(StreamName=stream, ShardCount=1)
+    return {
+        "StreamName": stream,
+        "ProfilesTableName": tables["ProfilesTable"],
+        "DecisionsTableName": tables["DecisionsTable"],
+        "AlertsTopicArn": topic_arn,
+        "QuarantineQueueUrl": queues["QuarantineQueue"],
+        "OnFailureQueueUrl": queues["OnFailureQueue"],
+        "AlertInboxUrl": queues["AlertInbox"],
+    }
+
+
+def scan(dynamodb: Any, table: str, key: str) -> dict[str, dict[str, Any]]:
+    """Every item of a table, by its key."""
+    items: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {"TableName": table}
+    while True:
+        page = dynamodb.scan(**kwargs)
+        items.update({item[key]["S"]: item for item in page["Items"]})
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def drain_bodies(sqs: Any, queue_url: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every message of a queue as (parsed body, message attributes), deleting them."""
+    messages: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", []):
+        messages.extend((json.loads(m["Body"]), m.get("MessageAttributes", {})) for m in batch)
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+        )
+    return messages
+
+
+WALL_CLOCK = frozenset({"decided_at", "expires_at", "updated_at"})
+
+
+def comparable(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored item without its wall-clock attributes (decided_at, its TTL, updated_at)."""
+    return {k: v for k, v in item.items() if k not in WALL_CLOCK}
