@@ -351,8 +351,10 @@ class EventSourceRunner:
         """
         return self._run(stop, lambda readers: False)
 
-    def run_until_idle(self, idle_s: float = 1.0, timeout_s: float = 60) -> RunnerStats:
-        """Poll until every shard has been caught up with nothing to do for `idle_s` seconds."""
+    def run_until_idle(
+        self, idle_s: float = 1.0, timeout_s: float = 60, stop: threading.Event | None = None
+    ) -> RunnerStats:
+        """Poll until every shard has been caught up with nothing to do for `idle_s` seconds (or `stop`)."""
         deadline = time.monotonic() + timeout_s
 
         def done(readers: list[_ShardReader]) -> bool:
@@ -363,10 +365,15 @@ class EventSourceRunner:
                 raise RunnerError(f"not idle after {timeout_s:g} s: {self.stats}")
             return False
 
-        return self._run(threading.Event(), done)
+        return self._run(stop or threading.Event(), done)
 
     def _run(self, stop: threading.Event, done: Callable[[list[_ShardReader]], bool]) -> RunnerStats:
         self._stop = stop
+        if self.settings.parallelization_factor > 1:
+            log.info(
+                "ParallelizationFactor=%d: read as 1, one batch at a time per shard (order kept)",
+                self.settings.parallelization_factor,
+            )
         self._describe_stream()
         readers = self._open_shards()
         self.ready.set()
@@ -741,7 +748,9 @@ def _run_command(args: argparse.Namespace) -> int:
     def work() -> None:
         try:
             result.append(
-                runner.run_until_idle(args.until_idle, 24 * 3600) if args.until_idle else runner.run(stop)
+                runner.run_until_idle(args.until_idle, 24 * 3600, stop)
+                if args.until_idle
+                else runner.run(stop)
             )
         except Exception as exc:  # reported below, in the main thread
             failure.append(exc)
