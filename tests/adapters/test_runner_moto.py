@@ -10,6 +10,8 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.invoke import load_handler
+from infra.producer import live_transactions, produce
 from infra.runner import EventSourceRunner, MappingSettings, RunnerStats
 
 STREAM = "test-transactions"
@@ -375,3 +377,40 @@ def test_stop_finishes_the_batch_in_flight_and_returns(kinesis):
 def test_a_destination_without_a_queue_url_is_refused(kinesis):
     with pytest.raises(Exception, match="on_failure_queue_url"):
         runner(kinesis, FakeHandler(), replace(BASE, on_failure_destination="!GetAtt OnFailureQueue.Arn"))
+
+
+def table_items(name: str) -> dict[str, dict[str, Any]]:
+    key = "transaction_id" if "Decisions" in name else "user_id"
+    items = boto3.client("dynamodb").scan(TableName=name)["Items"]
+    return {item[key]["S"]: item for item in items}
+
+
+def test_the_real_handler_decides_every_produced_transaction_and_a_replay_changes_nothing(
+    stack, tiny_bundle, restore_environ
+):
+    kinesis = boto3.client("kinesis")
+    kinesis.create_stream(StreamName=STREAM, ShardCount=2)
+    transactions = list(live_transactions(300, seed=5))
+    produce(kinesis, STREAM, transactions, progress=False)
+    handler = load_handler(stack, bundle_dir=tiny_bundle)
+
+    def scoring_runner() -> EventSourceRunner:
+        return EventSourceRunner(
+            stream_name=STREAM,
+            handler=handler,
+            settings=MappingSettings.from_template(),
+            kinesis=kinesis,
+            on_failure_queue_url=stack["OnFailureQueueUrl"],
+            poll_interval_s=0.01,
+        )
+
+    first = scoring_runner().run_until_idle(idle_s=0.2, timeout_s=60)
+    decisions = table_items(stack["DecisionsTableName"])
+    profiles = table_items(stack["ProfilesTableName"])
+    replay = scoring_runner().run_until_idle(idle_s=0.2, timeout_s=60)
+
+    assert (first.records_delivered, first.records_sent_to_on_failure, first.errors) == (300, 0, 0)
+    assert set(decisions) == {tx["transaction_id"] for tx in transactions}
+    assert replay.records_delivered == 300
+    assert table_items(stack["DecisionsTableName"]) == decisions
+    assert table_items(stack["ProfilesTableName"]) == profiles
