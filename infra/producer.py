@@ -39,6 +39,8 @@ CALLS_PER_SECOND = 10
 # Replayed transactions end this long before "now" at the latest and start no earlier than the
 # Lambda's age limit allows, with an hour to spare for the time they spend waiting on the stream.
 AGE_MARGIN_S = 3600.0
+# Live transactions span about this much simulated time, whatever their count (see live_config).
+LIVE_SPAN_DAYS = 3.0
 
 
 class ProduceError(FraudwatchError):
@@ -234,6 +236,19 @@ def check_span(span: timedelta, count: int, source: str) -> None:
         )
 
 
+def live_config(count: int, seed: int) -> Any:
+    """The generator's config for `count` live transactions: its default, with more users if needed.
+
+    A population's users each keep their own rhythm (about 100 transactions over the config's days),
+    so more users, not faster ones, fit a large count into LIVE_SPAN_DAYS of simulated time.
+    """
+    from training.generate import GeneratorConfig
+
+    default = GeneratorConfig(seed=seed)
+    needed = math.ceil(count * default.days / LIVE_SPAN_DAYS)
+    return default if needed <= default.n_transactions else GeneratorConfig(seed=seed, n_transactions=needed)
+
+
 def live_transactions(count: int, seed: int, now: datetime | None = None) -> Iterator[dict[str, Any]]:
     """`count` generated transactions, shifted to end now (their spacing, which the features use, kept).
 
@@ -241,10 +256,10 @@ def live_transactions(count: int, seed: int, now: datetime | None = None) -> Ite
     transactions); the Lambda rejects timestamps over an hour ahead, so the run is moved back in one
     piece: the stream carries the population's last few days, ending now.
     """
-    from training.generate import GeneratorConfig, iter_live
+    from training.generate import iter_live
 
     now = now or datetime.now(UTC).replace(microsecond=0)
-    config = GeneratorConfig(seed=seed)
+    config = live_config(count, seed)
     first = last = None
     n = 0
     for tx in iter_live(config, start=now, limit=count):  # a first pass, cheap, for the span

@@ -11,7 +11,8 @@ import pytest
 
 from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS
 from infra.cli import main
-from infra.producer import ProduceError, file_transactions, live_transactions, produce
+from infra.producer import ProduceError, file_transactions, live_config, live_transactions, produce
+from training.generate import GeneratorConfig
 
 STREAM = "test-transactions"
 
@@ -211,3 +212,14 @@ def test_the_command_names_a_missing_stream(tmp_path, capsys):
 
     assert code == 2
     assert "--stream" in capsys.readouterr().err
+
+
+def test_a_large_live_count_still_fits_the_lambdas_age_limit_with_more_users():
+    now = datetime(2026, 11, 30, 20, 0, tzinfo=UTC)
+
+    txs = list(live_transactions(12_000, seed=3, now=now))
+
+    first = datetime.fromisoformat(txs[0]["timestamp"])
+    assert len(txs) == 12_000
+    assert now - first < timedelta(seconds=MAX_AGE_SECONDS)
+    assert live_config(12_000, seed=3).n_transactions > GeneratorConfig(seed=3).n_transactions
