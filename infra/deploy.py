@@ -68,26 +68,27 @@ def _zip_text(name: str, text: str) -> bytes:
     return buffer.getvalue()
 
 
-def layer_archive(logical_id: str, content_dir: Path, *, emulated: bool) -> bytes:
+def layer_archive(logical_id: str, content_dir: Path, *, in_process: bool) -> bytes:
     """A layer's zip, laid out as `sam build` would put it under /opt (python/, bundle/, ...).
 
-    A real endpoint gets `sam build`'s output when there is one (the ML runtime needs pip for the Lambda
-    platform); the emulator gets the sources as they are, or a placeholder where there are none.
+    Where Lambda runs the function, `sam build`'s output is used when there is one (the ML runtime
+    needs pip for the Lambda platform); where the handler runs in process (the emulator, or host mode),
+    the sources as they are, or a placeholder where there are none.
     """
     built = REPO_ROOT / ".aws-sam" / "build" / logical_id
-    if not emulated and built.is_dir():
+    if not in_process and built.is_dir():
         return _zip_tree(built)
     for subdir in ("python", "bundle"):
         if (content_dir / subdir).is_dir() and any((content_dir / subdir).iterdir()):
             return _zip_tree(content_dir / subdir, f"{subdir}/")
-    if emulated:
+    if in_process:
         log.info("%s: a placeholder layer (the handler runs in process on the emulator)", logical_id)
         return _zip_text("python/FRAUDWATCH_PLACEHOLDER.txt", ML_RUNTIME_PLACEHOLDER)
     raise DeployError(f"{logical_id}: nothing to package in {content_dir}; run `sam build` first")
 
 
 def package(
-    sam: dict[str, Any], base: Path, s3: Any, bucket: str, *, emulated: bool = True
+    sam: dict[str, Any], base: Path, s3: Any, bucket: str, *, in_process: bool = True
 ) -> dict[str, str]:
     """Upload code and layers to S3 and point the template at them; returns logical id -> S3 key."""
     keys = {}
@@ -96,7 +97,7 @@ def package(
         if kind == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
             body, uri_key = _zip_tree(base / props["CodeUri"]), "CodeUri"
         elif kind == "AWS::Serverless::LayerVersion" and isinstance(props.get("ContentUri"), str):
-            body = layer_archive(logical_id, base / props["ContentUri"], emulated=emulated)
+            body = layer_archive(logical_id, base / props["ContentUri"], in_process=in_process)
             uri_key = "ContentUri"
         else:
             continue
@@ -728,7 +729,9 @@ def deploy(
     steps.set_postfix_str("package")
     sam = load_template(template)
     ensure_bucket(s3, bucket, region)
-    package(sam, template.parent, s3, bucket, emulated=emulated)
+    # Without the mapping, Lambda never runs the function there: the runner calls the handler in
+    # process, so layers that need `sam build` (the ML runtime) may be stand-ins.
+    package(sam, template.parent, s3, bucket, in_process=not keep_mappings)
     steps.update()
 
     steps.set_postfix_str("transform")

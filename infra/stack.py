@@ -52,9 +52,15 @@ class StackError(RuntimeError):
 
 
 def ensure_bundle(bundle_dir: Path = BUNDLE_DIR) -> None:
-    """Train (`fraudwatch train`) when there is no model bundle yet."""
-    if (bundle_dir / BUNDLE_MODEL).is_file():
-        return
+    """Train (`fraudwatch train`) when there is no model bundle yet; load it, so a bad one fails now."""
+    from fraudwatch.adapters.model import load_model
+
+    if not (bundle_dir / BUNDLE_MODEL).is_file():
+        _train(bundle_dir)
+    load_model(bundle_dir)
+
+
+def _train(bundle_dir: Path) -> None:
     print(f"no model bundle in {bundle_dir}: training one first (fraudwatch train)", file=sys.stderr)
     result = subprocess.run(  # noqa: S603 - our own interpreter and command
         [sys.executable, "-m", "infra.cli", "train", "--bundle", str(bundle_dir)], cwd=REPO_ROOT, check=False
@@ -206,8 +212,8 @@ def stack_up(args: argparse.Namespace) -> int:
         outputs = deploy(emulator.endpoint_url, stack_name=args.stack_name, progress=True)
         use_emulator_credentials(emulator.endpoint_url)
         running = None
-        if args.runner and (BUNDLE_DIR / BUNDLE_MODEL).is_file():
-            running = start_handler(outputs, emulator.endpoint_url)
+        if args.runner and (args.bundle / BUNDLE_MODEL).is_file():
+            running = start_handler(outputs, emulator.endpoint_url, args.bundle)
         elif args.runner:
             print(
                 "no model bundle (run `fraudwatch train`): the stack runs without the handler",
@@ -239,7 +245,8 @@ def _detach(args: argparse.Namespace) -> int:
     """Run `stack up` in the background and wait until it has written its state."""
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "infra.cli", "stack", "up", "--stack-name", args.stack_name]
-    command += ["--port", str(args.port)] + ([] if args.runner else ["--no-runner"])
+    command += ["--port", str(args.port), "--bundle", str(args.bundle)]
+    command += [] if args.runner else ["--no-runner"]
     with contextlib.suppress(OSError):
         STATE_FILE.unlink()
     with LOG_FILE.open("w") as log_file:
@@ -453,7 +460,12 @@ def queue_depth(sqs: Any, queue_url: str) -> int:
 
 
 def wait_for_decisions(
-    endpoint_url: str, outputs: Mapping[str, str], expected: int, running: RunningHandler, timeout_s: float
+    endpoint_url: str,
+    outputs: Mapping[str, str],
+    expected: int,
+    running: RunningHandler,
+    timeout_s: float,
+    handler_log: Path = HANDLER_LOG,
 ) -> None:
     """Block until the decisions table holds `expected` items; fail clearly on a timeout or a dead runner."""
     from tqdm import tqdm
@@ -480,7 +492,7 @@ def wait_for_decisions(
                 raise StackError(
                     f"{expected - decided} of {expected} transactions have no decision after "
                     f"{timeout_s:.0f} s (quarantined: {quarantined}, on-failure messages: {failed}, "
-                    f"runner: {running.runner.stats}; handler log: {HANDLER_LOG})"
+                    f"runner: {running.runner.stats}; handler log: {handler_log})"
                 )
             time.sleep(0.5)
 
@@ -604,6 +616,17 @@ def _step_errors() -> tuple[type[BaseException], ...]:
     return (StackError, DeployError, EmulatorError, FraudwatchError, ClientError, BotoCoreError, OSError)
 
 
+@contextlib.contextmanager
+def preserved_environment() -> Iterator[None]:
+    """Restore os.environ afterwards: the demo points it at an emulator that is gone once it returns."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def run_demo(
     *,
     transactions: int,
@@ -612,6 +635,7 @@ def run_demo(
     timeout_s: float,
     stack_name: str = DEFAULT_STACK,
     bundle_dir: Path = BUNDLE_DIR,
+    handler_log: Path = HANDLER_LOG,
 ) -> DemoReport:
     """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions → report."""
     from infra.deploy import deploy
@@ -619,15 +643,15 @@ def run_demo(
 
     step = Steps()
     try:
-        step("train")
+        step("model bundle")
         ensure_bundle(bundle_dir)
         step("generate")
         truth = live_transactions(transactions, seed)
         step("start the emulator")
-        with Emulator() as emulator:
+        with preserved_environment(), Emulator() as emulator:
             step("deploy")
             outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
-            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, bundle_dir, step)
+            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, bundle_dir, handler_log, step)
     except _step_errors() as exc:
         raise StackError(f"{step.current}: {exc}") from exc
 
@@ -639,6 +663,7 @@ def _run_on_stack(
     rate: float | None,
     timeout_s: float,
     bundle_dir: Path,
+    handler_log: Path,
     step: Steps,
 ) -> DemoReport:
     from infra.emulator import client
@@ -651,14 +676,14 @@ def _run_on_stack(
     hidden = ("is_fraud", "fraud_pattern")  # the truth stays with the demo, never on the stream
     records = [{k: v for k, v in tx.items() if k not in hidden} for tx in truth]
     kinesis = client("kinesis", endpoint)
-    with handler_output():
+    with handler_output(handler_log):
         step("start the handler and the runner")
         running = start_handler(outputs, endpoint, bundle_dir)
         try:
             step("produce")
             produced = produce(kinesis, outputs["StreamName"], records, rate=rate, total=len(records))
             step("wait for decisions")
-            wait_for_decisions(endpoint, outputs, len(records), running, timeout_s)
+            wait_for_decisions(endpoint, outputs, len(records), running, timeout_s, handler_log)
             stats = asdict(running.runner.stats)
         finally:
             running.close()
@@ -737,6 +762,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     up.add_argument(
         "--no-runner", dest="runner", action="store_false", help="deploy only; do not run the handler"
     )
+    up.add_argument("--bundle", type=Path, default=BUNDLE_DIR, help="model bundle directory for the handler")
     up.set_defaults(run=_guarded(stack_up))
     status = actions.add_parser("status", help="is the background stack up, and where")
     status.set_defaults(run=_guarded(stack_status))
