@@ -7,6 +7,7 @@ between batches, as DynamoDB keeps them); a fake model records the rows it is as
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from tests.fakes import (
     tiny_history,
 )
 from training.features import compute_features, to_transactions
+from training.io import DataFileError
 
 SHARD = "shardId-000000000000"
 
@@ -93,3 +95,60 @@ def test_offline_transactions_are_what_the_stream_parser_builds():
     offline = to_transactions(frame)
     for tx, record in zip(offline, frame.to_dict("records"), strict=True):
         assert tx == transaction_from_mapping({str(k): v for k, v in record.items()})
+
+
+STAMPS = [
+    "2026-09-01T14:03:07Z",
+    "2026-09-01T14:03:07.25+02:00",
+    "2026-09-01T23:59:59.999999-05:30",
+    "2026-09-01T00:00:00+00:00",
+    "2026-09-01 14:03:07+01:00",  # space separator: not the canonical form, parsed row by row
+    "20260901T140307+0000",  # basic format: also row by row
+    "2026-09-01T14:03+02:00",  # no seconds
+    "1969-12-31T23:59:59.5+00:00",  # before the epoch: negative seconds
+    "2024-02-29T12:00:00-08:00",
+    "0999-05-05T05:05:05+00:00",
+]
+
+
+def test_every_timestamp_form_gives_the_stream_parsers_instant_and_hour():
+    frame = pd.DataFrame(
+        {
+            "transaction_id": [f"t{i}" for i in range(len(STAMPS))],
+            "user_id": "u1",
+            "merchant_id": "m1",
+            "amount": 10.0,
+            "currency": "EUR",
+            "timestamp": STAMPS,
+            "category": "grocery",
+        }
+    )
+    offline = to_transactions(frame)
+    for tx, record in zip(offline, frame.to_dict("records"), strict=True):
+        assert tx == transaction_from_mapping({str(k): v for k, v in record.items()})
+
+
+IMPOSSIBLE = [
+    "2026-02-30T10:00:00+00:00",
+    "2100-02-29T10:00:00+00:00",
+    "2026-09-01T10:00:00+24:00",
+    "0000-01-01T00:00:00Z",
+    "2026-09-01T10:00:60Z",
+]
+
+
+@pytest.mark.parametrize("stamp", IMPOSSIBLE)
+def test_a_canonical_looking_but_impossible_timestamp_is_named(stamp):
+    frame = pd.DataFrame(
+        {
+            "transaction_id": ["t1", "t2"],
+            "user_id": "u1",
+            "merchant_id": "m1",
+            "amount": 10.0,
+            "currency": "EUR",
+            "timestamp": ["2026-09-01T10:00:00+00:00", stamp],
+            "category": "grocery",
+        }
+    )
+    with pytest.raises(DataFileError, match=re.escape(f"f.csv: column 'timestamp', row 2: {stamp!r}")):
+        to_transactions(frame, source="f.csv")
