@@ -90,7 +90,7 @@ def mixed_batch() -> dict:
 
 @pytest.fixture(params=["INFO", "DEBUG"])
 def log_level(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every level the template's LogLevel allows down to DEBUG: the most the function can say."""
+    """INFO, the default, and DEBUG: the most that the template's LogLevel lets the function say."""
     previous = service_logger.log_level
     service_logger.setLevel(request.param)
     yield request.param
