@@ -41,6 +41,7 @@ CALLS_PER_SECOND = 10
 AGE_MARGIN_S = 3600.0
 # Live transactions span about this much simulated time, whatever their count (see live_config).
 LIVE_SPAN_DAYS = 3.0
+DEFAULT_COUNT = 2000
 
 
 class ProduceError(FraudwatchError):
@@ -301,7 +302,7 @@ def _produce_command(args: argparse.Namespace) -> int:
         if args.file:
             records: Iterable[dict[str, Any]] = file_transactions(Path(args.file), args.count)
         else:
-            records = list(live_transactions(args.count, args.seed))
+            records = list(live_transactions(args.count or DEFAULT_COUNT, args.seed))
     except (OSError, ValueError, FraudwatchError) as exc:
         print(f"fraudwatch produce: {exc}", file=sys.stderr)
         return 2
@@ -340,7 +341,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "a file's are replayed in time order. Either way the timestamps are shifted together so the last "
         "is now: their spacing, which the features read, is kept, and none is too old for the Lambda.",
     )
-    parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"), help="AWS endpoint URL")
+    parser.add_argument(
+        "--endpoint",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="endpoint URL (default: $AWS_ENDPOINT_URL, else the one recorded with the outputs; none: AWS)",
+    )
     parser.add_argument(
         "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), help="AWS region"
     )
@@ -351,7 +356,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
     parser.add_argument(
-        "--count", type=_positive_int, default=2000, help="how many transactions (default 2000)"
+        "--count",
+        type=_positive_int,
+        help=f"how many transactions (default {DEFAULT_COUNT}; with --file, the whole file)",
     )
     parser.add_argument(
         "--rate", type=_positive_float, help="records per second (default: as fast as possible)"

@@ -792,7 +792,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "starting position, partial-failure checkpoints, bisect, retries, record age, on-failure queue). "
         "Works against the embedded emulator, LocalStack or AWS. Ctrl-C stops after the batch in flight.",
     )
-    parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"), help="AWS endpoint URL")
+    parser.add_argument(
+        "--endpoint",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="endpoint URL (default: $AWS_ENDPOINT_URL, else the one recorded with the outputs; none: AWS)",
+    )
     parser.add_argument(
         "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), help="AWS region"
     )

@@ -223,3 +223,17 @@ def test_a_large_live_count_still_fits_the_lambdas_age_limit_with_more_users():
     assert len(txs) == 12_000
     assert now - first < timedelta(seconds=MAX_AGE_SECONDS)
     assert live_config(12_000, seed=3).n_transactions > GeneratorConfig(seed=3).n_transactions
+
+
+def test_the_command_replays_a_whole_file(kinesis, tmp_path):
+    path = tmp_path / "tx.csv"
+    pd.DataFrame([transaction(i, is_fraud=False) for i in range(25)]).to_csv(path, index=False)
+
+    code = main(
+        ["produce", "--stream", STREAM, "--file", str(path), "--outputs", str(tmp_path / "none.json")]
+    )
+
+    assert code == 0
+    payloads = [p for _, p in stream_contents(kinesis)]
+    assert sorted(p["transaction_id"] for p in payloads) == [f"tx-{i:06d}" for i in range(25)]
+    assert all("is_fraud" not in p for p in payloads)
