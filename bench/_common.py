@@ -268,7 +268,7 @@ def _cell(value: object) -> str:
 
 
 def _numeric(text: str) -> bool:
-    return text.replace(",", "").replace(".", "").replace("-", "").replace("x", "").isdigit()
+    return text.lstrip("+-").replace(",", "").replace(".", "").replace("x", "").isdigit()
 
 
 def median(values: Sequence[float]) -> float:
