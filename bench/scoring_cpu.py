@@ -62,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = _warmed_profiles(model, warmup)
     ours = [_time_batched(model, history, timed) for _ in range(args.repeats)]
     naive = [_time_naive(model, bundle, history, naive_records) for _ in range(args.naive_repeats)]
-    phases, alerts = _breakdown(model, history, timed)
+    # the least disturbed of three instrumented passes: on a shared machine one pass can be unlucky
+    phases, alerts = min((_breakdown(model, history, timed) for _ in range(3)), key=lambda b: b[0]["total"])
 
     _print_header(args, bundle, alerts)
     _print_comparison(ours, naive, args)
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batches", type=int, default=200, help="timed batches of 100 (default 200)")
     parser.add_argument("--warmup-batches", type=int, default=30, help="untimed, to build profiles")
     parser.add_argument("--repeats", type=int, default=7, help="timed passes of ours (default 7)")
-    parser.add_argument("--naive-records", type=int, default=1000, help="records per naive pass")
+    parser.add_argument("--naive-records", type=int, default=500, help="records per naive pass")
     parser.add_argument("--naive-repeats", type=int, default=3, help="timed passes of naive (default 3)")
     return parser
 
@@ -293,7 +294,7 @@ def _print_comparison(ours: list[Run], naive: list[Run], args: argparse.Namespac
 
 
 def _print_breakdown(spent: dict[str, float], records: int) -> None:
-    """Where the batched path's time goes (wall, one instrumented pass)."""
+    """Where the batched path's time goes (wall, the fastest instrumented pass)."""
     score, explain = spent.get("score", 0.0), spent.get("explain", 0.0)
     parts = [
         ("parse + validate (json, contract)", spent["_parse"]),
@@ -309,7 +310,7 @@ def _print_breakdown(spent: dict[str, float], records: int) -> None:
     total = spent["total"]
     rows = [(name, seconds / records * 1e6, f"{seconds / total:.0%}") for name, seconds in parts]
     rows.append(("total (instrumented pass)", total / records * 1e6, "100%"))
-    print("Breakdown of the batched path (wall us/record, one instrumented pass):")
+    print("Breakdown of the batched path (wall us/record, the fastest of 3 instrumented passes):")
     print(table(("phase", "us/rec", "share"), rows))
 
 
