@@ -103,15 +103,15 @@ security-code: security-tools
 	@echo "== bandit: the fraudwatch package, the function, infra and training (config: pyproject.toml)"
 	$(SECURITY_BIN)/bandit -c pyproject.toml -r layers/fraudwatch/python functions infra training -q
 
-# The .venv (everything installed for development, training and the emulator) and the pinned requirements
-# of the two Python layers (what ships to Lambda). --strict: a dependency that cannot be audited fails it.
+# What .venv holds (development, training, the emulator; fraudwatch itself, editable, left out) and the
+# pinned requirements of the two Python layers (what ships to Lambda). --strict: a package that cannot be
+# audited fails the step instead of being skipped in silence.
 security-deps: security-tools setup
 	@echo "== pip-audit: .venv and the layers' pinned requirements"
 	@if $(SECURITY_BIN)/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)' \
 	    $(PIP_AUDIT_FEED) 2>/dev/null; then \
-	  $(SECURITY_BIN)/pip-audit --strict --progress-spinner off --skip-editable \
-	    --path $(VENV)/lib/python$(PYTHON_VERSION)/site-packages && \
 	  $(SECURITY_BIN)/pip-audit --strict --progress-spinner off --no-deps --disable-pip \
+	    -r <($(PY) -m pip freeze --all --exclude-editable) \
 	    -r layers/ml-runtime/requirements.txt -r layers/fraudwatch/requirements.txt; \
 	else \
 	  echo "pip-audit: NOT RUN: its vulnerability feed ($(PIP_AUDIT_FEED)) does not answer from this machine,"; \
