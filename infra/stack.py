@@ -392,28 +392,11 @@ class DemoReport:
 
 
 def live_transactions(count: int, seed: int) -> list[dict[str, Any]]:
-    """`count` live transactions from the population the model was trained on, labelled, ending now.
+    """`count` live transactions, labelled, shifted to end now (the producer's own live source)."""
+    from infra.producer import live_transactions as producer_live
+    from training.pipeline import DEFAULT_SEED
 
-    The generator runs in simulated time (a few thousand transactions span most of a day) and the
-    handler rejects timestamps over an hour ahead, so the run is moved back in one piece.
-    """
-    from datetime import UTC, datetime
-
-    from infra.producer import ending_now
-    from training.generate import GeneratorConfig, iter_live
-    from training.pipeline import DEFAULT_DAYS, DEFAULT_SEED, DEFAULT_TRANSACTIONS
-
-    config = GeneratorConfig(
-        n_transactions=DEFAULT_TRANSACTIONS, days=DEFAULT_DAYS, seed=seed or DEFAULT_SEED
-    )
-    now = datetime.now(UTC).replace(microsecond=0)
-    generated = list(iter_live(config, start=now, limit=count))
-    if not generated:
-        return []
-    span = datetime.fromisoformat(generated[-1]["timestamp"]) - datetime.fromisoformat(
-        generated[0]["timestamp"]
-    )
-    return list(ending_now(generated, now=now, span=span))
+    return list(producer_live(count, seed or DEFAULT_SEED))
 
 
 def subscribe_alerts(endpoint_url: str, topic_arn: str, name: str) -> str:
@@ -477,9 +460,16 @@ def wait_for_decisions(
     with tqdm(total=expected, desc="decisions", unit="tx", file=sys.stderr) as bar:
         while True:
             running.check()
+            # The runner's own count is free; the table is scanned (which loads the emulator) only
+            # once the runner has delivered everything, or when the deadline calls for the truth.
+            delivered = running.runner.stats.records_delivered
+            bar.update(min(delivered, expected) - bar.n)
+            if delivered < expected and time.monotonic() <= deadline:
+                time.sleep(0.2)
+                continue
             decided = count_items(dynamodb, outputs["DecisionsTableName"])
-            bar.update(decided - bar.n)
             if decided >= expected:
+                bar.update(expected - bar.n)
                 return
             quarantined = queue_depth(sqs, outputs["QuarantineQueueUrl"])
             if quarantined and decided + quarantined >= expected:
@@ -613,7 +603,16 @@ def _step_errors() -> tuple[type[BaseException], ...]:
     from infra.deploy import DeployError
     from infra.emulator import EmulatorError
 
-    return (StackError, DeployError, EmulatorError, FraudwatchError, ClientError, BotoCoreError, OSError)
+    return (
+        StackError,
+        DeployError,
+        EmulatorError,
+        FraudwatchError,
+        ClientError,
+        BotoCoreError,
+        OSError,
+        ValueError,
+    )
 
 
 @contextlib.contextmanager
