@@ -12,6 +12,7 @@ Run: .venv/bin/python -m bench.scoring_cpu
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -68,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _print_header(args, bundle, alerts)
     _print_comparison(ours, naive, args)
     _print_breakdown(phases, len(timed) * BATCH)
+    _print_what_ifs(model, history, timed, median([r.cpu_us for r in ours]))
     return 0
 
 
@@ -117,7 +119,7 @@ def _warmed_profiles(model: XGBoostModel, warmup: list[list[StreamRecord]]) -> d
     return dict(profiles.items)
 
 
-def _time_batched(model: XGBoostModel, history: dict[str, str], timed: list[list[StreamRecord]]) -> Run:
+def _time_batched(model: Model, history: dict[str, str], timed: list[list[StreamRecord]]) -> Run:
     """Fresh stores holding the warmed profiles, then every timed batch through `process`."""
     service = _service(model, history)
     decided = 0
@@ -312,6 +314,42 @@ def _print_breakdown(spent: dict[str, float], records: int) -> None:
     rows.append(("total (instrumented pass)", total / records * 1e6, "100%"))
     print("Breakdown of the batched path (wall us/record, the fastest of 3 instrumented passes):")
     print(table(("phase", "us/rec", "share"), rows))
+
+
+# ---------------------------------------------------------------- what would bring it down
+
+
+def _print_what_ifs(
+    model: XGBoostModel, history: dict[str, str], timed: list[list[StreamRecord]], as_is: float
+) -> None:
+    """The same passes with the explain step changed, to size the fixes (the domain code is untouched)."""
+    single = _ModelProxy(model)
+    single.explain = _single_threaded_dmatrix(model.explain)
+    silent = _ModelProxy(model)
+    silent.explain = lambda rows, top: [() for _ in rows]
+    rows = [("as is", as_is)]
+    for name, variant in (
+        ("explain's DMatrix built with nthread=1", single),
+        ("no explain at all (lower bound)", silent),
+    ):
+        rows.append((name, median([_time_batched(variant, history, timed).cpu_us for _ in range(3)])))
+    print("\nWhat-if (batched CPU us/record, median of 3 passes):")
+    print(table(("variant", "CPU us/rec"), rows))
+
+
+def _single_threaded_dmatrix(explain: Callable[..., Any]) -> Callable[..., Any]:
+    """`explain` with xgboost's DMatrix made single-threaded for the duration of the call."""
+    import xgboost as xgb
+
+    def explain_single(rows: Sequence[Sequence[float]], top: int) -> Any:
+        original = xgb.DMatrix
+        setattr(xgb, "DMatrix", functools.partial(original, nthread=1))  # noqa: B010 - typed as a class
+        try:
+            return explain(rows, top)
+        finally:
+            setattr(xgb, "DMatrix", original)  # noqa: B010
+
+    return explain_single
 
 
 if __name__ == "__main__":
