@@ -57,6 +57,7 @@ MAX_EVENT_BYTES = 6 * 1024 * 1024
 # What one record adds to the event besides its base64 data: keys, ids, ARNs.
 RECORD_OVERHEAD_BYTES = 600
 GET_RECORDS_LIMIT = 10_000
+UNKNOWN_LAG = -1  # a throttled read: neither idle nor worth an extra wait
 WHOLE_BATCH = -1  # judge_response's verdict when no record of the batch can be checkpointed
 THROTTLE_BACKOFF_S = 1.0
 MAX_RETRY_BACKOFF_S = 5.0
@@ -550,7 +551,8 @@ class _ShardReader:
                     break
             elif self._idle_since is None and behind == 0:
                 self._idle_since = now
-            if not fetched or behind == 0:
+            # Behind the tip, read on at once (Kinesis may answer empty pages while behind); at the tip, poll.
+            if behind == 0:
                 wait = (
                     self.runner.poll_interval_s
                     if deadline is None
@@ -572,7 +574,7 @@ class _ShardReader:
         return batch
 
     def _get_records(self, limit: int) -> tuple[list[StreamRecord], int]:
-        """One GetRecords call: the records and how far behind the shard's tip they are (ms)."""
+        """One GetRecords call: its records and how far behind the tip they are (ms, or UNKNOWN_LAG)."""
         from botocore.exceptions import ClientError
 
         try:
@@ -586,7 +588,7 @@ class _ShardReader:
                 return [], 0
             if code in ("ProvisionedThroughputExceededException", "LimitExceededException"):
                 self.runner._stop.wait(THROTTLE_BACKOFF_S)
-                return [], 1
+                return [], UNKNOWN_LAG
             raise
         self._iterator = response.get("NextShardIterator")  # None: the shard is closed and fully read
         records = [_stream_record(r) for r in response["Records"]]

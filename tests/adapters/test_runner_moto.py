@@ -12,7 +12,7 @@ import pytest
 
 from infra.invoke import load_handler
 from infra.producer import live_transactions, produce
-from infra.runner import EventSourceRunner, MappingSettings, RunnerStats
+from infra.runner import EventSourceRunner, MappingSettings, RunnerError, RunnerStats
 
 STREAM = "test-transactions"
 BASE = MappingSettings(starting_position="TRIM_HORIZON", batch_size=10, report_batch_item_failures=True)
@@ -414,3 +414,50 @@ def test_the_real_handler_decides_every_produced_transaction_and_a_replay_change
     assert replay.records_delivered == 300
     assert table_items(stack["DecisionsTableName"]) == decisions
     assert table_items(stack["ProfilesTableName"]) == profiles
+
+
+class FlakyKinesis:
+    """A Kinesis client whose GetRecords calls raise the given error codes, in turn, before working."""
+
+    def __init__(self, inner: Any, errors: dict[int, str]) -> None:
+        self.inner = inner
+        self.errors = errors
+        self.get_records_calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def get_records(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        self.get_records_calls += 1
+        code = self.errors.get(self.get_records_calls)
+        if code:
+            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, "GetRecords")
+        return self.inner.get_records(**kwargs)
+
+
+def test_an_expired_iterator_is_reopened_after_the_last_record_read(kinesis):
+    seqs = put(kinesis, 25)
+    handler = FakeHandler()
+    flaky = FlakyKinesis(kinesis, {2: "ExpiredIteratorException"})
+
+    drain(runner(flaky, handler))
+
+    assert handler.seen == seqs
+
+
+def test_a_throttled_read_is_retried(kinesis):
+    seqs = put(kinesis, 5)
+    handler = FakeHandler()
+
+    drain(runner(FlakyKinesis(kinesis, {1: "ProvisionedThroughputExceededException"}), handler))
+
+    assert handler.seen == seqs
+
+
+def test_an_unreadable_shard_stops_the_runner_with_an_error_naming_it(kinesis):
+    put(kinesis, 5)
+
+    with pytest.raises(RunnerError, match=r"shardId-000000000000: .*AccessDenied"):
+        drain(runner(FlakyKinesis(kinesis, {1: "AccessDeniedException"}), FakeHandler()))
