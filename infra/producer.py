@@ -119,7 +119,11 @@ def produce(
     if total is None and isinstance(records, Sized):
         total = len(records)
     stop = stop or threading.Event()
-    per_call = MAX_RECORDS_PER_CALL if rate is None else max(1, min(500, math.ceil(rate / CALLS_PER_SECOND)))
+    per_call = (
+        MAX_RECORDS_PER_CALL
+        if rate is None
+        else max(1, min(MAX_RECORDS_PER_CALL, math.ceil(rate / CALLS_PER_SECOND)))
+    )
     stats = ProduceStats()
     sent = 0
     with tqdm(total=total, unit="tx", desc="produce", disable=not progress) as bar:
