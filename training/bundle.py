@@ -131,10 +131,10 @@ def render_card(card: dict[str, Any]) -> str:
         "## Test period",
         "",
         f"- ROC AUC {test['roc_auc']:.4f}, average precision {test['average_precision']:.4f}",
-        f"- at FLAGGED: precision {test['at_flag']['precision']:.3f}, "
+        f"- at FLAGGED: precision {_figure(test['at_flag']['precision'])}, "
         f"recall {test['at_flag']['recall']:.3f}, "
         f"{test['at_flag']['alert_share']:.2%} of transactions alerted",
-        f"- at REJECTED: precision {test['at_reject']['precision']:.3f}, "
+        f"- at REJECTED: precision {_figure(test['at_reject']['precision'])}, "
         f"recall {test['at_reject']['recall']:.3f}",
         *[
             f"- {p['pattern']}: {p['flagged_or_rejected']:.1%} flagged or rejected, "
@@ -156,3 +156,7 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a (no alerts)" if value is None else f"{value:.3f}"

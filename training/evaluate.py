@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,19 @@ class Evaluation:
     """Total gain per feature, as a share of the whole."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures."""
-        return asdict(self)
+        """JSON-ready figures (an undefined figure, such as precision with no alerts, is None)."""
+        return _defined(asdict(self))  # type: ignore[no-any-return]
+
+
+def _defined(value: Any) -> Any:
+    """The value with every NaN replaced by None, through dicts, lists and tuples."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _defined(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_defined(item) for item in value]
+    return value
 
 
 def evaluate(
@@ -151,7 +163,9 @@ def write_report(
     """Write report.md, metrics.json and the plots into `directory`; return the report's path."""
     directory.mkdir(parents=True, exist_ok=True)
     _plots(directory, evaluation, scores, labels)
-    (directory / "metrics.json").write_text(json.dumps(evaluation.to_dict(), indent=2) + "\n")
+    (directory / "metrics.json").write_text(
+        json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n"
+    )
     report = directory / "report.md"
     report.write_text(render_report(version, evaluation, card))
     return report
@@ -181,7 +195,7 @@ def render_report(version: str, evaluation: Evaluation, card: dict[str, Any]) ->
         "Chosen on the validation period: " + thresholds["rule"],
         "",
         *[f"- note: {note}" for note in thresholds["notes"]],
-        "",
+        *([""] if thresholds["notes"] else []),
         "Precision and recall at each threshold (an alert is a score at or above it):",
         "",
         "| threshold | alerts | share of transactions | precision | recall |",
@@ -272,8 +286,11 @@ def _plots(directory: Path, evaluation: Evaluation, scores: np.ndarray, labels: 
     bins = [i / 50 for i in range(51)]
     ax.hist(scores[~labels], bins=bins, alpha=0.6, density=True, label="legitimate")
     ax.hist(scores[labels], bins=bins, alpha=0.6, density=True, label="fraud")
-    for name, point in (("FLAGGED", evaluation.at_flag), ("REJECTED", evaluation.at_reject)):
-        ax.axvline(point.threshold, linestyle="--", color="black" if name == "REJECTED" else "grey")
+    for name, point, color in (
+        ("FLAGGED", evaluation.at_flag, "grey"),
+        ("REJECTED", evaluation.at_reject, "black"),
+    ):
+        ax.axvline(point.threshold, linestyle="--", color=color, label=f"{name} >= {point.threshold:.3f}")
     ax.set(xlabel="score", ylabel="density (log)", yscale="log", title="Scores by class (test period)")
     ax.legend()
     _save(fig, directory / "score_distribution.png")

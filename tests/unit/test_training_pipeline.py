@@ -151,3 +151,19 @@ def test_evaluation_without_patterns_counts_all_fraud_as_one(trained, history):
     assert result.patterns[0].flagged_or_rejected == float(
         (scores[labels] >= run.thresholds.flag.threshold).mean()
     )
+
+
+def test_train_command_generates_history_and_prints_a_summary(tmp_path, capsys):
+    pytest.importorskip("training.generate").generate_history  # noqa: B018 - the generator must exist
+    bundle, reports = tmp_path / "bundle", tmp_path / "reports"
+    argv = ["train", "--transactions", "6000", "--days", "20", "--seed", "3", "--threads", "1"]
+    assert main([*argv, "--bundle", str(bundle), "--reports", str(reports)]) == 0
+    out = capsys.readouterr().out
+    version = load_model(bundle).version
+    assert f"model {version} trained" in out
+    for line in ("[1/5] generating 6,000 transactions", "ROC AUC", "FLAGGED  >=", "REJECTED >=", "report:"):
+        assert line in out
+    card = json.loads((bundle / "model_card.json").read_text())
+    assert card["data"]["source"] == "generated: 6,000 transactions, 20 days, seed 3"
+    assert card["data"]["rows"] == 6000
+    assert (reports / version / "report.md").is_file()
