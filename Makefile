@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) ## create .venv (Python 3.12) with fraudwatch installed for development
 
 demo: setup ## the main job: train if needed, then run the whole stack on the embedded emulator
-	$(VENV)/bin/fraudwatch train
+	$(VENV)/bin/fraudwatch demo
 
 train: setup ## generate labelled history, train, evaluate and write the model bundle
 	$(VENV)/bin/fraudwatch train
@@ -119,3 +119,29 @@ security-deps: security-tools setup
 	  echo "           (REQUIRE_AUDIT=1 makes this a failure)."; \
 	  test "$(REQUIRE_AUDIT)" != 1; \
 	fi
+
+# ---- the embedded stack in the background, and LocalStack (Docker) for the full deployment
+LOCALSTACK_COMPOSE := docker compose -f infra/localstack/docker-compose.yml
+LOCALSTACK_ENDPOINT ?= http://localhost:4566
+LOCALSTACK_ENV := AWS_ENDPOINT_URL=$(LOCALSTACK_ENDPOINT) AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
+
+.PHONY: stack stack-down localstack-up localstack-down localstack-deploy
+
+stack: setup ## the embedded stack in the background (emulator, deploy, handler behind the runner); prints AWS_ENDPOINT_URL
+	$(VENV)/bin/fraudwatch stack up --detach
+
+stack-down: setup ## stop the background embedded stack
+	$(VENV)/bin/fraudwatch stack down
+
+localstack-up: ## LocalStack in Docker (pinned 4.14.0; newer images need LOCALSTACK_AUTH_TOKEN, see docs/localstack.md)
+	$(LOCALSTACK_COMPOSE) up -d --wait
+
+localstack-down: ## stop LocalStack and drop its data
+	$(LOCALSTACK_COMPOSE) down -v
+
+# The artifacts bucket is the one samconfig.toml's `localstack` environment names.
+localstack-deploy: setup sam-build ## sam deploy --config-env localstack to LocalStack (its event-source mapping runs the Lambda)
+	$(LOCALSTACK_ENV) $(PY) -c 'import tomllib, boto3; \
+	  bucket = tomllib.load(open("samconfig.toml", "rb"))["localstack"]["deploy"]["parameters"]["s3_bucket"]; \
+	  boto3.client("s3").create_bucket(Bucket=bucket)'
+	$(LOCALSTACK_ENV) $(SAM) deploy --config-env localstack

@@ -786,6 +786,8 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 def _deploy_command(args: argparse.Namespace) -> int:
     import json
 
+    from botocore.exceptions import BotoCoreError, ClientError
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         parameters = parse_parameters(args.parameter)
@@ -798,9 +800,14 @@ def _deploy_command(args: argparse.Namespace) -> int:
             event_source_mappings=False if args.no_event_source_mappings else None,
             progress=True,
         )
-    except (DeployError, ValueError, OSError) as exc:
+    except (DeployError, ValueError, OSError, BotoCoreError, ClientError) as exc:
         print(f"fraudwatch deploy: {exc}", file=sys.stderr)
         return 1
+    if args.outputs_file:
+        # The shape `stack up --detach` writes: `fraudwatch produce/run/invoke --outputs` read it.
+        state = {"endpoint": args.endpoint, "stack_name": args.stack_name, "outputs": outputs}
+        Path(args.outputs_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.outputs_file).write_text(json.dumps(state, indent=2))
     print(json.dumps(outputs, indent=2))
     return 0
 
@@ -833,6 +840,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--no-event-source-mappings",
         action="store_true",
         help="leave the Kinesis mappings out (automatic on moto); run `fraudwatch runner` instead",
+    )
+    parser.add_argument(
+        "--outputs-file",
+        metavar="PATH",
+        help="also write the endpoint and outputs here, for `fraudwatch produce/run --outputs PATH`",
     )
     parser.set_defaults(run=_deploy_command)
 

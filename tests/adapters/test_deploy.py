@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from infra import deploy as deploy_module
+from infra.cli import main
 from infra.deploy import (
     DeployError,
     Resolver,
@@ -19,7 +23,8 @@ from infra.deploy import (
     references,
 )
 from infra.emulator import Emulator, client, is_healthy, is_moto
-from infra.template import TEMPLATE, load_template, loads_template
+from infra.runner import read_stack_outputs, stack_endpoint
+from infra.template import REPO_ROOT, TEMPLATE, load_template, loads_template
 
 STACK = "fraudwatch-test"
 
@@ -261,6 +266,40 @@ def test_stream_tables_topic_and_queues_are_usable(emulator: Emulator, outputs: 
     assert emulator.client("sns").publish(TopicArn=outputs["AlertsTopicArn"], Message="probe")["MessageId"]
 
 
-def test_redeploy_keeps_the_stack(emulator: Emulator, outputs: dict[str, str]) -> None:
-    again = deploy(emulator.endpoint_url, stack_name=STACK, parameters={"Stage": "test"})
-    assert again == outputs
+def test_redeploy_from_the_command_line_keeps_the_stack(
+    emulator: Emulator, outputs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "stack.json"
+    argv = ["deploy", "--endpoint", emulator.endpoint_url, "--stack-name", STACK]
+    assert main([*argv, "--parameter", "Stage=test", "--outputs-file", str(state)]) == 0
+    assert json.loads(capsys.readouterr().out) == outputs
+    # What `fraudwatch produce/run --outputs` read back.
+    assert read_stack_outputs(state) == outputs
+    assert stack_endpoint(state) == emulator.endpoint_url
+
+
+def test_a_malformed_parameter_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deploy", "--endpoint", "http://127.0.0.1:9", "--parameter", "Stage"]) == 1
+    assert capsys.readouterr().err.strip() == "fraudwatch deploy: --parameter 'Stage': expected KEY=VALUE"
+
+
+# ------------------------------------------------------------------------------------------------ LocalStack
+
+
+def test_localstack_compose_pins_its_image_and_passes_the_token() -> None:
+    compose = yaml.safe_load((REPO_ROOT / "infra" / "localstack" / "docker-compose.yml").read_text())
+    service = compose["services"]["localstack"]
+    image = service["image"].removeprefix("${LOCALSTACK_IMAGE:-").removesuffix("}")
+    name, _, tag = image.partition(":")
+    assert name == "localstack/localstack"
+    assert tag
+    assert tag != "latest"
+    assert service["environment"]["LOCALSTACK_AUTH_TOKEN"] == "${LOCALSTACK_AUTH_TOKEN:-}"
+    assert "127.0.0.1:4566:4566" in service["ports"]
+
+
+def test_localstack_deploy_uses_the_samconfig_environment() -> None:
+    samconfig = tomllib.loads((REPO_ROOT / "samconfig.toml").read_text())
+    assert samconfig["localstack"]["deploy"]["parameters"]["s3_bucket"]
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "deploy --config-env localstack" in makefile
