@@ -32,17 +32,17 @@ def model_version(booster: xgb.Booster, trained_at: datetime) -> str:
     return f"{trained_at:%Y%m%d-%H%M%S}-{digest}"
 
 
-def git_commit() -> str | None:
-    """The current commit of the working tree (with `-dirty` when it has changes), or None outside git."""
+def git_state() -> tuple[str | None, bool | None]:
+    """The working tree's commit and whether tracked files have changed since it; None outside git."""
     git = shutil.which("git")
     if git is None:
-        return None
+        return None, None
     try:
         commit = _run([git, "rev-parse", "HEAD"])
-        dirty = _run([git, "status", "--porcelain", "--untracked-files=no"])
+        changes = _run([git, "status", "--porcelain", "--untracked-files=no"])
     except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}-dirty" if dirty else commit
+        return None, None
+    return commit, bool(changes)
 
 
 def _run(command: list[str]) -> str:
@@ -107,7 +107,8 @@ def render_card(card: dict[str, Any]) -> str:
         "the FLAGGED threshold sent for review.",
         "",
         f"- trained at: {card['trained_at']}",
-        f"- git commit: {card['git_commit'] or 'unknown'}",
+        f"- git commit: {card['git_commit'] or 'unknown'}"
+        + (" (with uncommitted changes)" if card.get("git_dirty") else ""),
         f"- libraries: {', '.join(f'{k} {v}' for k, v in card['libraries'].items())}",
         f"- features ({len(card['model']['features'])}): {', '.join(card['model']['features'])}",
         "",
@@ -124,6 +125,14 @@ def render_card(card: dict[str, Any]) -> str:
         "## Thresholds (chosen on the validation period)",
         "",
         f"- FLAGGED >= {thresholds['flag']:.6f}, REJECTED >= {thresholds['reject']:.6f}",
+        *[
+            f"- on validation, {name}: precision {point['precision']:.3f}, recall {point['recall']:.3f}, "
+            f"{point['alert_share']:.2%} of transactions"
+            for name, point in (
+                ("FLAGGED", thresholds["validation"]["flag"]),
+                ("REJECTED", thresholds["validation"]["reject"]),
+            )
+        ],
         f"- rule: {thresholds['rule']}",
         *[f"- note: {note}" for note in thresholds["notes"]],
         "- deploy-time override: FLAG_THRESHOLD / REJECT_THRESHOLD",
@@ -136,8 +145,9 @@ def render_card(card: dict[str, Any]) -> str:
         f"{test['at_flag']['alert_share']:.2%} of transactions alerted",
         f"- at REJECTED: precision {_figure(test['at_reject']['precision'])}, "
         f"recall {test['at_reject']['recall']:.3f}",
+        "- recall per fraud pattern:",
         *[
-            f"- {p['pattern']}: {p['flagged_or_rejected']:.1%} flagged or rejected, "
+            f"  - {p['pattern']}: {p['flagged_or_rejected']:.1%} flagged or rejected, "
             f"{p['rejected']:.1%} rejected"
             for p in test["patterns"]
         ],

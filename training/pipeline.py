@@ -233,10 +233,11 @@ def model_card(
 
     from sklearn.metrics import roc_auc_score
 
-    from training.bundle import git_commit, libraries
+    from training.bundle import git_state, libraries
     from training.io import LABEL, PATTERN
 
     labels = frame[LABEL].to_numpy(dtype=bool)
+    commit, dirty = git_state()
     patterns: dict[str, int] = {}
     if PATTERN in frame.columns:
         counts = frame.loc[frame[LABEL], PATTERN].value_counts()
@@ -244,7 +245,8 @@ def model_card(
     return {
         "version": version,
         "trained_at": trained_at.isoformat(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "data": {
             "source": source,
             "rows": len(frame),
