@@ -207,6 +207,7 @@ def stack_up(args: argparse.Namespace) -> int:
             f"a stack already runs (pid {state['pid']}, {state['endpoint']}); `stack down` first"
         )
     stop = threading.Event()
+    # `stack down` (SIGTERM) ends the wait below, and the cleanup runs in order.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Emulator(in_process=True, port=args.port) as emulator:
         outputs = deploy(emulator.endpoint_url, stack_name=args.stack_name, progress=True)
@@ -224,13 +225,13 @@ def stack_up(args: argparse.Namespace) -> int:
         if running:
             print(f"the scoring handler runs behind the local event-source runner (its logs: {HANDLER_LOG})")
         print("ready; Ctrl-C or `fraudwatch stack down` stops it", flush=True)
+        # From here Ctrl-C is a request to stop, like SIGTERM (even where a shell ignores SIGINT).
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
             with handler_output() if running else contextlib.nullcontext():
                 while not stop.wait(0.5):
                     if running:
                         running.check()
-        except KeyboardInterrupt:
-            pass
         finally:
             if running:
                 running.close()
