@@ -19,7 +19,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.features import FEATURE_NAMES
 from training.io import NO_PATTERN
-from training.train import Operating, ThresholdChoice
+from training.train import Operating, ThresholdChoice, TrainingError
 
 GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 """Extra thresholds listed in the report besides the two chosen ones."""
@@ -79,7 +79,7 @@ def evaluate(
 ) -> Evaluation:
     """Figures of the test period's scores against the truth."""
     if labels.all() or not labels.any():
-        raise ValueError("the test period needs both fraud and legitimate transactions to be evaluated")
+        raise TrainingError("the test period needs both fraud and legitimate transactions to be evaluated")
     flag, reject = thresholds.flag.threshold, thresholds.reject.threshold
     return Evaluation(
         transactions=len(labels),

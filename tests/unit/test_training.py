@@ -226,3 +226,24 @@ def test_train_command_reports_a_bad_file_in_one_line_and_writes_nothing(history
     assert err == f"fraudwatch train: error: {path}: column 'amount', row 10: 'ten' is not a number"
     assert not bundle.exists()
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda h: h.assign(is_fraud=False), "the training period has no fraud"),
+        (lambda h: h.iloc[:2], "period is empty"),
+    ],
+)
+def test_train_command_explains_data_that_cannot_train_a_model(history, tmp_path, capsys, change, message):
+    path = write(change(history), tmp_path / "h.parquet")
+    status = main(
+        ["train", "--data", str(path), "--bundle", str(tmp_path / "b"), "--reports", str(tmp_path / "r")]
+    )
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # after the progress bars
+    assert last.startswith("fraudwatch train: error: ")
+    assert message in last
+    assert not (tmp_path / "b").exists()
