@@ -20,6 +20,8 @@ from tqdm import tqdm
 
 from fraudwatch.domain.features import FEATURE_NAMES, apply, features
 from fraudwatch.domain.profile import UserProfile
+
+# The contract's own timestamp parser: offline instants are the stream's by construction.
 from fraudwatch.domain.transaction import Transaction, _timestamp
 from fraudwatch.errors import InvalidRecordError
 from training.io import DataFileError, check_transactions

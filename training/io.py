@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# The contract's own rules, so a file's checks and the stream's cannot drift apart.
 from fraudwatch.domain.transaction import _CATEGORY, _ID, CURRENCIES, FIELDS, MAX_AMOUNT
 from fraudwatch.errors import FraudwatchError
 

@@ -208,6 +208,13 @@ def test_labels_are_required_for_training_only(history, tmp_path):
     assert len(read_transactions(path, labelled=False)) == 200
 
 
+def test_an_unreadable_file_is_named(tmp_path):
+    path = tmp_path / "h.parquet"
+    path.write_bytes(b"this is not parquet")
+    with pytest.raises(DataFileError, match=f"{re.escape(str(path))}: cannot read"):
+        read_transactions(path, labelled=True)
+
+
 def test_unsupported_and_absent_files_are_named(tmp_path):
     with pytest.raises(DataFileError, match=r"unsupported file type '\.json'"):
         read_transactions(tmp_path / "h.json", labelled=True)
