@@ -41,14 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     seconds: dict[str, float] = {}
+    cpu_started = [time.process_time()]
 
     def timed(name: str, started: float) -> None:
         seconds[name] = time.perf_counter() - started
-        print(f"{name:<10} {seconds[name]:7.1f} s", flush=True)
+        cpu = time.process_time() - cpu_started[0]
+        cpu_started[0] = time.process_time()
+        print(f"{name:<10} {seconds[name]:7.1f} s   (CPU {cpu:6.1f} s, all threads)", flush=True)
 
     print(
         f"training pipeline: {args.transactions:,} transactions, {args.days} days; "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, xgboost {xgb.__version__}"
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, xgboost {xgb.__version__}; "
+        f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every step)"
     )
     started = time.perf_counter()
     frame = generate_history(
@@ -89,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
     total = sum(seconds.values())
     verdict = "within" if total <= BUDGET_SECONDS else "OVER"
-    print(f"{'total':<10} {total:7.1f} s   ({verdict} the {BUDGET_SECONDS:.0f} s budget)")
+    print(
+        f"{'total':<10} {total:7.1f} s   ({verdict} the {BUDGET_SECONDS:.0f} s budget; "
+        f"load average now {os.getloadavg()[0]:.1f})"
+    )
     rounds = ", ".join(f"{c.name} {c.best_iteration + 1}" for c in model.candidates)
     print(
         f"model: test ROC AUC {evaluation.roc_auc:.4f}, "
