@@ -117,15 +117,18 @@ class Steps:
     total: int
     say: Callable[[str], None] = print
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """CPU time of the whole process (every thread) per step."""
 
     @contextmanager
     def step(self, name: str, what: str) -> Iterator[None]:
         """Time one step."""
         number = len(self.seconds) + 1
         self.say(f"[{number}/{self.total}] {what}")
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         yield
         self.seconds[name] = time.perf_counter() - started
+        self.cpu_seconds[name] = time.process_time() - cpu_started
         self.say(f"      {name}: {self.seconds[name]:.1f} s")
 
 
@@ -171,9 +174,9 @@ def run_training(
     from training.train import choose_thresholds, predict, time_split, train_model
 
     steps = steps or Steps(total=5, say=lambda _: None)
-    if not checked:
-        check_transactions(frame, source=source, labelled=True)
     with steps.step("features", f"features of {len(frame):,} transactions (replaying each user's history)"):
+        if not checked:
+            check_transactions(frame, source=source, labelled=True)
         matrix = compute_features(frame, source=source, check=False, progress=progress)
     labels = frame[LABEL].to_numpy(dtype=bool)
     with steps.step("train", "training XGBoost on the earliest 70%, early stopping on the next 15%"):
