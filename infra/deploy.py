@@ -457,8 +457,29 @@ def _create_dashboard(cloudwatch: Any, props: dict[str, Any], name: str) -> str:
 def _create_layer(lambda_: Any, props: dict[str, Any], name: str) -> str:
     params = {"LayerName": name, **props}
     params.pop("RetentionPolicy", None)
+    same = _published_with_same_code(lambda_, params["LayerName"], params.get("Content", {}))
+    if same:
+        return same
     shape = lambda_.meta.service_model.operation_model("PublishLayerVersion").input_shape
     return str(lambda_.publish_layer_version(**coerce_to_shape(params, shape))["LayerVersionArn"])
+
+
+def _published_with_same_code(lambda_: Any, layer_name: str, content: Mapping[str, str]) -> str | None:
+    """The layer's latest version ARN when it already holds this code (a redeploy publishes nothing)."""
+    import base64
+
+    # `package` names each archive by the SHA-256 of its bytes; Lambda reports it base64-encoded.
+    digest = Path(content.get("S3Key", "")).stem
+    try:
+        code_sha = base64.b64encode(bytes.fromhex(digest)).decode()
+    except ValueError:
+        return None
+    versions = lambda_.list_layer_versions(LayerName=layer_name).get("LayerVersions", [])
+    if not versions:
+        return None
+    latest = max(versions, key=lambda v: v["Version"])
+    found = lambda_.get_layer_version(LayerName=layer_name, VersionNumber=latest["Version"])
+    return str(latest["LayerVersionArn"]) if found["Content"].get("CodeSha256") == code_sha else None
 
 
 def _mapping(lambda_: Any, uuid: str) -> dict[str, Any]:

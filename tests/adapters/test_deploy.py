@@ -276,6 +276,9 @@ def test_redeploy_from_the_command_line_keeps_the_stack(
     # What `fraudwatch produce/run --outputs` read back.
     assert read_stack_outputs(state) == outputs
     assert stack_endpoint(state) == emulator.endpoint_url
+    # Unchanged code publishes no new layer version.
+    versions = emulator.client("lambda").list_layer_versions(LayerName=f"{STACK}-fraudwatch")["LayerVersions"]
+    assert [v["Version"] for v in versions] == [1]
 
 
 def test_a_malformed_parameter_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
