@@ -2,7 +2,8 @@
 
 The server runs either in this process (a thread: cheapest, for a quick deploy check) or in a child
 process (its own interpreter: the demo's handler and runner then do not share a GIL with the server,
-and tests that use moto's in-process mocks elsewhere cannot reset its state). Either way it listens on
+and its state is its own; servers in one process share moto's global state, with each other and
+with moto's in-process mocks, which reset it). Either way it listens on
 a free port of 127.0.0.1 and is ready once an ordinary API call succeeds.
 """
 

@@ -446,17 +446,18 @@ def queue_depth(sqs: Any, queue_url: str) -> int:
 def wait_for_decisions(
     endpoint_url: str,
     outputs: Mapping[str, str],
-    expected: int,
+    transaction_ids: Sequence[str],
     running: RunningHandler,
     timeout_s: float,
     handler_log: Path = HANDLER_LOG,
 ) -> None:
-    """Block until the decisions table holds `expected` items; fail clearly on a timeout or a dead runner."""
+    """Block until every transaction has a decision; fail clearly on a timeout or a dead runner."""
     from tqdm import tqdm
 
     from infra.emulator import client
 
     dynamodb, sqs = client("dynamodb", endpoint_url), client("sqs", endpoint_url)
+    expected = len(transaction_ids)
     deadline = time.monotonic() + timeout_s
     with tqdm(total=expected, desc="decisions", unit="tx", file=sys.stderr) as bar:
         while True:
@@ -480,10 +481,12 @@ def wait_for_decisions(
                 )
             if time.monotonic() > deadline:
                 failed = queue_depth(sqs, outputs["OnFailureQueueUrl"])
+                decisions = read_decisions(dynamodb, outputs["DecisionsTableName"])
+                missing = [tx for tx in transaction_ids if tx not in decisions]
                 raise StackError(
-                    f"{expected - decided} of {expected} transactions have no decision after "
-                    f"{timeout_s:.0f} s (quarantined: {quarantined}, on-failure messages: {failed}, "
-                    f"runner: {running.runner.stats}; handler log: {handler_log})"
+                    f"{len(missing)} of {expected} transactions have no decision after {timeout_s:.0f} s "
+                    f"(e.g. {', '.join(missing[:3])}; quarantined: {quarantined}, on-failure messages: "
+                    f"{failed}, runner: {running.runner.stats}; handler log: {handler_log})"
                 )
             time.sleep(0.5)
 
@@ -683,7 +686,8 @@ def _run_on_stack(
             step("produce")
             produced = produce(kinesis, outputs["StreamName"], records, rate=rate, total=len(records))
             step("wait for decisions")
-            wait_for_decisions(endpoint, outputs, len(records), running, timeout_s, handler_log)
+            ids = [str(tx["transaction_id"]) for tx in records]
+            wait_for_decisions(endpoint, outputs, ids, running, timeout_s, handler_log)
             stats = asdict(running.runner.stats)
         finally:
             running.close()

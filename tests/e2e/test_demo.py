@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from infra.stack import DemoReport, StackError, percentiles, run_demo
+from infra.emulator import Emulator, client
+from infra.runner import RunnerStats
+from infra.stack import DemoReport, RunningHandler, StackError, percentiles, run_demo, wait_for_decisions
 
 pytestmark = pytest.mark.e2e
 
@@ -87,3 +92,46 @@ def test_percentiles_use_the_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0}
     assert percentiles([]) == {"p50": 0.0, "p95": 0.0, "p99": 0.0, "max": 0.0}
+
+
+@pytest.fixture
+def bare_stack() -> Iterator[tuple[str, dict[str, str]]]:
+    """A decisions table and the two queues on a fresh emulator: what the wait reads."""
+    with Emulator() as emulator:
+        emulator.client("dynamodb").create_table(
+            TableName="decisions",
+            KeySchema=[{"AttributeName": "transaction_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "transaction_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sqs = emulator.client("sqs")
+        outputs = {
+            "DecisionsTableName": "decisions",
+            "QuarantineQueueUrl": sqs.create_queue(QueueName="quarantine")["QueueUrl"],
+            "OnFailureQueueUrl": sqs.create_queue(QueueName="on-failure")["QueueUrl"],
+        }
+        item = {"transaction_id": {"S": "tx-1"}, "decision": {"S": "APPROVED"}, "decided_at": {"S": "x"}}
+        emulator.client("dynamodb").put_item(TableName="decisions", Item=item)
+        yield emulator.endpoint_url, outputs
+
+
+def _finished_runner(delivered: int) -> RunningHandler:
+    runner = SimpleNamespace(stats=RunnerStats(records_delivered=delivered))
+    return RunningHandler(runner=runner, stop=threading.Event(), thread=threading.Thread())
+
+
+def test_a_missing_decision_times_out_naming_the_transaction(
+    bare_stack: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    endpoint, outputs = bare_stack
+    with pytest.raises(StackError, match=r"1 of 2 transactions have no decision .*e\.g\. tx-2"):
+        wait_for_decisions(endpoint, outputs, ["tx-1", "tx-2"], _finished_runner(0), 0, tmp_path / "log")
+
+
+def test_quarantined_transactions_fail_the_wait_at_once(bare_stack: tuple[str, dict[str, str]]) -> None:
+    endpoint, outputs = bare_stack
+    client("sqs", endpoint).send_message(
+        QueueUrl=outputs["QuarantineQueueUrl"], MessageBody='{"field": "amount"}'
+    )
+    with pytest.raises(StackError, match=r"1 of 2 generated transactions were quarantined.*amount"):
+        wait_for_decisions(endpoint, outputs, ["tx-1", "tx-2"], _finished_runner(2), 60)
