@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,10 @@ from infra.template import REPO_ROOT
 
 if TYPE_CHECKING:
     from infra.emulator import Emulator
+
+Handler = Callable[[dict[str, Any], Any], Any]
+# Builds the handler the runner invokes, from the stack's outputs, the endpoint and the model bundle.
+HandlerFactory = Callable[[Mapping[str, str], str, Path], Handler]
 
 STATE_DIR = REPO_ROOT / ".fraudwatch"
 STATE_FILE = STATE_DIR / "stack.json"
@@ -98,21 +102,30 @@ class RunningHandler:
         self.thread.join(timeout=60)
 
 
-def start_handler(
-    outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path = BUNDLE_DIR
-) -> RunningHandler:
-    """Load the real handler (a cold start in this process) and run it behind the local runner."""
-    from infra.emulator import client
+def real_handler(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> Handler:
+    """The scoring function's handler, imported in this process with its environment (a cold start)."""
     from infra.invoke import load_handler
-    from infra.runner import EventSourceRunner, MappingSettings
 
-    handler = load_handler(
+    return load_handler(
         outputs,
         bundle_dir=bundle_dir,
         endpoint_url=endpoint_url,
         # The demo's output is its report: the handler's logs and EMF metrics go to the handler log.
         overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
     )
+
+
+def start_handler(
+    outputs: Mapping[str, str],
+    endpoint_url: str,
+    bundle_dir: Path = BUNDLE_DIR,
+    handler_factory: HandlerFactory = real_handler,
+) -> RunningHandler:
+    """Run a handler (by default the real one) behind the local event-source runner, on a thread."""
+    from infra.emulator import client
+    from infra.runner import EventSourceRunner, MappingSettings
+
+    handler = handler_factory(outputs, endpoint_url, bundle_dir)
     runner = EventSourceRunner(
         stream_name=outputs["StreamName"],
         handler=handler,
@@ -589,6 +602,15 @@ def build_report(
     )
 
 
+@dataclass(frozen=True)
+class HandlerSetup:
+    """Which handler the demo runs, with which bundle, logging where."""
+
+    factory: HandlerFactory
+    bundle_dir: Path
+    log: Path
+
+
 class Steps:
     """The demo's current step, so a failure names where it happened."""
 
@@ -639,8 +661,12 @@ def run_demo(
     stack_name: str = DEFAULT_STACK,
     bundle_dir: Path = BUNDLE_DIR,
     handler_log: Path = HANDLER_LOG,
+    handler_factory: HandlerFactory = real_handler,
 ) -> DemoReport:
-    """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions → report."""
+    """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions → report.
+
+    `handler_factory` swaps the handler (a benchmark runs another one on the same stack).
+    """
     from infra.deploy import deploy
     from infra.emulator import Emulator
 
@@ -654,7 +680,8 @@ def run_demo(
         with preserved_environment(), Emulator() as emulator:
             step("deploy")
             outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
-            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, bundle_dir, handler_log, step)
+            handler = HandlerSetup(handler_factory, bundle_dir, handler_log)
+            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, handler, step)
     except _step_errors() as exc:
         raise StackError(f"{step.current}: {exc}") from exc
 
@@ -665,8 +692,7 @@ def _run_on_stack(
     truth: Sequence[Mapping[str, Any]],
     rate: float | None,
     timeout_s: float,
-    bundle_dir: Path,
-    handler_log: Path,
+    handler: HandlerSetup,
     step: Steps,
 ) -> DemoReport:
     from infra.emulator import client
@@ -679,15 +705,15 @@ def _run_on_stack(
     hidden = ("is_fraud", "fraud_pattern")  # the truth stays with the demo, never on the stream
     records = [{k: v for k, v in tx.items() if k not in hidden} for tx in truth]
     kinesis = client("kinesis", endpoint)
-    with handler_output(handler_log):
+    with handler_output(handler.log):
         step("start the handler and the runner")
-        running = start_handler(outputs, endpoint, bundle_dir)
+        running = start_handler(outputs, endpoint, handler.bundle_dir, handler.factory)
         try:
             step("produce")
             produced = produce(kinesis, outputs["StreamName"], records, rate=rate, total=len(records))
             step("wait for decisions")
             ids = [str(tx["transaction_id"]) for tx in records]
-            wait_for_decisions(endpoint, outputs, ids, running, timeout_s, handler_log)
+            wait_for_decisions(endpoint, outputs, ids, running, timeout_s, handler.log)
             stats = asdict(running.runner.stats)
         finally:
             running.close()
