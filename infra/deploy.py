@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,11 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
 # ---------------------------------------------------------------------------------------------- transform
 
 
-class _NoManagedPolicies:
-    """The SAM translator asks for AWS managed policy ARNs only when a function names one by its name."""
+class _LazyManagedPolicies:
+    """AWS managed policy ARNs by name, read from the endpoint's IAM only if the translator asks.
+
+    It asks only when a function names a managed policy by its name; template.yaml names none.
+    """
 
     def __init__(self, iam: Any) -> None:
         self._iam = iam
@@ -143,10 +146,11 @@ class _NoManagedPolicies:
 
 def translate(sam: dict[str, Any], parameters: Mapping[str, str], session: Any, iam: Any) -> dict[str, Any]:
     """The SAM template as plain CloudFormation (the AWS::Serverless-2016-10-31 transform)."""
+    from samtranslator.model.exceptions import ExceptionWithMessage, InvalidDocumentException
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
-    loader = _NoManagedPolicies(iam)
+    loader = _LazyManagedPolicies(iam)
     # It warns about its own unpublished usage metrics on every transform: noise for our users.
     logging.getLogger("samtranslator").setLevel(logging.ERROR)
     translator = Translator(None, Parser(), boto_session=session)
@@ -154,8 +158,11 @@ def translate(sam: dict[str, Any], parameters: Mapping[str, str], session: Any, 
         translated: dict[str, Any] = translator.translate(
             sam, parameter_values=dict(parameters), get_managed_policy_map=loader.load
         )
-    except Exception as exc:  # the translator raises its own family of errors; name them all
-        raise DeployError(f"the SAM transform failed: {exc}") from exc
+    except InvalidDocumentException as exc:
+        reasons = "; ".join(cause.message for cause in exc.causes)
+        raise DeployError(f"the SAM transform failed: {reasons}") from exc
+    except ExceptionWithMessage as exc:
+        raise DeployError(f"the SAM transform failed: {exc.message}") from exc
     return translated
 
 
@@ -868,10 +875,3 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="also write the endpoint and outputs here, for `fraudwatch produce/run --outputs PATH`",
     )
     parser.set_defaults(run=_deploy_command)
-
-
-def iter_resources(cfn: dict[str, Any], resource_type: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The translated template's resources of one type."""
-    for logical_id, resource in cfn["Resources"].items():
-        if resource.get("Type") == resource_type:
-            yield logical_id, resource

@@ -21,8 +21,9 @@ from infra.deploy import (
     drop_event_source_mappings,
     parse_parameters,
     references,
+    translate,
 )
-from infra.emulator import Emulator, client, is_healthy, is_moto
+from infra.emulator import Emulator, boto_session, client, is_healthy, is_moto
 from infra.runner import read_stack_outputs, stack_endpoint
 from infra.template import REPO_ROOT, TEMPLATE, load_template, loads_template
 
@@ -162,6 +163,16 @@ def test_resolver_evaluates_intrinsics_against_the_stack() -> None:
     assert resolve({"Fn::Join": ["/", ["x", {"Ref": "Stage"}]]}) == "x/qa"
     with pytest.raises(DeployError, match="Missing"):
         resolve({"Ref": "Missing"})
+
+
+def test_an_invalid_sam_template_names_the_reason() -> None:
+    sam = {
+        "Transform": "AWS::Serverless-2016-10-31",
+        "Resources": {"Fn": {"Type": "AWS::Serverless::Function", "Properties": {"Runtime": "python3.12"}}},
+    }
+    iam = client("iam", "http://127.0.0.1:9")
+    with pytest.raises(DeployError, match=r"SAM transform failed: .*Fn"):
+        translate(sam, {}, boto_session("http://127.0.0.1:9"), iam)
 
 
 def test_parameters_are_key_value_pairs() -> None:
