@@ -80,6 +80,8 @@ MIXES = (
 class CallCounter:
     """Counts API calls by operation (and by table for DynamoDB batch operations)."""
 
+    tables: dict[str, str] = field(default_factory=dict)
+    """Short labels of table names (names not in it are shown as they are)."""
     calls: Counter[str] = field(default_factory=Counter)
 
     def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -88,19 +90,15 @@ class CallCounter:
         tables = params.get("RequestItems") or {}
         table_name = params.get("TableName")
         if tables:
-            label += f" ({', '.join(sorted(_short(t) for t in tables))})"
+            label += f" ({', '.join(sorted(self.tables.get(t, t) for t in tables))})"
         elif table_name:
-            label += f" ({_short(table_name)})"
+            label += f" ({self.tables.get(table_name, table_name)})"
         self.calls[label] += 1
 
     def take(self) -> Counter[str]:
         """The calls since the last take, and reset."""
         taken, self.calls = self.calls, Counter()
         return taken
-
-
-def _short(table_name: str) -> str:
-    return table_name.removeprefix("bench-").removesuffix("Table").lower()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,6 +153,10 @@ def _table_definitions() -> dict[str, dict[str, Any]]:
 
     tables = resources_of_type(load_template(template), "AWS::DynamoDB::Table")
     return {name: resource["Properties"] for name, resource in tables.items()}
+
+
+def _labels(env: dict[str, str]) -> dict[str, str]:
+    return {env["PROFILES_TABLE"]: "profiles", env["DECISIONS_TABLE"]: "decisions"}
 
 
 def _create_stack(session: Any) -> dict[str, str]:
@@ -221,7 +223,7 @@ def _measure(
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         env = _create_stack(session)
-        counter = CallCounter()
+        counter = CallCounter(_labels(env))
         # clients copy the session's event handlers when they are built, so register first
         session.events.register("provide-client-params.*.*", counter)
         service = build_service(Settings.from_env({**env, "MODEL_DIR": str(bundle.path)}), session)
@@ -238,7 +240,7 @@ def _measure(
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         env = _create_stack(session)
-        counter = CallCounter()
+        counter = CallCounter(_labels(env))
         session.events.register("provide-client-params.*.*", counter)
         handler = PerRecordHandler(session, env, bundle)
         for batch in warm[: args.warmup_batches]:
