@@ -41,7 +41,9 @@ BASE_PARAMS: dict[str, Any] = {
     "nthread": 2,
     "max_depth": 6,
     "eta": 0.1,
-    "min_child_weight": 1.0,
+    # Leaves need some weight of evidence: on 500,000 generated rows (two seeds) this raised test
+    # average precision by 1.5-2 points over 1.0, for about twice the rounds.
+    "min_child_weight": 10.0,
     "subsample": 0.9,
     "colsample_bytree": 1.0,
     "max_bin": 256,
