@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fraudwatch.errors import FraudwatchError
 from infra.emulator import REGION, boto_session, client, is_moto
 from infra.template import REPO_ROOT, TEMPLATE, load_template
 
@@ -40,7 +41,7 @@ ML_RUNTIME_PLACEHOLDER = (
 )
 
 
-class DeployError(RuntimeError):
+class DeployError(FraudwatchError):
     """The stack could not be deployed, or a resource of the template is missing afterwards."""
 
 

@@ -27,6 +27,8 @@ from typing import Any, Self
 import boto3
 from botocore.config import Config
 
+from fraudwatch.errors import FraudwatchError
+
 REGION = "us-east-1"
 # What moto and LocalStack accept; never used for an endpoint of None (real AWS keeps the user's profile).
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -34,7 +36,7 @@ READY_PREFIX = "fraudwatch-emulator listening on "
 START_TIMEOUT_S = 30.0
 
 
-class EmulatorError(RuntimeError):
+class EmulatorError(FraudwatchError):
     """The emulator did not start, or stopped answering."""
 
 

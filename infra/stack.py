@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraudwatch.errors import FraudwatchError
 from infra.template import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -45,10 +46,8 @@ BUNDLE_MODEL = "model.ubj"
 DEFAULT_STACK = "fraudwatch"
 DETACH_TIMEOUT_S = 120.0
 
-log = logging.getLogger("fraudwatch.stack")
 
-
-class StackError(RuntimeError):
+class StackError(FraudwatchError):
     """A step of the stack or the demo failed; the message names the step and the reason."""
 
 
@@ -622,23 +621,11 @@ class Steps:
 
 
 # What a failed step raises for reasons outside our code: a clear one-line message, not a traceback.
+# StackError, DeployError and EmulatorError are FraudwatchErrors.
 def _step_errors() -> tuple[type[BaseException], ...]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from fraudwatch.errors import FraudwatchError
-    from infra.deploy import DeployError
-    from infra.emulator import EmulatorError
-
-    return (
-        StackError,
-        DeployError,
-        EmulatorError,
-        FraudwatchError,
-        ClientError,
-        BotoCoreError,
-        OSError,
-        ValueError,
-    )
+    return (FraudwatchError, ClientError, BotoCoreError, OSError, ValueError)
 
 
 @contextlib.contextmanager
@@ -756,13 +743,10 @@ def _guarded(command: Any) -> Any:
     """Run a command; a failed step is one line on stderr and exit status 1, not a traceback."""
 
     def run(args: argparse.Namespace) -> int:
-        from infra.deploy import DeployError
-        from infra.emulator import EmulatorError
-
         logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
         try:
             return int(command(args))
-        except (StackError, DeployError, EmulatorError) as exc:
+        except FraudwatchError as exc:
             print(f"fraudwatch {args.command}: {exc}", file=sys.stderr)
             return 1
 
