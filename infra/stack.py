@@ -345,6 +345,8 @@ class DemoReport:
     false_positives: int
     false_negatives: int
     recall_by_pattern: dict[str, str]
+    # ApproximateArrivalTimestamp on the stream -> decided_at, stamped as the batch is decided, just
+    # before its writes: a burst larger than the runner drains at once waits in the stream, and shows.
     latency_ms: dict[str, float]
     produce_seconds: float
     end_to_end_seconds: float
