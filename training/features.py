@@ -22,7 +22,7 @@ from fraudwatch.domain.features import FEATURE_NAMES, apply, features
 from fraudwatch.domain.profile import UserProfile
 
 # The contract's own timestamp parser: offline instants are the stream's by construction.
-from fraudwatch.domain.transaction import Transaction, _timestamp
+from fraudwatch.domain.transaction import Transaction, parse_timestamp
 from fraudwatch.errors import InvalidRecordError
 from training.io import DataFileError, check_transactions
 
@@ -98,7 +98,7 @@ def _canonical_instants(texts: pd.Series) -> tuple[list[bool], list[float], list
 
 def _instant(text: str, row: int, source: str) -> tuple[float, int]:
     try:
-        instant = _timestamp(text)
+        instant = parse_timestamp(text)
     except InvalidRecordError as exc:
         problem = f"column 'timestamp', row {row + 1}: {text!r} {exc.reason}"
         raise DataFileError(f"{source}: {problem}") from exc

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 # The contract's own rules, so a file's checks and the stream's cannot drift apart.
-from fraudwatch.domain.transaction import _CATEGORY, _ID, CURRENCIES, FIELDS, MAX_AMOUNT
+from fraudwatch.domain.transaction import CATEGORY_PATTERN, CURRENCIES, FIELDS, ID_PATTERN, MAX_AMOUNT
 from fraudwatch.errors import FraudwatchError
 
 LABEL = "is_fraud"
@@ -53,8 +53,8 @@ def check_transactions(frame: pd.DataFrame, *, source: str, labelled: bool) -> N
     if frame.empty:
         raise DataFileError(f"{source}: no transactions")
     for name in IDENTIFIERS:
-        _check_pattern(frame, name, _ID.pattern, ID_RULE, source)
-    _check_pattern(frame, "category", _CATEGORY.pattern, CATEGORY_RULE, source)
+        _check_pattern(frame, name, ID_PATTERN.pattern, ID_RULE, source)
+    _check_pattern(frame, "category", CATEGORY_PATTERN.pattern, CATEGORY_RULE, source)
     _check_currency(frame, source)
     _check_amount(frame, source)
     _check_timestamp(frame, source)

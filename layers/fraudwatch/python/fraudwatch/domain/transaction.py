@@ -17,8 +17,8 @@ MAX_AMOUNT = 1_000_000.0
 MAX_FUTURE_SKEW_SECONDS = 3600.0
 MAX_AGE_SECONDS = 7 * 86400.0
 
-_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-_CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+CATEGORY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 CURRENCIES = frozenset(
     {
@@ -112,7 +112,7 @@ def transaction_from_mapping(obj: dict[str, object], *, received_at: float | Non
     missing = [name for name in FIELDS if name not in obj]
     if missing:
         raise InvalidRecordError(missing[0], "missing")
-    timestamp = _timestamp(obj["timestamp"])
+    timestamp = parse_timestamp(obj["timestamp"])
     epoch = timestamp.timestamp()
     if received_at is not None:
         if epoch > received_at + MAX_FUTURE_SKEW_SECONDS:
@@ -136,7 +136,7 @@ def _identifier(obj: dict[str, object], field: str) -> str:
     value = obj[field]
     if not isinstance(value, str):
         raise InvalidRecordError(field, f"expected a string, got {type(value).__name__}")
-    if not _ID.fullmatch(value):
+    if not ID_PATTERN.fullmatch(value):
         raise InvalidRecordError(field, "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
     return value
 
@@ -161,12 +161,13 @@ def _currency(value: object) -> str:
 
 
 def _category(value: object) -> str:
-    if not isinstance(value, str) or not _CATEGORY.fullmatch(value):
+    if not isinstance(value, str) or not CATEGORY_PATTERN.fullmatch(value):
         raise InvalidRecordError("category", "expected 1-32 lowercase letters, digits or '_'")
     return value
 
 
-def _timestamp(value: object) -> datetime:
+def parse_timestamp(value: object) -> datetime:
+    """Parse a contract timestamp: ISO 8601 with a UTC offset, or InvalidRecordError."""
     if not isinstance(value, str):
         raise InvalidRecordError("timestamp", f"expected an ISO 8601 string, got {type(value).__name__}")
     try:
