@@ -14,8 +14,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -164,6 +166,7 @@ class Emulator:
     def _start_thread(self) -> None:
         from moto.server import ThreadedMotoServer
 
+        _check_port(self.host, self.port)
         _quiet_request_log()
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
@@ -172,13 +175,18 @@ class Emulator:
 
     def _start_process(self) -> None:
         command = [sys.executable, "-m", "infra.emulator", "--host", self.host, "--port", str(self.port)]
+        # The child's stderr is kept (not shown) so that a failed start can say why.
+        errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed once the start is judged
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            command, stdout=subprocess.PIPE, stderr=errors, text=True
         )
-        line = _read_line(self._process, START_TIMEOUT_S)
-        if not line.startswith(READY_PREFIX):
-            self.stop()
-            raise EmulatorError(f"the emulator process did not start (it said {line!r})")
+        with errors:
+            line = _read_line(self._process, START_TIMEOUT_S)
+            if not line.startswith(READY_PREFIX):
+                self.stop()
+                errors.seek(0)
+                reason = errors.read().strip().splitlines()[-1:] or [repr(line)]
+                raise EmulatorError(f"the emulator process did not start: {reason[0]}")
         self.endpoint_url = line.removeprefix(READY_PREFIX).strip()
 
     def _wait_healthy(self) -> None:
@@ -208,10 +216,22 @@ def _quiet_request_log() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail now when the port is taken: moto's server thread would die and leave its start waiting."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise EmulatorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
 def serve(host: str, port: int) -> None:
     """Run moto in this process until SIGTERM or Ctrl-C; print the endpoint once listening."""
     from moto.server import ThreadedMotoServer
 
+    _check_port(host, port)
     _quiet_request_log()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()

@@ -23,7 +23,7 @@ from infra.deploy import (
     references,
     translate,
 )
-from infra.emulator import Emulator, boto_session, client, is_healthy, is_moto
+from infra.emulator import Emulator, EmulatorError, boto_session, client, is_healthy, is_moto
 from infra.runner import read_stack_outputs, stack_endpoint
 from infra.template import REPO_ROOT, TEMPLATE, load_template, loads_template
 
@@ -69,6 +69,13 @@ def test_emulator_process_is_healthy_and_stops(emulator: Emulator) -> None:
         assert other.pid != emulator.pid
     assert not is_healthy(other.endpoint_url, timeout=0.5)
     assert emulator.healthy()
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["thread", "process"])
+def test_a_taken_port_fails_the_start_naming_it(emulator: Emulator, in_process: bool) -> None:
+    port = int(emulator.endpoint_url.rsplit(":", 1)[1])
+    with pytest.raises(EmulatorError, match=f"cannot listen on 127.0.0.1:{port}"):
+        Emulator(in_process=in_process, port=port).start()
 
 
 def test_an_unreachable_endpoint_is_neither_healthy_nor_moto() -> None:
