@@ -184,9 +184,11 @@ def _create_stack(session: Any) -> dict[str, str]:
 # ---------------------------------------------------------------- measuring
 
 
-def _batches(mix: Mix, count: int, seed: int) -> tuple[list[list[StreamRecord]], list[list[StreamRecord]]]:
+def _batches(
+    mix: Mix, warmup: int, count: int, seed: int
+) -> tuple[list[list[StreamRecord]], list[list[StreamRecord]]]:
     stream = TransactionStream(users=mix.pool, seed=seed, fraud_rate=0.01)
-    warm = stream.batches(3, distinct_users=mix.distinct_users)
+    warm = stream.batches(warmup, distinct_users=mix.distinct_users)
     batches = stream.batches(count, distinct_users=mix.distinct_users)
     if mix.malformed:
         batches = [_with_malformed(batch, mix.malformed) for batch in batches]
@@ -217,7 +219,7 @@ def _measure(
     from fraudwatch.settings import Settings
     from fraudwatch.wiring import build_service
 
-    warm, batches = _batches(mix, max(args.batches, args.naive_batches), seed=7)
+    warm, batches = _batches(mix, args.warmup_batches, max(args.batches, args.naive_batches), seed=7)
     ours: list[Counter[str]] = []
     alerts: list[int] = []
     with mock_aws():
@@ -227,7 +229,7 @@ def _measure(
         # clients copy the session's event handlers when they are built, so register first
         session.events.register("provide-client-params.*.*", counter)
         service = build_service(Settings.from_env({**env, "MODEL_DIR": str(bundle.path)}), session)
-        for batch in warm[: args.warmup_batches]:
+        for batch in warm:
             service.process(batch)
         counter.take()
         for batch in batches[: args.batches]:
@@ -243,7 +245,7 @@ def _measure(
         counter = CallCounter(_labels(env))
         session.events.register("provide-client-params.*.*", counter)
         handler = PerRecordHandler(session, env, bundle)
-        for batch in warm[: args.warmup_batches]:
+        for batch in warm:
             handler.handle_batch(batch)
         counter.take()
         for batch in batches[: args.naive_batches]:
