@@ -33,7 +33,8 @@ from fraudwatch.errors import FraudwatchError
 
 REGION = "us-east-1"
 # What moto and LocalStack accept; never used for an endpoint of None (real AWS keeps the user's profile).
-FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # nosec B105: moto's dummy credentials, never a secret
+# moto's dummy credentials, never a secret (bandit B105 takes any literal password-like value for one).
+FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}  # nosec B105
 READY_PREFIX = "fraudwatch-emulator listening on "
 START_TIMEOUT_S = 30.0
 
