@@ -97,7 +97,8 @@ def outcome(outputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, str], li
 
 
 def test_redelivered_batches_end_exactly_as_one_clean_delivery(aws, tiny_bundle, restore_environ):
-    transactions = list(live_transactions(400, seed=21))
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    transactions = list(live_transactions(400, seed=21, now=midnight))
     events = stream_events(transactions)
     clean_stack, noisy_stack = build_stack("clean"), build_stack("noisy")
     clean = load_handler(clean_stack, bundle_dir=tiny_bundle)
