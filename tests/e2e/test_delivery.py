@@ -18,6 +18,8 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, HOUR
 from fraudwatch.domain.profile import MAX_RECENT
@@ -311,3 +313,34 @@ def profile_json(stack: dict[str, str]) -> str:
         TableName=stack["ProfilesTableName"], Key={"user_id": {"S": "user-hot"}}
     )["Item"]
     return str(item["state"]["S"])
+
+
+# ------------------------------------------------------------------------------ redrive (known gap)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="docs/reliability.md, finding 1: the shard checkpoint takes a redriven record for a duplicate",
+)
+def test_a_given_up_record_redriven_after_later_ones_of_its_user_is_decided(spied, stack):
+    handler, _ = spied
+    service = inspect.unwrap(handler).__globals__["service"]
+    arrival = (START + timedelta(hours=3, seconds=1)).timestamp()
+    unreadable = {"left": 1}
+
+    def throttle(**kwargs: Any) -> Any:
+        if unreadable["left"]:
+            unreadable["left"] -= 1
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}}
+            return AWSResponse("https://dynamodb", 400, HTTPHeaders(), None), error
+        return None
+
+    service._profiles._client.meta.events.register("before-call.dynamodb.BatchGetItem", throttle)
+    with pytest.raises(BatchProcessingError):  # every record failed: the mapping retries, then gives up
+        handler({"Records": records([A], 1, arrival)}, LocalContext())
+    invoke(handler, records([B], 2, arrival))  # the stream moves on past the given-up record
+    invoke(handler, records([A], 1, arrival))  # an operator redrives it from the on-failure queue's range
+
+    decided = scan(boto3.client("dynamodb"), stack["DecisionsTableName"], "transaction_id")
+    assert "tx-a" in decided
