@@ -14,10 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from fraudwatch.domain.transaction import FIELDS, MAX_PAYLOAD_BYTES
 from infra.producer import live_transactions, stream_entry
 from infra.runner import EventSourceRunner, MappingSettings
 from tests.e2e.conftest import Embedded, drain_bodies, scan
+
+pytestmark = pytest.mark.e2e
 
 VALID_COUNT = 240
 SEED = 5
