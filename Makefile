@@ -145,3 +145,7 @@ localstack-deploy: setup sam-build ## sam deploy --config-env localstack to Loca
 	  bucket = tomllib.load(open("samconfig.toml", "rb"))["localstack"]["deploy"]["parameters"]["s3_bucket"]; \
 	  boto3.client("s3").create_bucket(Bucket=bucket)'
 	$(LOCALSTACK_ENV) $(SAM) deploy --config-env localstack
+
+.PHONY: bench-e2e
+bench-e2e: setup ## end to end on the embedded stack: records/s and latency, real handler vs naive per-record one
+	$(PY) -m bench.e2e

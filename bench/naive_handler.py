@@ -1,0 +1,163 @@
+"""The naive scoring Lambda, for bench/e2e.py: every record on its own, like a per-request web service.
+
+Per record of the event, one by one: base64-decode, parse and validate (the transaction contract),
+GetItem the user's profile, compute the features, score a one-row pandas DataFrame with xgboost's
+scikit-learn `XGBClassifier.predict_proba`, decide with the bundle's thresholds, PutItem the decision,
+Publish an alert per FLAGGED/REJECTED, PutItem the profile. No batching and no partial-failure
+report: an error fails the whole batch. The items, the alert body and the profile are those of the
+real handler (same adapters' shapes, same domain functions), so the demo's wait and report hold and
+decisions can be compared.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fraudwatch.domain.decision import DecisionRecord, Thresholds
+from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
+from fraudwatch.domain.transaction import Transaction
+
+TOP_REASONS = 3
+
+
+class NaiveHandler:
+    """A Lambda handler (`handler(event, context)`) that handles each Kinesis record with its own calls."""
+
+    def __init__(
+        self, env: Mapping[str, str], bundle_dir: Path, endpoint_url: str | None = None, session: Any = None
+    ) -> None:
+        import boto3
+        from xgboost import XGBClassifier
+
+        from fraudwatch.adapters.dynamodb import DynamoDecisionStore
+        from fraudwatch.adapters.model import XGBoostModel
+        from fraudwatch.domain.features import FEATURE_NAMES
+        from fraudwatch.settings import Settings
+        from fraudwatch.wiring import CLIENT_CONFIG
+
+        settings = Settings.from_env(env)
+        session = session or boto3.Session()
+        self._dynamodb = session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG)
+        self._sns = session.client("sns", endpoint_url=endpoint_url, config=CLIENT_CONFIG)
+        self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=CLIENT_CONFIG)
+        self._settings = settings
+        self._classifier = XGBClassifier()
+        self._classifier.load_model(str(bundle_dir / "model.ubj"))
+        limits = json.loads((bundle_dir / "thresholds.json").read_text())
+        self.thresholds = settings.thresholds(Thresholds(float(limits["flag"]), float(limits["reject"])))
+        self.model_version = str(json.loads((bundle_dir / "model_card.json").read_text())["version"])
+        self._columns = list(FEATURE_NAMES)
+        # Reasons (SHAP contributions) as the real handler gives them, one row at a time.
+        self._explainer = XGBoostModel(
+            self._classifier.get_booster(), FEATURE_NAMES, self.thresholds, self.model_version
+        )
+        # Only for its item shape: the naive way writes each item with PutItem.
+        self._decision_items = DynamoDecisionStore(settings.decisions_table, self._dynamodb)
+
+    def __call__(self, event: Mapping[str, Any], context: Any) -> dict[str, list[Any]]:
+        """Handle the records one after another; report no partial failure."""
+        for raw in event["Records"]:
+            self.handle(_stream_record(raw))
+        return {"batchItemFailures": []}
+
+    def handle(self, record: StreamRecord) -> None:
+        """Validate, read the profile, score, write decision, alert, write profile: one record."""
+        from fraudwatch.domain.features import apply, features
+        from fraudwatch.domain.transaction import parse_transaction
+        from fraudwatch.errors import InvalidRecordError
+
+        try:
+            tx = parse_transaction(record.data, received_at=record.arrival_epoch)
+        except InvalidRecordError as exc:
+            self._quarantine(QuarantinedRecord(record, exc.field, exc.reason))
+            return
+        profile = self._read_profile(tx.user_id)
+        if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
+            return
+        row = features(profile, tx)
+        decision = self._decide(tx, row)
+        self._dynamodb.put_item(
+            TableName=self._settings.decisions_table,
+            Item=self._decision_items._item(decision),  # the stored shape, from the real adapter
+        )
+        if decision.is_alert:
+            self._publish(decision)
+        apply(profile, tx)
+        profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
+        self._dynamodb.put_item(
+            TableName=self._settings.profiles_table,
+            Item={
+                "user_id": {"S": tx.user_id},
+                "state": {"S": profile.to_json()},
+                "updated_at": {"S": datetime.now(UTC).isoformat()},
+            },
+        )
+
+    def _read_profile(self, user_id: str) -> Any:
+        from fraudwatch.domain.profile import UserProfile
+
+        item = self._dynamodb.get_item(
+            TableName=self._settings.profiles_table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
+        ).get("Item")
+        return UserProfile.from_json(user_id, item["state"]["S"]) if item else UserProfile(user_id)
+
+    def _decide(self, tx: Transaction, row: tuple[float, ...]) -> DecisionRecord:
+        import pandas as pd
+
+        frame = pd.DataFrame([row], columns=self._columns)
+        score = float(self._classifier.predict_proba(frame)[0, 1])
+        verdict = self.thresholds.decide(score)
+        reasons = self._explainer.explain([row], TOP_REASONS)[0] if verdict.value != "APPROVED" else ()
+        return DecisionRecord(
+            transaction_id=tx.transaction_id,
+            user_id=tx.user_id,
+            merchant_id=tx.merchant_id,
+            amount=tx.amount,
+            currency=tx.currency,
+            transaction_time=tx.timestamp,
+            decision=verdict,
+            score=score,
+            model_version=self.model_version,
+            thresholds=self.thresholds,
+            decided_at=datetime.now(UTC).isoformat(),
+            reasons=reasons,
+        )
+
+    def _publish(self, decision: DecisionRecord) -> None:
+        from fraudwatch.adapters.sns import _entry
+
+        entry = _entry("0", decision)  # the real alert's subject, body and attributes
+        del entry["Id"]
+        self._sns.publish(TopicArn=self._settings.alerts_topic_arn, **entry)
+
+    def _quarantine(self, item: QuarantinedRecord) -> None:
+        from fraudwatch.adapters.sqs import quarantine_body
+
+        self._sqs.send_message(
+            QueueUrl=self._settings.quarantine_queue_url, MessageBody=json.dumps(quarantine_body(item))
+        )
+
+
+def _stream_record(raw: Mapping[str, Any]) -> StreamRecord:
+    """The record's bytes and position, dug out of the event's dict by hand (the naive way)."""
+    kinesis = raw["kinesis"]
+    return StreamRecord(
+        shard_id=str(raw["eventID"]).split(":", 1)[0],
+        sequence_number=str(kinesis["sequenceNumber"]),
+        data=base64.b64decode(kinesis["data"]),
+        arrival_epoch=float(kinesis["approximateArrivalTimestamp"]),
+    )
+
+
+def naive_handler(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> NaiveHandler:
+    """A `HandlerFactory` for `infra.stack.run_demo`: the naive handler with the function's environment."""
+    from infra.invoke import function_environment
+
+    env = function_environment(outputs)
+    env["MODEL_DIR"] = str(bundle_dir)
+    return NaiveHandler(env, bundle_dir, endpoint_url)
