@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import logging
 import os
 import sys
@@ -24,7 +25,7 @@ from typing import Any
 
 from fraudwatch.errors import FraudwatchError
 from infra.emulator import REGION, boto_session, client, is_moto
-from infra.template import REPO_ROOT, TEMPLATE, load_template
+from infra.template import REPO_ROOT, TEMPLATE, load_template, resources_of_type
 
 log = logging.getLogger("fraudwatch.deploy")
 
@@ -211,6 +212,20 @@ def moto_supports(resource_type: str) -> bool:
     if resource_type in NULL_MODELS:
         return False
     return resource_type.startswith("Custom::") or resource_type in get_model_map()
+
+
+def key_policies_as_text(cfn: dict[str, Any], resolve: Callable[[Any], Any]) -> None:
+    """Give KMS key policies as resolved JSON text, which CloudFormation accepts too.
+
+    moto keeps a policy given as an object and then fails to parse it on every DescribeKey.
+    """
+    for resource in resources_of_type(cfn, "AWS::KMS::Key").values():
+        properties = resource["Properties"]
+        properties["KeyPolicy"] = json.dumps(resolve(properties["KeyPolicy"]))
+
+
+def _no_get_att(logical_id: str, attribute: str) -> Any:
+    raise DeployError(f"!GetAtt {logical_id}.{attribute}: not known before the stack exists")
 
 
 def defer_unsupported(cfn: dict[str, Any], supported: Callable[[str], bool]) -> dict[str, Any]:
@@ -412,6 +427,11 @@ def _topic(sns: Any, arn: str) -> dict[str, Any]:
     return {"TopicArn": arn, "TopicName": arn.rsplit(":", 1)[-1]}
 
 
+def _key(kms: Any, key_id: str) -> dict[str, Any]:
+    metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    return {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+
+
 def _function(lambda_: Any, name: str) -> dict[str, Any]:
     config = lambda_.get_function_configuration(FunctionName=name)
     return {"Arn": config["FunctionArn"], "Layers": [layer["Arn"] for layer in config.get("Layers", [])]}
@@ -499,6 +519,7 @@ KINDS: dict[str, Kind] = {
     "AWS::DynamoDB::Table": Kind("dynamodb", _table),
     "AWS::SQS::Queue": Kind("sqs", _queue),
     "AWS::SNS::Topic": Kind("sns", _topic),
+    "AWS::KMS::Key": Kind("kms", _key),
     "AWS::Lambda::Function": Kind("lambda", _function),
     "AWS::Lambda::LayerVersion": Kind("lambda", _layer, _create_layer),
     "AWS::Lambda::EventSourceMapping": Kind("lambda", _mapping),
@@ -589,7 +610,6 @@ def apply_stack(
     cloudformation: Any, s3: Any, bucket: str, name: str, cfn: dict[str, Any], parameters: Mapping[str, str]
 ) -> None:
     """Create or update the stack from a translated template and wait for it."""
-    import json
 
     from botocore.exceptions import ClientError, WaiterError
 
@@ -771,13 +791,6 @@ def deploy(
     steps.update()
 
     steps.set_postfix_str("cloudformation")
-    applied = defer_unsupported(cfn, moto_supports) if emulated else cfn
-    apply_stack(cloudformation, s3, bucket, stack_name, applied, parameters)
-    steps.update()
-
-    steps.set_postfix_str("check resources")
-    stack = Stack(cfn, stack_name, endpoint_url, region)
-    stack.refs.update(physical_ids(cloudformation, stack_name))
     pseudo = {
         "AWS::Region": region,
         "AWS::AccountId": account,
@@ -785,6 +798,16 @@ def deploy(
         "AWS::Partition": "aws",
         "AWS::URLSuffix": "amazonaws.com",
     }
+    applied = cfn
+    if emulated:
+        applied = defer_unsupported(cfn, moto_supports)
+        key_policies_as_text(applied, Resolver(applied, parameters, pseudo, {}, _no_get_att))
+    apply_stack(cloudformation, s3, bucket, stack_name, applied, parameters)
+    steps.update()
+
+    steps.set_postfix_str("check resources")
+    stack = Stack(cfn, stack_name, endpoint_url, region)
+    stack.refs.update(physical_ids(cloudformation, stack_name))
     resolver = Resolver(cfn, parameters, pseudo, stack.refs, stack.get_att)
     reconcile(stack, resolver)
     attach_layers(stack, resolver)
@@ -813,7 +836,6 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def _deploy_command(args: argparse.Namespace) -> int:
-    import json
 
     from botocore.exceptions import BotoCoreError, ClientError
 

@@ -259,6 +259,7 @@ def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: di
     assert grants["dynamodb:BatchGetItem"] == {"ProfilesTable", "DecisionsTable"}
     assert grants["dynamodb:BatchWriteItem"] == {"ProfilesTable", "DecisionsTable"}
     assert grants["sns:Publish"] == {"AlertsTopic"}
+    assert grants["kms:GenerateDataKey"] == {"AlertsKey"}
     assert grants["sqs:SendMessage"] == {"QuarantineQueue", "OnFailureQueue"}
     for action in ("kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStream"):
         assert grants[action] == {"TransactionsStream"}
@@ -281,7 +282,8 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
     assert stream["ShardCount"] == {"Ref": "ShardCount"}
     for table in resources_of_type({"Resources": resources}, "AWS::DynamoDB::Table").values():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
-    assert _props(resources, "AlertsTopic")["KmsMasterKeyId"] == "alias/aws/sns"
+    assert _props(resources, "AlertsTopic")["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
+    assert _props(resources, "AlertsKey")["EnableKeyRotation"] is True
     queues = resources_of_type({"Resources": resources}, "AWS::SQS::Queue")
     assert set(queues) == {"QuarantineQueue", "OnFailureQueue"}
     for queue in queues.values():
