@@ -42,7 +42,7 @@ class XGBoostModel:
         if not rows:
             return []
         matrix = np.asarray(rows, dtype=np.float32)
-        data = xgb.DMatrix(matrix, missing=np.nan, feature_names=self._booster.feature_names)
+        data = xgb.DMatrix(matrix, missing=np.nan, feature_names=self._booster.feature_names, nthread=1)
         contributions = self._booster.predict(data, pred_contribs=True)[:, :-1]
         explained = []
         for values, contribs in zip(matrix, contributions, strict=True):
