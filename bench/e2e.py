@@ -31,26 +31,63 @@ from typing import TYPE_CHECKING, Any
 from bench._common import REPO_ROOT, machine, table
 
 if TYPE_CHECKING:
-    from infra.stack import DemoReport, HandlerFactory
+    from infra.stack import DemoReport, Handler, HandlerFactory
 
 LOG_DIR = REPO_ROOT / ".fraudwatch"
 
 
-class CallCounter:
-    """API calls by operation, from any thread (the runner invokes handlers on its shard threads)."""
+class Instruments:
+    """The handler's AWS calls by operation, time inside them, and time inside the handler.
+
+    Thread-safe: the runner invokes handlers on its shard threads.
+    """
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.call_seconds = 0.0
+        self.handler_seconds = 0.0
         self._lock = threading.Lock()
+        self._started = threading.local()
 
-    def __call__(self, model: Any, **_: Any) -> None:
-        """botocore `provide-client-params` handler: once per API call a client makes."""
+    def count(self, model: Any, **_: Any) -> None:
+        """botocore `provide-client-params`: once per API call a client makes (not per retry)."""
         with self._lock:
             self.calls[model.name] += 1
 
+    def call_starts(self, **_: Any) -> None:
+        """botocore `before-call` (the HTTP request and botocore's retries follow)."""
+        self._started.at = time.perf_counter()
+
+    def call_ends(self, **_: Any) -> None:
+        """botocore `after-call` / `after-call-error`."""
+        elapsed = time.perf_counter() - self._started.at
+        with self._lock:
+            self.call_seconds += elapsed
+
+    def register(self, events: Any) -> None:
+        """Hook a session's event system."""
+        events.register("provide-client-params.*.*", self.count)
+        events.register("before-call.*.*", self.call_starts)
+        events.register("after-call.*.*", self.call_ends)
+        events.register("after-call-error.*.*", self.call_ends)
+
+    def timed(self, handler: Handler) -> Handler:
+        """The handler, its invocations timed."""
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return handler(event, context)
+            finally:
+                elapsed = time.perf_counter() - started
+                with self._lock:
+                    self.handler_seconds += elapsed
+
+        return invoke
+
 
 @contextlib.contextmanager
-def counted_sessions(counter: CallCounter) -> Iterator[None]:
+def counted_sessions(instruments: Instruments) -> Iterator[None]:
     """Every boto3.Session built meanwhile counts its clients' calls (clients copy the session's hooks)."""
     import boto3
 
@@ -59,7 +96,7 @@ def counted_sessions(counter: CallCounter) -> Iterator[None]:
     class CountingSession(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.events.register("provide-client-params.*.*", counter)
+            instruments.register(self.events)
 
     boto3.Session = CountingSession  # type: ignore[misc]
     try:
@@ -89,12 +126,12 @@ def same_transactions(now: datetime) -> Iterator[None]:
         yield
 
 
-def counting(factory: HandlerFactory, counter: CallCounter) -> HandlerFactory:
-    """A handler factory whose handler's AWS calls are counted."""
+def instrumented(factory: HandlerFactory, instruments: Instruments) -> HandlerFactory:
+    """A handler factory whose handler's AWS calls are counted and timed, and its invocations timed."""
 
-    def build(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> Any:
-        with counted_sessions(counter):
-            return factory(outputs, endpoint_url, bundle_dir)
+    def build(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> Handler:
+        with counted_sessions(instruments):
+            return instruments.timed(factory(outputs, endpoint_url, bundle_dir))
 
     return build
 
@@ -114,7 +151,7 @@ class Result:
 
     way: Way
     report: DemoReport
-    calls: Counter[str]
+    instruments: Instruments
     wall_seconds: float
     load_before: float
     load_after: float
@@ -122,7 +159,17 @@ class Result:
     @property
     def calls_per_record(self) -> float:
         """The handler's AWS calls per transaction."""
-        return self.calls.total() / self.report.transactions
+        return self.instruments.calls.total() / self.report.transactions
+
+    @property
+    def handler_ms_per_record(self) -> float:
+        """Time inside the handler per transaction."""
+        return 1000 * self.instruments.handler_seconds / self.report.transactions
+
+    @property
+    def aws_ms_per_record(self) -> float:
+        """Time inside the handler's AWS calls per transaction (the emulator's answers included)."""
+        return 1000 * self.instruments.call_seconds / self.report.transactions
 
 
 def ways() -> tuple[Way, ...]:
@@ -140,7 +187,7 @@ def run(way: Way, args: argparse.Namespace) -> Result:
     """The demo pipeline on a fresh emulator with this way's handler."""
     from infra.stack import run_demo
 
-    counter = CallCounter()
+    instruments = Instruments()
     load_before = _load()
     started = time.perf_counter()
     report = run_demo(
@@ -150,9 +197,9 @@ def run(way: Way, args: argparse.Namespace) -> Result:
         timeout_s=args.timeout,
         stack_name="fraudwatch-bench",
         handler_log=LOG_DIR / f"bench-e2e-{way.key}.log",
-        handler_factory=counting(way.factory, counter),
+        handler_factory=instrumented(way.factory, instruments),
     )
-    return Result(way, report, counter.calls, time.perf_counter() - started, load_before, _load())
+    return Result(way, report, instruments, time.perf_counter() - started, load_before, _load())
 
 
 def _load() -> float:
@@ -176,7 +223,8 @@ def summary(results: Sequence[Result]) -> str:
                 lat["p99"],
                 lat["max"],
                 f"{r.calls_per_record:.3f}",
-                r.report.runner["invocations"],
+                r.handler_ms_per_record,
+                r.aws_ms_per_record,
                 r.report.end_to_end_seconds,
                 f"{r.load_before:.1f} -> {r.load_after:.1f}",
             )
@@ -189,8 +237,9 @@ def summary(results: Sequence[Result]) -> str:
         "p99 ms",
         "max ms",
         "AWS calls/rec",
-        "invocations",
-        "first arrival -> last decision s",
+        "handler ms/rec",
+        "in AWS calls ms/rec",
+        "arrival->last decision s",
         "load (1 min)",
     )
     lines = [table(headers, rows)]
@@ -221,9 +270,20 @@ def outcomes(results: Sequence[Result]) -> str:
                 rep.recall,
                 rep.quarantined,
                 rep.on_failure,
+                rep.runner["invocations"],
             )
         )
-    headers = ("way", "tx", "decisions", "alerts (SQS)", "precision", "recall", "quarantined", "on-failure")
+    headers = (
+        "way",
+        "tx",
+        "decisions",
+        "alerts (SQS)",
+        "precision",
+        "recall",
+        "quarantined",
+        "on-failure",
+        "invocations",
+    )
     verdicts = {tuple(sorted(r.report.decisions.items())) for r in results}
     agree = "the same" if len(verdicts) == 1 else "DIFFERENT: a handler decides wrongly"
     return f"{table(headers, rows)}\ndecisions by kind: {agree}"
@@ -231,8 +291,10 @@ def outcomes(results: Sequence[Result]) -> str:
 
 def calls_by_operation(results: Sequence[Result]) -> str:
     """The handler's AWS calls per 100 records (the budget's unit), by operation."""
-    operations = sorted({op for r in results for op in r.calls})
-    rows = [(op, *(100 * r.calls[op] / r.report.transactions for r in results)) for op in operations]
+    operations = sorted({op for r in results for op in r.instruments.calls})
+    rows = [
+        (op, *(100 * r.instruments.calls[op] / r.report.transactions for r in results)) for op in operations
+    ]
     rows.append(("total", *(100 * r.calls_per_record for r in results)))
     return table(("calls per 100 records", *(r.way.key for r in results)), rows)
 
