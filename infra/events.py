@@ -107,7 +107,7 @@ def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path
     from training.generate import GeneratorConfig, generate_history
 
     history = generate_history(GeneratorConfig(n_transactions=20_000, days=14, seed=seed))
-    rows = history.to_dict("records")
+    rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in history.to_dict("records")]
     genuine = [r for r in rows if not r["is_fraud"]]
     fraud = [r for r in rows if r["is_fraud"]]
     by_pattern: dict[str, list[dict[str, Any]]] = {}

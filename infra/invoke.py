@@ -101,14 +101,23 @@ def _ref(value: Any) -> str | None:
 
 
 def _invoke(args: argparse.Namespace) -> int:
-    from fraudwatch.errors import ConfigurationError
+    from fraudwatch.errors import FraudwatchError
+    from infra.emulator import emulator_environment
+    from infra.runner import read_stack_outputs, stack_endpoint
 
     try:
         event = json.loads(Path(args.event).read_text())
-        outputs = json.loads(Path(args.outputs).read_text())
-        outputs = outputs.get("outputs", outputs)
-        handler = load_handler(outputs, bundle_dir=Path(args.bundle), endpoint_url=args.endpoint)
-    except (OSError, json.JSONDecodeError, KeyError, ConfigurationError) as exc:
+        outputs = read_stack_outputs(Path(args.outputs))
+        if not outputs:
+            raise FileNotFoundError(
+                f"no stack outputs at {args.outputs}: start one with `fraudwatch stack up --detach`"
+            )
+        endpoint = args.endpoint or stack_endpoint(Path(args.outputs))
+        overrides = emulator_environment(endpoint) if endpoint else None
+        handler = load_handler(
+            outputs, bundle_dir=Path(args.bundle), endpoint_url=endpoint, overrides=overrides
+        )
+    except (OSError, json.JSONDecodeError, KeyError, FraudwatchError) as exc:
         print(f"fraudwatch invoke: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(handler(event, LocalContext()), indent=2))
@@ -129,6 +138,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=".fraudwatch/stack.json",
         help="the stack's outputs as JSON (default: what `fraudwatch stack up --detach` wrote)",
     )
-    parser.add_argument("--endpoint", default=os.environ.get("AWS_ENDPOINT_URL"), help="AWS endpoint URL")
+    parser.add_argument(
+        "--endpoint",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="AWS endpoint URL (default: $AWS_ENDPOINT_URL, else the one the outputs file records)",
+    )
     parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="model bundle directory")
     parser.set_defaults(run=_invoke)
