@@ -12,7 +12,7 @@ BASE_PYTHON ?= $(shell (pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -n1 | 
 .PHONY: help setup demo train test check lint typecheck clean
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x "$(BASE_PYTHON)" || { echo "Python $(PYTHON_VERSION) not found: install it (pyenv install $(PYTHON_VERSION)) or pass BASE_PYTHON=/path/to/python3.12"; exit 1; }
