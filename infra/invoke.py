@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.state import add_stack_options
 from infra.template import TEMPLATE, load_template
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,7 +104,7 @@ def _ref(value: Any) -> str | None:
 def _invoke(args: argparse.Namespace) -> int:
     from fraudwatch.errors import FraudwatchError
     from infra.emulator import emulator_environment
-    from infra.runner import read_stack_outputs, stack_endpoint
+    from infra.state import read_stack_outputs, stack_endpoint
 
     try:
         event = json.loads(Path(args.event).read_text())
@@ -113,7 +114,7 @@ def _invoke(args: argparse.Namespace) -> int:
                 f"no stack outputs at {args.outputs}: start one with `fraudwatch stack up --detach`"
             )
         endpoint = args.endpoint or stack_endpoint(Path(args.outputs))
-        overrides = emulator_environment(endpoint) if endpoint else None
+        overrides = emulator_environment(endpoint, args.region) if endpoint else None
         handler = load_handler(
             outputs, bundle_dir=Path(args.bundle), endpoint_url=endpoint, overrides=overrides
         )
@@ -133,15 +134,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "the endpoint and resources of a deployed stack, and print the handler's response.",
     )
     parser.add_argument("--event", required=True, help="a Lambda-shaped Kinesis event file")
-    parser.add_argument(
-        "--outputs",
-        default=".fraudwatch/stack.json",
-        help="the stack's outputs as JSON (default: what `fraudwatch stack up --detach` wrote)",
-    )
-    parser.add_argument(
-        "--endpoint",
-        default=os.environ.get("AWS_ENDPOINT_URL"),
-        help="AWS endpoint URL (default: $AWS_ENDPOINT_URL, else the one the outputs file records)",
-    )
+    add_stack_options(parser)
     parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="model bundle directory")
     parser.set_defaults(run=_invoke)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS
 from fraudwatch.errors import FraudwatchError
 from infra.events import contract_payload
+from infra.state import add_stack_options
 
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
@@ -294,7 +294,7 @@ def file_transactions(path: Path, count: int | None, now: datetime | None = None
 
 def _produce_command(args: argparse.Namespace) -> int:
     from infra.emulator import client
-    from infra.runner import read_stack_outputs, stack_endpoint
+    from infra.state import read_stack_outputs, stack_endpoint
 
     outputs_path = Path(args.outputs)
     try:
@@ -345,19 +345,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "a file's are replayed in time order. Either way the timestamps are shifted together so the last "
         "is now: their spacing, which the features read, is kept, and none is too old for the Lambda.",
     )
-    parser.add_argument(
-        "--endpoint",
-        default=os.environ.get("AWS_ENDPOINT_URL"),
-        help="endpoint URL (default: $AWS_ENDPOINT_URL, else the one recorded with the outputs; none: AWS)",
-    )
-    parser.add_argument(
-        "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), help="AWS region"
-    )
-    parser.add_argument(
-        "--outputs",
-        default=".fraudwatch/stack.json",
-        help="the stack's outputs (default .fraudwatch/stack.json)",
-    )
+    add_stack_options(parser)
     parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
     parser.add_argument(
         "--count",

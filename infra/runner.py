@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -43,6 +42,7 @@ from typing import Any
 from fraudwatch.errors import ConfigurationError, FraudwatchError
 from infra.events import lambda_record
 from infra.invoke import LocalContext
+from infra.state import add_stack_options, read_stack_outputs, stack_endpoint
 from infra.template import TEMPLATE, load_template
 
 log = logging.getLogger(__name__)
@@ -663,26 +663,6 @@ def _stream_record(record: Mapping[str, Any]) -> StreamRecord:
 
 # ------------------------------------------------------------------ command line
 
-DEFAULT_OUTPUTS = ".fraudwatch/stack.json"
-
-
-def read_stack_outputs(path: Path) -> dict[str, str]:
-    """The stack's outputs as `stack up --detach` wrote them ({} when there is no such file)."""
-    if not path.is_file():
-        return {}
-    state = json.loads(path.read_text())
-    outputs = state.get("outputs", state)
-    return {str(k): str(v) for k, v in outputs.items() if isinstance(v, str)}
-
-
-def stack_endpoint(path: Path) -> str | None:
-    """The endpoint recorded beside the outputs, if any."""
-    if not path.is_file():
-        return None
-    state = json.loads(path.read_text())
-    endpoint = state.get("endpoint_url") or state.get("endpoint")
-    return str(endpoint) if endpoint else None
-
 
 def output_for(resource: str, template: Path = TEMPLATE) -> str | None:
     """The name of the template output whose value is `!Ref resource` (for a queue: its URL)."""
@@ -794,17 +774,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "starting position, partial-failure checkpoints, bisect, retries, record age, on-failure queue). "
         "Works against the embedded emulator, LocalStack or AWS. Ctrl-C stops after the batch in flight.",
     )
-    parser.add_argument(
-        "--endpoint",
-        default=os.environ.get("AWS_ENDPOINT_URL"),
-        help="endpoint URL (default: $AWS_ENDPOINT_URL, else the one recorded with the outputs; none: AWS)",
-    )
-    parser.add_argument(
-        "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), help="AWS region"
-    )
-    parser.add_argument(
-        "--outputs", default=DEFAULT_OUTPUTS, help=f"the stack's outputs (default {DEFAULT_OUTPUTS})"
-    )
+    add_stack_options(parser)
     parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
     parser.add_argument(
         "--on-failure-queue-url", help="on-failure queue URL (default: from the stack's outputs)"

@@ -24,7 +24,7 @@ from infra.deploy import (
     translate,
 )
 from infra.emulator import Emulator, EmulatorError, boto_session, client, is_healthy, is_moto
-from infra.runner import read_stack_outputs, stack_endpoint
+from infra.state import read_stack_outputs, stack_endpoint
 from infra.template import REPO_ROOT, TEMPLATE, load_template, loads_template
 
 STACK = "fraudwatch-test"

@@ -1,0 +1,45 @@
+"""The running stack's recorded state (.fraudwatch/stack.json), and the options that point at it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+DEFAULT_OUTPUTS = ".fraudwatch/stack.json"
+
+
+def read_stack_outputs(path: Path) -> dict[str, str]:
+    """The stack's outputs as `stack up --detach` wrote them ({} when there is no such file)."""
+    if not path.is_file():
+        return {}
+    state = json.loads(path.read_text())
+    outputs = state.get("outputs", state)
+    return {str(k): str(v) for k, v in outputs.items() if isinstance(v, str)}
+
+
+def stack_endpoint(path: Path) -> str | None:
+    """The endpoint recorded beside the outputs, if any."""
+    if not path.is_file():
+        return None
+    state = json.loads(path.read_text())
+    endpoint = state.get("endpoint_url") or state.get("endpoint")
+    return str(endpoint) if endpoint else None
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """--endpoint, --region and --outputs: where the stack is, for every command that talks to it."""
+    parser.add_argument(
+        "--endpoint",
+        default=os.environ.get("AWS_ENDPOINT_URL"),
+        help="endpoint URL (default: $AWS_ENDPOINT_URL, else the one recorded with the outputs; none: AWS)",
+    )
+    parser.add_argument(
+        "--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), help="AWS region"
+    )
+    parser.add_argument(
+        "--outputs",
+        default=DEFAULT_OUTPUTS,
+        help=f"the stack's outputs (default {DEFAULT_OUTPUTS}, written by `fraudwatch stack up --detach`)",
+    )
