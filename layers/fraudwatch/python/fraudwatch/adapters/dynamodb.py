@@ -10,7 +10,6 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +116,7 @@ class DynamoDecisionStore:
             "model_version": {"S": d.model_version},
             "flag_threshold": {"N": repr(d.thresholds.flag)},
             "reject_threshold": {"N": repr(d.thresholds.reject)},
-            "reasons": {"S": json.dumps([asdict(r) for r in d.reasons])},
+            "reasons": {"S": json.dumps([r._asdict() for r in d.reasons])},
             "decided_at": {"S": d.decided_at},
             "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
         }
