@@ -12,7 +12,6 @@ Run: .venv/bin/python -m bench.scoring_cpu
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -334,34 +333,18 @@ def _print_breakdown(spent: dict[str, float], records: int) -> None:
 def _print_what_ifs(
     model: XGBoostModel, history: dict[str, str], timed: list[list[StreamRecord]], as_is: float
 ) -> None:
-    """The same passes with the explain step changed, to size the fixes (the domain code is untouched)."""
-    single = _ModelProxy(model)
-    single.explain = _single_threaded_dmatrix(model.explain)
+    """The same passes without the explain step, to size what the reasons cost (the domain is untouched)."""
     silent = _ModelProxy(model)
     silent.explain = lambda rows, top: [() for _ in rows]
     rows = [("as is", as_is)]
-    for name, variant in (
-        ("explain's DMatrix built with nthread=1", single),
-        ("no explain at all (lower bound)", silent),
-    ):
-        rows.append((name, median([_time_batched(variant, history, timed).cpu_us for _ in range(3)])))
+    rows.append(
+        (
+            "no explain at all (lower bound)",
+            median([_time_batched(silent, history, timed).cpu_us for _ in range(3)]),
+        )
+    )
     print("\nWhat-if (batched CPU us/record, median of 3 passes):")
     print(table(("variant", "CPU us/rec"), rows))
-
-
-def _single_threaded_dmatrix(explain: Callable[..., Any]) -> Callable[..., Any]:
-    """`explain` with xgboost's DMatrix made single-threaded for the duration of the call."""
-    import xgboost as xgb
-
-    def explain_single(rows: Sequence[Sequence[float]], top: int) -> Any:
-        original = xgb.DMatrix
-        setattr(xgb, "DMatrix", functools.partial(original, nthread=1))  # noqa: B010 - typed as a class
-        try:
-            return explain(rows, top)
-        finally:
-            setattr(xgb, "DMatrix", original)  # noqa: B010
-
-    return explain_single
 
 
 if __name__ == "__main__":
