@@ -411,20 +411,11 @@ def score_frame(frame: pd.DataFrame, model: Any, *, source: str, progress: bool 
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write CSV or Parquet by suffix, through a temporary file so a failure leaves nothing behind."""
+    """Write CSV or Parquet by suffix, atomically (the generator's writer); errors name the file."""
+    from training.generate import write_history
     from training.io import DataFileError
 
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise DataFileError(f"{path}: unsupported output type {suffix!r} (use .csv or .parquet)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        if suffix == ".csv":
-            frame.to_csv(partial, index=False)
-        else:
-            frame.to_parquet(partial, index=False)
-        partial.replace(path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
+        write_history(frame, path)
+    except (ValueError, OSError) as exc:
         raise DataFileError(f"{path}: cannot write: {exc}") from exc
