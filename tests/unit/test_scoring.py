@@ -17,6 +17,7 @@ from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.errors import AlertPublishError, ProfileStoreError
+from tests.fakes import FakeProfileStore
 
 T0 = 1_796_000_000.0
 AMOUNT = FEATURE_NAMES.index("amount")
@@ -232,3 +233,17 @@ def test_extreme_but_valid_amounts_are_decided(amount):
     svc, ports = service()
     svc.process([record(1, amount=amount)])
     assert "tx-1" in ports["decisions"].items
+
+
+def test_a_given_up_record_is_decided_when_redriven_and_only_once():
+    profiles = FakeProfileStore()
+    profiles.raise_next = ProfileStoreError("throttled")
+    svc, ports = service(profiles=profiles)
+    assert [r.sequence_number for r in svc.process([record(1)]).failed] == ["1"]  # the mapping gives up
+    svc.process([record(2, minutes=5)])  # the user's next record moves the shard checkpoint past it
+
+    assert svc.process([record(1)]).duplicates == 1  # an ordinary redelivery is taken for a duplicate
+    redriven = svc.process([record(1)], redrive=True)
+    assert [d.transaction_id for d in redriven.decisions] == ["tx-1"]
+    assert svc.process([record(1)], redrive=True).duplicates == 1  # and a second redrive changes nothing
+    assert ports["profiles"].get_many(["user-1"])["user-1"].checkpoints == {"shardId-000000000000": 2}

@@ -76,8 +76,13 @@ class ScoringService:
         self._top_reasons = top_reasons
         self._clock = clock
 
-    def process(self, records: Sequence[StreamRecord]) -> BatchReport:
-        """Process one batch; records of `report.failed` must be redelivered."""
+    def process(self, records: Sequence[StreamRecord], *, redrive: bool = False) -> BatchReport:
+        """Process one batch; records of `report.failed` must be redelivered.
+
+        `redrive` is for records the event-source mapping gave up on, read back from the stream: the
+        shard checkpoint has moved past them, so only the profile's recent transaction ids tell
+        whether one was already applied.
+        """
         report = BatchReport()
         valid = self._parse(records, report)
         self._send_to_quarantine(report)
@@ -89,7 +94,7 @@ class ScoringService:
             report.errors.append(exc)
             report.failed.extend(record for record, _ in valid)
             return report
-        pending, touched = self._apply(valid, profiles, report)
+        pending, touched = self._apply(valid, profiles, report, redrive)
         decided = self._decide(pending)
         failed_users = self._write(decided, pending, touched, report)
         decided_epoch = self._clock()
@@ -129,6 +134,7 @@ class ScoringService:
         valid: list[tuple[StreamRecord, Transaction]],
         profiles: dict[str, UserProfile],
         report: BatchReport,
+        redrive: bool,
     ) -> tuple[list[_Pending], dict[str, UserProfile]]:
         """Per user, in stream order: features against the profile so far, then the profile update."""
         by_user: dict[str, list[tuple[StreamRecord, Transaction]]] = defaultdict(list)
@@ -140,7 +146,8 @@ class ScoringService:
             profile = profiles.get(user_id) or UserProfile(user_id)
             items.sort(key=lambda item: (item[0].shard_id, item[0].sequence))
             for record, tx in items:
-                if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
+                checkpointed_shard = None if redrive else record.shard_id
+                if profile.has_applied(tx.transaction_id, checkpointed_shard, record.sequence):
                     report.duplicates += 1
                     continue
                 pending.append(_Pending(record, tx, features(profile, tx)))
