@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "infra.deploy",
     "infra.runner",
     "infra.producer",
+    "infra.redrive",
 )
 
 

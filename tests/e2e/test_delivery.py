@@ -19,10 +19,12 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, HOUR
 from fraudwatch.domain.profile import MAX_RECENT
+from fraudwatch.kinesis_batch import stream_record
 from infra.events import contract_payload, lambda_record
 from infra.invoke import Handler, LocalContext, load_handler
 from infra.producer import live_transactions
@@ -315,14 +317,9 @@ def profile_json(stack: dict[str, str]) -> str:
     return str(item["state"]["S"])
 
 
-# ------------------------------------------------------------------------------ redrive (known gap)
+# ------------------------------------------------------------------------------ redrive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="docs/reliability.md, finding 1: the shard checkpoint takes a redriven record for a duplicate",
-)
 def test_a_given_up_record_redriven_after_later_ones_of_its_user_is_decided(spied, stack):
     handler, _ = spied
     service = inspect.unwrap(handler).__globals__["service"]
@@ -340,7 +337,10 @@ def test_a_given_up_record_redriven_after_later_ones_of_its_user_is_decided(spie
     with pytest.raises(BatchProcessingError):  # every record failed: the mapping retries, then gives up
         handler({"Records": records([A], 1, arrival)}, LocalContext())
     invoke(handler, records([B], 2, arrival))  # the stream moves on past the given-up record
-    invoke(handler, records([A], 1, arrival))  # an operator redrives it from the on-failure queue's range
+    invoke(handler, records([A], 1, arrival))  # an ordinary redelivery: the shard checkpoint is past it
+    assert "tx-a" not in scan(boto3.client("dynamodb"), stack["DecisionsTableName"], "transaction_id")
 
-    decided = scan(boto3.client("dynamodb"), stack["DecisionsTableName"], "transaction_id")
-    assert "tx-a" in decided
+    # `fraudwatch redrive` reads the on-failure range back and scores it in redrive mode
+    given_up = [stream_record(KinesisStreamRecord(r)) for r in records([A], 1, arrival)]
+    assert [d.transaction_id for d in service.process(given_up, redrive=True).decisions] == ["tx-a"]
+    assert "tx-a" in scan(boto3.client("dynamodb"), stack["DecisionsTableName"], "transaction_id")

@@ -16,16 +16,20 @@ from fraudwatch.settings import Settings
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
 
-def build_service(settings: Settings, session: boto3.Session | None = None) -> ScoringService:
+def build_service(
+    settings: Settings, session: boto3.Session | None = None, endpoint_url: str | None = None
+) -> ScoringService:
     """The scoring service wired to DynamoDB, SNS, SQS and the bundled model."""
     session = session or boto3.Session()
-    dynamodb = session.client("dynamodb", config=CLIENT_CONFIG)
+    dynamodb = session.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
+    sns = session.client("sns", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
+    sqs = session.client("sqs", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
     model = load_model(settings.model_dir)
     return ScoringService(
         profiles=DynamoProfileStore(settings.profiles_table, dynamodb),
         decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
-        alerts=SnsAlertPublisher(settings.alerts_topic_arn, session.client("sns", config=CLIENT_CONFIG)),
-        quarantine=SqsQuarantine(settings.quarantine_queue_url, session.client("sqs", config=CLIENT_CONFIG)),
+        alerts=SnsAlertPublisher(settings.alerts_topic_arn, sns),
+        quarantine=SqsQuarantine(settings.quarantine_queue_url, sqs),
         model=model,
         thresholds=settings.thresholds(model.thresholds),
     )
