@@ -414,6 +414,38 @@ def live_transactions(count: int, seed: int) -> list[dict[str, Any]]:
     return list(producer_live(count, seed or DEFAULT_SEED))
 
 
+def warm_profiles(endpoint_url: str, table: str, truth: Sequence[Mapping[str, Any]], seed: int) -> int:
+    """Seed the profiles with the live population's own history, as production would have them.
+
+    The generator's history of the same population is moved by whole days (local hours kept) to end
+    before the first live transaction, folded through the domain's profile update, and written.
+    Returns how many users were seeded.
+    """
+    import math
+
+    from fraudwatch.adapters.dynamodb import DynamoProfileStore
+    from infra.emulator import client
+    from infra.producer import live_config
+    from training.features import replay_profiles, to_transactions
+    from training.generate import generate_history
+    from training.pipeline import DEFAULT_SEED
+
+    history = to_transactions(generate_history(live_config(len(truth), seed or DEFAULT_SEED)))
+    first_live = min(_instant(tx) for tx in truth)
+    shift = math.floor((first_live - max(tx.epoch for tx in history)) / 86400) * 86400
+    profiles = replay_profiles(tx._replace(epoch=tx.epoch + shift) for tx in history)
+    unwritten = DynamoProfileStore(table, client("dynamodb", endpoint_url)).put_many(list(profiles.values()))
+    if unwritten:
+        raise StackError(f"{len(unwritten)} profiles could not be written")
+    return len(profiles)
+
+
+def _instant(transaction: Mapping[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(transaction["timestamp"])).timestamp()
+
+
 def subscribe_alerts(endpoint_url: str, topic_arn: str, name: str) -> str:
     """An SQS queue subscribed to the alerts topic (raw delivery: each message is one alert)."""
     from infra.emulator import client
@@ -670,7 +702,7 @@ def run_demo(
             step("deploy")
             outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
             handler = HandlerSetup(handler_factory, bundle_dir, handler_log)
-            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, handler, step)
+            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, handler, step, seed)
     except _step_errors() as exc:
         raise StackError(f"{step.current}: {exc}") from exc
 
@@ -683,6 +715,7 @@ def _run_on_stack(
     timeout_s: float,
     handler: HandlerSetup,
     step: Steps,
+    seed: int,
 ) -> DemoReport:
     from infra.emulator import client
     from infra.producer import produce
@@ -691,6 +724,8 @@ def _run_on_stack(
     use_emulator_credentials(endpoint)
     step("subscribe to alerts")
     alerts_queue = subscribe_alerts(endpoint, outputs["AlertsTopicArn"], "fraudwatch-demo-alerts")
+    step("warm the profiles with the population's history")
+    warm_profiles(endpoint, outputs["ProfilesTableName"], truth, seed)
     hidden = ("is_fraud", "fraud_pattern")  # the truth stays with the demo, never on the stream
     records = [{k: v for k, v in tx.items() if k not in hidden} for tx in truth]
     kinesis = client("kinesis", endpoint)

@@ -10,7 +10,7 @@ online features are therefore equal by construction; `tests/unit/test_parity.py`
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -137,6 +137,18 @@ def _replay(transactions: list[Transaction], order: list[int], progress: bool) -
         append(features(profile, tx))
         apply(profile, tx)
     return rows
+
+
+def replay_profiles(transactions: Iterable[Transaction]) -> dict[str, UserProfile]:
+    """Each user's profile after their transactions, folded in the order given (time order)."""
+    profiles: dict[str, UserProfile] = {}
+    for tx in transactions:
+        profile = profiles.get(tx.user_id)
+        if profile is None:
+            profile = profiles[tx.user_id] = UserProfile(tx.user_id)
+        apply(profile, tx)
+        profile.mark_applied(tx.transaction_id, None, None)
+    return profiles
 
 
 @contextmanager
