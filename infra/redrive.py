@@ -55,15 +55,20 @@ def redrive(service: ScoringService, *, kinesis: Any, sqs: Any, queue_url: str) 
 
 
 def _redrive_one(service: ScoringService, kinesis: Any, info: dict[str, Any], stats: RedriveStats) -> bool:
-    records = list(
-        read_range(
-            kinesis,
-            info["streamArn"],
-            info["shardId"],
-            info["startSequenceNumber"],
-            info["endSequenceNumber"],
+    from botocore.exceptions import ClientError
+
+    try:
+        records = list(
+            read_range(
+                kinesis,
+                info["streamArn"],
+                info["shardId"],
+                info["startSequenceNumber"],
+                info["endSequenceNumber"],
+            )
         )
-    )
+    except ClientError:  # the shard or the range's start is gone from the stream
+        return False
     if len(records) < int(info.get("batchSize", 0)):
         return False  # part of the range is past the stream's retention: keep the message for a person
     stats.records += len(records)
