@@ -62,7 +62,7 @@ def event_from_transactions(
     """A Kinesis event of these transactions, each arriving `delay_s` after its own timestamp."""
     payloads = []
     for tx in transactions:
-        payloads.append((contract_payload(tx), str(tx["user_id"]), _instant(tx) + delay_s))
+        payloads.append((contract_payload(tx), str(tx["user_id"]), instant(tx) + delay_s))
     return event_from_payloads(payloads, first_sequence=first_sequence)
 
 
@@ -78,7 +78,8 @@ def event_from_payloads(
     }
 
 
-def _instant(tx: Mapping[str, Any]) -> float:
+def instant(tx: Mapping[str, Any]) -> float:
+    """A transaction's time, in epoch seconds."""
     return datetime.fromisoformat(str(tx["timestamp"])).timestamp()
 
 
@@ -115,12 +116,12 @@ def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path
         by_pattern.setdefault(str(r["fraud_pattern"]), []).append(r)
     fraud_sample = [r for pattern in sorted(by_pattern) for r in by_pattern[pattern][:4]]
     ordinary = genuine[-50:]
-    arrival = _instant(ordinary[-1]) + 1
+    arrival = instant(ordinary[-1]) + 1
     bad = [(data, f"bad-{name}", arrival) for name, data in malformed_payloads(ordinary[0]).items()]
-    mixed_tx = sorted(genuine[-200:-170] + fraud_sample[:10], key=_instant)
-    mixed = [(contract_payload(r), str(r["user_id"]), _instant(r) + 0.5) for r in mixed_tx]
+    mixed_tx = sorted(genuine[-200:-170] + fraud_sample[:10], key=instant)
+    mixed = [(contract_payload(r), str(r["user_id"]), instant(r) + 0.5) for r in mixed_tx]
     mixed[5:5] = [(data, key, mixed[4][2]) for data, key, _ in bad[:3]]
-    fraud_sorted = sorted(fraud_sample, key=_instant)
+    fraud_sorted = sorted(fraud_sample, key=instant)
     events = {
         "ordinary.json": event_from_transactions(ordinary, first_sequence=1),
         "fraud.json": event_from_transactions(fraud_sorted, first_sequence=200),

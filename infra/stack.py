@@ -425,25 +425,20 @@ def warm_profiles(endpoint_url: str, table: str, truth: Sequence[Mapping[str, An
 
     from fraudwatch.adapters.dynamodb import DynamoProfileStore
     from infra.emulator import client
+    from infra.events import instant
     from infra.producer import live_config
     from training.features import replay_profiles, to_transactions
     from training.generate import generate_history
     from training.pipeline import DEFAULT_SEED
 
     history = to_transactions(generate_history(live_config(len(truth), seed or DEFAULT_SEED)))
-    first_live = min(_instant(tx) for tx in truth)
+    first_live = min(instant(tx) for tx in truth)
     shift = math.floor((first_live - max(tx.epoch for tx in history)) / 86400) * 86400
     profiles = replay_profiles(tx._replace(epoch=tx.epoch + shift) for tx in history)
     unwritten = DynamoProfileStore(table, client("dynamodb", endpoint_url)).put_many(list(profiles.values()))
     if unwritten:
         raise StackError(f"{len(unwritten)} profiles could not be written")
     return len(profiles)
-
-
-def _instant(transaction: Mapping[str, Any]) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(str(transaction["timestamp"])).timestamp()
 
 
 def subscribe_alerts(endpoint_url: str, topic_arn: str, name: str) -> str:
