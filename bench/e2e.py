@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench._common import REPO_ROOT, machine, table
+from infra.stack import positive_int
 
 if TYPE_CHECKING:
     from infra.stack import DemoReport, Handler, HandlerFactory
@@ -312,7 +313,9 @@ def _parser() -> argparse.ArgumentParser:
         description="End to end on the embedded stack (moto server, template, local runner): records/s and "
         "arrival-to-decision latency of the real handler and of a naive per-record handler, side by side.",
     )
-    parser.add_argument("--count", type=_positive, default=2000, help="transactions per way (default 2000)")
+    parser.add_argument(
+        "--count", type=positive_int, default=2000, help="transactions per way (default 2000)"
+    )
     parser.add_argument(
         "--rate",
         type=float,
@@ -330,13 +333,6 @@ def _parser() -> argparse.ArgumentParser:
         "--only", choices=("ours", "naive"), help="run one way only (default: both, ours first)"
     )
     return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

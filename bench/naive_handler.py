@@ -113,13 +113,8 @@ class NaiveHandler:
         score = float(self._classifier.predict_proba(frame)[0, 1])
         verdict = self.thresholds.decide(score)
         reasons = self._explainer.explain([row], TOP_REASONS)[0] if verdict.value != "APPROVED" else ()
-        return DecisionRecord(
-            transaction_id=tx.transaction_id,
-            user_id=tx.user_id,
-            merchant_id=tx.merchant_id,
-            amount=tx.amount,
-            currency=tx.currency,
-            transaction_time=tx.timestamp,
+        return DecisionRecord.for_transaction(
+            tx,
             decision=verdict,
             score=score,
             model_version=self.model_version,

@@ -219,13 +219,8 @@ class PerRecordScorer:
         self.model_seconds += time.process_time() - start
         verdict = self._model.thresholds.decide(score)
         reasons = self._model.explain([row], 3)[0] if verdict.value != "APPROVED" else ()
-        decision = DecisionRecord(
-            transaction_id=tx.transaction_id,
-            user_id=tx.user_id,
-            merchant_id=tx.merchant_id,
-            amount=tx.amount,
-            currency=tx.currency,
-            transaction_time=tx.timestamp,
+        decision = DecisionRecord.for_transaction(
+            tx,
             decision=verdict,
             score=score,
             model_version=self._model.version,

@@ -785,7 +785,8 @@ def _guarded(command: Any) -> Any:
     return run
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -823,7 +824,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "for every decision and report decisions, alerts, precision/recall, latency and throughput.",
     )
     parser.add_argument(
-        "--transactions", type=_positive, default=3000, help="live transactions to produce (default 3000)"
+        "--transactions", type=positive_int, default=3000, help="live transactions to produce (default 3000)"
     )
     parser.add_argument(
         "--rate", type=float, default=0.0, help="transactions per second (default 0: as fast as possible)"

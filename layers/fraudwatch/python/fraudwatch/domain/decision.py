@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from fraudwatch.domain.transaction import Transaction
+
 
 class Decision(StrEnum):
     """What happens to a transaction."""
@@ -63,6 +65,34 @@ class DecisionRecord(NamedTuple):
     thresholds: Thresholds
     decided_at: str
     reasons: tuple[Reason, ...] = ()
+
+    @classmethod
+    def for_transaction(
+        cls,
+        tx: Transaction,
+        *,
+        decision: Decision,
+        score: float,
+        model_version: str,
+        thresholds: Thresholds,
+        decided_at: str,
+        reasons: tuple[Reason, ...] = (),
+    ) -> DecisionRecord:
+        """The decision on one transaction, its ids and amount taken from the transaction."""
+        return cls(
+            tx.transaction_id,
+            tx.user_id,
+            tx.merchant_id,
+            tx.amount,
+            tx.currency,
+            tx.timestamp,
+            decision,
+            score,
+            model_version,
+            thresholds,
+            decided_at,
+            reasons,
+        )
 
     @property
     def is_alert(self) -> bool:

@@ -168,13 +168,8 @@ class ScoringService:
         )
         decided_at = datetime.fromtimestamp(self._clock(), UTC).isoformat()
         return [
-            DecisionRecord(
-                transaction_id=p.tx.transaction_id,
-                user_id=p.tx.user_id,
-                merchant_id=p.tx.merchant_id,
-                amount=p.tx.amount,
-                currency=p.tx.currency,
-                transaction_time=p.tx.timestamp,
+            DecisionRecord.for_transaction(
+                p.tx,
                 decision=verdicts[i],
                 score=float(scores[i]),
                 model_version=self._model.version,
