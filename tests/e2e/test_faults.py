@@ -33,12 +33,12 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
-from moto import mock_aws
 
 from infra.events import event_from_transactions
 from infra.invoke import Handler, LocalContext, load_handler
 from infra.producer import live_transactions, stream_entry
 from infra.runner import UNLIMITED, EventSourceRunner, MappingSettings, RunnerStats
+from tests.adapters.conftest import mocked_aws
 from tests.e2e.conftest import build_stack, comparable, drain_bodies, scan
 
 RECORDS = 1_000
@@ -150,18 +150,8 @@ class Run:
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[None]:
     """In-process moto for the whole module, so the clean run is made once and shared."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            patch.setenv(name, value)
-        patch.delenv("AWS_ENDPOINT_URL", raising=False)
-        patch.delenv("AWS_PROFILE", raising=False)
-        with mock_aws():
-            yield
+    with pytest.MonkeyPatch.context() as patch, mocked_aws(patch):
+        yield
 
 
 @pytest.fixture(scope="module")
