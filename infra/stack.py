@@ -414,12 +414,14 @@ def live_transactions(count: int, seed: int) -> list[dict[str, Any]]:
     return list(producer_live(count, seed or DEFAULT_SEED))
 
 
-def warm_profiles(endpoint_url: str, table: str, truth: Sequence[Mapping[str, Any]], seed: int) -> int:
+def warm_profiles(
+    endpoint_url: str, tables: tuple[str, str], truth: Sequence[Mapping[str, Any]], seed: int
+) -> int:
     """Seed the profiles with the live population's own history, as production would have them.
 
     The generator's history of the same population is moved by whole days (local hours kept) to end
     before the first live transaction, folded through the domain's profile update, and written.
-    Returns how many users were seeded.
+    `tables` are the users' and the merchants' profile tables. Returns how many users were seeded.
     """
     import math
 
@@ -435,7 +437,8 @@ def warm_profiles(endpoint_url: str, table: str, truth: Sequence[Mapping[str, An
     first_live = min(instant(tx) for tx in truth)
     shift = math.floor((first_live - max(tx.epoch for tx in history)) / 86400) * 86400
     profiles = replay_profiles(tx._replace(epoch=tx.epoch + shift) for tx in history)
-    unwritten = DynamoProfileStore(table, client("dynamodb", endpoint_url)).put_many(list(profiles.values()))
+    store = DynamoProfileStore(*tables, client("dynamodb", endpoint_url))
+    unwritten = store.put_many(list(profiles.values()))
     if unwritten:
         raise StackError(f"{len(unwritten)} profiles could not be written")
     return len(profiles)
@@ -720,7 +723,7 @@ def _run_on_stack(
     step("subscribe to alerts")
     alerts_queue = subscribe_alerts(endpoint, outputs["AlertsTopicArn"], "fraudwatch-demo-alerts")
     step("warm the profiles with the population's history")
-    warm_profiles(endpoint, outputs["ProfilesTableName"], truth, seed)
+    warm_profiles(endpoint, (outputs["ProfilesTableName"], outputs["MerchantProfilesTableName"]), truth, seed)
     hidden = ("is_fraud", "fraud_pattern")  # the truth stays with the demo, never on the stream
     records = [{k: v for k, v in tx.items() if k not in hidden} for tx in truth]
     kinesis = client("kinesis", endpoint)

@@ -69,6 +69,7 @@ def stack(aws: None) -> dict[str, str]:
     }
     return {
         "ProfilesTableName": create_table("ProfilesTable"),
+        "MerchantProfilesTableName": create_table("MerchantProfilesTable"),
         "DecisionsTableName": create_table("DecisionsTable"),
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],

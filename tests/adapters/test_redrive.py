@@ -36,6 +36,7 @@ def setup(stack, tiny_bundle):
     stream = kinesis.describe_stream(StreamName=STREAM)["StreamDescription"]
     settings = Settings(
         profiles_table=stack["ProfilesTableName"],
+        merchant_profiles_table=stack["MerchantProfilesTableName"],
         decisions_table=stack["DecisionsTableName"],
         alerts_topic_arn=stack["AlertsTopicArn"],
         quarantine_queue_url=stack["QuarantineQueueUrl"],

@@ -9,10 +9,11 @@ from infra.stack import warm_profiles
 
 def test_live_users_start_with_their_history_and_no_time_travel(stack):
     truth = list(live_transactions(300, seed=5))
-    seeded = warm_profiles(None, stack["ProfilesTableName"], truth, seed=5)
+    tables = (stack["ProfilesTableName"], stack["MerchantProfilesTableName"])
+    seeded = warm_profiles(None, tables, truth, seed=5)
 
     live_users = {tx["user_id"] for tx in truth}
-    profiles = DynamoProfileStore(stack["ProfilesTableName"]).get_many(live_users)
+    profiles = DynamoProfileStore(*tables).get_many(live_users).users
     assert seeded >= len(live_users)
     assert len(profiles) == len(live_users)  # every live user has a past
     first_live = min(datetime.fromisoformat(tx["timestamp"]).timestamp() for tx in truth)

@@ -97,6 +97,7 @@ def build_stack(prefix: str) -> dict[str, str]:
     return {
         "StreamName": stream,
         "ProfilesTableName": tables["ProfilesTable"],
+        "MerchantProfilesTableName": tables["MerchantProfilesTable"],
         "DecisionsTableName": tables["DecisionsTable"],
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],

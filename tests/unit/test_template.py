@@ -16,6 +16,7 @@ OUTPUTS = {
     "StreamName",
     "StreamArn",
     "ProfilesTableName",
+    "MerchantProfilesTableName",
     "DecisionsTableName",
     "AlertsTopicArn",
     "QuarantineQueueUrl",
@@ -147,6 +148,7 @@ def test_function_runs_the_handler_on_python312_x86_64_with_its_three_layers(
 def test_environment_points_at_the_right_resources(resources: dict[str, Any]) -> None:
     env = _props(resources, "ScoringFunction")["Environment"]["Variables"]
     assert env["PROFILES_TABLE"] == {"Ref": "ProfilesTable"}
+    assert env["MERCHANT_PROFILES_TABLE"] == {"Ref": "MerchantProfilesTable"}
     assert env["DECISIONS_TABLE"] == {"Ref": "DecisionsTable"}
     assert env["ALERTS_TOPIC_ARN"] == {"Ref": "AlertsTopic"}
     assert env["QUARANTINE_QUEUE_URL"] == {"Ref": "QuarantineQueue"}
@@ -193,6 +195,10 @@ def test_tables_have_the_documented_keys(resources: dict[str, Any]) -> None:
     profiles = _props(resources, "ProfilesTable")
     assert profiles["KeySchema"] == [{"AttributeName": "user_id", "KeyType": "HASH"}]
     assert profiles["AttributeDefinitions"] == [{"AttributeName": "user_id", "AttributeType": "S"}]
+    merchants = _props(resources, "MerchantProfilesTable")
+    assert merchants["KeySchema"] == [{"AttributeName": "merchant_id", "KeyType": "HASH"}]
+    assert merchants["AttributeDefinitions"] == [{"AttributeName": "merchant_id", "AttributeType": "S"}]
+    assert "GlobalSecondaryIndexes" not in merchants
     decisions = _props(resources, "DecisionsTable")
     assert decisions["KeySchema"] == [{"AttributeName": "transaction_id", "KeyType": "HASH"}]
     (by_user,) = decisions["GlobalSecondaryIndexes"]
@@ -205,7 +211,7 @@ def test_tables_have_the_documented_keys(resources: dict[str, Any]) -> None:
     assert decisions["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     declared = {a["AttributeName"]: a["AttributeType"] for a in decisions["AttributeDefinitions"]}
     assert declared == {"transaction_id": "S", "user_id": "S", "decided_at": "S"}
-    for table in (profiles, decisions):
+    for table in (profiles, merchants, decisions):
         assert table["BillingMode"] == "PAY_PER_REQUEST"
         assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
@@ -256,8 +262,15 @@ def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: di
     for statement in _statements(transformed):
         for action in _as_list(statement["Action"]):
             grants.setdefault(action, set()).update(_refs(statement["Resource"]))
-    assert grants["dynamodb:BatchGetItem"] == {"ProfilesTable", "DecisionsTable"}
-    assert grants["dynamodb:BatchWriteItem"] == {"ProfilesTable", "DecisionsTable"}
+    tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
+    for action in ("BatchGetItem", "BatchWriteItem", "GetItem", "PutItem"):
+        assert grants[f"dynamodb:{action}"] == tables, action
+    assert {a for a in grants if a.startswith("dynamodb:")} == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    }
     assert grants["sns:Publish"] == {"AlertsTopic"}
     assert grants["kms:GenerateDataKey"] == {"AlertsKey"}
     assert grants["sqs:SendMessage"] == {"QuarantineQueue", "OnFailureQueue"}
@@ -280,7 +293,9 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
     assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}
     assert stream["RetentionPeriodHours"] == 24
     assert stream["ShardCount"] == {"Ref": "ShardCount"}
-    for table in resources_of_type({"Resources": resources}, "AWS::DynamoDB::Table").values():
+    tables = resources_of_type({"Resources": resources}, "AWS::DynamoDB::Table")
+    assert set(tables) == {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
+    for table in tables.values():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
     assert _props(resources, "AlertsTopic")["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
     assert _props(resources, "AlertsKey")["EnableKeyRotation"] is True

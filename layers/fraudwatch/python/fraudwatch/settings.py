@@ -18,6 +18,7 @@ class Settings:
     """Where the function's resources are, and the optional threshold overrides."""
 
     profiles_table: str
+    merchant_profiles_table: str
     decisions_table: str
     alerts_topic_arn: str
     quarantine_queue_url: str
@@ -30,6 +31,7 @@ class Settings:
         """Read and validate the settings; a missing or malformed one raises ConfigurationError naming it."""
         return cls(
             profiles_table=_required(env, "PROFILES_TABLE"),
+            merchant_profiles_table=_required(env, "MERCHANT_PROFILES_TABLE"),
             decisions_table=_required(env, "DECISIONS_TABLE"),
             alerts_topic_arn=_required(env, "ALERTS_TOPIC_ARN", prefix="arn:"),
             quarantine_queue_url=_required(env, "QUARANTINE_QUEUE_URL", prefix="http"),

@@ -26,7 +26,7 @@ def build_service(
     sqs = session.client("sqs", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
     model = load_model(settings.model_dir)
     return ScoringService(
-        profiles=DynamoProfileStore(settings.profiles_table, dynamodb),
+        profiles=DynamoProfileStore(settings.profiles_table, settings.merchant_profiles_table, dynamodb),
         decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
         alerts=SnsAlertPublisher(settings.alerts_topic_arn, sns),
         quarantine=SqsQuarantine(settings.quarantine_queue_url, sqs),

@@ -1,7 +1,8 @@
 """DynamoDB stores of profiles and decisions, with as few calls as DynamoDB allows.
 
-Reads are BatchGetItem (100 keys a call), writes BatchWriteItem (25 items a call); what DynamoDB
-leaves unprocessed is retried with backoff a few times, then reported back as unwritten.
+Reads are BatchGetItem (100 keys a call, users' and merchants' together), writes BatchWriteItem (25
+items a call); what DynamoDB leaves unprocessed is retried with backoff a few times, then reported
+back as unwritten (writes) or raised (reads).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.merchant import MerchantProfile
+from fraudwatch.domain.ports import Profiles
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.errors import ProfileStoreError
 
@@ -32,54 +35,82 @@ Item = dict[str, Any]
 
 
 class DynamoProfileStore:
-    """Profiles keyed by user_id; the state is one compact JSON attribute."""
+    """User profiles by user_id and merchant profiles by merchant_id, each state one compact JSON attribute.
+
+    Both tables are read in the same BatchGetItem calls: a batch's merchants cost no extra call as long
+    as its users and merchants together fit in 100 keys.
+    """
 
     def __init__(
         self,
         table_name: str,
+        merchant_table_name: str,
         client: DynamoDBClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        if table_name == merchant_table_name:
+            raise ValueError(f"users and merchants need tables of their own, both are {table_name!r}")
         self.table_name = table_name
+        self.merchant_table_name = merchant_table_name
+        self._keys = {table_name: "user_id", merchant_table_name: "merchant_id"}
         self._client = client or boto3.client("dynamodb")
         self._sleep = sleep
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserProfile]:
-        """The stored profiles of these users; raises ProfileStoreError when any read cannot be done."""
-        wanted = sorted(set(user_ids))
-        found: dict[str, UserProfile] = {}
-        for start in range(0, len(wanted), READ_CHUNK):
-            keys = [{"user_id": {"S": user_id}} for user_id in wanted[start : start + READ_CHUNK]]
-            for item in self._batch_get(keys):
-                user_id = item["user_id"]["S"]
-                found[user_id] = UserProfile.from_json(user_id, item["state"]["S"])
-        return found
+    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
+        """The stored profiles of these users and merchants; raises ProfileStoreError when a read fails."""
+        states = self._states({self.table_name: user_ids, self.merchant_table_name: merchant_ids})
+        return Profiles(
+            {u: UserProfile.from_json(u, state) for u, state in states[self.table_name].items()},
+            {m: MerchantProfile.from_json(m, state) for m, state in states[self.merchant_table_name].items()},
+        )
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write profiles; return the user ids left unwritten."""
-        now = datetime.now(UTC).isoformat()
-        items = {
-            p.user_id: {"user_id": {"S": p.user_id}, "state": {"S": p.to_json()}, "updated_at": {"S": now}}
-            for p in profiles
-        }
-        return batch_write(self._client, self.table_name, items, key="user_id", sleep=self._sleep)
+        """Write user profiles; return the user ids left unwritten."""
+        return self._put(self.table_name, {p.user_id: p.to_json() for p in profiles})
 
-    def _batch_get(self, keys: list[Item]) -> list[Item]:
-        request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
-        items: list[Item] = []
+    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
+        """Write merchant profiles; return the merchant ids left unwritten."""
+        return self._put(self.merchant_table_name, {p.merchant_id: p.to_json() for p in profiles})
+
+    def _states(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, str]]:
+        """Per table, id -> stored state of the wanted ids, every table's keys sharing each call's 100."""
+        keys = [(table, key_id) for table, ids in wanted.items() for key_id in sorted(set(ids))]
+        states: dict[str, dict[str, str]] = {table: {} for table in wanted}
+        for start in range(0, len(keys), READ_CHUNK):
+            request: dict[str, Any] = {}
+            for table, key_id in keys[start : start + READ_CHUNK]:
+                entry = request.setdefault(table, {"Keys": [], "ConsistentRead": True})
+                entry["Keys"].append({self._keys[table]: {"S": key_id}})
+            for table, items in self._batch_get(request).items():
+                key = self._keys[table]
+                states[table].update((item[key]["S"], item["state"]["S"]) for item in items)
+        return states
+
+    def _put(self, table: str, states: dict[str, str]) -> set[str]:
+        now = datetime.now(UTC).isoformat()
+        key = self._keys[table]
+        items = {
+            k: {key: {"S": k}, "state": {"S": state}, "updated_at": {"S": now}} for k, state in states.items()
+        }
+        return batch_write(self._client, table, items, key=key, sleep=self._sleep)
+
+    def _batch_get(self, request: dict[str, Any]) -> dict[str, list[Item]]:
+        """One BatchGetItem over several tables, retrying what DynamoDB leaves unprocessed in any of them."""
+        tables = ", ".join(request)
+        items: dict[str, list[Item]] = {table: [] for table in request}
         for attempt in range(ATTEMPTS):
             try:
                 response = self._client.batch_get_item(RequestItems=request)
             except (ClientError, BotoCoreError) as exc:
-                raise ProfileStoreError(
-                    f"reading profiles from {self.table_name} failed: {_code(exc)}"
-                ) from exc
-            items.extend(response.get("Responses", {}).get(self.table_name, []))
+                raise ProfileStoreError(f"reading profiles from {tables} failed: {_code(exc)}") from exc
+            for table, found in response.get("Responses", {}).items():
+                items[table].extend(found)
             request = dict(response.get("UnprocessedKeys") or {})
             if not request:
                 return items
             self._sleep(_backoff(attempt))
-        raise ProfileStoreError(f"{self.table_name} left {len(request[self.table_name]['Keys'])} keys unread")
+        unread = ", ".join(f"{table}: {len(entry['Keys'])}" for table, entry in request.items())
+        raise ProfileStoreError(f"keys left unread ({unread})")
 
 
 class DynamoDecisionStore:
