@@ -54,6 +54,16 @@ def test_a_users_first_transaction_has_no_history():
         "is_new_category": 1.0,
         "is_new_merchant": 1.0,
         "history_length": 0.0,
+        "user_count_7d": 0.0,
+        "user_mean_amount_7d": NAN,
+        "user_count_30d": 0.0,
+        "user_mean_amount_30d": NAN,
+        "merchant_labels_1d": 0.0,
+        "merchant_fraud_rate_1d": NAN,
+        "merchant_labels_7d": 0.0,
+        "merchant_fraud_rate_7d": NAN,
+        "merchant_labels_30d": 0.0,
+        "merchant_fraud_rate_30d": NAN,
     }
     assert set(first) == set(expected)
     assert all(same(first[name], expected[name]) for name in expected), first
@@ -155,7 +165,7 @@ def test_a_late_record_is_scored_on_what_is_at_or_before_it_then_inserted_in_ord
         record = transaction_from_mapping(tx(n, stamp, amount))
         apply(profile, record)
     late = transaction_from_mapping(tx(3, "2026-01-05T10:30:00+00:00", 40.0))
-    row = dict(zip(FEATURE_NAMES, features(profile, late), strict=True))
+    row = dict(zip(FEATURE_NAMES, features(profile, None, late), strict=True))
     assert row["velocity_1h"] == 1.0  # only 10:00; 12:00 is after it
     assert row["velocity_24h"] == 1.0
     assert row["spend_24h"] == 10.0

@@ -69,7 +69,7 @@ class CrashingPublisher(MemoryAlertPublisher):
 
 
 class BrokenProfiles(MemoryProfileStore):
-    def get_many(self, user_ids):
+    def get_many(self, user_ids, merchant_ids=()):
         raise ProfileStoreError("throttled")
 
 
@@ -141,7 +141,7 @@ def test_alerts_only_for_flagged_and_rejected_with_the_transaction_as_id():
 def test_profiles_fold_each_users_records_in_stream_order():
     svc, ports = service()
     svc.process(batch())
-    profiles = ports["profiles"].get_many(["user-1", "user-2", "user-3"])
+    profiles = ports["profiles"].get_many(["user-1", "user-2", "user-3"]).users
     assert profiles["user-1"].count == 3
     assert profiles["user-1"].recent_amounts == [20.0, 5000.0, 25.0]
     assert profiles["user-1"].checkpoints == {"shardId-000000000000": 5}
@@ -198,7 +198,7 @@ def test_a_failed_decision_write_retries_that_users_records_and_keeps_its_profil
     assert sorted(d.transaction_id for d in retry.decisions) == ["tx-1", "tx-3", "tx-5"]
     assert retry.duplicates == 2
     assert sorted(ports["decisions"].items) == [f"tx-{i}" for i in range(1, 6)]
-    assert ports["profiles"].get_many(["user-1"])["user-1"].count == 3
+    assert ports["profiles"].get_many(["user-1"]).users["user-1"].count == 3
 
 
 def test_a_crash_before_the_alert_resends_it_after_the_retry():
@@ -246,4 +246,4 @@ def test_a_given_up_record_is_decided_when_redriven_and_only_once():
     redriven = svc.process([record(1)], redrive=True)
     assert [d.transaction_id for d in redriven.decisions] == ["tx-1"]
     assert svc.process([record(1)], redrive=True).duplicates == 1  # and a second redrive changes nothing
-    assert ports["profiles"].get_many(["user-1"])["user-1"].checkpoints == {"shardId-000000000000": 2}
+    assert ports["profiles"].get_many(["user-1"]).users["user-1"].checkpoints == {"shardId-000000000000": 2}
