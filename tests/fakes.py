@@ -24,6 +24,8 @@ from fraudwatch.adapters.memory import (
 )
 from fraudwatch.domain.decision import DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.merchant import MerchantProfile
+from fraudwatch.domain.ports import Profiles
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord
 
@@ -56,16 +58,23 @@ class FakeProfileStore(_Faults, MemoryProfileStore):
         _Faults.__init__(self)
         MemoryProfileStore.__init__(self)
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserProfile]:
-        """The stored profiles of these users."""
+    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
+        """The stored profiles of these users and merchants."""
         self._enter()
-        return super().get_many(user_ids)
+        return super().get_many(user_ids, merchant_ids)
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
         """Store the profiles not chosen to fail."""
         self._enter()
         failed = self._failing(p.user_id for p in profiles)
         super().put_many([p for p in profiles if p.user_id not in failed])
+        return failed
+
+    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
+        """Store the merchant profiles not chosen to fail."""
+        self._enter()
+        failed = self._failing(p.merchant_id for p in profiles)
+        super().put_merchants([p for p in profiles if p.merchant_id not in failed])
         return failed
 
 

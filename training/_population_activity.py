@@ -39,7 +39,10 @@ _FAVOURITE_SHARE = 0.7
 _NIGHT_START = np.array([1.0] * 4 + [0.0] * 20)
 """Takeover bursts start between 00:00 and 03:59 local and last at most an hour: all before 05:00."""
 _ANY_HOUR = np.ones(24)
-_COMPROMISE_DAYS = (2.0, 7.0)
+_COMPROMISE_DAYS = (10.0, 30.0)
+"""How long a compromise goes unnoticed: long enough that chargebacks (days late) reveal it while it lasts."""
+_COMPROMISE_SHARE = (0.3, 0.8)
+"""The share of a compromised merchant's card payments that are fraudulent."""
 _MAX_COMPROMISES = 60
 _MAX_DRAWS = 1000
 """Rounds of rejection sampling; even a one-in-six acceptance leaves nothing after a few hundred."""
@@ -227,11 +230,12 @@ def velocity_burst(
 
 @dataclass(frozen=True, slots=True)
 class Compromise:
-    """A merchant whose transactions are fraudulent from `start` (inclusive) to `end` (exclusive)."""
+    """A merchant whose transactions are fraudulent, a `share` of them, from `start` to `end` (exclusive)."""
 
     merchant: int
     start: int
     end: int
+    share: float
 
 
 def compromise_merchants(
@@ -245,9 +249,10 @@ def compromise_merchants(
     """Genuine rows to relabel as compromised_merchant, and the compromises still open at `t1`.
 
     The `active` compromises (carried over from before `t0`) cover rows first; then merchants (drawn
-    by volume, as busy merchants are the likelier targets) are compromised for 2-7 days until
-    `target_rows` rows are covered. The compromise that reaches the target ends at that row, so
-    exactly `target_rows` rows are covered whenever the rows allow it.
+    by volume, as busy merchants are the likelier targets) are compromised for 10-30 days, a random
+    30-80% of their payments in that time fraudulent, until `target_rows` rows are covered. The
+    compromise that reaches the target ends at that row, so exactly `target_rows` rows are covered
+    whenever the rows allow it.
     """
     hit = np.zeros(len(rows), dtype=bool)
     genuine = rows.pattern == NONE
@@ -259,11 +264,14 @@ def compromise_merchants(
         else:
             attempts += 1
             window = _new_compromise(rng, int(rng.choice(len(weight), p=weight / weight.sum())), t0, t1)
-        covered = np.flatnonzero(_inside(rows, window) & genuine & ~hit)
+        drawn = rng.random(len(rows)) < window.share
+        covered = np.flatnonzero(_inside(rows, window) & genuine & ~hit & drawn)
         remaining = target_rows - int(hit.sum())
         if len(covered) > remaining:
             covered = covered[np.argsort(rows.epoch[covered], kind="stable")[:remaining]]
-            window = Compromise(window.merchant, window.start, int(rows.epoch[covered].max()) + 1)
+            window = Compromise(
+                window.merchant, window.start, int(rows.epoch[covered].max()) + 1, window.share
+            )
         hit[covered] = True
         windows.append(window)
     still_open = [window for window in windows if window.end > t1]
@@ -271,11 +279,11 @@ def compromise_merchants(
 
 
 def _new_compromise(rng: np.random.Generator, merchant: int, t0: int, t1: int) -> Compromise:
-    """A compromise of 2-7 days starting in [t0, t1), inside it when the span allows."""
+    """A compromise of 10-30 days starting in [t0, t1), inside it when the span allows."""
     length = int(rng.uniform(*_COMPROMISE_DAYS) * DAY)
     latest = t1 - length if t1 - t0 > length else t1
     start = int(t0 + rng.random() * (latest - t0))
-    return Compromise(merchant, start, start + length)
+    return Compromise(merchant, start, start + length, float(rng.uniform(*_COMPROMISE_SHARE)))
 
 
 def _inside(rows: Rows, window: Compromise) -> np.ndarray:

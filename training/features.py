@@ -2,14 +2,21 @@
 
 Nothing here defines a feature. Each transaction becomes the same `Transaction` the stream's parser
 builds (the columns are checked by `training.io` with the contract's rules, the timestamp is parsed
-row by row with the contract's own parser), and then, one user profile at a time, `features(profile,
-tx)` describes it and `apply(profile, tx)` folds it in, exactly as the Lambda does. Offline and
-online features are therefore equal by construction; `tests/unit/test_parity.py` checks it.
+row by row with the contract's own parser), and then, with a profile per user and per merchant kept
+in process, `features(profile, merchant, tx)` describes it and `apply(profile, tx)` folds it in,
+exactly as the Lambda does. Offline and online features are therefore equal by construction;
+`tests/unit/test_parity.py` checks it.
+
+Labels are fed back as production gets them: a labelled file's `is_fraud` of each transaction becomes
+a `Label` known `label_delay` seconds after it (default 7 days, a typical chargeback delay), applied
+with `apply_label` in time order among the transactions. A label and a transaction at the same
+instant: the label first (it cannot change that day's features either way).
 """
 
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,13 +25,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fraudwatch.domain.features import FEATURE_NAMES, apply, features
+from fraudwatch.domain.features import FEATURE_NAMES, apply, apply_label, features
+from fraudwatch.domain.label import DEFAULT_LABEL_DELAY, Label
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 
 # The contract's own timestamp parser: offline instants are the stream's by construction.
 from fraudwatch.domain.transaction import Transaction, parse_timestamp
 from fraudwatch.errors import InvalidRecordError
-from training.io import DataFileError, check_transactions
+from training.io import LABEL, DataFileError, check_transactions
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,37 +115,93 @@ def _instant(text: str, row: int, source: str) -> tuple[float, int]:
 
 
 def compute_features(
-    frame: pd.DataFrame, *, source: str = "data", check: bool = True, progress: bool = False
+    frame: pd.DataFrame,
+    *,
+    source: str = "data",
+    check: bool = True,
+    label_delay: float | None = DEFAULT_LABEL_DELAY,
+    progress: bool = False,
 ) -> FeatureMatrix:
-    """Replay the frame's transactions in time order, a profile per user, and collect their features.
+    """Replay the frame's transactions in time order, with its labels fed back, and collect their features.
 
-    `check=False` skips the column checks for a frame that `training.io` has already read and checked.
+    A frame with `is_fraud` feeds each label back `label_delay` seconds after its transaction; None (or
+    a frame without labels) replays no labels, so every merchant feature is that of a merchant without
+    labels. `check=False` skips the column checks for a frame that `training.io` has already checked.
     """
     if check:
         check_transactions(frame, source=source, labelled=False)
     transactions = to_transactions(frame, source=source)
     epochs = np.fromiter((tx.epoch for tx in transactions), dtype=np.float64, count=len(transactions))
     order = np.argsort(epochs, kind="stable")
+    labels = []
+    if label_delay is not None and LABEL in frame.columns:
+        labels = labels_of(transactions, order, frame[LABEL].to_numpy(dtype=bool), label_delay)
+    replay = Replay()
     with _without_cycle_collection():
-        rows = _replay(transactions, order.tolist(), progress)
+        rows = replay.run(transactions, order.tolist(), labels, progress)
     values = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float64)
     values[order] = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
     return FeatureMatrix(values=values, epochs=epochs, order=order)
 
 
-def _replay(transactions: list[Transaction], order: list[int], progress: bool) -> list[tuple[float, ...]]:
-    """Features then profile update, transaction by transaction in `order`, a profile per user."""
-    profiles: dict[str, UserProfile] = {}
-    rows: list[tuple[float, ...]] = []
-    append = rows.append
-    for i in tqdm(order, desc="features", unit="tx", unit_scale=True, disable=not progress, mininterval=0.5):
+def labels_of(
+    transactions: list[Transaction], order: np.ndarray, is_fraud: np.ndarray, delay: float
+) -> list[Label]:
+    """Each transaction's label, known `delay` seconds after it, in time order (the order of `order`)."""
+    if delay < 0:
+        raise ValueError(f"the label delay cannot be negative, got {delay}")
+    labels = []
+    append = labels.append
+    for i, fraud in zip(order.tolist(), is_fraud[order].tolist(), strict=True):
         tx = transactions[i]
-        profile = profiles.get(tx.user_id)
-        if profile is None:
-            profile = profiles[tx.user_id] = UserProfile(tx.user_id)
-        append(features(profile, tx))
-        apply(profile, tx)
-    return rows
+        append(Label(tx.transaction_id, tx.merchant_id, fraud, "", tx.epoch + delay))
+    return labels
+
+
+class Replay:
+    """The Lambda's profile updates and features, with in-process stores, fed events in time order."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, UserProfile] = {}
+        self.merchants: dict[str, MerchantProfile] = {}
+
+    def run(
+        self, transactions: list[Transaction], order: list[int], labels: list[Label], progress: bool = False
+    ) -> list[tuple[float, ...]]:
+        """Transactions in `order` and `labels` (sorted by time) merged by time; each transaction's features.
+
+        Labels are applied as soon as they are known: all those known at or before a transaction's
+        instant come first.
+        """
+        users, merchants = self.users, self.merchants
+        rows: list[tuple[float, ...]] = []
+        append = rows.append
+        next_label, n_labels = 0, len(labels)
+        known = labels[0].epoch if labels else math.inf
+        for i in tqdm(
+            order, desc="replay", unit="tx", unit_scale=True, disable=not progress, mininterval=0.5
+        ):
+            tx = transactions[i]
+            if known <= tx.epoch:
+                while next_label < n_labels and labels[next_label].epoch <= tx.epoch:
+                    self.label(labels[next_label])
+                    next_label += 1
+                known = labels[next_label].epoch if next_label < n_labels else math.inf
+            profile = users.get(tx.user_id)
+            if profile is None:
+                profile = users[tx.user_id] = UserProfile(tx.user_id)
+            append(features(profile, merchants.get(tx.merchant_id), tx))
+            apply(profile, tx)
+        for label in labels[next_label:]:
+            self.label(label)
+        return rows
+
+    def label(self, label: Label) -> None:
+        """Count one label in its merchant's profile."""
+        merchant = self.merchants.get(label.merchant_id)
+        if merchant is None:
+            merchant = self.merchants[label.merchant_id] = MerchantProfile(label.merchant_id)
+        apply_label(merchant, label)
 
 
 def replay_profiles(transactions: Iterable[Transaction]) -> dict[str, UserProfile]:

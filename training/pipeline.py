@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
+
 # Before anything loads xgboost: passive OpenMP waiting (why: training/train.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -82,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     train.add_argument(
         "--threads", type=_positive_int, default=2, help="XGBoost threads (default 2: these machines' cores)"
     )
+    add_label_delay_option(train)
     train.set_defaults(run=run_train)
 
     score = subparsers.add_parser(
@@ -100,7 +103,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=DEFAULT_BUNDLE,
         help=f"model bundle directory (default {DEFAULT_BUNDLE})",
     )
+    add_label_delay_option(score)
     score.set_defaults(run=run_score_file)
+
+
+def add_label_delay_option(parser: argparse.ArgumentParser) -> None:
+    """`--label-delay-days`: when each transaction's fraud label (`is_fraud`) becomes known."""
+    parser.add_argument(
+        "--label-delay-days",
+        type=_days,
+        default=DEFAULT_LABEL_DELAY / 86400,
+        metavar="DAYS",
+        help=(
+            "feed each transaction's is_fraud label back this many days after it, as chargebacks come "
+            f"back, for the merchant risk features (default {DEFAULT_LABEL_DELAY / 86400:g}; "
+            "ignored without is_fraud)"
+        ),
+    )
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not 0 <= value <= 3650:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3650 days, got {value:g}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -162,6 +191,7 @@ def run_training(
     reports_dir: Path,
     seed: int = DEFAULT_SEED,
     nthread: int = 2,
+    label_delay: float = DEFAULT_LABEL_DELAY,
     checked: bool = False,
     progress: bool = False,
     steps: Steps | None = None,
@@ -177,7 +207,9 @@ def run_training(
     with steps.step("features", f"features of {len(frame):,} transactions (replaying each user's history)"):
         if not checked:
             check_transactions(frame, source=source, labelled=True)
-        matrix = compute_features(frame, source=source, check=False, progress=progress)
+        matrix = compute_features(
+            frame, source=source, check=False, label_delay=label_delay, progress=progress
+        )
     labels = frame[LABEL].to_numpy(dtype=bool)
     with steps.step("train", "training XGBoost on the earliest 70%, early stopping on the next 15%"):
         split = time_split(matrix.epochs)
@@ -190,7 +222,16 @@ def run_training(
         patterns = frame[PATTERN].to_numpy(dtype=str)[split.test] if PATTERN in frame.columns else None
         evaluation = evaluate(model.booster, test_scores, labels[split.test], patterns, thresholds)
         card = model_card(
-            version, trained_at, source, frame, matrix.epochs, split, model, thresholds, evaluation
+            version,
+            trained_at,
+            source,
+            frame,
+            matrix.epochs,
+            split,
+            model,
+            thresholds,
+            evaluation,
+            label_delay,
         )
         report = write_report(
             reports_dir / version,
@@ -230,6 +271,7 @@ def model_card(
     model: TrainedModel,
     thresholds: ThresholdChoice,
     evaluation: Evaluation,
+    label_delay: float,
 ) -> dict[str, Any]:
     """The content of model_card.json."""
     from dataclasses import asdict
@@ -257,6 +299,7 @@ def model_card(
             "fraud_rate": float(labels.mean()),
             "users": int(frame["user_id"].nunique()),
             "patterns": patterns,
+            "label_delay_days": label_delay / 86400,
             "periods": {
                 name: _period(epochs[mask], labels[mask])
                 for name, mask in (
@@ -324,6 +367,7 @@ def run_train(args: argparse.Namespace) -> int:
             reports_dir=args.reports,
             seed=args.seed,
             nthread=args.threads,
+            label_delay=args.label_delay_days * 86400,
             checked=args.data is not None,
             progress=True,
             steps=steps,
@@ -366,7 +410,9 @@ def run_score_file(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.bundle)
         frame = read_transactions(args.data, labelled=False)
-        scored = score_frame(frame, model, source=str(args.data), progress=True)
+        scored = score_frame(
+            frame, model, source=str(args.data), label_delay=args.label_delay_days * 86400, progress=True
+        )
         write_table(scored, args.out)
     except FraudwatchError as exc:
         print(f"fraudwatch score-file: error: {exc}", file=sys.stderr)
@@ -379,8 +425,18 @@ def run_score_file(args: argparse.Namespace) -> int:
     return 0
 
 
-def score_frame(frame: pd.DataFrame, model: Any, *, source: str, progress: bool = False) -> pd.DataFrame:
-    """Each transaction's score and decision, in time order (the order it was scored in)."""
+def score_frame(
+    frame: pd.DataFrame,
+    model: Any,
+    *,
+    source: str,
+    label_delay: float = DEFAULT_LABEL_DELAY,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Each transaction's score and decision, in time order (the order it was scored in).
+
+    A file with `is_fraud` feeds its labels back `label_delay` seconds after each transaction.
+    """
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
@@ -388,7 +444,7 @@ def score_frame(frame: pd.DataFrame, model: Any, *, source: str, progress: bool 
     from training.features import compute_features
     from training.io import LABEL, PATTERN
 
-    matrix = compute_features(frame, source=source, check=False, progress=progress)
+    matrix = compute_features(frame, source=source, check=False, label_delay=label_delay, progress=progress)
     ordered = matrix.values[matrix.order]
     scores: list[float] = []
     with tqdm(total=len(ordered), desc="scoring", unit="tx", unit_scale=True, disable=not progress) as bar:

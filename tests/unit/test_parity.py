@@ -1,19 +1,22 @@
 """Parity: the training job's features equal the Lambda's, value by value, on the same history.
 
 The online side is the real ScoringService fed stream records in batches (profiles stored as JSON
-between batches, as DynamoDB keeps them); a fake model records the rows it is asked to score.
+between batches, as DynamoDB keeps them): the transactions, and each one's label `LABEL_DELAY` later,
+merged in time order as the offline replay merges them (a label first at a tie). A fake model records
+the rows it is asked to score.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.features import FEATURE_NAMES, MERCHANT_FEATURES
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.domain.transaction import FIELDS, transaction_from_mapping
@@ -29,10 +32,40 @@ from training.features import compute_features, to_transactions
 from training.io import DataFileError
 
 SHARD = "shardId-000000000000"
+LABEL_DELAY = 2 * 86400.0
+"""Short enough that the small histories' merchants get labels back, and merchant features vary."""
+
+
+def stream(frame: pd.DataFrame, epochs: np.ndarray) -> list[StreamRecord]:
+    """The frame's transactions and their labels as one shard's records, in time order."""
+    events: list[tuple[float, int, int, dict[str, object]]] = []
+    for i in range(len(frame)):
+        tx = {name: frame.at[i, name] for name in FIELDS}
+        known = float(epochs[i]) + LABEL_DELAY
+        label = {
+            "event": "label",
+            "transaction_id": tx["transaction_id"],
+            "merchant_id": tx["merchant_id"],
+            "is_fraud": bool(frame.at[i, "is_fraud"]),
+            "labelled_at": datetime.fromtimestamp(known, UTC).isoformat(),
+        }
+        # At a tie a label comes first; transactions keep the file's order (the replay's stable sort).
+        events.append((float(epochs[i]), 1, i, tx))
+        events.append((known, 0, i, label))
+    events.sort(key=lambda event: event[:3])
+    return [
+        StreamRecord(
+            shard_id=SHARD,
+            sequence_number=str(1000 + position),
+            data=json.dumps(body).encode(),
+            arrival_epoch=at,
+        )
+        for position, (at, _, _, body) in enumerate(events)
+    ]
 
 
 def online_rows(frame: pd.DataFrame, epochs: np.ndarray, batch_size: int) -> dict[str, tuple[float, ...]]:
-    """Replay the frame through ScoringService in time order; the row each transaction was scored on."""
+    """Replay the frame and its labels through ScoringService; the row each transaction was scored on."""
     model = FakeModel()
     service = ScoringService(
         profiles=FakeProfileStore(),
@@ -42,35 +75,32 @@ def online_rows(frame: pd.DataFrame, epochs: np.ndarray, batch_size: int) -> dic
         model=model,
         clock=lambda: 0.0,
     )
-    order = np.argsort(epochs, kind="stable")
-    records = [
-        StreamRecord(
-            shard_id=SHARD,
-            sequence_number=str(1000 + position),
-            data=json.dumps({name: frame.at[i, name] for name in FIELDS}).encode(),
-            arrival_epoch=float(epochs[i]),
-        )
-        for position, i in enumerate(order.tolist())
-    ]
+    records = stream(frame, epochs)
     rows: dict[str, tuple[float, ...]] = {}
+    labels = 0
     for start in range(0, len(records), batch_size):
         report = service.process(records[start : start + batch_size])
         assert not report.failed
         assert not report.quarantined
-        scored = model.batches[-1]
-        assert len(scored) == len(report.decisions)
-        # The service scores a batch in one call, its decisions in the same order as the rows.
-        rows.update(zip((d.transaction_id for d in report.decisions), scored, strict=True))
+        labels += report.labels
+        if report.decisions:
+            scored = model.batches[-1]
+            assert len(scored) == len(report.decisions)
+            # The service scores a batch in one call, its decisions in the same order as the rows.
+            rows.update(zip((d.transaction_id for d in report.decisions), scored, strict=True))
+    assert labels == len(frame)
     return rows
 
 
 def assert_parity(frame: pd.DataFrame, batch_size: int) -> None:
-    offline = compute_features(frame.copy())
+    offline = compute_features(frame.copy(), label_delay=LABEL_DELAY)
     online = online_rows(frame, offline.epochs, batch_size)
     assert len(online) == len(frame)
     online_matrix = np.array([online[tx_id] for tx_id in frame["transaction_id"]], dtype=np.float64)
     assert online_matrix.shape == (len(frame), len(FEATURE_NAMES))
     assert np.isnan(offline.values).any(), "the history should include first transactions (NaN features)"
+    merchant = [FEATURE_NAMES.index(name) for name in MERCHANT_FEATURES]
+    assert (offline.values[:, merchant] > 0).any(), "the labels should reach some merchant features"
     # Exact equality, NaN equal to NaN: the same code must give the same bits.
     np.testing.assert_array_equal(offline.values, online_matrix)
 

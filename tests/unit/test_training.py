@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudwatch.domain.features import FEATURE_NAMES
 from tests.fakes import tiny_history
 from training import pipeline
 from training.features import compute_features
@@ -146,7 +147,7 @@ def test_a_labelled_file_reads_back_as_written(history, tmp_path, suffix):
     assert frame["is_fraud"].dtype == bool
     assert frame["amount"].tolist() == history["amount"].tolist()
     assert frame["timestamp"].tolist() == history["timestamp"].tolist()
-    assert compute_features(frame, check=False).values.shape == (200, 12)
+    assert compute_features(frame, check=False).values.shape == (200, len(FEATURE_NAMES))
 
 
 def test_text_ids_that_look_like_numbers_stay_text(history, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.merchant import MerchantProfile
+from fraudwatch.domain.ports import Profiles
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord
 
@@ -14,14 +16,24 @@ class MemoryProfileStore:
 
     def __init__(self) -> None:
         self.items: dict[str, str] = {}
+        self.merchant_items: dict[str, str] = {}
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserProfile]:
-        """The stored profiles of these users."""
-        return {u: UserProfile.from_json(u, self.items[u]) for u in set(user_ids) if u in self.items}
+    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
+        """The stored profiles of these users and merchants."""
+        users, merchants = self.items, self.merchant_items
+        return Profiles(
+            {u: UserProfile.from_json(u, users[u]) for u in set(user_ids) if u in users},
+            {m: MerchantProfile.from_json(m, merchants[m]) for m in set(merchant_ids) if m in merchants},
+        )
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Store every profile."""
+        """Store every user profile."""
         self.items.update((p.user_id, p.to_json()) for p in profiles)
+        return set()
+
+    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
+        """Store every merchant profile."""
+        self.merchant_items.update((p.merchant_id, p.to_json()) for p in profiles)
         return set()
 
 

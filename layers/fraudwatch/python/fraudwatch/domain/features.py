@@ -1,11 +1,18 @@
 """The one definition of every feature, used by the Lambda and by training alike.
 
-`features(profile, tx)` describes a transaction against the profile *before* it; `apply(profile, tx)`
-then folds the transaction into the profile. Training replays history through these two functions, so
-offline and online features are equal by construction (and the parity test checks it).
+`features(profile, merchant, tx)` describes a transaction against its user's profile *before* it and
+its merchant's profile; `apply(profile, tx)` then folds the transaction into the user's profile, and
+`apply_label(merchant, label)` folds a fraud label into the merchant's. Training and backtests replay
+history through these functions, so offline and online features are equal by construction (and the
+parity test checks it).
 
 Windows are exact and half-open: a previous transaction at time `e` counts in the window of length W
 of a transaction at time `t` when `t - W < e <= t`, so one exactly 24 h earlier is out.
+
+The long windows (the user's 7 and 30 days, the merchant's 1, 7 and 30 days) are made of whole UTC
+days: the N days before the transaction's own day. They count only what was known by the midnight
+before the transaction (a label counts by the day it became known), so they change only at midnight
+and are computed once per profile and day.
 
 Undefined values are NaN, which XGBoost treats as missing: the spread-based features of a user's first
 transaction, and the time since the previous one.
@@ -20,7 +27,9 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 
-from fraudwatch.domain.profile import MAX_CATEGORIES, MAX_MERCHANTS, MAX_RECENT, UserProfile
+from fraudwatch.domain.label import Label
+from fraudwatch.domain.merchant import MerchantProfile
+from fraudwatch.domain.profile import KEPT_DAYS, MAX_CATEGORIES, MAX_MERCHANTS, MAX_RECENT, UserProfile
 from fraudwatch.domain.transaction import Transaction
 
 HOUR = 3600.0
@@ -42,14 +51,27 @@ FEATURE_NAMES: tuple[str, ...] = (
     "is_new_category",
     "is_new_merchant",
     "history_length",
+    "user_count_7d",
+    "user_mean_amount_7d",
+    "user_count_30d",
+    "user_mean_amount_30d",
+    "merchant_labels_1d",
+    "merchant_fraud_rate_1d",
+    "merchant_labels_7d",
+    "merchant_fraud_rate_7d",
+    "merchant_labels_30d",
+    "merchant_fraud_rate_30d",
 )
+MERCHANT_FEATURES: tuple[str, ...] = tuple(name for name in FEATURE_NAMES if name.startswith("merchant_"))
+"""The features learnt from delayed fraud labels (the merchant risk)."""
 
 NAN = float("nan")
 
 
-def features(profile: UserProfile, tx: Transaction) -> tuple[float, ...]:
-    """The features of `tx` given the profile before it, in FEATURE_NAMES order."""
+def features(profile: UserProfile, merchant: MerchantProfile | None, tx: Transaction) -> tuple[float, ...]:
+    """The features of `tx` given its user's profile before it and its merchant's, in FEATURE_NAMES order."""
     t = tx.epoch
+    day = int(t // DAY)
     epochs = profile.recent_epochs
     end = bisect_right(epochs, t)
     start_24h = bisect_right(epochs, t - DAY, 0, end)
@@ -75,7 +97,65 @@ def features(profile: UserProfile, tx: Transaction) -> tuple[float, ...]:
         0.0 if tx.category in profile.categories else 1.0,
         0.0 if tx.merchant_id in profile.merchants else 1.0,
         float(n),
+        *_user_windows(profile, day),
+        *(_merchant_windows(merchant, day) if merchant is not None else NO_MERCHANT),
     )
+
+
+NO_MERCHANT = (0.0, NAN, 0.0, NAN, 0.0, NAN)
+"""The merchant features of a merchant without labels."""
+
+
+def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
+    """Transactions and mean amount over the 7 and 30 whole days before `day`."""
+    cached = profile.windows
+    if cached is not None and cached[0] == day:
+        return cached[1]
+    count_7 = count_30 = 0
+    total_7 = total_30 = 0.0
+    week, month = day - 7, day - 30
+    for bucket, totals in profile.days.items():
+        if month <= bucket < day:
+            count_30 += totals[0]
+            total_30 += totals[1]
+            if bucket >= week:
+                count_7 += totals[0]
+                total_7 += totals[1]
+    values = (
+        float(count_7),
+        total_7 / count_7 if count_7 else NAN,
+        float(count_30),
+        total_30 / count_30 if count_30 else NAN,
+    )
+    profile.windows = (day, values)
+    return values
+
+
+def _merchant_windows(merchant: MerchantProfile, day: int) -> tuple[float, ...]:
+    """Labels known and the share of them that are fraud, over the 1, 7 and 30 whole days before `day`."""
+    cached = merchant.windows
+    if cached is not None and cached[0] == day:
+        return cached[1]
+    labels = [0, 0, 0]
+    frauds = [0, 0, 0]
+    yesterday, week, month = day - 1, day - 7, day - 30
+    for bucket, counts in merchant.days.items():
+        if month <= bucket < day:
+            labels[2] += counts[0]
+            frauds[2] += counts[1]
+            if bucket >= week:
+                labels[1] += counts[0]
+                frauds[1] += counts[1]
+                if bucket == yesterday:
+                    labels[0] += counts[0]
+                    frauds[0] += counts[1]
+    values = tuple(
+        value
+        for count, fraud in zip(labels, frauds, strict=True)
+        for value in (float(count), fraud / count if count else NAN)
+    )
+    merchant.windows = (day, values)
+    return values
 
 
 def apply(profile: UserProfile, tx: Transaction) -> None:
@@ -102,6 +182,41 @@ def apply(profile: UserProfile, tx: Transaction) -> None:
 
     _touch(profile.categories, tx.category, MAX_CATEGORIES)
     _touch(profile.merchants, tx.merchant_id, MAX_MERCHANTS)
+
+    day = int(tx.epoch // DAY)
+    bucket = profile.days.get(day)
+    if bucket is None:
+        profile.days[day] = [1, tx.amount]
+        _forget_old_days(profile.days, int(newest // DAY))
+    else:
+        bucket[0] += 1
+        bucket[1] += tx.amount
+    _invalidate(profile, day)
+
+
+def apply_label(merchant: MerchantProfile, label: Label) -> None:
+    """Count a label (in place) in the merchant's bucket of the day it became known."""
+    day = int(label.epoch // DAY)
+    bucket = merchant.days.get(day)
+    if bucket is None:
+        merchant.days[day] = [1, int(label.is_fraud)]
+        _forget_old_days(merchant.days, max(merchant.days))
+    else:
+        bucket[0] += 1
+        bucket[1] += int(label.is_fraud)
+    _invalidate(merchant, day)
+
+
+def _forget_old_days(days: dict[int, list[int]] | dict[int, list[float]], newest: int) -> None:
+    """Drop the day buckets more than KEPT_DAYS before the newest day."""
+    for old in [bucket for bucket in days if bucket < newest - KEPT_DAYS]:
+        del days[old]
+
+
+def _invalidate(profile: UserProfile | MerchantProfile, day: int) -> None:
+    """Drop the cached windows unless the change was to the cached day itself (which they never read)."""
+    if profile.windows is not None and profile.windows[0] != day:
+        profile.windows = None
 
 
 def _touch(recent: dict[str, None], key: str, bound: int) -> None:

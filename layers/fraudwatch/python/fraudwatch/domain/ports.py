@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from fraudwatch.domain.decision import DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord
 
 
-class ProfileStore(Protocol):
-    """Per-user profiles."""
+class Profiles(NamedTuple):
+    """Stored profiles by id; absent ones are left out."""
 
-    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserProfile]:
-        """The stored profiles of these users (absent users are left out); raises ProfileStoreError."""
+    users: dict[str, UserProfile]
+    merchants: dict[str, MerchantProfile]
+
+
+class ProfileStore(Protocol):
+    """Per-user and per-merchant profiles, read together."""
+
+    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
+        """The stored profiles of these users and merchants; raises ProfileStoreError."""
         ...
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write profiles; return the user ids that could not be written."""
+        """Write user profiles; return the user ids that could not be written."""
+        ...
+
+    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
+        """Write merchant profiles; return the merchant ids that could not be written."""
         ...
 
 

@@ -6,6 +6,8 @@ Bounds, and what happens at them:
   at most MAX_RECENT of them; beyond that the oldest are dropped, so `velocity_24h` and `spend_24h`
   saturate at the most recent MAX_RECENT transactions (a user doing more than that in a day is
   flagged long before).
+* `days` keeps the count and the total amount of each UTC day's transactions, for the KEPT_DAYS days
+  before the newest and that day itself: the 7- and 30-day windows are made of these.
 * `categories` and `merchants` remember the MAX_CATEGORIES / MAX_MERCHANTS most recently used; one
   not used for longer than that counts as new again.
 * `checkpoints` keeps the highest Kinesis sequence number applied per shard, which makes any redelivery
@@ -28,10 +30,37 @@ MAX_RECENT = 1000
 MAX_CATEGORIES = 32
 MAX_MERCHANTS = 200
 MAX_APPLIED_IDS = 64
+KEPT_DAYS = 30
+"""Day buckets kept before the newest day: enough for a 30-day window of complete days."""
+
+
+class Ledger:
+    """What makes applying a record idempotent: per-shard checkpoints and a ring of recent ids.
+
+    Mixed into a profile dataclass that has `applied_ids` (a bounded deque) and `checkpoints`.
+    """
+
+    __slots__ = ()
+    applied_ids: deque[str]
+    checkpoints: dict[str, int]
+
+    def has_applied(self, record_id: str, shard_id: str | None, sequence_number: int | None) -> bool:
+        """True when this record (or the same id, delivered twice) is already in the profile."""
+        if shard_id is not None and sequence_number is not None:
+            checkpoint = self.checkpoints.get(shard_id)
+            if checkpoint is not None and sequence_number <= checkpoint:
+                return True
+        return record_id in self.applied_ids
+
+    def mark_applied(self, record_id: str, shard_id: str | None, sequence_number: int | None) -> None:
+        """Remember a record so that its redelivery changes nothing."""
+        self.applied_ids.append(record_id)
+        if shard_id is not None and sequence_number is not None:
+            self.checkpoints[shard_id] = max(sequence_number, self.checkpoints.get(shard_id, sequence_number))
 
 
 @dataclass(slots=True)
-class UserProfile:
+class UserProfile(Ledger):
     """The state kept per user; `mean`/`m2` are Welford's running moments of the amount."""
 
     user_id: str
@@ -43,22 +72,12 @@ class UserProfile:
     recent_amounts: list[float] = field(default_factory=list)
     categories: dict[str, None] = field(default_factory=dict)
     merchants: dict[str, None] = field(default_factory=dict)
+    days: dict[int, list[float]] = field(default_factory=dict)
+    """UTC day number → [transactions, total amount]."""
     applied_ids: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_APPLIED_IDS))
     checkpoints: dict[str, int] = field(default_factory=dict)
-
-    def has_applied(self, transaction_id: str, shard_id: str | None, sequence_number: int | None) -> bool:
-        """True when this record (or this transaction, delivered twice) is already in the profile."""
-        if shard_id is not None and sequence_number is not None:
-            checkpoint = self.checkpoints.get(shard_id)
-            if checkpoint is not None and sequence_number <= checkpoint:
-                return True
-        return transaction_id in self.applied_ids
-
-    def mark_applied(self, transaction_id: str, shard_id: str | None, sequence_number: int | None) -> None:
-        """Remember a record so that its redelivery changes nothing."""
-        self.applied_ids.append(transaction_id)
-        if shard_id is not None and sequence_number is not None:
-            self.checkpoints[shard_id] = max(sequence_number, self.checkpoints.get(shard_id, sequence_number))
+    windows: tuple[int, tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
+    """The long windows' features of one day, cached (never stored): they change only at midnight."""
 
     def to_json(self) -> str:
         """The compact JSON the profile store keeps.
@@ -76,6 +95,7 @@ class UserProfile:
                 "ta": self.recent_amounts,
                 "cat": " ".join(self.categories),
                 "mer": " ".join(self.merchants),
+                "d": [[day, *totals] for day, totals in self.days.items()],
                 "ids": " ".join(self.applied_ids),
                 "cp": self.checkpoints,
             },
@@ -94,12 +114,14 @@ class UserProfile:
             last_epoch=state["last"],
             recent_epochs=state["te"],
             recent_amounts=state["ta"],
-            categories=dict.fromkeys(_words(state["cat"])),
-            merchants=dict.fromkeys(_words(state["mer"])),
-            applied_ids=deque(_words(state["ids"]), maxlen=MAX_APPLIED_IDS),
+            categories=dict.fromkeys(words(state["cat"])),
+            merchants=dict.fromkeys(words(state["mer"])),
+            days={day: [count, total] for day, count, total in state["d"]},
+            applied_ids=deque(words(state["ids"]), maxlen=MAX_APPLIED_IDS),
             checkpoints=state["cp"],
         )
 
 
-def _words(joined: str) -> list[str]:
+def words(joined: str) -> list[str]:
+    """The words of a space-joined key set."""
     return joined.split(" ") if joined else []

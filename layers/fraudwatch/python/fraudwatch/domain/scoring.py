@@ -1,10 +1,17 @@
 """Scoring a batch of stream records: the whole of the Lambda's work, behind the domain's ports.
 
-Order of writes, and why: decisions, then alerts, then profiles. A profile records which transactions
-it has applied, so it is written last: if anything before it fails, the user's records are reported
-as failed, the profile stays as it was, and the retry recomputes the same features, score and decision
-(the decision write is an overwrite of the same item; the alert is sent again with the same id). Once
-the profile is written, a redelivered record is recognised and changes nothing.
+A batch holds transactions, to score, and labels, to count in their merchants' profiles. One read
+fetches the profiles of the batch's users and merchants; the batch's labels are applied first, then
+its transactions scored. A label counts only from the midnight after it became known, so the order
+matters only for a batch that spans midnight, and this order is the one a replay in time order gives.
+
+Order of writes, and why: decisions, then alerts, then profiles (users', then merchants'). A profile
+records which transactions (or labels) it has applied, so it is written last: if anything before it
+fails, the user's records are reported as failed, the profile stays as it was, and the retry
+recomputes the same features, score and decision (the decision write is an overwrite of the same item;
+the alert is sent again with the same id). Once the profile is written, a redelivered record is
+recognised and changes nothing. A merchant profile stands alone: if its write fails, its labels are
+retried.
 """
 
 from __future__ import annotations
@@ -16,11 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
-from fraudwatch.domain.features import apply, features
+from fraudwatch.domain.events import parse_event
+from fraudwatch.domain.features import apply, apply_label, features
+from fraudwatch.domain.label import Label
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import AlertPublisher, DecisionStore, Model, ProfileStore, Quarantine
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
-from fraudwatch.domain.transaction import Transaction, parse_transaction
+from fraudwatch.domain.transaction import Transaction
 from fraudwatch.errors import (
     AlertPublishError,
     DecisionStoreError,
@@ -36,6 +46,8 @@ class BatchReport:
     """What one batch did: decisions written, records quarantined or skipped, and what must be retried."""
 
     decisions: list[DecisionRecord] = field(default_factory=list)
+    labels: int = 0
+    """Labels counted in their merchants' profiles."""
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
     duplicates: int = 0
     failed: list[StreamRecord] = field(default_factory=list)
@@ -84,19 +96,25 @@ class ScoringService:
         whether one was already applied.
         """
         report = BatchReport()
-        valid = self._parse(records, report)
+        valid, labels = self._parse(records, report)
         self._send_to_quarantine(report)
-        if not valid:
+        if not valid and not labels:
             return report
         try:
-            profiles = self._profiles.get_many({tx.user_id for _, tx in valid})
+            users, merchants = self._profiles.get_many(
+                {tx.user_id for _, tx in valid},
+                {tx.merchant_id for _, tx in valid} | {label.merchant_id for _, label in labels},
+            )
         except ProfileStoreError as exc:
             report.errors.append(exc)
             report.failed.extend(record for record, _ in valid)
+            report.failed.extend(record for record, _ in labels)
             return report
-        pending, touched = self._apply(valid, profiles, report, redrive)
+        learnt = self._learn(labels, merchants, report, redrive)
+        pending, touched = self._apply(valid, users, merchants, report, redrive)
         decided = self._decide(pending)
         failed_users = self._write(decided, pending, touched, report)
+        self._write_merchants(learnt, merchants, report)
         decided_epoch = self._clock()
         for p, decision in zip(pending, decided, strict=True):
             if p.tx.user_id in failed_users:
@@ -108,14 +126,20 @@ class ScoringService:
 
     def _parse(
         self, records: Sequence[StreamRecord], report: BatchReport
-    ) -> list[tuple[StreamRecord, Transaction]]:
-        valid = []
+    ) -> tuple[list[tuple[StreamRecord, Transaction]], list[tuple[StreamRecord, Label]]]:
+        transactions: list[tuple[StreamRecord, Transaction]] = []
+        labels: list[tuple[StreamRecord, Label]] = []
         for record in records:
             try:
-                valid.append((record, parse_transaction(record.data, received_at=record.arrival_epoch)))
+                event = parse_event(record.data, received_at=record.arrival_epoch)
             except InvalidRecordError as exc:
                 report.quarantined.append(QuarantinedRecord(record, exc.field, exc.reason))
-        return valid
+                continue
+            if isinstance(event, Transaction):
+                transactions.append((record, event))
+            else:
+                labels.append((record, event))
+        return transactions, labels
 
     def _send_to_quarantine(self, report: BatchReport) -> None:
         if not report.quarantined:
@@ -133,6 +157,7 @@ class ScoringService:
         self,
         valid: list[tuple[StreamRecord, Transaction]],
         profiles: dict[str, UserProfile],
+        merchants: dict[str, MerchantProfile],
         report: BatchReport,
         redrive: bool,
     ) -> tuple[list[_Pending], dict[str, UserProfile]]:
@@ -150,11 +175,50 @@ class ScoringService:
                 if profile.has_applied(tx.transaction_id, checkpointed_shard, record.sequence):
                     report.duplicates += 1
                     continue
-                pending.append(_Pending(record, tx, features(profile, tx)))
+                pending.append(_Pending(record, tx, features(profile, merchants.get(tx.merchant_id), tx)))
                 apply(profile, tx)
                 profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
                 touched[user_id] = profile
         return pending, touched
+
+    def _learn(
+        self,
+        labels: list[tuple[StreamRecord, Label]],
+        merchants: dict[str, MerchantProfile],
+        report: BatchReport,
+        redrive: bool,
+    ) -> list[tuple[StreamRecord, Label]]:
+        """In stream order: count each label not counted before; return those counted."""
+        learnt: list[tuple[StreamRecord, Label]] = []
+        for record, label in sorted(labels, key=lambda item: (item[0].shard_id, item[0].sequence)):
+            merchant = merchants.get(label.merchant_id)
+            if merchant is None:
+                merchant = merchants[label.merchant_id] = MerchantProfile(label.merchant_id)
+            checkpointed_shard = None if redrive else record.shard_id
+            if merchant.has_applied(label.transaction_id, checkpointed_shard, record.sequence):
+                report.duplicates += 1
+                continue
+            apply_label(merchant, label)
+            merchant.mark_applied(label.transaction_id, record.shard_id, record.sequence)
+            learnt.append((record, label))
+        return learnt
+
+    def _write_merchants(
+        self,
+        learnt: list[tuple[StreamRecord, Label]],
+        merchants: dict[str, MerchantProfile],
+        report: BatchReport,
+    ) -> None:
+        """Write the merchant profiles the labels changed; the labels of unwritten ones are retried."""
+        touched = [
+            merchants[merchant_id] for merchant_id in dict.fromkeys(label.merchant_id for _, label in learnt)
+        ]
+        unwritten = _attempt(self._profiles.put_merchants, touched, ProfileStoreError, report)
+        for record, label in learnt:
+            if label.merchant_id in unwritten:
+                report.failed.append(record)
+            else:
+                report.labels += 1
 
     def _decide(self, pending: list[_Pending]) -> list[DecisionRecord]:
         if not pending:
@@ -217,6 +281,8 @@ def _attempt[T](
 def _key(item: object) -> str:
     if isinstance(item, UserProfile):
         return item.user_id
+    if isinstance(item, MerchantProfile):
+        return item.merchant_id
     if isinstance(item, DecisionRecord):
         return item.transaction_id
     raise TypeError(f"no key for {type(item).__name__}")

@@ -92,6 +92,11 @@ def parse_transaction(data: bytes, *, received_at: float | None = None) -> Trans
     `received_at` (epoch seconds) bounds the timestamp: at most an hour ahead of it and at most
     seven days behind it. Offline files (training, backtests) pass None and skip that check.
     """
+    return transaction_from_mapping(decode_payload(data), received_at=received_at)
+
+
+def decode_payload(data: bytes) -> dict[str, object]:
+    """A record's bytes as a JSON object, or InvalidRecordError on the field `payload`."""
     if len(data) > MAX_PAYLOAD_BYTES:
         raise InvalidRecordError("payload", f"{len(data)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
     try:
@@ -104,7 +109,7 @@ def parse_transaction(data: bytes, *, received_at: float | None = None) -> Trans
         raise InvalidRecordError("payload", f"not JSON ({exc.msg})") from exc
     if not isinstance(obj, dict):
         raise InvalidRecordError("payload", f"expected a JSON object, got {type(obj).__name__}")
-    return transaction_from_mapping(obj, received_at=received_at)
+    return obj
 
 
 def transaction_from_mapping(obj: dict[str, object], *, received_at: float | None = None) -> Transaction:
@@ -114,15 +119,11 @@ def transaction_from_mapping(obj: dict[str, object], *, received_at: float | Non
         raise InvalidRecordError(missing[0], "missing")
     timestamp = parse_timestamp(obj["timestamp"])
     epoch = timestamp.timestamp()
-    if received_at is not None:
-        if epoch > received_at + MAX_FUTURE_SKEW_SECONDS:
-            raise InvalidRecordError("timestamp", "more than an hour in the future")
-        if epoch < received_at - MAX_AGE_SECONDS:
-            raise InvalidRecordError("timestamp", "more than 7 days in the past")
+    check_recent(epoch, received_at)
     return Transaction(
-        transaction_id=_identifier(obj, "transaction_id"),
-        user_id=_identifier(obj, "user_id"),
-        merchant_id=_identifier(obj, "merchant_id"),
+        transaction_id=identifier(obj, "transaction_id"),
+        user_id=identifier(obj, "user_id"),
+        merchant_id=identifier(obj, "merchant_id"),
         amount=_amount(obj["amount"]),
         currency=_currency(obj["currency"]),
         timestamp=str(obj["timestamp"]),
@@ -132,7 +133,18 @@ def transaction_from_mapping(obj: dict[str, object], *, received_at: float | Non
     )
 
 
-def _identifier(obj: dict[str, object], field: str) -> str:
+def check_recent(epoch: float, received_at: float | None, *, field: str = "timestamp") -> None:
+    """A record's instant must be at most an hour after its arrival and at most 7 days before it."""
+    if received_at is None:
+        return
+    if epoch > received_at + MAX_FUTURE_SKEW_SECONDS:
+        raise InvalidRecordError(field, "more than an hour in the future")
+    if epoch < received_at - MAX_AGE_SECONDS:
+        raise InvalidRecordError(field, "more than 7 days in the past")
+
+
+def identifier(obj: dict[str, object], field: str) -> str:
+    """The id in `obj[field]`, validated by ID_PATTERN."""
     value = obj[field]
     if not isinstance(value, str):
         raise InvalidRecordError(field, f"expected a string, got {type(value).__name__}")
@@ -166,14 +178,14 @@ def _category(value: object) -> str:
     return value
 
 
-def parse_timestamp(value: object) -> datetime:
-    """Parse a contract timestamp: ISO 8601 with a UTC offset, or InvalidRecordError."""
+def parse_timestamp(value: object, *, field: str = "timestamp") -> datetime:
+    """Parse a contract timestamp: ISO 8601 with a UTC offset, or InvalidRecordError on `field`."""
     if not isinstance(value, str):
-        raise InvalidRecordError("timestamp", f"expected an ISO 8601 string, got {type(value).__name__}")
+        raise InvalidRecordError(field, f"expected an ISO 8601 string, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidRecordError("timestamp", "not an ISO 8601 date-time") from exc
+        raise InvalidRecordError(field, "not an ISO 8601 date-time") from exc
     if parsed.tzinfo is None:
-        raise InvalidRecordError("timestamp", "needs a UTC offset such as '+00:00' or 'Z'")
+        raise InvalidRecordError(field, "needs a UTC offset such as '+00:00' or 'Z'")
     return parsed
