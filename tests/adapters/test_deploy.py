@@ -217,7 +217,7 @@ def test_every_output_resolves(outputs: dict[str, str]) -> None:
 def test_tables_have_the_templates_key_schemas(emulator: Emulator, outputs: dict[str, str]) -> None:
     dynamodb = emulator.client("dynamodb")
     tables = sam_resources("AWS::DynamoDB::Table")
-    assert set(tables) == {"ProfilesTable", "DecisionsTable"}
+    assert set(tables) == {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
     for logical_id, props in tables.items():
         table = dynamodb.describe_table(TableName=outputs[f"{logical_id}Name"])["Table"]
         assert table["KeySchema"] == props["KeySchema"]
@@ -258,7 +258,9 @@ def test_function_has_its_layers_and_no_event_source_mapping(
     config = lambda_.get_function_configuration(FunctionName=outputs["ScoringFunctionName"])
     layer_names = [layer["Arn"].split(":")[-2] for layer in config["Layers"]]
     assert layer_names == [f"{STACK}-ml-runtime", f"{STACK}-fraudwatch", f"{STACK}-model"]
-    assert config["Environment"]["Variables"]["DECISIONS_TABLE"] == outputs["DecisionsTableName"]
+    variables = config["Environment"]["Variables"]
+    assert variables["DECISIONS_TABLE"] == outputs["DecisionsTableName"]
+    assert variables["MERCHANT_PROFILES_TABLE"] == outputs["MerchantProfilesTableName"]
     # moto's mapping would fire per record inside PutRecords: the local runner plays its part instead.
     assert lambda_.list_event_source_mappings()["EventSourceMappings"] == []
 
@@ -273,9 +275,10 @@ def test_stream_tables_topic_and_queues_are_usable(emulator: Emulator, outputs: 
     assert [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]] == [b'{"probe": 1}']
 
     dynamodb = emulator.client("dynamodb")
-    dynamodb.put_item(TableName=outputs["ProfilesTableName"], Item={"user_id": {"S": "u1"}})
-    got = dynamodb.get_item(TableName=outputs["ProfilesTableName"], Key={"user_id": {"S": "u1"}})
-    assert got["Item"]["user_id"] == {"S": "u1"}
+    for table, key in (("ProfilesTableName", "user_id"), ("MerchantProfilesTableName", "merchant_id")):
+        dynamodb.put_item(TableName=outputs[table], Item={key: {"S": "id-1"}})
+        got = dynamodb.get_item(TableName=outputs[table], Key={key: {"S": "id-1"}})
+        assert got["Item"][key] == {"S": "id-1"}
 
     sqs = emulator.client("sqs")
     for key in ("QuarantineQueueUrl", "OnFailureQueueUrl"):

@@ -10,8 +10,9 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.errors import BundleError, ConfigurationError
-from infra.events import event_from_payloads, event_from_transactions
+from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant
 from infra.invoke import LocalContext, load_handler
 from tests.adapters.conftest import drain
 
@@ -55,6 +56,26 @@ def profiles(stack) -> dict[str, str]:
     return {i["user_id"]["S"]: i["state"]["S"] for i in items}
 
 
+def merchant_profiles(stack) -> dict[str, MerchantProfile]:
+    items = boto3.client("dynamodb").scan(TableName=stack["MerchantProfilesTableName"])["Items"]
+    return {
+        i["merchant_id"]["S"]: MerchantProfile.from_json(i["merchant_id"]["S"], i["state"]["S"])
+        for i in items
+    }
+
+
+def label_payload(transaction: dict, is_fraud: bool, labelled_at: datetime) -> tuple[bytes, str, float]:
+    """A label as a producer puts it on the stream: partition key = merchant id."""
+    body = {
+        "event": "label",
+        "transaction_id": transaction["transaction_id"],
+        "merchant_id": transaction["merchant_id"],
+        "is_fraud": is_fraud,
+        "labelled_at": labelled_at.isoformat(),
+    }
+    return json.dumps(body).encode(), transaction["merchant_id"], labelled_at.timestamp() + 0.5
+
+
 def ordinary_and_fraud() -> list[dict]:
     history = transactions("user-a", [30, 32, 28, 35, 31, 29, 33, 30]) + transactions("user-b", [12, 15, 11])
     fraud = transactions("user-a", [4800], start=START + timedelta(days=2), prefix="big")
@@ -78,6 +99,25 @@ def test_flagged_and_rejected_decisions_raise_one_alert_each(handler, stack, ale
     alerts = drain(alert_inbox)
     assert [m["MessageAttributes"]["alert_id"]["StringValue"] for m in alerts] == ["big-user-a-0"]
     assert json.loads(alerts[0]["Body"])["decision"] == "REJECTED"
+
+
+def test_labels_in_a_batch_are_counted_in_their_merchants_profiles_once(handler, stack):
+    paid = transactions("user-l", [20, 25, 30])  # merch-0, merch-1, merch-2
+    known = START + timedelta(days=1)
+    payloads = [(contract_payload(tx), tx["user_id"], instant(tx) + 0.5) for tx in paid]
+    payloads += [label_payload(paid[0], True, known), label_payload(paid[1], False, known)]
+    payloads.append(label_payload(paid[0], True, known))  # the same label twice: counted once
+    event = event_from_payloads(payloads)
+
+    assert invoke(handler, event) == {"batchItemFailures": []}
+    day = int(known.timestamp() // 86400)
+    merchants = merchant_profiles(stack)
+    assert {m: p.days for m, p in merchants.items()} == {"merch-0": {day: [1, 1]}, "merch-1": {day: [1, 0]}}
+    assert sorted(decisions(stack)) == sorted(tx["transaction_id"] for tx in paid)
+    assert set(profiles(stack)) == {"user-l"}
+
+    assert invoke(handler, event) == {"batchItemFailures": []}  # a replay counts nothing again
+    assert merchant_profiles(stack) == merchants
 
 
 def test_malformed_records_are_quarantined_and_never_retried(handler, stack):
@@ -131,9 +171,15 @@ def test_a_replayed_batch_changes_nothing(handler, stack, alert_inbox):
     assert (decisions(stack), profiles(stack), len(drain(alert_inbox))) == (before[0], before[1], 0)
 
 
-def test_a_missing_setting_stops_the_cold_start_naming_it(stack, tiny_bundle, restore_environ):
-    with pytest.raises(ConfigurationError, match="PROFILES_TABLE"):
-        load_handler({**stack, "ProfilesTableName": ""}, bundle_dir=tiny_bundle)
+@pytest.mark.parametrize(
+    ("output", "variable"),
+    [("ProfilesTableName", "PROFILES_TABLE"), ("MerchantProfilesTableName", "MERCHANT_PROFILES_TABLE")],
+)
+def test_a_missing_setting_stops_the_cold_start_naming_it(
+    stack, tiny_bundle, restore_environ, output, variable
+):
+    with pytest.raises(ConfigurationError, match=rf"^{variable} is not set"):
+        load_handler({**stack, output: ""}, bundle_dir=tiny_bundle)
 
 
 def test_a_missing_bundle_stops_the_cold_start(stack, tmp_path: Path, restore_environ):

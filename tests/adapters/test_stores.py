@@ -6,11 +6,13 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
+from fraudwatch.adapters.dynamodb import ATTEMPTS, DynamoDecisionStore, DynamoProfileStore
 from fraudwatch.adapters.sns import SnsAlertPublisher
 from fraudwatch.adapters.sqs import SqsQuarantine
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
 from fraudwatch.errors import ProfileStoreError
@@ -18,14 +20,21 @@ from tests.adapters.conftest import drain
 
 
 class HalfProcessed:
-    """A DynamoDB client that, on its first batch call, leaves half of the request unprocessed."""
+    """A DynamoDB client that, on its first batch call, leaves part of every table's request unprocessed.
+
+    It records each call's RequestItems.
+    """
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self.calls = 0
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
 
     def batch_write_item(self, RequestItems):
-        self.calls += 1
+        self.requests.append(RequestItems)
         ((table, requests),) = RequestItems.items()
         if self.calls > 1:
             return self._client.batch_write_item(RequestItems=RequestItems)
@@ -34,14 +43,54 @@ class HalfProcessed:
         return {"UnprocessedItems": {table: requests[half:]}}
 
     def batch_get_item(self, RequestItems):
-        self.calls += 1
-        ((table, request),) = RequestItems.items()
+        self.requests.append(RequestItems)
         if self.calls > 1:
             return self._client.batch_get_item(RequestItems=RequestItems)
-        keys = request["Keys"]
-        response = self._client.batch_get_item(RequestItems={table: {**request, "Keys": keys[:1]}})
-        response["UnprocessedKeys"] = {table: {**request, "Keys": keys[1:]}}
+        first = {table: {**request, "Keys": request["Keys"][:1]} for table, request in RequestItems.items()}
+        response = self._client.batch_get_item(RequestItems=first)
+        response["UnprocessedKeys"] = {
+            table: {**request, "Keys": request["Keys"][1:]} for table, request in RequestItems.items()
+        }
         return response
+
+
+class NeverProcessed(HalfProcessed):
+    """A DynamoDB client under throttling that never ends: every key is left unprocessed, every time."""
+
+    def batch_get_item(self, RequestItems):
+        self.requests.append(RequestItems)
+        return {"Responses": {}, "UnprocessedKeys": RequestItems}
+
+
+class Recording:
+    """A DynamoDB client that records each BatchGetItem's RequestItems and passes it on."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.requests: list[dict[str, Any]] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.requests)
+
+    def batch_get_item(self, RequestItems):
+        self.requests.append(RequestItems)
+        return self._client.batch_get_item(RequestItems=RequestItems)
+
+
+class ThrottledMerchant:
+    """A DynamoDB client that throttles, on every attempt, each BatchWriteItem chunk holding one merchant."""
+
+    def __init__(self, client: Any, merchant_id: str) -> None:
+        self._client = client
+        self._key = {"S": merchant_id}
+
+    def batch_write_item(self, RequestItems):
+        ((_, requests),) = RequestItems.items()
+        if any(r["PutRequest"]["Item"].get("merchant_id") == self._key for r in requests):
+            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            raise ClientError(error, "BatchWriteItem")
+        return self._client.batch_write_item(RequestItems=RequestItems)
 
 
 def no_sleep(_: float) -> None:
@@ -74,32 +123,118 @@ def decision(tx: str, user: str = "user-1", kind: Decision = Decision.FLAGGED) -
     )
 
 
-def test_profiles_round_trip_in_chunks_of_one_hundred(stack):
-    store = DynamoProfileStore(stack["ProfilesTableName"])
-    profiles = [profile(f"user-{i}", [10.0, 20.0 + i]) for i in range(150)]
-    assert store.put_many(profiles) == set()
-    found = store.get_many([p.user_id for p in profiles] + ["user-unknown"])
-    assert len(found) == 150
-    assert found["user-7"] == profiles[7]
-    assert found["user-7"].checkpoints == {"shardId-000000000000": 12345678901234567890123456789}
+def merchant(merchant_id: str, labels: int, frauds: int) -> MerchantProfile:
+    p = MerchantProfile(merchant_id, days={20_400: [labels, frauds], 20_401: [1, 0]})
+    p.mark_applied("tx-9", "shardId-000000000001", 98765432109876543210)
+    return p
 
 
-def test_unprocessed_writes_and_reads_are_retried(stack):
-    client = HalfProcessed(boto3.client("dynamodb"))
-    store = DynamoProfileStore(stack["ProfilesTableName"], client, sleep=no_sleep)
-    assert store.put_many([profile(f"user-{i}", [5.0]) for i in range(10)]) == set()
-    assert client.calls == 2
-    reader = DynamoProfileStore(
-        stack["ProfilesTableName"], HalfProcessed(boto3.client("dynamodb")), sleep=no_sleep
+def store(stack, client: Any = None) -> DynamoProfileStore:
+    return DynamoProfileStore(
+        stack["ProfilesTableName"], stack["MerchantProfilesTableName"], client, sleep=no_sleep
     )
-    assert len(reader.get_many([f"user-{i}" for i in range(10)])) == 10
+
+
+def test_profiles_round_trip_in_chunks_of_one_hundred(stack):
+    profiles = [profile(f"user-{i}", [10.0, 20.0 + i]) for i in range(150)]
+    assert store(stack).put_many(profiles) == set()
+    found = store(stack).get_many([p.user_id for p in profiles] + ["user-unknown"])
+    assert len(found.users) == 150
+    assert found.merchants == {}
+    assert found.users["user-7"] == profiles[7]
+    assert found.users["user-7"].checkpoints == {"shardId-000000000000": 12345678901234567890123456789}
+
+
+def test_merchant_profiles_round_trip_in_their_own_table(stack):
+    merchants = [merchant(f"merch-{i}", labels=3 + i, frauds=i % 3) for i in range(30)]
+    assert store(stack).put_merchants(merchants) == set()
+    found = store(stack).get_many([], [m.merchant_id for m in merchants] + ["merch-unknown"])
+    assert found.users == {}
+    assert found.merchants == {m.merchant_id: m for m in merchants}
+    assert found.merchants["merch-4"].days == {20_400: [7, 1], 20_401: [1, 0]}
+    item = boto3.client("dynamodb").get_item(
+        TableName=stack["MerchantProfilesTableName"], Key={"merchant_id": {"S": "merch-4"}}
+    )["Item"]
+    assert set(item) == {"merchant_id", "state", "updated_at"}
+    assert MerchantProfile.from_json("merch-4", item["state"]["S"]) == merchants[4]
+    assert not boto3.client("dynamodb").scan(TableName=stack["ProfilesTableName"])["Items"]
+
+
+@pytest.mark.parametrize(("users", "merchants", "calls"), [(40, 60, 1), (95, 40, 2), (0, 150, 2)])
+def test_users_and_merchants_share_each_read_call_one_hundred_keys_at_a_time(stack, users, merchants, calls):
+    writer = store(stack)
+    writer.put_many([profile(f"user-{i}", [5.0]) for i in range(users)])
+    writer.put_merchants([merchant(f"merch-{i}", 2, 1) for i in range(merchants)])
+    client = Recording(boto3.client("dynamodb"))
+
+    found = store(stack, client).get_many(
+        [f"user-{i}" for i in range(users)], [f"merch-{i}" for i in range(merchants)]
+    )
+
+    assert (len(found.users), len(found.merchants)) == (users, merchants)
+    assert client.calls == calls
+    assert all(sum(len(r["Keys"]) for r in request.values()) <= 100 for request in client.requests)
+    for request in client.requests:
+        assert all(r["ConsistentRead"] is True for r in request.values())
+    if users and merchants and calls == 1:
+        (request,) = client.requests
+        assert set(request) == {stack["ProfilesTableName"], stack["MerchantProfilesTableName"]}
+
+
+def test_unprocessed_writes_and_reads_are_retried_for_both_tables(stack):
+    client = HalfProcessed(boto3.client("dynamodb"))
+    assert store(stack, client).put_many([profile(f"user-{i}", [5.0]) for i in range(10)]) == set()
+    assert client.calls == 2
+    client = HalfProcessed(boto3.client("dynamodb"))
+    assert store(stack, client).put_merchants([merchant(f"merch-{i}", 1, 0) for i in range(10)]) == set()
+    assert client.calls == 2
+
+    reader = HalfProcessed(boto3.client("dynamodb"))
+    found = store(stack, reader).get_many([f"user-{i}" for i in range(10)], [f"merch-{i}" for i in range(10)])
+
+    assert (len(found.users), len(found.merchants)) == (10, 10)
+    assert reader.calls == 2
+    retried = reader.requests[1]
+    assert {table: len(r["Keys"]) for table, r in retried.items()} == {
+        stack["ProfilesTableName"]: 9,
+        stack["MerchantProfilesTableName"]: 9,
+    }
+
+
+def test_keys_left_unread_after_every_attempt_are_a_store_error(stack):
+    client = NeverProcessed(boto3.client("dynamodb"))
+    with pytest.raises(ProfileStoreError, match="unread"):
+        store(stack, client).get_many(["user-1"], ["merch-1"])
+    assert client.calls == ATTEMPTS
 
 
 def test_a_missing_table_is_a_store_error_on_read_and_unwritten_keys_on_write(aws):
-    store = DynamoProfileStore("no-such-table", sleep=no_sleep)
+    missing = DynamoProfileStore("no-such-table", "no-such-merchant-table", sleep=no_sleep)
     with pytest.raises(ProfileStoreError):
-        store.get_many(["user-1"])
-    assert store.put_many([profile("user-1", [1.0])]) == {"user-1"}
+        missing.get_many(["user-1"])
+    with pytest.raises(ProfileStoreError):
+        missing.get_many([], ["merch-1"])
+    assert missing.put_many([profile("user-1", [1.0])]) == {"user-1"}
+    assert missing.put_merchants([merchant("merch-1", 1, 1), merchant("merch-2", 1, 0)]) == {
+        "merch-1",
+        "merch-2",
+    }
+
+
+def test_unwritten_merchants_are_reported_and_the_rest_written(stack):
+    client = ThrottledMerchant(boto3.client("dynamodb"), "merch-03")
+    merchants = [merchant(f"merch-{i:02d}", 1, 0) for i in range(30)]
+
+    unwritten = store(stack, client).put_merchants(merchants)
+
+    assert unwritten == {f"merch-{i:02d}" for i in range(25)}  # the chunk of 25 holding merch-03
+    stored = store(stack).get_many([], [m.merchant_id for m in merchants]).merchants
+    assert set(stored) == {m.merchant_id for m in merchants} - unwritten
+
+
+def test_one_table_for_both_kinds_is_refused(aws):
+    with pytest.raises(ValueError, match="tables of their own"):
+        DynamoProfileStore("profiles", "profiles")
 
 
 def test_decisions_are_queryable_by_user_over_time_and_expire(stack):
