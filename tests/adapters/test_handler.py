@@ -64,6 +64,12 @@ def merchant_profiles(stack) -> dict[str, MerchantProfile]:
     }
 
 
+def emf_blobs(stdout: str) -> list[dict[str, Any]]:
+    """The CloudWatch EMF documents the handler printed (the batch's, and the cold start's)."""
+    documents = (json.loads(line) for line in stdout.splitlines() if line.startswith("{"))
+    return [d for d in documents if "_aws" in d]
+
+
 def label_payload(transaction: dict, is_fraud: bool, labelled_at: datetime) -> tuple[bytes, str, float]:
     """A label as a producer puts it on the stream: partition key = merchant id."""
     body = {
@@ -101,7 +107,7 @@ def test_flagged_and_rejected_decisions_raise_one_alert_each(handler, stack, ale
     assert json.loads(alerts[0]["Body"])["decision"] == "REJECTED"
 
 
-def test_labels_in_a_batch_are_counted_in_their_merchants_profiles_once(handler, stack):
+def test_labels_in_a_batch_are_counted_in_their_merchants_profiles_once(handler, stack, capsys):
     paid = transactions("user-l", [20, 25, 30])  # merch-0, merch-1, merch-2
     known = START + timedelta(days=1)
     payloads = [(contract_payload(tx), tx["user_id"], instant(tx) + 0.5) for tx in paid]
@@ -110,6 +116,8 @@ def test_labels_in_a_batch_are_counted_in_their_merchants_profiles_once(handler,
     event = event_from_payloads(payloads)
 
     assert invoke(handler, event) == {"batchItemFailures": []}
+    (emitted,) = [blob for blob in emf_blobs(capsys.readouterr().out) if "Scored" in blob]
+    assert (emitted["Labels"], emitted["Duplicates"], emitted["Scored"]) == ([2], [1], [3])
     day = int(known.timestamp() // 86400)
     merchants = merchant_profiles(stack)
     assert {m: p.days for m, p in merchants.items()} == {"merch-0": {day: [1, 1]}, "merch-1": {day: [1, 0]}}
@@ -201,7 +209,7 @@ def test_sample_events_are_decided_or_quarantined_record_by_record(handler, stac
     assert invoke(handler, event) == {"batchItemFailures": []}
     quarantined = len(drain(stack["QuarantineQueueUrl"]))
     assert quarantined + len(decisions(stack)) == len(event["Records"])
-    assert quarantined == {"ordinary": 0, "fraud": 0, "malformed": 9, "mixed": 3}[name]
+    assert quarantined == {"ordinary": 0, "fraud": 0, "malformed": 13, "mixed": 3}[name]
 
 
 def test_fraud_sample_raises_alerts(handler, stack, alert_inbox):

@@ -25,6 +25,7 @@ def record_batch(report: BatchReport, model_version: str) -> None:
     for kind, count in counts.items():
         metrics.add_metric(name=kind.value.capitalize(), unit=MetricUnit.Count, value=count)
     metrics.add_metric(name="Quarantined", unit=MetricUnit.Count, value=len(report.quarantined))
+    metrics.add_metric(name="Labels", unit=MetricUnit.Count, value=report.labels)
     metrics.add_metric(name="Duplicates", unit=MetricUnit.Count, value=report.duplicates)
     metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=len(report.failed))
     metrics.add_metadata(key="model_version", value=model_version)
@@ -36,6 +37,7 @@ def record_batch(report: BatchReport, model_version: str) -> None:
                 {"sequence_number": q.record.sequence_number, "field": q.field, "reason": q.reason}
                 for q in report.quarantined
             ],
+            "labels": report.labels,
             "duplicates": report.duplicates,
             "retried": len(report.failed),
             "errors": [type(error).__name__ for error in report.errors],
