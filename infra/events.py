@@ -1,7 +1,8 @@
 """Lambda-shaped Kinesis events, and the sample events in `events/` made from the generator.
 
 `fraudwatch events` rewrites events/*.json from the generator, so the samples always satisfy the
-transaction contract: `sam local invoke ScoringFunction -e events/mixed.json` and the tests use them.
+transaction and label contracts: `sam local invoke ScoringFunction -e events/mixed.json` and the tests
+use them.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import argparse
 import base64
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fraudwatch.domain.events import EVENT_FIELD, LABEL_EVENT
+from fraudwatch.domain.label import DEFAULT_LABEL_DELAY, LABEL_FIELDS
 from fraudwatch.domain.transaction import FIELDS
 
 REGION = "us-east-1"
@@ -56,6 +59,22 @@ def contract_payload(transaction: Mapping[str, Any]) -> bytes:
     return json.dumps({name: transaction[name] for name in FIELDS}).encode()
 
 
+def label_of(transaction: Mapping[str, Any], labelled_at: str) -> dict[str, Any]:
+    """The label of a labelled transaction (its `is_fraud`), known at `labelled_at` (ISO 8601)."""
+    return {
+        EVENT_FIELD: LABEL_EVENT,
+        "transaction_id": str(transaction["transaction_id"]),
+        "merchant_id": str(transaction["merchant_id"]),
+        "is_fraud": bool(transaction["is_fraud"]),
+        "labelled_at": labelled_at,
+    }
+
+
+def label_payload(label: Mapping[str, Any]) -> bytes:
+    """A label's stream payload: `"event": "label"` and the label contract's fields only."""
+    return json.dumps({EVENT_FIELD: LABEL_EVENT, **{name: label[name] for name in LABEL_FIELDS}}).encode()
+
+
 def event_from_transactions(
     transactions: Iterable[Mapping[str, Any]], *, first_sequence: int = 1, delay_s: float = 0.5
 ) -> dict[str, Any]:
@@ -83,12 +102,16 @@ def instant(tx: Mapping[str, Any]) -> float:
     return datetime.fromisoformat(str(tx["timestamp"])).timestamp()
 
 
-def malformed_payloads(valid: Mapping[str, Any]) -> dict[str, bytes]:
-    """A few records that break the contract in different ways, built around one valid transaction."""
+def malformed_payloads(valid: Mapping[str, Any], label: Mapping[str, Any]) -> dict[str, bytes]:
+    """Records that break the contracts in different ways, built around a valid transaction and label."""
     base = {name: valid[name] for name in FIELDS}
+    label_base = json.loads(label_payload(label))
 
     def changed(**changes: Any) -> bytes:
         return json.dumps({**base, **changes}).encode()
+
+    def changed_label(**changes: Any) -> bytes:
+        return json.dumps({**label_base, **changes}).encode()
 
     return {
         "not-json": b"{this is not json",
@@ -100,11 +123,17 @@ def malformed_payloads(valid: Mapping[str, Any]) -> dict[str, bytes]:
         "unknown-currency": changed(currency="XYZ"),
         "timestamp-without-offset": changed(timestamp=str(base["timestamp"])[:19]),
         "user-id-with-control-character": changed(user_id="user\u0007bell"),
+        "label-is-fraud-as-string": changed_label(is_fraud="yes"),
+        "label-missing-merchant-id": json.dumps(
+            {k: v for k, v in label_base.items() if k != "merchant_id"}
+        ).encode(),
+        "label-labelled-at-without-offset": changed_label(labelled_at=str(label["labelled_at"])[:19]),
+        "unknown-event": changed_label(event="chargeback"),
     }
 
 
 def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path]:
-    """Write ordinary, fraud-looking, malformed and mixed events from the generator's history."""
+    """Write ordinary, fraud-looking, malformed, mixed and label events from the generator's history."""
     from training.generate import GeneratorConfig, generate_history
 
     history = generate_history(GeneratorConfig(n_transactions=20_000, days=14, seed=seed))
@@ -117,7 +146,11 @@ def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path
     fraud_sample = [r for pattern in sorted(by_pattern) for r in by_pattern[pattern][:4]]
     ordinary = genuine[-50:]
     arrival = instant(ordinary[-1]) + 1
-    bad = [(data, f"bad-{name}", arrival) for name, data in malformed_payloads(ordinary[0]).items()]
+    labelled_at = datetime.fromtimestamp(arrival, UTC).isoformat()
+    valid_label = label_of(ordinary[0], labelled_at)
+    bad = [
+        (data, f"bad-{name}", arrival) for name, data in malformed_payloads(ordinary[0], valid_label).items()
+    ]
     mixed_tx = sorted(genuine[-200:-170] + fraud_sample[:10], key=instant)
     mixed = [(contract_payload(r), str(r["user_id"]), instant(r) + 0.5) for r in mixed_tx]
     mixed[5:5] = [(data, key, mixed[4][2]) for data, key, _ in bad[:3]]
@@ -127,6 +160,7 @@ def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path
         "fraud.json": event_from_transactions(fraud_sorted, first_sequence=200),
         "malformed.json": event_from_payloads(bad, first_sequence=500),
         "mixed.json": event_from_payloads(mixed, first_sequence=1000),
+        "labels.json": event_from_labels(sample_labelled(by_pattern, genuine), DEFAULT_LABEL_DELAY, 1500),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -135,6 +169,32 @@ def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path
         path.write_text(json.dumps(event, indent=2) + "\n")
         paths.append(path)
     return paths
+
+
+def sample_labelled(
+    fraud_by_pattern: Mapping[str, list[dict[str, Any]]], genuine: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The first fraud of each pattern and, where its merchant has one, a genuine payment there."""
+    labelled = []
+    for pattern in sorted(fraud_by_pattern):
+        fraud = fraud_by_pattern[pattern][0]
+        labelled.append(fraud)
+        labelled += [r for r in genuine if r["merchant_id"] == fraud["merchant_id"]][:1]
+    return labelled
+
+
+def event_from_labels(
+    transactions: Iterable[Mapping[str, Any]], delay_s: float, first_sequence: int = 1
+) -> dict[str, Any]:
+    """A Kinesis event of the transactions' labels, each known `delay_s` after its transaction and
+    arriving half a second later, in the order they became known, keyed by merchant as producers put them.
+    """
+    labels = []
+    for tx in sorted(transactions, key=instant):
+        known = instant(tx) + delay_s
+        label = label_of(tx, datetime.fromtimestamp(known, UTC).isoformat())
+        labels.append((label_payload(label), str(tx["merchant_id"]), known + 0.5))
+    return event_from_payloads(labels, first_sequence=first_sequence)
 
 
 def _events(args: argparse.Namespace) -> int:
@@ -148,7 +208,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `events`: regenerate the sample Lambda events."""
     parser = subparsers.add_parser(
         "events",
-        help="write the sample Kinesis events (ordinary, fraud, malformed, mixed)",
+        help="write the sample Kinesis events (ordinary, fraud, malformed, mixed, labels)",
         description="Write Lambda-shaped Kinesis sample events made from the generator, for "
         "`sam local invoke` and `fraudwatch invoke`.",
     )

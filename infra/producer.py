@@ -1,11 +1,13 @@
-"""The producer: transactions onto the Kinesis stream, in PutRecords calls, at a chosen rate.
+"""The producer: transactions and labels onto the Kinesis stream, in PutRecords calls, at a chosen rate.
 
-Each record is the transaction contract's fields only, as JSON (labels such as `is_fraud` never reach
-the stream), with the user id as partition key so a user's transactions stay in order on one shard.
+Each transaction record is the transaction contract's fields only, as JSON (labels such as `is_fraud`
+never reach the stream with it), with the user id as partition key so a user's transactions stay in
+order on one shard. A label (`"event": "label"`, the label contract's fields) is keyed by its merchant
+id instead: the merchant's profile then has a single writer, as a user's has.
 Calls carry up to 500 records and 5 MB; the records a call reports failed (FailedRecordCount, by
 index) are retried alone, with backoff, a bounded number of times, and then the producer raises,
-naming how many were lost. A record whose earlier sibling of the same user failed may land before
-it: the retry follows immediately, so the disorder stays within one call and one user.
+naming how many were lost. A record whose earlier sibling of the same key failed may land before
+it: the retry follows immediately, so the disorder stays within one call and one key.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS
-from fraudwatch.errors import FraudwatchError
-from infra.events import contract_payload
+from fraudwatch.domain.events import EVENT_FIELD, LABEL_EVENT
+from fraudwatch.domain.label import LABEL_FIELDS
+from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS, check_recent
+from fraudwatch.errors import FraudwatchError, InvalidRecordError
+from infra.events import contract_payload, label_of, label_payload
 from infra.state import add_stack_options
 
 MAX_RECORDS_PER_CALL = 500
@@ -59,7 +63,8 @@ class ProduceStats:
     records_put: int = 0
     calls: int = 0
     retried_records: int = 0
-    # transaction_id -> epoch seconds at which the PutRecords call that accepted it returned
+    # transaction_id (a label's: of the transaction it labels) -> epoch seconds at which the
+    # PutRecords call that accepted it returned
     put_times: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     finished: float | None = None
@@ -81,15 +86,19 @@ class _Entry:
         return len(self.request["Data"]) + len(self.request["PartitionKey"].encode())
 
 
-def stream_entry(transaction: Mapping[str, Any], position: int) -> _Entry:
-    """A transaction as a PutRecords entry: the contract's fields as JSON, keyed by the user."""
-    missing = [name for name in FIELDS if name not in transaction]
+def stream_entry(record: Mapping[str, Any], position: int) -> _Entry:
+    """A record as a PutRecords entry, its contract's fields as JSON: a transaction keyed by its user,
+    a label (`"event": "label"`) by its merchant."""
+    fields: tuple[str, ...]
+    payload: Callable[[Mapping[str, Any]], bytes]
+    if record.get(EVENT_FIELD) == LABEL_EVENT:
+        fields, key, payload = LABEL_FIELDS, "merchant_id", label_payload
+    else:
+        fields, key, payload = FIELDS, "user_id", contract_payload
+    missing = [name for name in fields if name not in record]
     if missing:
-        raise ValueError(f"record {position}: no {missing[0]!r} (the contract needs {', '.join(FIELDS)})")
-    entry = _Entry(
-        str(transaction["transaction_id"]),
-        {"Data": contract_payload(transaction), "PartitionKey": str(transaction["user_id"])},
-    )
+        raise ValueError(f"record {position}: no {missing[0]!r} (the contract needs {', '.join(fields)})")
+    entry = _Entry(str(record["transaction_id"]), {"Data": payload(record), "PartitionKey": str(record[key])})
     if entry.size > MAX_RECORD_BYTES:
         raise ValueError(f"record {position}: {entry.size} bytes, over Kinesis's 1 MiB record limit")
     return entry
@@ -106,8 +115,9 @@ def produce(
     total: int | None = None,
     max_attempts: int = MAX_ATTEMPTS,
     backoff_s: float = 0.1,
+    unit: str = "tx",
 ) -> ProduceStats:
-    """Put the transactions on the stream, `rate` records per second (None: as fast as it goes).
+    """Put the records (transactions, labels) on the stream, `rate` per second (None: as fast as it goes).
 
     Stops between calls when `stop` is set; raises ProduceError when records stay failed after
     `max_attempts` attempts or a call fails outright.
@@ -126,7 +136,7 @@ def produce(
     )
     stats = ProduceStats()
     sent = 0
-    with tqdm(total=total, unit="tx", desc="produce", disable=not progress) as bar:
+    with tqdm(total=total, unit=unit, desc="produce", disable=not progress) as bar:
         for chunk in _chunks(records, per_call):
             if stop.is_set():
                 break
@@ -289,6 +299,25 @@ def file_transactions(path: Path, count: int | None, now: datetime | None = None
     return list(ending_now(rows, now=now or datetime.now(UTC).replace(microsecond=0), span=span))
 
 
+def file_labels(path: Path, count: int | None, labelled_at: datetime) -> list[dict[str, Any]]:
+    """The labels of the first `count` rows of a labelled CSV/Parquet file, each known at `labelled_at`.
+
+    A label's own time is when it became known, not its transaction's: the file's timestamps are not
+    read, and the Lambda refuses a `labelled_at` over an hour ahead of it or over 7 days behind it.
+    """
+    from training.io import read_transactions
+
+    try:
+        check_recent(labelled_at.timestamp(), time.time(), field="labelled_at")
+    except InvalidRecordError as exc:
+        raise ValueError(
+            f"labelled at {labelled_at.isoformat()}: {exc.reason}, so the Lambda would quarantine every label"
+        ) from exc
+    rows = read_transactions(path, labelled=True).to_dict("records")[:count]
+    stamp = labelled_at.isoformat()
+    return [label_of({str(k): v for k, v in row.items()}, stamp) for row in rows]
+
+
 # ------------------------------------------------------------------ command line
 
 
@@ -303,13 +332,19 @@ def _produce_command(args: argparse.Namespace) -> int:
         stream = args.stream or outputs.get("StreamName")
         if not stream:
             raise ValueError(f"no stream: pass --stream, or deploy first so {outputs_path} names it")
-        if args.file:
-            records: Iterable[dict[str, Any]] = file_transactions(Path(args.file), args.count)
+        if args.labelled_at and not args.labels:
+            raise ValueError("--labelled-at needs --labels")
+        if args.labels:
+            labelled_at = args.labelled_at or datetime.now(UTC).replace(microsecond=0)
+            records: Iterable[dict[str, Any]] = file_labels(Path(args.labels), args.count, labelled_at)
+        elif args.file:
+            records = file_transactions(Path(args.file), args.count)
         else:
             records = list(live_transactions(args.count or DEFAULT_COUNT, args.seed))
     except (OSError, ValueError, FraudwatchError) as exc:
         print(f"fraudwatch produce: {exc}", file=sys.stderr)
         return 2
+    what = "labels" if args.labels else "transactions"
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
 
@@ -319,7 +354,8 @@ def _produce_command(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, interrupt)
     try:
-        stats = produce(client("kinesis", endpoint, args.region), stream, records, rate=args.rate, stop=stop)
+        kinesis = client("kinesis", endpoint, args.region)
+        stats = produce(kinesis, stream, records, rate=args.rate, stop=stop, unit=what[:-1])
     except ProduceError as exc:
         print(f"fraudwatch produce: {exc}", file=sys.stderr)
         return 1
@@ -328,7 +364,7 @@ def _produce_command(args: argparse.Namespace) -> int:
     if args.put_times:
         Path(args.put_times).write_text(json.dumps(stats.put_times))
     print(
-        f"put {stats.records_put} transactions on {stream} in {stats.calls} calls "
+        f"put {stats.records_put} {what} on {stream} in {stats.calls} calls "
         f"({stats.retried_records} retried), {stats.rate:.0f} records/s"
         + (" (stopped)" if stop.is_set() else "")
     )
@@ -336,27 +372,41 @@ def _produce_command(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add `produce`: put transactions on the stream."""
+    """Add `produce`: put transactions, or labels, on the stream."""
     parser = subparsers.add_parser(
         "produce",
-        help="put generated (or a file's) transactions on the Kinesis stream",
+        help="put generated (or a file's) transactions, or a labelled file's labels, on the Kinesis stream",
         description="Put transactions on the stream in PutRecords calls of up to 500 (partition key = "
         "user_id), retrying the records a call reports failed. Live transactions come from the generator; "
         "a file's are replayed in time order. Either way the timestamps are shifted together so the last "
-        "is now: their spacing, which the features read, is kept, and none is too old for the Lambda.",
+        "is now: their spacing, which the features read, is kept, and none is too old for the Lambda. "
+        "With --labels, put instead one label per row of a labelled file (its is_fraud), known now or "
+        "--labelled-at, with partition key = merchant_id: they update the merchants' risk profiles.",
     )
     add_stack_options(parser)
     parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
     parser.add_argument(
         "--count",
         type=_positive_int,
-        help=f"how many transactions (default {DEFAULT_COUNT}; with --file, the whole file)",
+        help=f"how many transactions (default {DEFAULT_COUNT}; with --file or --labels, the whole file)",
     )
     parser.add_argument(
         "--rate", type=_positive_float, help="records per second (default: as fast as possible)"
     )
     parser.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
-    parser.add_argument("--file", help="a CSV or Parquet file of transactions instead of the generator")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--file", help="a CSV or Parquet file of transactions instead of the generator")
+    source.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="a labelled CSV or Parquet file (with is_fraud): put one label per row instead of transactions",
+    )
+    parser.add_argument(
+        "--labelled-at",
+        metavar="TIME",
+        type=_aware_datetime,
+        help="when the labels became known, ISO 8601 with a UTC offset (default: now)",
+    )
     parser.add_argument("--put-times", help="write {transaction_id: put time} as JSON to this file")
     parser.set_defaults(run=_produce_command)
 
@@ -372,4 +422,14 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a UTC offset such as +00:00 or Z: {text!r}")
     return value

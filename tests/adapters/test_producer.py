@@ -9,10 +9,21 @@ import boto3
 import pandas as pd
 import pytest
 
+from fraudwatch.domain.events import parse_event
+from fraudwatch.domain.label import LABEL_FIELDS, Label
 from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS
 from infra.cli import main
-from infra.producer import ProduceError, file_transactions, live_config, live_transactions, produce
+from infra.events import label_of
+from infra.producer import (
+    ProduceError,
+    file_labels,
+    file_transactions,
+    live_config,
+    live_transactions,
+    produce,
+)
 from training.generate import GeneratorConfig
+from training.io import DataFileError
 
 STREAM = "test-transactions"
 
@@ -237,3 +248,120 @@ def test_the_command_replays_a_whole_file(kinesis, tmp_path):
     payloads = [p for _, p in stream_contents(kinesis)]
     assert sorted(p["transaction_id"] for p in payloads) == [f"tx-{i:06d}" for i in range(25)]
     assert all("is_fraud" not in p for p in payloads)
+
+
+# ------------------------------------------------------------------------------------------ labels
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def label(i: int, merchant: int, is_fraud: bool) -> dict[str, Any]:
+    tx = {"transaction_id": f"tx-{i:06d}", "merchant_id": f"merch-{merchant:03d}", "is_fraud": is_fraud}
+    return label_of(tx, NOW.isoformat())
+
+
+def test_labels_are_keyed_by_merchant_and_carry_the_label_contract_beside_transactions(kinesis):
+    labels = [label(i, merchant=i % 4, is_fraud=i % 3 == 0) for i in range(40)]
+    mixed = [transaction(i) for i in range(40, 50)] + labels
+
+    stats = produce(kinesis, STREAM, mixed, progress=False)
+
+    contents = stream_contents(kinesis)
+    assert stats.records_put == len(contents) == 50
+    on_stream = [(key, payload) for key, payload in contents if payload.get("event") == "label"]
+    assert len(on_stream) == 40
+    assert all(key == payload["merchant_id"] for key, payload in on_stream)
+    assert all(set(payload) == {"event", *LABEL_FIELDS} for _, payload in on_stream)
+    for key, payload in on_stream:  # what the Lambda will read: a valid label
+        parsed = parse_event(json.dumps(payload).encode(), received_at=NOW.timestamp())
+        assert isinstance(parsed, Label)
+        assert parsed.merchant_id == key
+    for merchant in {lb["merchant_id"] for lb in labels}:  # one shard per merchant, in the merchant's order
+        assert [p["transaction_id"] for k, p in on_stream if k == merchant] == [
+            lb["transaction_id"] for lb in labels if lb["merchant_id"] == merchant
+        ]
+    assert all(key == payload["user_id"] for key, payload in contents if "event" not in payload)
+
+
+def test_failed_labels_are_retried_like_transactions(kinesis):
+    client = RecordingClient(kinesis, fail=lambda call, n: [0, 2] if call == 1 else [])
+    labels = [label(i, merchant=i, is_fraud=bool(i % 2)) for i in range(4)]
+
+    stats = produce(client, STREAM, labels, progress=False, backoff_s=0)
+
+    assert [r["PartitionKey"] for r in client.calls[1]] == ["merch-000", "merch-002"]
+    assert sorted(p["transaction_id"] for _, p in stream_contents(kinesis)) == [
+        f"tx-{i:06d}" for i in range(4)
+    ]
+    assert (stats.records_put, stats.retried_records) == (4, 2)
+
+
+def test_a_label_missing_a_field_is_named():
+    bad = label(1, merchant=1, is_fraud=True)
+    del bad["merchant_id"]
+    with pytest.raises(ValueError, match="record 0: no 'merchant_id'"):
+        produce(RecordingClient(), STREAM, [bad], progress=False)
+
+
+def labelled_file(tmp_path, rows: int = 6) -> Any:
+    path = tmp_path / "labelled.csv"
+    pd.DataFrame(
+        [transaction(i, merchant_id=f"merch-{i % 2:03d}", is_fraud=i % 3 == 0) for i in range(rows)]
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_a_labelled_file_gives_one_label_per_row_known_when_asked(tmp_path):
+    known = NOW - timedelta(days=2)
+
+    labels = file_labels(labelled_file(tmp_path), None, known)
+
+    assert [lb["transaction_id"] for lb in labels] == [f"tx-{i:06d}" for i in range(6)]
+    assert [lb["is_fraud"] for lb in labels] == [i % 3 == 0 for i in range(6)]
+    assert all(type(lb["is_fraud"]) is bool for lb in labels)  # JSON true/false, never 1/0
+    assert {lb["labelled_at"] for lb in labels} == {known.isoformat()}
+    assert [lb["merchant_id"] for lb in labels] == [f"merch-{i % 2:03d}" for i in range(6)]
+    assert len(file_labels(labelled_file(tmp_path), 4, known)) == 4
+
+
+def test_labels_the_lambda_would_quarantine_are_refused_before_any_is_put(tmp_path):
+    with pytest.raises(ValueError, match="more than 7 days in the past"):
+        file_labels(labelled_file(tmp_path), None, NOW - timedelta(days=8))
+    with pytest.raises(ValueError, match="more than an hour in the future"):
+        file_labels(labelled_file(tmp_path), None, NOW + timedelta(hours=2))
+    unlabelled = tmp_path / "unlabelled.csv"
+    pd.DataFrame([transaction(i) for i in range(3)]).to_csv(unlabelled, index=False)
+    with pytest.raises(DataFileError, match="is_fraud"):
+        file_labels(unlabelled, None, NOW)
+
+
+def test_the_command_puts_a_files_labels_on_the_stream(kinesis, tmp_path, capsys):
+    known = (NOW - timedelta(hours=5)).isoformat()
+    args = ["produce", "--stream", STREAM, "--outputs", str(tmp_path / "none.json")]
+
+    code = main([*args, "--labels", str(labelled_file(tmp_path)), "--labelled-at", known])
+
+    assert code == 0
+    assert "put 6 labels" in capsys.readouterr().out
+    contents = stream_contents(kinesis)
+    assert sorted(p["transaction_id"] for _, p in contents) == [f"tx-{i:06d}" for i in range(6)]
+    assert all(p["event"] == "label" and p["labelled_at"] == known for _, p in contents)
+    assert all(key == p["merchant_id"] for key, p in contents)
+
+
+def test_the_command_explains_bad_label_options(kinesis, tmp_path, capsys):
+    args = ["produce", "--stream", STREAM, "--outputs", str(tmp_path / "none.json")]
+    path = str(labelled_file(tmp_path))
+
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--labels", path, "--labelled-at", "2026-11-30T10:00:00"])
+    assert exited.value.code == 2
+    assert "needs a UTC offset" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--labels", path, "--file", path])
+    assert "not allowed with" in capsys.readouterr().err
+    assert main([*args, "--labelled-at", NOW.isoformat()]) == 2
+    assert "--labelled-at needs --labels" in capsys.readouterr().err
+    assert main([*args, "--labels", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    assert stream_contents(kinesis) == []
