@@ -200,6 +200,7 @@ def _environment(bundle: Bundle) -> dict[str, str]:
     env.update(
         {
             "PROFILES_TABLE": "fraudwatch-profiles",
+            "MERCHANT_PROFILES_TABLE": "fraudwatch-merchant-profiles",
             "DECISIONS_TABLE": "fraudwatch-decisions",
             "ALERTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:fraudwatch-alerts",
             "QUARANTINE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/fraudwatch-quarantine",
