@@ -187,11 +187,12 @@ def apply(profile: UserProfile, tx: Transaction) -> None:
     bucket = profile.days.get(day)
     if bucket is None:
         profile.days[day] = [1, tx.amount]
-        _forget_old_days(profile.days, int(newest // DAY))
+        _forget_old_days(profile.days)
     else:
         bucket[0] += 1
         bucket[1] += tx.amount
-    _invalidate(profile, day)
+    if profile.windows is not None and profile.windows[0] != day:
+        profile.windows = None  # a change to the cached day itself is one the windows never read
 
 
 def apply_label(merchant: MerchantProfile, label: Label) -> None:
@@ -200,23 +201,24 @@ def apply_label(merchant: MerchantProfile, label: Label) -> None:
     bucket = merchant.days.get(day)
     if bucket is None:
         merchant.days[day] = [1, int(label.is_fraud)]
-        _forget_old_days(merchant.days, max(merchant.days))
+        _forget_old_days(merchant.days)
     else:
         bucket[0] += 1
         bucket[1] += int(label.is_fraud)
-    _invalidate(merchant, day)
+    if merchant.windows is not None and merchant.windows[0] != day:
+        merchant.windows = None
 
 
-def _forget_old_days(days: dict[int, list[int]] | dict[int, list[float]], newest: int) -> None:
-    """Drop the day buckets more than KEPT_DAYS before the newest day."""
-    for old in [bucket for bucket in days if bucket < newest - KEPT_DAYS]:
-        del days[old]
+def _forget_old_days(days: dict[int, list[int]] | dict[int, list[float]]) -> None:
+    """Once there are more than KEPT_DAYS + 1 day buckets, drop those more than KEPT_DAYS before the newest.
 
-
-def _invalidate(profile: UserProfile | MerchantProfile, day: int) -> None:
-    """Drop the cached windows unless the change was to the cached day itself (which they never read)."""
-    if profile.windows is not None and profile.windows[0] != day:
-        profile.windows = None
+    Every window reads at most the KEPT_DAYS days before a transaction's day, so a bucket older than
+    that before the newest day is read only by a record that late (which counts what remains).
+    """
+    if len(days) > KEPT_DAYS + 1:
+        oldest_kept = max(days) - KEPT_DAYS
+        for old in [bucket for bucket in days if bucket < oldest_kept]:
+            del days[old]
 
 
 def _touch(recent: dict[str, None], key: str, bound: int) -> None:

@@ -6,8 +6,9 @@ Bounds, and what happens at them:
   at most MAX_RECENT of them; beyond that the oldest are dropped, so `velocity_24h` and `spend_24h`
   saturate at the most recent MAX_RECENT transactions (a user doing more than that in a day is
   flagged long before).
-* `days` keeps the count and the total amount of each UTC day's transactions, for the KEPT_DAYS days
-  before the newest and that day itself: the 7- and 30-day windows are made of these.
+* `days` keeps the count and the total amount of each UTC day's transactions, at most KEPT_DAYS + 1
+  days of them; past that, those more than KEPT_DAYS days before the newest are dropped. The 7- and
+  30-day windows are made of these.
 * `categories` and `merchants` remember the MAX_CATEGORIES / MAX_MERCHANTS most recently used; one
   not used for longer than that counts as new again.
 * `checkpoints` keeps the highest Kinesis sequence number applied per shard, which makes any redelivery
