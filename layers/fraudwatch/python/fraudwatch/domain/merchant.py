@@ -2,8 +2,8 @@
 
 Labels (a chargeback, or a transaction confirmed genuine) arrive days after the payment. A merchant
 profile counts them by the UTC day they became known, at most KEPT_DAYS + 1 days of them (past that,
-those more than KEPT_DAYS days before the newest are dropped); the merchant features read whole days only, so a label counts from the
-midnight after it became known.
+those more than KEPT_DAYS days before the newest are dropped); the merchant features read whole
+days only, so a label counts from the midnight after it became known.
 
 Writers: labels are put on the stream with the merchant id as partition key, so one shard (one
 function instance at a time) writes a merchant's profile, exactly as one shard writes a user's;
