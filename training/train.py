@@ -125,10 +125,12 @@ def train_model(
     weightings: tuple[str, ...] = tuple(WEIGHTINGS),
     nthread: int = 2,
     progress: bool = False,
+    feature_names: tuple[str, ...] = FEATURE_NAMES,
 ) -> TrainedModel:
     """Train one model per weighting with early stopping on validation; keep the best by average precision.
 
     `nthread` beyond the free cores slows XGBoost down badly (its threads spin); tests pass 1.
+    `feature_names` names the columns of `values` (a subset of the features, for a comparison model).
     """
     y_train, y_val = labels[split.train], labels[split.validation]
     positives = int(y_train.sum())
@@ -136,7 +138,7 @@ def train_model(
         period = "training" if positives == 0 else "validation"
         raise TrainingError(f"the {period} period has no fraud: use more data or a higher fraud rate")
     ratio = (len(y_train) - positives) / positives
-    features = list(FEATURE_NAMES)
+    features = list(feature_names)
     x_train = values[split.train].astype(np.float32)
     dtrain = xgb.QuantileDMatrix(x_train, label=y_train, feature_names=features, missing=np.nan)
     x_val = values[split.validation].astype(np.float32)
