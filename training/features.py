@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -139,8 +140,9 @@ def compute_features(
     replay = Replay()
     with _without_cycle_collection():
         rows = replay.run(transactions, order.tolist(), labels, progress)
-    values = np.empty((len(rows), len(FEATURE_NAMES)), dtype=np.float64)
-    values[order] = np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+    width = len(FEATURE_NAMES)
+    values = np.empty((len(rows), width), dtype=np.float64)
+    values[order] = np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * width).reshape(-1, width)
     return FeatureMatrix(values=values, epochs=epochs, order=order)
 
 
