@@ -79,7 +79,7 @@ class NaiveHandler:
         profile = self._read_profile(tx.user_id)
         if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
             return
-        row = features(profile, tx)
+        row = features(profile, self._read_merchant(tx.merchant_id), tx)
         decision = self._decide(tx, row)
         self._dynamodb.put_item(
             TableName=self._settings.decisions_table,
@@ -105,6 +105,16 @@ class NaiveHandler:
             TableName=self._settings.profiles_table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
         ).get("Item")
         return UserProfile.from_json(user_id, item["state"]["S"]) if item else UserProfile(user_id)
+
+    def _read_merchant(self, merchant_id: str) -> Any:
+        from fraudwatch.domain.merchant import MerchantProfile
+
+        item = self._dynamodb.get_item(
+            TableName=self._settings.merchant_profiles_table,
+            Key={"merchant_id": {"S": merchant_id}},
+            ConsistentRead=True,
+        ).get("Item")
+        return MerchantProfile.from_json(merchant_id, item["state"]["S"]) if item else None
 
     def _decide(self, tx: Transaction, row: tuple[float, ...]) -> DecisionRecord:
         import pandas as pd

@@ -12,6 +12,7 @@ Run: .venv/bin/python -m bench.scoring_cpu
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from fraudwatch.domain.transaction import parse_transaction
 
 BUDGET_US = 30.0
 BATCH = 100
+LABEL_SHARD = "shardId-000000000001"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- ours
 
 
-def _service(model: Model, history: dict[str, str]) -> ScoringService:
+def _service(model: Model, history: MemoryProfileStore) -> ScoringService:
     """A service on fresh in-memory stores holding the warmed profiles."""
     return ScoringService(
         profiles=_profile_store(history),
@@ -101,14 +103,19 @@ def _service(model: Model, history: dict[str, str]) -> ScoringService:
     )
 
 
-def _profile_store(history: dict[str, str]) -> MemoryProfileStore:
+def _profile_store(history: MemoryProfileStore) -> MemoryProfileStore:
     store = MemoryProfileStore()
-    store.items.update(history)
+    store.items.update(history.items)
+    store.merchant_items.update(history.merchant_items)
     return store
 
 
-def _warmed_profiles(model: XGBoostModel, warmup: list[list[StreamRecord]]) -> dict[str, str]:
-    """The stored profiles after the warm-up batches: every pass starts from this history."""
+def _warmed_profiles(model: XGBoostModel, warmup: list[list[StreamRecord]]) -> MemoryProfileStore:
+    """The stored profiles after the warm-up batches and their labels: every pass starts from this history.
+
+    Each warm-up transaction's label is fed back too, so the timed transactions' merchants have
+    profiles to read, as they do in production.
+    """
     profiles = MemoryProfileStore()
     service = ScoringService(
         profiles=profiles,
@@ -119,10 +126,25 @@ def _warmed_profiles(model: XGBoostModel, warmup: list[list[StreamRecord]]) -> d
     )
     for batch in warmup:
         service.process(batch)
-    return dict(profiles.items)
+    for batch in warmup:
+        service.process([_label_of(record) for record in batch])
+    return profiles
 
 
-def _time_batched(model: Model, history: dict[str, str], timed: list[list[StreamRecord]]) -> Run:
+def _label_of(record: StreamRecord) -> StreamRecord:
+    """A genuine label for a transaction record, known when the record arrived, on the labels' shard."""
+    tx = parse_transaction(record.data)
+    label = {
+        "event": "label",
+        "transaction_id": tx.transaction_id,
+        "merchant_id": tx.merchant_id,
+        "is_fraud": False,
+        "labelled_at": datetime.fromtimestamp(record.arrival_epoch, UTC).isoformat(),
+    }
+    return StreamRecord(LABEL_SHARD, record.sequence_number, json.dumps(label).encode(), record.arrival_epoch)
+
+
+def _time_batched(model: Model, history: MemoryProfileStore, timed: list[list[StreamRecord]]) -> Run:
     """Fresh stores holding the warmed profiles, then every timed batch through `process`."""
     service = _service(model, history)
     decided = 0
@@ -137,7 +159,7 @@ def _time_batched(model: Model, history: dict[str, str], timed: list[list[Stream
 
 
 def _breakdown(
-    model: XGBoostModel, history: dict[str, str], timed: list[list[StreamRecord]]
+    model: XGBoostModel, history: MemoryProfileStore, timed: list[list[StreamRecord]]
 ) -> tuple[dict[str, float], int]:
     """CPU seconds per phase over the timed batches, from timers around each step of `process`.
 
@@ -192,7 +214,7 @@ class PerRecordScorer:
     """The naive way: everything per record, the model through a one-row DataFrame and predict_proba."""
 
     def __init__(
-        self, model: XGBoostModel, bundle: Bundle, history: dict[str, str], n_jobs: int | None = None
+        self, model: XGBoostModel, bundle: Bundle, history: MemoryProfileStore, n_jobs: int | None = None
     ) -> None:
         import pandas as pd
         import xgboost as xgb
@@ -209,8 +231,9 @@ class PerRecordScorer:
     def handle(self, record: StreamRecord) -> DecisionRecord:
         """Score one record as one request."""
         tx = parse_transaction(record.data, received_at=record.arrival_epoch)
-        profile = self.profiles.get_many([tx.user_id]).get(tx.user_id) or UserProfile(tx.user_id)
-        row = features(profile, tx)
+        users, merchants = self.profiles.get_many([tx.user_id], [tx.merchant_id])
+        profile = users.get(tx.user_id) or UserProfile(tx.user_id)
+        row = features(profile, merchants.get(tx.merchant_id), tx)
         apply(profile, tx)
         profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
         start = time.process_time()
@@ -238,7 +261,7 @@ class PerRecordScorer:
 def _time_naive(
     model: XGBoostModel,
     bundle: Bundle,
-    history: dict[str, str],
+    history: MemoryProfileStore,
     records: list[StreamRecord],
     n_jobs: int | None = None,
 ) -> Run:
@@ -326,7 +349,7 @@ def _print_breakdown(spent: dict[str, float], records: int) -> None:
 
 
 def _print_what_ifs(
-    model: XGBoostModel, history: dict[str, str], timed: list[list[StreamRecord]], as_is: float
+    model: XGBoostModel, history: MemoryProfileStore, timed: list[list[StreamRecord]], as_is: float
 ) -> None:
     """The same passes without the explain step, to size what the reasons cost (the domain is untouched)."""
     silent = _ModelProxy(model)
