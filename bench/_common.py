@@ -116,7 +116,7 @@ def labelled_feature_rows(stream: TransactionStream, n: int) -> tuple[list[tuple
     for body, is_fraud in stream.labelled(n):
         tx = transaction_from_mapping(body)
         profile = profiles.setdefault(tx.user_id, UserProfile(tx.user_id))
-        rows.append(features(profile, tx))
+        rows.append(features(profile, None, tx))
         apply(profile, tx)
         labels.append(is_fraud)
     return rows, labels

@@ -1,11 +1,13 @@
 """AWS calls per batch of 100 records through the real adapters on moto, against the naive way.
 
-Ours: the handler's own wiring (`fraudwatch.wiring.build_service`: BatchGetItem for the batch's
-profiles, BatchWriteItem for decisions and profiles, PublishBatch for alerts, SendMessageBatch for
-quarantine). Naive: per record GetItem (profile), PutItem (profile), PutItem (decision), and one
-Publish per alert. Calls are counted with botocore's `provide-client-params` event, once per API
+Ours: the handler's own wiring (`fraudwatch.wiring.build_service`: BatchGetItem for the batch's user
+and merchant profiles together, BatchWriteItem for decisions, user and merchant profiles,
+PublishBatch for alerts, SendMessageBatch for quarantine). Naive: per transaction GetItem (user),
+GetItem (merchant), PutItem (user), PutItem (decision), and one Publish per alert; per label GetItem
+and PutItem (merchant). Calls are counted with botocore's `provide-client-params` event, once per API
 call a client makes (botocore's own retries of a call are not counted again). Tables are created
-with template.yaml's key schemas.
+with template.yaml's key schemas. Labels are of transactions seen in earlier batches, one per
+merchant, as a chargeback feed sends them (partition key = merchant id).
 
 Run: .venv/bin/python -m bench.aws_calls
 """
@@ -16,12 +18,13 @@ import argparse
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from bench._common import REPO_ROOT, Bundle, TransactionStream, machine, model_bundle, table, verdict
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
 
 BUDGET = 10
@@ -38,6 +41,10 @@ FALLBACK_TABLES: dict[str, dict[str, Any]] = {
     "ProfilesTable": {
         "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"}],
         "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}],
+    },
+    "MerchantProfilesTable": {
+        "AttributeDefinitions": [{"AttributeName": "merchant_id", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "merchant_id", "KeyType": "HASH"}],
     },
     "DecisionsTable": {
         "AttributeDefinitions": [
@@ -61,18 +68,21 @@ FALLBACK_TABLES: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True, slots=True)
 class Mix:
-    """A kind of batch: how many distinct users its 100 records come from."""
+    """A kind of batch: how many distinct users its 100 records come from, how many are labels."""
 
     name: str
     pool: int
     distinct_users: int | None
     malformed: int = 0
+    labels: int = 0
 
 
 MIXES = (
-    Mix("95 distinct users (worst case)", pool=400, distinct_users=95),
+    Mix("95 distinct users", pool=400, distinct_users=95),
     Mix("20 distinct users", pool=20, distinct_users=20),
     Mix("95 users + 1 malformed record", pool=400, distinct_users=95, malformed=1),
+    Mix("95 users, 99 tx + 1 label (worst case)", pool=400, distinct_users=95, labels=1),
+    Mix("95 users, 90 tx + 10 labels", pool=400, distinct_users=95, labels=10),
 )
 
 
@@ -118,9 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     summary = []
     for mix in MIXES:
-        ours, naive, alerts = _measure(mix, bundle, args)
+        ours, naive, alerts, keys = _measure(mix, bundle, args)
         summary.append((mix, ours, naive, alerts))
-        _print_mix(mix, ours, naive, alerts)
+        _print_mix(mix, ours, naive, alerts, keys)
     _print_summary(summary)
     return 0
 
@@ -155,8 +165,13 @@ def _table_definitions() -> dict[str, dict[str, Any]]:
     return {name: resource["Properties"] for name, resource in tables.items()}
 
 
-def _labels(env: dict[str, str]) -> dict[str, str]:
-    return {env["PROFILES_TABLE"]: "profiles", env["DECISIONS_TABLE"]: "decisions"}
+def table_labels(env: dict[str, str]) -> dict[str, str]:
+    """Short names of the function's tables, as the counts show them."""
+    return {
+        env["PROFILES_TABLE"]: "profiles",
+        env["MERCHANT_PROFILES_TABLE"]: "merchants",
+        env["DECISIONS_TABLE"]: "decisions",
+    }
 
 
 def _create_stack(session: Any) -> dict[str, str]:
@@ -175,6 +190,7 @@ def _create_stack(session: Any) -> dict[str, str]:
     queue = session.client("sqs").create_queue(QueueName="bench-QuarantineQueue")["QueueUrl"]
     return {
         "PROFILES_TABLE": names["ProfilesTable"],
+        "MERCHANT_PROFILES_TABLE": names["MerchantProfilesTable"],
         "DECISIONS_TABLE": names["DecisionsTable"],
         "ALERTS_TOPIC_ARN": topic,
         "QUARANTINE_QUEUE_URL": queue,
@@ -192,7 +208,55 @@ def _batches(
     batches = stream.batches(count, distinct_users=mix.distinct_users)
     if mix.malformed:
         batches = [_with_malformed(batch, mix.malformed) for batch in batches]
+    if mix.labels:
+        batches = with_labels(batches, earlier=[r for batch in warm for r in batch], count=mix.labels)
     return warm, batches
+
+
+def with_labels(
+    batches: list[list[StreamRecord]], earlier: Iterable[StreamRecord], count: int
+) -> list[list[StreamRecord]]:
+    """Each batch with its last `count` records replaced by labels of transactions seen before it.
+
+    Each batch's labels are for distinct merchants and transactions never labelled before (a label
+    counted twice would be a duplicate, and write nothing); they became known a minute before arrival.
+    """
+    seen = [json.loads(record.data) for record in earlier]
+    labelled: set[str] = set()
+    result = []
+    for batch in batches:
+        kept, replaced = batch[:-count], batch[-count:]
+        merchants: set[str] = set()
+        labels = []
+        for tx in seen:
+            if len(labels) == count:
+                break
+            if tx["transaction_id"] in labelled or tx["merchant_id"] in merchants:
+                continue
+            labelled.add(tx["transaction_id"])
+            merchants.add(tx["merchant_id"])
+            labels.append(tx)
+        if len(labels) < count:
+            raise SystemExit(f"not enough earlier transactions to label {count} per batch")
+        result.append(
+            kept + [_label(record, tx, len(labelled)) for record, tx in zip(replaced, labels, strict=True)]
+        )
+        seen.extend(json.loads(record.data) for record in kept)
+    return result
+
+
+def _label(record: StreamRecord, tx: dict[str, Any], n: int) -> StreamRecord:
+    """`record`'s place in the stream, holding a label of `tx` (every fourth one fraud)."""
+    body = {
+        "event": "label",
+        "transaction_id": tx["transaction_id"],
+        "merchant_id": tx["merchant_id"],
+        "is_fraud": n % 4 == 0,
+        "labelled_at": datetime.fromtimestamp(record.arrival_epoch - 60, UTC).isoformat(),
+    }
+    return StreamRecord(
+        record.shard_id, record.sequence_number, json.dumps(body).encode(), record.arrival_epoch
+    )
 
 
 def _with_malformed(batch: list[StreamRecord], count: int) -> list[StreamRecord]:
@@ -211,7 +275,7 @@ def _with_malformed(batch: list[StreamRecord], count: int) -> list[StreamRecord]
 
 def _measure(
     mix: Mix, bundle: Bundle, args: argparse.Namespace
-) -> tuple[list[Counter[str]], list[Counter[str]], list[int]]:
+) -> tuple[list[Counter[str]], list[Counter[str]], list[int], list[tuple[int, int]]]:
     """Per counted batch, the calls of ours and of the naive way (each on a fresh stack)."""
     import boto3
     from moto import mock_aws
@@ -222,10 +286,11 @@ def _measure(
     warm, batches = _batches(mix, args.warmup_batches, max(args.batches, args.naive_batches), seed=7)
     ours: list[Counter[str]] = []
     alerts: list[int] = []
+    keys: list[tuple[int, int]] = []
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         env = _create_stack(session)
-        counter = CallCounter(_labels(env))
+        counter = CallCounter(table_labels(env))
         # clients copy the session's event handlers when they are built, so register first
         session.events.register("provide-client-params.*.*", counter)
         service = build_service(Settings.from_env({**env, "MODEL_DIR": str(bundle.path)}), session)
@@ -236,13 +301,14 @@ def _measure(
             report = service.process(batch)
             _check(report, batch)
             alerts.append(sum(d.is_alert for d in report.decisions))
+            keys.append(profile_keys(batch))
             ours.append(counter.take())
 
     naive: list[Counter[str]] = []
     with mock_aws():
         session = boto3.Session(region_name=REGION)
         env = _create_stack(session)
-        counter = CallCounter(_labels(env))
+        counter = CallCounter(table_labels(env))
         session.events.register("provide-client-params.*.*", counter)
         handler = PerRecordHandler(session, env, bundle)
         for batch in warm:
@@ -251,11 +317,29 @@ def _measure(
         for batch in batches[: args.naive_batches]:
             handler.handle_batch(batch)
             naive.append(counter.take())
-    return ours, naive, alerts
+    return ours, naive, alerts, keys
+
+
+def profile_keys(batch: list[StreamRecord]) -> tuple[int, int]:
+    """The distinct users and merchants whose profiles a batch reads."""
+    from fraudwatch.domain.events import parse_event
+    from fraudwatch.domain.label import Label
+    from fraudwatch.errors import InvalidRecordError
+
+    users, merchants = set(), set()
+    for record in batch:
+        try:
+            event = parse_event(record.data, received_at=record.arrival_epoch)
+        except InvalidRecordError:
+            continue
+        merchants.add(event.merchant_id)
+        if not isinstance(event, Label):
+            users.add(event.user_id)
+    return len(users), len(merchants)
 
 
 def _check(report: Any, batch: list[StreamRecord]) -> None:
-    handled = len(report.decisions) + len(report.quarantined)
+    handled = len(report.decisions) + report.labels + len(report.quarantined)
     if report.failed or handled != len(batch):
         raise SystemExit(
             f"batch not fully handled ({handled} of {len(batch)}, {len(report.failed)} failed): "
@@ -264,7 +348,9 @@ def _check(report: Any, batch: list[StreamRecord]) -> None:
 
 
 class PerRecordHandler:
-    """The naive way: a read and two writes per record, a Publish per alert, a SendMessage per bad record."""
+    """The naive way: two reads and two writes per transaction, a read and a write per label, a Publish
+    per alert, a SendMessage per bad record.
+    """
 
     def __init__(self, session: Any, env: dict[str, str], bundle: Bundle) -> None:
         from fraudwatch.adapters.model import load_model
@@ -281,29 +367,35 @@ class PerRecordHandler:
             self.handle(record)
 
     def handle(self, record: StreamRecord) -> None:
-        """Read the profile, score, write profile and decision, alert."""
-        from fraudwatch.domain.features import apply, features
+        """A transaction: read both profiles, score, write profile and decision, alert. A label: count it."""
+        from fraudwatch.domain.events import parse_event
+        from fraudwatch.domain.features import apply, apply_label, features
+        from fraudwatch.domain.label import Label
         from fraudwatch.domain.profile import UserProfile
-        from fraudwatch.domain.transaction import parse_transaction
         from fraudwatch.errors import InvalidRecordError
 
         try:
-            tx = parse_transaction(record.data, received_at=record.arrival_epoch)
+            event = parse_event(record.data, received_at=record.arrival_epoch)
         except InvalidRecordError as exc:
             self._sqs.send_message(QueueUrl=self._env["QUARANTINE_QUEUE_URL"], MessageBody=str(exc))
             return
+        merchant = self._merchant(event.merchant_id)
+        if isinstance(event, Label):
+            merchant = merchant or MerchantProfile(event.merchant_id)
+            apply_label(merchant, event)
+            merchant.mark_applied(event.transaction_id, record.shard_id, record.sequence)
+            self._put("MERCHANT_PROFILES_TABLE", "merchant_id", event.merchant_id, merchant.to_json())
+            return
+        tx = event
         item = self._dynamodb.get_item(
             TableName=self._env["PROFILES_TABLE"], Key={"user_id": {"S": tx.user_id}}, ConsistentRead=True
         ).get("Item")
         profile = UserProfile.from_json(tx.user_id, item["state"]["S"]) if item else UserProfile(tx.user_id)
-        score = self._model.score([features(profile, tx)])[0]
+        score = self._model.score([features(profile, merchant, tx)])[0]
         decision = self._model.thresholds.decide(score)
         apply(profile, tx)
         profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
-        self._dynamodb.put_item(
-            TableName=self._env["PROFILES_TABLE"],
-            Item={"user_id": {"S": tx.user_id}, "state": {"S": profile.to_json()}},
-        )
+        self._put("PROFILES_TABLE", "user_id", tx.user_id, profile.to_json())
         decided_at = datetime.now(UTC).isoformat()
         self._dynamodb.put_item(
             TableName=self._env["DECISIONS_TABLE"],
@@ -318,13 +410,33 @@ class PerRecordHandler:
         if decision.value != "APPROVED":
             self._sns.publish(TopicArn=self._env["ALERTS_TOPIC_ARN"], Message=tx.transaction_id)
 
+    def _merchant(self, merchant_id: str) -> MerchantProfile | None:
+        item = self._dynamodb.get_item(
+            TableName=self._env["MERCHANT_PROFILES_TABLE"],
+            Key={"merchant_id": {"S": merchant_id}},
+            ConsistentRead=True,
+        ).get("Item")
+        return MerchantProfile.from_json(merchant_id, item["state"]["S"]) if item else None
+
+    def _put(self, table: str, key: str, key_id: str, state: str) -> None:
+        self._dynamodb.put_item(TableName=self._env[table], Item={key: {"S": key_id}, "state": {"S": state}})
+
 
 # ---------------------------------------------------------------- output
 
 
-def _print_mix(mix: Mix, ours: list[Counter[str]], naive: list[Counter[str]], alerts: list[int]) -> None:
+def _print_mix(
+    mix: Mix,
+    ours: list[Counter[str]],
+    naive: list[Counter[str]],
+    alerts: list[int],
+    keys: list[tuple[int, int]],
+) -> None:
+    users, merchants = [u for u, _ in keys], [m for _, m in keys]
     print(
-        f"== {mix.name}: alerts per batch {min(alerts)}-{max(alerts)} (mean {sum(alerts) / len(alerts):.1f})"
+        f"== {mix.name}: alerts per batch {min(alerts)}-{max(alerts)} (mean {sum(alerts) / len(alerts):.1f});"
+        f" profiles read per batch: users {min(users)}-{max(users)},"
+        f" merchants {min(merchants)}-{max(merchants)}"
     )
     operations = sorted({op for c in ours + naive for op in c})
     rows = [
