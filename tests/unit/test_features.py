@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import math
+import random
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
-from fraudwatch.domain.features import FEATURE_NAMES, apply, features
+from fraudwatch.domain.features import (
+    DAY,
+    FEATURE_NAMES,
+    HOUR,
+    MERCHANT_FEATURES,
+    NO_MERCHANT,
+    apply,
+    apply_label,
+    features,
+)
+from fraudwatch.domain.label import Label, label_from_mapping
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
-from fraudwatch.domain.transaction import transaction_from_mapping
+from fraudwatch.domain.transaction import Transaction, transaction_from_mapping
 from training.features import compute_features
 
 NAN = float("nan")
@@ -175,3 +188,189 @@ def test_a_late_record_is_scored_on_what_is_at_or_before_it_then_inserted_in_ord
     apply(profile, late)
     assert profile.last_epoch == newest
     assert profile.recent_amounts == [10.0, 40.0, 20.0]
+
+
+def differing(a: tuple[float, ...], b: tuple[float, ...]) -> list[str]:
+    """The names of the features that differ between two rows."""
+    return [name for name, x, y in zip(FEATURE_NAMES, a, b, strict=True) if not same(x, y)]
+
+
+def parsed(n: int, timestamp: str, amount: float = 10.0, **kw: str) -> Transaction:
+    return transaction_from_mapping(tx(n, timestamp, amount, **kw))
+
+
+def known(n: int, labelled_at: str, is_fraud: bool, merchant: str = "m1") -> Label:
+    return label_from_mapping(
+        {"transaction_id": f"t{n}", "merchant_id": merchant, "is_fraud": is_fraud, "labelled_at": labelled_at}
+    )
+
+
+def described(profile: UserProfile, merchant: MerchantProfile | None, t: Transaction) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, features(profile, merchant, t), strict=True))
+
+
+def folded(*history: Transaction) -> UserProfile:
+    profile = UserProfile("u1")
+    for t in history:
+        apply(profile, t)
+    return profile
+
+
+def day_of(timestamp: str) -> int:
+    return int(datetime.fromisoformat(timestamp).timestamp() // DAY)
+
+
+def test_long_windows_are_the_whole_utc_days_before_the_transactions_day():
+    profile = folded(
+        parsed(1, "2025-12-20T12:00:00+00:00", 1000.0),  # 31 days before: out of both
+        parsed(2, "2025-12-21T00:00:00+00:00", 300.0),  # 30 days before, at midnight: in the 30 days
+        parsed(3, "2026-01-12T23:59:59+00:00", 200.0),  # 8 days before: out of the 7 days, in the 30
+        parsed(4, "2026-01-13T00:00:00+00:00", 10.0),  # 7 days before, at midnight: in the 7 days
+        parsed(5, "2026-01-19T23:59:59+00:00", 30.0),  # the day before
+    )
+    assert day_of("2025-12-20T12:00:00+00:00") in profile.days  # kept, so the window is what leaves it out
+    row = described(profile, None, parsed(6, "2026-01-20T15:00:00+00:00"))
+    assert (row["user_count_7d"], row["user_mean_amount_7d"]) == (2.0, (10.0 + 30.0) / 2)
+    assert (row["user_count_30d"], row["user_mean_amount_30d"]) == (4.0, (300.0 + 200.0 + 10.0 + 30.0) / 4)
+
+
+def test_long_windows_leave_out_the_transactions_own_day():
+    profile = folded(
+        parsed(1, "2026-01-19T12:00:00+00:00", 10.0),
+        parsed(2, "2026-01-20T00:00:00+00:00", 50.0),
+        parsed(3, "2026-01-20T09:00:00+00:00", 70.0),
+    )
+    row = described(profile, None, parsed(4, "2026-01-20T15:00:00+00:00"))
+    assert row["velocity_24h"] == 2.0  # the 24 h window sees the same day's two
+    assert (row["user_count_7d"], row["user_mean_amount_7d"]) == (1.0, 10.0)
+    assert (row["user_count_30d"], row["user_mean_amount_30d"]) == (1.0, 10.0)
+
+
+def test_long_windows_use_utc_days_not_the_cards_local_days():
+    profile = folded(
+        parsed(1, "2026-01-20T00:30:00+02:00", 10.0),  # 19 January in UTC: counted
+        parsed(2, "2026-01-19T23:30:00-02:00", 20.0),  # 20 January in UTC: the same day, not counted
+    )
+    row = described(profile, None, parsed(3, "2026-01-20T09:00:00+00:00"))
+    assert (row["user_count_7d"], row["user_mean_amount_7d"]) == (1.0, 10.0)
+
+
+def test_a_label_counts_in_the_day_it_became_known():
+    merchant = MerchantProfile("m1")
+    apply_label(merchant, known(1, "2026-01-20T10:00:00+00:00", True))
+    apply_label(merchant, known(2, "2026-01-20T23:30:00-05:00", False))  # 21 January in UTC
+    apply_label(merchant, known(3, "2026-01-20T18:00:00+00:00", False))
+    assert merchant.days == {
+        day_of("2026-01-20T00:00:00+00:00"): [2, 1],
+        day_of("2026-01-21T00:00:00+00:00"): [1, 0],
+    }
+
+
+def test_a_label_is_seen_from_the_next_utc_midnight_not_the_same_day():
+    merchant = MerchantProfile("m1")
+    for n, is_fraud in enumerate((True, True, False)):
+        apply_label(merchant, known(n, "2026-01-20T10:00:00+00:00", is_fraud))
+    profile = UserProfile("u1")
+    same_day = described(profile, merchant, parsed(10, "2026-01-20T23:59:59+00:00"))
+    next_day = described(profile, merchant, parsed(11, "2026-01-21T00:00:00+00:00"))
+    assert same_day["merchant_labels_1d"] == 0.0
+    assert math.isnan(same_day["merchant_fraud_rate_1d"])
+    assert (next_day["merchant_labels_1d"], next_day["merchant_fraud_rate_1d"]) == (3.0, 2 / 3)
+
+
+def test_merchant_windows_are_the_1_7_and_30_whole_days_before():
+    merchant = MerchantProfile("m1")
+    # Applied newest first: late labels count in their own day.
+    for n, (stamp, is_fraud) in enumerate(
+        [
+            ("2026-01-19T08:00:00+00:00", True),  # the day before: in all three
+            ("2026-01-18T08:00:00+00:00", False),  # 2 days before: in 7 and 30
+            ("2026-01-13T00:00:00+00:00", True),  # 7 days before: in 7 and 30
+            ("2026-01-12T23:59:59+00:00", False),  # 8 days before: in 30
+            ("2025-12-21T00:00:00+00:00", True),  # 30 days before: in 30
+            ("2025-12-20T23:00:00+00:00", False),  # 31 days before: in none
+        ]
+    ):
+        apply_label(merchant, known(n, stamp, is_fraud))
+    assert day_of("2025-12-20T23:00:00+00:00") in merchant.days  # kept, so the window is what leaves it out
+    row = described(UserProfile("u1"), merchant, parsed(10, "2026-01-20T15:00:00+00:00"))
+    assert [row[name] for name in MERCHANT_FEATURES] == [1.0, 1.0, 3.0, 2 / 3, 5.0, 3 / 5]
+
+
+def test_a_merchant_without_labels_before_the_day_has_counts_of_zero_and_no_rate():
+    labelled_today = MerchantProfile("m1")
+    apply_label(labelled_today, known(1, "2026-01-20T01:00:00+00:00", True))
+    t = parsed(2, "2026-01-20T15:00:00+00:00")
+    profile = UserProfile("u1")
+    for merchant in (None, MerchantProfile("m1"), labelled_today):
+        values = features(profile, merchant, t)[len(FEATURE_NAMES) - len(MERCHANT_FEATURES) :]
+        assert all(same(a, b) for a, b in zip(values, NO_MERCHANT, strict=True)), merchant
+    assert [same(v, NAN) for v in NO_MERCHANT] == [False, True] * 3
+
+
+@pytest.mark.parametrize("gap_hours", [2.0, 30.0], ids=["busy", "sparse"])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_cached_windows_never_change_a_feature(seed: int, gap_hours: float):
+    """Features on profiles carrying their cache equal those on fresh copies, through late records.
+
+    Records come in small runs at one merchant and moment (a terminal uploading what it held offline,
+    a batch of chargebacks), up to 7 days late, so late days without a bucket yet get several records
+    in a row.
+    """
+    rng = random.Random(seed)
+    clock = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    profile = UserProfile("u1")
+    merchants = {m: MerchantProfile(m) for m in ("m1", "m2", "m3")}
+    hits = {"user": 0, "merchant": 0}
+    n = 0
+    while n < 1500:
+        clock += rng.expovariate(1 / (gap_hours * HOUR))
+        late = rng.uniform(0, 7 * DAY) if rng.random() < 0.3 else 0.0
+        merchant = merchants[rng.choice(list(merchants))]
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            n += 1
+            stamp = datetime.fromtimestamp(clock - late + n, UTC).isoformat()
+            if rng.random() < 0.3:
+                apply_label(merchant, known(n, stamp, rng.random() < 0.4, merchant.merchant_id))
+                continue
+            t = parsed(n, stamp, round(rng.uniform(1, 500), 2), merchant=merchant.merchant_id)
+            day = int(t.epoch // DAY)
+            hits["user"] += profile.windows is not None and profile.windows[0] == day
+            hits["merchant"] += merchant.windows is not None and merchant.windows[0] == day
+            cached = features(profile, merchant, t)
+            fresh = features(
+                UserProfile.from_json("u1", profile.to_json()),
+                MerchantProfile.from_json(merchant.merchant_id, merchant.to_json()),
+                t,
+            )
+            assert differing(cached, fresh) == [], n
+            apply(profile, t)
+    # The cache was used, so the comparison means something.
+    assert hits["user"] > 50
+    assert hits["merchant"] > 50
+
+
+def test_a_late_record_that_makes_old_buckets_go_refreshes_the_cached_windows():
+    """A late record opening a new day can make the oldest buckets go; the cached windows must follow."""
+    first = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+    def stamp(day: int) -> str:
+        return datetime.fromtimestamp(first + day * DAY + 12 * HOUR, UTC).isoformat()
+
+    # 31 day buckets each, the oldest more than KEPT_DAYS before the newest; day 29 has none yet.
+    days = [*range(29), 30, 31]
+    profile = folded(*(parsed(day, stamp(day), 1000.0 if day == 0 else 10.0) for day in days))
+    merchant = MerchantProfile("m1")
+    for day in days:
+        apply_label(merchant, known(day, stamp(day), is_fraud=day == 0))
+    late, later = parsed(100, stamp(29)), parsed(101, stamp(29))
+    features(profile, merchant, late)  # caches day 29's windows, which read day 0
+
+    apply(profile, late)  # a 32nd bucket: the oldest go
+    apply_label(merchant, known(100, stamp(29), True))
+    oldest = int(first // DAY)
+    assert oldest not in profile.days
+    assert oldest not in merchant.days
+    fresh_profile = UserProfile.from_json("u1", profile.to_json())
+    fresh_merchant = MerchantProfile.from_json("m1", merchant.to_json())
+    assert differing(features(profile, merchant, later), features(fresh_profile, fresh_merchant, later)) == []

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.transaction import (
     MAX_AGE_SECONDS,
     MAX_PAYLOAD_BYTES,
@@ -99,3 +100,18 @@ def test_time_bounds_apply_only_with_an_arrival_time():
     assert parse_transaction(old).epoch < RECEIVED - MAX_AGE_SECONDS
     with pytest.raises(InvalidRecordError):
         parse_transaction(old, received_at=RECEIVED)
+
+
+@pytest.mark.parametrize(("payload", "field"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_the_stream_parser_refuses_a_malformed_transaction_for_the_same_reason(payload: bytes, field: str):
+    """`parse_event` reads records of either kind; for a transaction it says what `parse_transaction` says."""
+    with pytest.raises(InvalidRecordError) as direct:
+        parse_transaction(payload, received_at=RECEIVED)
+    with pytest.raises(InvalidRecordError) as streamed:
+        parse_event(payload, received_at=RECEIVED)
+    assert streamed.value.field == field
+    assert streamed.value.reason == direct.value.reason
+
+
+def test_the_stream_parser_reads_a_valid_transaction_as_parse_transaction_does():
+    assert parse_event(encode(), received_at=RECEIVED) == parse_transaction(encode(), received_at=RECEIVED)

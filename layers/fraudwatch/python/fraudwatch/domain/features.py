@@ -187,7 +187,8 @@ def apply(profile: UserProfile, tx: Transaction) -> None:
     bucket = profile.days.get(day)
     if bucket is None:
         profile.days[day] = [1, tx.amount]
-        _forget_old_days(profile.days)
+        if _forget_old_days(profile.days):
+            profile.windows = None  # a dropped bucket may be one the cached day's windows read
     else:
         bucket[0] += 1
         bucket[1] += tx.amount
@@ -201,7 +202,8 @@ def apply_label(merchant: MerchantProfile, label: Label) -> None:
     bucket = merchant.days.get(day)
     if bucket is None:
         merchant.days[day] = [1, int(label.is_fraud)]
-        _forget_old_days(merchant.days)
+        if _forget_old_days(merchant.days):
+            merchant.windows = None
     else:
         bucket[0] += 1
         bucket[1] += int(label.is_fraud)
@@ -209,16 +211,19 @@ def apply_label(merchant: MerchantProfile, label: Label) -> None:
         merchant.windows = None
 
 
-def _forget_old_days(days: dict[int, list[int]] | dict[int, list[float]]) -> None:
+def _forget_old_days(days: dict[int, list[int]] | dict[int, list[float]]) -> bool:
     """Once there are more than KEPT_DAYS + 1 day buckets, drop those more than KEPT_DAYS before the newest.
 
     Every window reads at most the KEPT_DAYS days before a transaction's day, so a bucket older than
     that before the newest day is read only by a record that late (which counts what remains).
+    True when some went: a late day's cached windows may have read them.
     """
     if len(days) > KEPT_DAYS + 1:
         oldest_kept = max(days) - KEPT_DAYS
         for old in [bucket for bucket in days if bucket < oldest_kept]:
             del days[old]
+        return True
+    return False
 
 
 def _touch(recent: dict[str, None], key: str, bound: int) -> None:
