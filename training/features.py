@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterable, Iterator
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat, starmap
 
 import numpy as np
 import pandas as pd
@@ -32,7 +35,7 @@ from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 
 # The contract's own timestamp parser: offline instants are the stream's by construction.
-from fraudwatch.domain.transaction import Transaction, parse_timestamp
+from fraudwatch.domain.transaction import FIELDS, Transaction, parse_timestamp
 from fraudwatch.errors import InvalidRecordError
 from training.io import LABEL, DataFileError, check_transactions
 
@@ -62,35 +65,39 @@ CANONICAL_TIMESTAMP = (
 (years from 1000: pandas accepts a year 0 that Python's calendar does not have)."""
 
 
-def to_transactions(frame: pd.DataFrame, *, source: str = "data") -> list[Transaction]:
-    """The frame's rows (already checked by `training.io`) as the contract's Transactions, in order."""
-    texts = frame["timestamp"]
-    fast, epochs, hours = _canonical_instants(texts)
-    out: list[Transaction] = []
-    append = out.append
+def to_transactions(
+    frame: pd.DataFrame, *, source: str = "data", at: tuple[np.ndarray, np.ndarray] | None = None
+) -> list[Transaction]:
+    """The frame's rows (already checked by `training.io`) as the contract's Transactions, in order.
+
+    `at` is the rows' `instants`, when already computed.
+    """
+    epochs, hours = at if at is not None else instants(frame, source=source)
     rows = zip(
         frame["transaction_id"].tolist(),
         frame["user_id"].tolist(),
         frame["merchant_id"].tolist(),
         frame["amount"].astype("float64").tolist(),
         frame["currency"].tolist(),
-        texts.tolist(),
+        frame["timestamp"].tolist(),
         frame["category"].tolist(),
-        fast,
-        epochs,
-        hours,
+        epochs.tolist(),
+        hours.tolist(),
         strict=True,
     )
-    for row, (tx_id, user, merchant, amount, currency, text, category, is_fast, epoch, hour) in enumerate(
-        rows
-    ):
-        if not is_fast:
-            epoch, hour = _instant(text, row, source)
-        append(Transaction(tx_id, user, merchant, amount, currency, text, category, epoch, hour))
-    return out
+    return list(starmap(Transaction, rows))
 
 
-def _canonical_instants(texts: pd.Series) -> tuple[list[bool], list[float], list[int]]:
+def instants(frame: pd.DataFrame, *, source: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """Each row's instant (epoch seconds) and local hour, exactly as the contract's parser gives them."""
+    texts = frame["timestamp"]
+    fast, epochs, hours = _canonical_instants(texts)
+    for row in np.flatnonzero(~fast).tolist():
+        epochs[row], hours[row] = _instant(texts.iat[row], row, source)
+    return epochs, hours
+
+
+def _canonical_instants(texts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Epoch seconds and local hour of the timestamps in the canonical form, vectorised.
 
     Exactly what the contract's parser gives: the instant in whole microseconds divided by 10**6 is
@@ -103,7 +110,7 @@ def _canonical_instants(texts: pd.Series) -> tuple[list[bool], list[float], list
     fast = canonical & parsed.notna().to_numpy()
     micros = parsed.where(fast, pd.Timestamp(0, tz="UTC")).dt.as_unit("us").astype("int64").to_numpy()
     hours = texts.str.slice(11, 13).where(fast, "0").astype("int64").to_numpy()
-    return fast.tolist(), (micros / 1e6).tolist(), hours.tolist()
+    return fast, micros / 1e6, hours.copy()  # writable: rows in other forms are filled in
 
 
 def _instant(text: str, row: int, source: str) -> tuple[float, int]:
@@ -121,6 +128,7 @@ def compute_features(
     source: str = "data",
     check: bool = True,
     label_delay: float | None = DEFAULT_LABEL_DELAY,
+    workers: int | None = None,
     progress: bool = False,
 ) -> FeatureMatrix:
     """Replay the frame's transactions in time order, with its labels fed back, and collect their features.
@@ -128,28 +136,100 @@ def compute_features(
     A frame with `is_fraud` feeds each label back `label_delay` seconds after its transaction; None (or
     a frame without labels) replays no labels, so every merchant feature is that of a merchant without
     labels. `check=False` skips the column checks for a frame that `training.io` has already checked.
+
+    `workers` processes share the replay, each with a share of the users (and every label, since any
+    user may pay any merchant): a profile depends only on its own user's or merchant's events, so the
+    result is the same bits however many there are. Default: one per core for PARALLEL_FROM rows or
+    more, otherwise one, in this process.
     """
     if check:
         check_transactions(frame, source=source, labelled=False)
-    transactions = to_transactions(frame, source=source)
-    epochs = np.fromiter((tx.epoch for tx in transactions), dtype=np.float64, count=len(transactions))
+    epochs, hours = instants(frame, source=source)
     order = np.argsort(epochs, kind="stable")
-    labels = []
+    labels = None
     if label_delay is not None and LABEL in frame.columns:
-        labels = labels_of(transactions, order, frame[LABEL].to_numpy(dtype=bool), label_delay)
-    replay = Replay()
-    with _without_cycle_collection():
-        rows = replay.run(transactions, order.tolist(), labels, progress)
-    width = len(FEATURE_NAMES)
-    values = np.empty((len(rows), width), dtype=np.float64)
-    values[order] = np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * width).reshape(-1, width)
+        if label_delay < 0:
+            raise ValueError(f"the label delay cannot be negative, got {label_delay}")
+        labels = pd.DataFrame(
+            {
+                "transaction_id": frame["transaction_id"].take(order).reset_index(drop=True),
+                "merchant_id": frame["merchant_id"].take(order).reset_index(drop=True),
+                "known": epochs[order] + label_delay,
+                LABEL: frame[LABEL].to_numpy(dtype=bool)[order],
+            }
+        )
+    parts = _partition(frame["user_id"], order, workers or _default_workers(len(frame)))
+    tasks = [(frame.take(rows)[list(FIELDS)], epochs[rows], hours[rows], labels) for rows in parts]
+    if len(tasks) == 1:
+        results = [_replay_part(*tasks[0], progress=progress)]
+    else:
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(len(tasks), mp_context=context) as pool:
+            futures = [pool.submit(_replay_part, *task) for task in tasks]
+            waiting = tqdm(
+                as_completed(futures),
+                total=len(futures),
+                desc=f"replay ({len(tasks)} processes)",
+                unit="share",
+                disable=not progress,
+            )
+            for _ in waiting:
+                pass
+            results = [future.result() for future in futures]
+    values = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
+    for rows, part in zip(parts, results, strict=True):
+        values[rows] = part
     return FeatureMatrix(values=values, epochs=epochs, order=order)
+
+
+PARALLEL_FROM = 200_000
+"""Rows from which the replay is shared between processes; below, starting them costs more than it saves."""
+
+
+def _default_workers(rows: int) -> int:
+    return 1 if rows < PARALLEL_FROM else max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+def _partition(users: pd.Series, order: np.ndarray, workers: int) -> list[np.ndarray]:
+    """The row indices of each worker's users, in time order; users dealt out by their first code."""
+    if workers == 1:
+        return [order]
+    codes = pd.factorize(users)[0][order] % workers
+    return [order[codes == worker] for worker in range(workers)]
+
+
+def _replay_part(
+    frame: pd.DataFrame,
+    epochs: np.ndarray,
+    hours: np.ndarray,
+    labels: pd.DataFrame | None,
+    progress: bool = False,
+) -> np.ndarray:
+    """The features of the frame's rows (in time order) replayed with every label; a row per row."""
+    transactions = to_transactions(frame, at=(epochs, hours))
+    known: list[Label] = []
+    if labels is not None:
+        columns = zip(
+            labels["transaction_id"].tolist(),
+            labels["merchant_id"].tolist(),
+            labels[LABEL].tolist(),
+            repeat(""),
+            labels["known"].tolist(),
+        )
+        known = list(starmap(Label, columns))
+    with _without_cycle_collection():
+        rows = Replay().run(transactions, range(len(transactions)), known, progress)
+    width = len(FEATURE_NAMES)
+    return np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * width).reshape(-1, width)
 
 
 def labels_of(
     transactions: list[Transaction], order: np.ndarray, is_fraud: np.ndarray, delay: float
 ) -> list[Label]:
-    """Each transaction's label, known `delay` seconds after it, in time order (the order of `order`)."""
+    """Each transaction's label, known `delay` seconds after it, in time order (the order of `order`).
+
+    Offline labels carry no `labelled_at` text: only their instant is ever read.
+    """
     if delay < 0:
         raise ValueError(f"the label delay cannot be negative, got {delay}")
     labels = []
@@ -168,7 +248,11 @@ class Replay:
         self.merchants: dict[str, MerchantProfile] = {}
 
     def run(
-        self, transactions: list[Transaction], order: list[int], labels: list[Label], progress: bool = False
+        self,
+        transactions: Sequence[Transaction],
+        order: Iterable[int],
+        labels: Sequence[Label],
+        progress: bool = False,
     ) -> list[tuple[float, ...]]:
         """Transactions in `order` and `labels` (sorted by time) merged by time; each transaction's features.
 

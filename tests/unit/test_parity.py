@@ -182,3 +182,11 @@ def test_a_canonical_looking_but_impossible_timestamp_is_named(stamp):
     )
     with pytest.raises(DataFileError, match=re.escape(f"f.csv: column 'timestamp', row 2: {stamp!r}")):
         to_transactions(frame, source="f.csv")
+
+
+def test_a_replay_shared_between_processes_gives_the_same_bits():
+    frame = tiny_history(transactions=1500, users=25, seed=4)
+    alone = compute_features(frame.copy(), label_delay=LABEL_DELAY, workers=1)
+    shared = compute_features(frame.copy(), label_delay=LABEL_DELAY, workers=3)
+    np.testing.assert_array_equal(alone.values, shared.values)
+    np.testing.assert_array_equal(alone.order, shared.order)
