@@ -5,8 +5,10 @@ the real handler behind the local event-source runner, so the AWS CLI can put re
 decisions through `AWS_ENDPOINT_URL`; `--detach` keeps it in the background until `stack down`.
 
 `fraudwatch demo` is the whole story in one command: train if there is no bundle, start the emulator,
-deploy, run the handler behind the runner, produce live transactions, wait for every decision, and
-report decisions, alerts, precision/recall against the generator's truth, latency and throughput.
+deploy, seed the users' and merchants' profiles with the population's history (and the fraud labels
+known by its end), run the handler behind the runner, produce live transactions, wait for every
+decision, and report decisions, alerts, precision/recall against the generator's truth, latency and
+throughput.
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from fraudwatch.errors import FraudwatchError
 from infra.template import REPO_ROOT
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from fraudwatch.domain.label import Label
+    from fraudwatch.domain.merchant import MerchantProfile
+    from fraudwatch.domain.transaction import Transaction
     from infra.emulator import Emulator
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -351,6 +358,8 @@ class DemoReport:
     produce_seconds: float
     end_to_end_seconds: float
     runner: dict[str, int]
+    seeded: dict[str, int]
+    """Profiles seeded from the population's history before the run (Seeded's fields)."""
 
     @property
     def precision(self) -> float:
@@ -402,6 +411,9 @@ class DemoReport:
                 f"({self.end_to_end_seconds:.1f} s from first arrival to last decision)",
                 f"runner           {self.runner['invocations']} invocations, "
                 f"{self.runner['retries']} retries, {self.runner['errors']} errors",
+                f"seeded           {self.seeded['users']:,} users' profiles and {self.seeded['merchants']:,} "
+                f"merchants' from the history (holding {self.seeded['labels']:,} labels known by its end, "
+                f"{self.seeded['fraud_labels']:,} fraud); no labels are produced during the run",
             ]
         )
 
@@ -414,14 +426,26 @@ def live_transactions(count: int, seed: int) -> list[dict[str, Any]]:
     return list(producer_live(count, seed or DEFAULT_SEED))
 
 
+class Seeded(NamedTuple):
+    """What the demo seeded from the live population's history."""
+
+    users: int
+    merchants: int
+    labels: int
+    """The labels the merchants' profiles hold: of those known by the history's end, the last days kept."""
+    fraud_labels: int
+
+
 def warm_profiles(
-    endpoint_url: str, tables: tuple[str, str], truth: Sequence[Mapping[str, Any]], seed: int
-) -> int:
+    endpoint_url: str | None, tables: tuple[str, str], truth: Sequence[Mapping[str, Any]], seed: int
+) -> Seeded:
     """Seed the profiles with the live population's own history, as production would have them.
 
-    The generator's history of the same population is moved by whole days (local hours kept) to end
-    before the first live transaction, folded through the domain's profile update, and written.
-    `tables` are the users' and the merchants' profile tables. Returns how many users were seeded.
+    The generator's history of the same population is moved by whole days (local hours kept, UTC days
+    kept whole) to end before the first live transaction, folded through the domain's profile update,
+    and written. Its merchants get the labels known by the history's end, each DEFAULT_LABEL_DELAY
+    after its transaction as in training, moved by the same days; a label due later is not known yet.
+    `tables` are the users' and the merchants' profile tables.
     """
     import math
 
@@ -431,17 +455,49 @@ def warm_profiles(
     from infra.producer import live_config
     from training.features import replay_profiles, to_transactions
     from training.generate import generate_history
+    from training.io import LABEL
     from training.pipeline import DEFAULT_SEED
 
-    history = to_transactions(generate_history(live_config(len(truth), seed or DEFAULT_SEED)))
+    frame = generate_history(live_config(len(truth), seed or DEFAULT_SEED))
+    history = to_transactions(frame)
+    end = max(tx.epoch for tx in history)
     first_live = min(instant(tx) for tx in truth)
-    shift = math.floor((first_live - max(tx.epoch for tx in history)) / 86400) * 86400
+    shift = math.floor((first_live - end) / 86400) * 86400
     profiles = replay_profiles(tx._replace(epoch=tx.epoch + shift) for tx in history)
+    merchants, _ = merchants_known_by(history, frame[LABEL].to_numpy(dtype=bool), end, shift)
     store = DynamoProfileStore(*tables, client("dynamodb", endpoint_url))
     unwritten = store.put_many(list(profiles.values()))
-    if unwritten:
-        raise StackError(f"{len(unwritten)} profiles could not be written")
-    return len(profiles)
+    unwritten_merchants = store.put_merchants(list(merchants.values()))
+    if unwritten or unwritten_merchants:
+        raise StackError(
+            f"{len(unwritten)} user and {len(unwritten_merchants)} merchant profiles could not be written"
+        )
+    held = [counts for merchant in merchants.values() for counts in merchant.days.values()]
+    return Seeded(len(profiles), len(merchants), sum(c[0] for c in held), sum(c[1] for c in held))
+
+
+def merchants_known_by(
+    history: Sequence[Transaction], is_fraud: np.ndarray, end: float, shift: float
+) -> tuple[dict[str, MerchantProfile], list[Label]]:
+    """The merchants' profiles from the history's labels known by `end`, moved by `shift` seconds.
+
+    Each label becomes known DEFAULT_LABEL_DELAY after its transaction (training's replay, `labels_of`)
+    and is recorded as applied, as the stream's labels are. Returns the profiles and the labels counted.
+    """
+    import numpy as np
+
+    from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
+    from training.features import Replay, labels_of
+
+    transactions = list(history)
+    order = np.argsort([tx.epoch for tx in transactions], kind="stable")
+    labels = labels_of(transactions, order, is_fraud, DEFAULT_LABEL_DELAY)
+    known = [label for label in labels if label.epoch <= end]
+    replay = Replay()
+    for label in known:
+        replay.label(label._replace(epoch=label.epoch + shift))
+        replay.merchants[label.merchant_id].mark_applied(label.transaction_id, None, None)
+    return replay.merchants, known
 
 
 def subscribe_alerts(endpoint_url: str, topic_arn: str, name: str) -> str:
@@ -593,6 +649,7 @@ def build_report(
     on_failure: int,
     produce_seconds: float,
     runner: Mapping[str, int],
+    seeded: Seeded,
 ) -> DemoReport:
     """Compare the decisions with the generator's truth, and time them against the stream's arrivals."""
     from datetime import datetime
@@ -630,6 +687,7 @@ def build_report(
         produce_seconds=produce_seconds,
         end_to_end_seconds=max(0.0, last_decision - first_arrival),
         runner=dict(runner),
+        seeded=seeded._asdict(),
     )
 
 
@@ -722,8 +780,9 @@ def _run_on_stack(
     use_emulator_credentials(endpoint)
     step("subscribe to alerts")
     alerts_queue = subscribe_alerts(endpoint, outputs["AlertsTopicArn"], "fraudwatch-demo-alerts")
-    step("warm the profiles with the population's history")
-    warm_profiles(endpoint, (outputs["ProfilesTableName"], outputs["MerchantProfilesTableName"]), truth, seed)
+    step("warm the user and merchant profiles with the population's history")
+    tables = (outputs["ProfilesTableName"], outputs["MerchantProfilesTableName"])
+    seeded = warm_profiles(endpoint, tables, truth, seed)
     hidden = ("is_fraud", "fraud_pattern")  # the truth stays with the demo, never on the stream
     records = [{k: v for k, v in tx.items() if k not in hidden} for tx in truth]
     kinesis = client("kinesis", endpoint)
@@ -750,6 +809,7 @@ def _run_on_stack(
         on_failure=queue_depth(sqs, outputs["OnFailureQueueUrl"]),
         produce_seconds=(produced.finished or time.time()) - produced.started,
         runner=stats,
+        seeded=seeded,
     )
 
 

@@ -72,6 +72,16 @@ def test_latency_and_throughput_are_measured(report: DemoReport) -> None:
     assert "precision" in text
 
 
+def test_users_and_merchants_start_from_the_history_and_the_report_says_so(report: DemoReport) -> None:
+    seeded = report.seeded
+    assert seeded["users"] > 0
+    assert seeded["merchants"] > 0  # the fraud labels known by the history's end: merchant risk
+    assert 0 < seeded["fraud_labels"] < seeded["labels"]
+    assert f"{seeded['merchants']:,} merchants'" in report.text()
+    assert "no labels are produced during the run" in report.text()
+    assert report.to_dict()["seeded"] == seeded
+
+
 def test_a_broken_bundle_fails_naming_the_step(tiny_bundle: Path, tmp_path: Path) -> None:
     broken = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, broken)
