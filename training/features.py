@@ -113,7 +113,7 @@ def _canonical_instants(texts: pd.Series) -> tuple[np.ndarray, np.ndarray, np.nd
     return fast, micros / 1e6, hours.copy()  # writable: rows in other forms are filled in
 
 
-def _instant(text: str, row: int, source: str) -> tuple[float, int]:
+def _instant(text: object, row: int, source: str) -> tuple[float, int]:
     try:
         instant = parse_timestamp(text)
     except InvalidRecordError as exc:
@@ -232,7 +232,7 @@ def labels_of(
     """
     if delay < 0:
         raise ValueError(f"the label delay cannot be negative, got {delay}")
-    labels = []
+    labels: list[Label] = []
     append = labels.append
     for i, fraud in zip(order.tolist(), is_fraud[order].tolist(), strict=True):
         tx = transactions[i]

@@ -111,8 +111,7 @@ def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
     cached = profile.windows
     if cached is not None and cached[0] == day:
         return cached[1]
-    count_7 = count_30 = 0
-    total_7 = total_30 = 0.0
+    count_7 = count_30 = total_7 = total_30 = 0.0
     week, month = day - 7, day - 30
     for bucket, totals in profile.days.items():
         if month <= bucket < day:
@@ -122,9 +121,9 @@ def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
                 count_7 += totals[0]
                 total_7 += totals[1]
     values = (
-        float(count_7),
+        count_7,
         total_7 / count_7 if count_7 else NAN,
-        float(count_30),
+        count_30,
         total_30 / count_30 if count_30 else NAN,
     )
     profile.windows = (day, values)
