@@ -62,16 +62,24 @@ class StackError(FraudwatchError):
 
 
 def ensure_bundle(bundle_dir: Path = BUNDLE_DIR) -> None:
-    """Train (`fraudwatch train`) when there is no model bundle yet; load it, so a bad one fails now."""
+    """Train (`fraudwatch train`) when there is no model bundle, or one for other features; load it.
+
+    Loading it here makes a corrupt bundle fail now, before the stack starts.
+    """
     from fraudwatch.adapters.model import load_model
+    from fraudwatch.errors import StaleBundleError
 
     if not (bundle_dir / BUNDLE_MODEL).is_file():
-        _train(bundle_dir)
-    load_model(bundle_dir)
+        _train(bundle_dir, f"no model bundle in {bundle_dir}")
+    try:
+        load_model(bundle_dir)
+    except StaleBundleError:
+        _train(bundle_dir, f"the model bundle in {bundle_dir} is for other features than this code's")
+        load_model(bundle_dir)
 
 
-def _train(bundle_dir: Path) -> None:
-    print(f"no model bundle in {bundle_dir}: training one first (fraudwatch train)", file=sys.stderr)
+def _train(bundle_dir: Path, why: str) -> None:
+    print(f"{why}: training one first (fraudwatch train)", file=sys.stderr)
     result = subprocess.run(  # noqa: S603 - our own interpreter and command
         [sys.executable, "-m", "infra.cli", "train", "--bundle", str(bundle_dir)], cwd=REPO_ROOT, check=False
     )

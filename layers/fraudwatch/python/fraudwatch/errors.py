@@ -22,6 +22,10 @@ class BundleError(ConfigurationError):
     """A model bundle that is missing, corrupt, or does not match the code's features."""
 
 
+class StaleBundleError(BundleError):
+    """A sound model bundle trained on other features than this code computes: retrain it."""
+
+
 class TransientError(FraudwatchError):
     """A failure worth retrying (throttling, a 5xx, a timeout)."""
 

@@ -16,7 +16,7 @@ import xgboost as xgb
 
 from fraudwatch.domain.decision import Reason, Thresholds
 from fraudwatch.domain.features import FEATURE_NAMES
-from fraudwatch.errors import BundleError
+from fraudwatch.errors import BundleError, StaleBundleError
 
 BUNDLE_FILES = ("model.ubj", "features.json", "thresholds.json", "model_card.json")
 
@@ -66,7 +66,7 @@ def load_model(bundle_dir: Path) -> XGBoostModel:
         )
     features = tuple(_read_json(bundle_dir / "features.json")["feature_names"])
     if features != FEATURE_NAMES:
-        raise BundleError(
+        raise StaleBundleError(
             f"model bundle {bundle_dir} was trained on features {list(features)}, "
             f"but this code computes {list(FEATURE_NAMES)}: retrain with `fraudwatch train`"
         )
