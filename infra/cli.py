@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "training.generate",
     "training.pipeline",
+    "training.backtest",
     "infra.invoke",
     "infra.events",
     "infra.stack",
