@@ -227,7 +227,7 @@ def with_labels(
     for batch in batches:
         kept, replaced = batch[:-count], batch[-count:]
         merchants: set[str] = set()
-        labels = []
+        labels: list[dict[str, Any]] = []
         for tx in seen:
             if len(labels) == count:
                 break
