@@ -1,10 +1,7 @@
-"""The backtest's figures, report and plots (`fraudwatch backtest`, see `training.backtest`).
+"""The backtest's outputs: the scores table, metrics.json, report.md and the plots.
 
-Figures a fraud team reads off a backtest: ranking quality (ROC AUC, average precision), what an alert
-budget of 1 % of legitimate transactions catches (recall and precision at 1 % false-positive rate,
-overall and per fraud pattern), and how many of the day's top-k cards an analyst queue would have
-found fraudulent (daily top-k precision per card). Each is computed for the model with merchant risk
-and, when comparing, for the same model trained without it, and shown side by side.
+Written into the staging directory that `training.backtest` then renames over --out; the figures come
+from `training._backtest_metrics`, side by side for the models with and without merchant risk.
 """
 
 from __future__ import annotations
@@ -12,146 +9,140 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-from training.evaluate import Evaluation, _defined, _save
+from fraudwatch.domain.features import MERCHANT_FEATURES
+from training._backtest_metrics import DAY, FALSE_POSITIVE_RATE, Figures, figures
+from training._backtest_periods import Periods, iso
+from training.evaluate import Evaluation, _defined, _save, evaluate, importance
+from training.features import FeatureMatrix
+from training.io import LABEL, PATTERN
+from training.pipeline import write_table
+from training.train import TimeSplit
 
-FALSE_POSITIVE_RATE = 0.01
-DAY = 86400.0
+if TYPE_CHECKING:
+    from training.backtest import BacktestConfig
+
 PLOTS = ("roc_curve.png", "pr_curve.png", "daily_top_k.png")
 WITH, WITHOUT = "with_merchant_risk", "without_merchant_risk"
 TITLES = {WITH: "with merchant risk", WITHOUT: "without merchant risk"}
 
 
-@dataclass(frozen=True, slots=True)
-class AtFalsePositiveRate:
-    """Alerting at the lowest score whose share of legitimate transactions alerted stays within a rate."""
-
-    threshold: float
-    false_positive_rate: float
-    """As achieved: at most the target (ties in the scores can keep it below)."""
-    recall: float
-    precision: float
-    """NaN when nothing is alerted."""
-    alerts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DayTopK:
-    """One UTC day's top-k cards: how many cards paid that day, and the share of the top k with a fraud."""
-
-    day: str
-    cards: int
-    precision: float
-
-
-@dataclass(frozen=True, slots=True)
-class Figures:
-    """One model's figures on the test period."""
-
-    roc_auc: float
-    average_precision: float
-    at_fpr: AtFalsePositiveRate
-    pattern_recall: dict[str, float]
-    """Recall at the 1 % FPR threshold per fraud pattern (empty without `fraud_pattern`)."""
-    top_k: int
-    daily_top_k: tuple[DayTopK, ...]
-
-    @property
-    def mean_top_k_precision(self) -> float:
-        """The daily top-k precision averaged over the test period's days."""
-        return float(np.mean([d.precision for d in self.daily_top_k])) if self.daily_top_k else math.nan
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (NaN as None)."""
-        return _defined({**asdict(self), "mean_top_k_precision": self.mean_top_k_precision})  # type: ignore[no-any-return]
-
-
-def at_false_positive_rate(
-    scores: np.ndarray, labels: np.ndarray, rate: float = FALSE_POSITIVE_RATE
-) -> AtFalsePositiveRate:
-    """Alert on score >= t, with t the lowest score at which at most `rate` of the negatives are alerted.
-
-    The threshold comes from the negatives' own scores: each distinct negative score is a candidate,
-    alerting it and everything above; when even the highest alerts too many, t lies just above it.
-    """
-    negatives = np.sort(scores[~labels])
-    if len(negatives) == 0 or not labels.any():
-        raise ValueError("recall at a false-positive rate needs both fraud and legitimate transactions")
-    allowed = math.floor(rate * len(negatives) + 1e-9)
-    candidates = np.unique(negatives)
-    alerted = len(negatives) - np.searchsorted(negatives, candidates, side="left")
-    within = np.flatnonzero(alerted <= allowed)
-    threshold = float(candidates[within[0]]) if len(within) else float(np.nextafter(negatives[-1], np.inf))
-    hit = scores >= threshold
-    caught, false = int((hit & labels).sum()), int((hit & ~labels).sum())
-    return AtFalsePositiveRate(
-        threshold=threshold,
-        false_positive_rate=false / len(negatives),
-        recall=caught / int(labels.sum()),
-        precision=caught / (caught + false) if caught + false else math.nan,
-        alerts=caught + false,
-    )
-
-
-def daily_top_k(
-    scores: np.ndarray, labels: np.ndarray, epochs: np.ndarray, cards: np.ndarray, k: int
-) -> tuple[DayTopK, ...]:
-    """Per UTC day: rank the cards by their highest score that day, and take the top k's share with a fraud.
-
-    A card counts as fraudulent on a day when any of its transactions that day is fraud. Ties in the
-    highest score are broken by card id, so the figure is deterministic; a day with fewer than k cards
-    divides by the cards it has.
-    """
-    frame = pd.DataFrame(
-        {"day": np.floor(epochs / DAY).astype(np.int64), "card": cards, "score": scores, "fraud": labels}
-    )
-    per_card = frame.groupby(["day", "card"], sort=False).agg(score=("score", "max"), fraud=("fraud", "any"))
-    ranked = per_card.reset_index().sort_values(["day", "score", "card"], ascending=[True, False, True])
-    top = ranked.groupby("day", sort=True).head(k).groupby("day", sort=True)["fraud"].mean()
-    cards_per_day = per_card.groupby(level="day").size().reindex(top.index)
-    return tuple(
-        DayTopK(_day(day), cards, precision)
-        for day, cards, precision in zip(
-            top.index.tolist(), cards_per_day.tolist(), top.tolist(), strict=True
-        )
-    )
-
-
-def figures(
+def write_outputs(
+    staging: Path,
+    *,
+    frame: pd.DataFrame,
+    matrix: FeatureMatrix,
+    split: TimeSplit,
+    periods: Periods,
     scores: np.ndarray,
-    labels: np.ndarray,
-    patterns: np.ndarray | None,
-    epochs: np.ndarray,
-    cards: np.ndarray,
-    top_k: int,
-) -> Figures:
-    """Every figure of one model's test-period scores."""
-    at_fpr = at_false_positive_rate(scores, labels)
-    pattern_recall = {}
-    if patterns is not None:
-        for pattern in sorted(set(patterns[labels].tolist())):
-            mask = labels & (patterns == pattern)
-            pattern_recall[str(pattern)] = float((scores[mask] >= at_fpr.threshold).mean())
-    return Figures(
-        roc_auc=float(roc_auc_score(labels, scores)),
-        average_precision=float(average_precision_score(labels, scores)),
-        at_fpr=at_fpr,
-        pattern_recall=pattern_recall,
-        top_k=top_k,
-        daily_top_k=daily_top_k(scores, labels, epochs, cards, top_k),
+    without: np.ndarray | None,
+    decisions: list[str],
+    model: Any,
+    thresholds: Any,
+    booster: Any,
+    source: str,
+    config: BacktestConfig,
+    replay_seconds: float,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """scores.<parquet|csv>, metrics.json, report.md and the plots; return the metrics.
+
+    `model` is the loaded bundle that scored the test period; `thresholds` the choice it was written with.
+    """
+    test = split.test
+    labels = frame[LABEL].to_numpy(dtype=bool)
+    tested = frame.loc[test, ["transaction_id", "user_id", "merchant_id", "timestamp"]].reset_index(drop=True)
+    tested["score"] = scores
+    tested["decision"] = decisions
+    tested[LABEL] = labels[test]
+    patterns = None
+    if PATTERN in frame.columns:
+        patterns = frame[PATTERN].to_numpy(dtype=str)[test]
+        tested[PATTERN] = patterns
+    if without is not None:
+        tested["score_without_merchant_risk"] = without
+    write_table(tested, staging / ("scores.csv" if config.csv else "scores.parquet"))
+
+    epochs, cards, y = matrix.epochs[test], frame["user_id"].to_numpy(dtype=str)[test], labels[test]
+    results = {WITH: figures(scores, y, patterns, epochs, cards, config.top_k)}
+    all_scores = {WITH: scores}
+    if without is not None:
+        results[WITHOUT] = figures(without, y, patterns, epochs, cards, config.top_k)
+        all_scores[WITHOUT] = without
+    # The bundle's decisions against truth, at its thresholds, from the adapter's scores.
+    evaluation = evaluate(booster, scores, y, patterns, thresholds)
+    gain = importance(booster)
+    metrics: dict[str, Any] = {
+        "data": {
+            "source": source,
+            "rows": len(frame),
+            "frauds": int(labels.sum()),
+            "label_delay_days": config.label_delay / DAY,
+        },
+        "periods": periods_table(periods, split, matrix.epochs, labels),
+        "replay": {
+            "transactions": len(frame),
+            "seconds": replay_seconds,
+            "tx_per_second": len(frame) / replay_seconds if replay_seconds > 0 else math.nan,
+        },
+        "model": {
+            "version": model.version,
+            "flag": model.thresholds.flag,
+            "reject": model.thresholds.reject,
+            "merchant_gain": {name: gain[name] for name in MERCHANT_FEATURES},
+        },
+        "test_frauds_by_pattern": (
+            {p: int((y & (patterns == p)).sum()) for p in sorted(set(patterns[y].tolist()))}
+            if patterns is not None
+            else {}
+        ),
+        "top_k": config.top_k,
+        "false_positive_rate": FALSE_POSITIVE_RATE,
+        "models": {name: figure.to_dict() for name, figure in results.items()},
+        "decisions": {
+            "confusion": evaluation.confusion,
+            "at_flag": asdict(evaluation.at_flag),
+            "at_reject": asdict(evaluation.at_reject),
+        },
+        "seed": config.seed,
+        "seconds": seconds,
+    }
+    write_report(
+        staging, metrics=metrics, results=results, evaluation=evaluation, scores=all_scores, labels=y
     )
+    return metrics
 
 
-def _day(day: int) -> str:
-    """A day number (days since 1970-01-01, UTC) as YYYY-MM-DD."""
-    return pd.Timestamp(day * DAY, unit="s", tz="UTC").strftime("%Y-%m-%d")
+def periods_table(
+    periods: Periods, split: TimeSplit, epochs: np.ndarray, labels: np.ndarray
+) -> dict[str, Any]:
+    """Each period's bounds, rows and frauds; the training period also as its fitting and validation parts."""
+    bounds = periods.describe()
+    last = float(epochs.max())
+    out = {}
+    for name, (start, end) in bounds.items():
+        mask = (epochs >= start) & (epochs < end)
+        out[name] = _period(start, min(end, math.floor(last / DAY) * DAY + DAY), mask, labels)
+    out["fitting"] = _period(periods.origin, split.validation_start, split.train, labels)
+    out["validation"] = _period(split.validation_start, periods.train_end, split.validation, labels)
+    order = ("training", "fitting", "validation", "gap", "test")
+    return {name: out[name] for name in order}
+
+
+def _period(start: float, end: float, mask: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    return {
+        "start": iso(start),
+        "end": iso(end),
+        "rows": int(mask.sum()),
+        "frauds": int(labels[mask].sum()),
+    }
 
 
 def write_report(

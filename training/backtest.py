@@ -13,7 +13,6 @@ shows what they add. Outputs are built in a temporary directory and renamed into
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 import tempfile
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
     from training.train import TimeSplit
 
 DAY = 86400.0
-FIT_SHARE = 0.80
-"""Of the training period's transactions, the earliest share fits the model; the rest validates."""
 DEFAULT_OUT = Path("backtest")
 OUTPUT_MARKERS = ("metrics.json", "report.md")
 """Files that make an existing --out recognisably an earlier backtest's, safe to replace."""
@@ -63,24 +60,6 @@ class BacktestConfig:
     seed: int = DEFAULT_SEED
     nthread: int = 2
     csv: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Periods:
-    """The instants (epoch seconds) that bound the periods; the test period may run to infinity."""
-
-    origin: float
-    train_end: float
-    test_start: float
-    test_end: float
-
-    def describe(self) -> dict[str, tuple[float, float]]:
-        """Each period's [start, end), by name."""
-        return {
-            "training": (self.origin, self.train_end),
-            "gap": (self.train_end, self.test_start),
-            "test": (self.test_start, self.test_end),
-        }
 
 
 @dataclass(slots=True)
@@ -208,6 +187,8 @@ def run_backtest(
     """
     from fraudwatch.adapters.model import load_model
     from fraudwatch.domain.features import FEATURE_NAMES, MERCHANT_FEATURES
+    from training._backtest_periods import check_time_order, fitting_split, plan_periods, quick_epochs
+    from training._backtest_report import write_outputs
     from training.features import compute_features
     from training.io import LABEL, check_transactions
     from training.train import choose_thresholds, predict, train_model
@@ -217,9 +198,10 @@ def run_backtest(
     if not checked:
         check_transactions(frame, source=source, labelled=True)
     # Named before the replay, from a vectorised parse; the replay's own instants are checked again after.
-    early = _quick_epochs(frame)
+    early = quick_epochs(frame)
     check_time_order(early, frame["timestamp"], source)
-    plan_periods(early, config, source)
+    days = (config.train_days, config.gap_days, config.test_days)
+    plan_periods(early, *days, source)
 
     with steps.step("replay", f"replaying {len(frame):,} transactions (labels back after the delay)"):
         started = time.perf_counter()
@@ -228,7 +210,7 @@ def run_backtest(
         )
         replay_seconds = time.perf_counter() - started
     check_time_order(matrix.epochs, frame["timestamp"], source)
-    periods = plan_periods(matrix.epochs, config, source)
+    periods = plan_periods(matrix.epochs, *days, source)
     split = fitting_split(matrix.epochs, periods, source)
     labels = frame[LABEL].to_numpy(dtype=bool)
 
@@ -264,7 +246,7 @@ def run_backtest(
             scores = score_rows(lambda_model, matrix.values[split.test], progress)
             decisions = [lambda_model.thresholds.decide(score).value for score in scores.tolist()]
         with steps.step("report", f"writing scores, metrics, report and plots to {out}"):
-            metrics = _write_outputs(
+            metrics = write_outputs(
                 staging,
                 frame=frame,
                 matrix=matrix,
@@ -300,81 +282,6 @@ def check_out(out: Path) -> None:
             f"--out {out} exists and is not a backtest's output (no {' and '.join(OUTPUT_MARKERS)}): "
             "it would be replaced whole, so give a new or an earlier backtest's directory"
         )
-
-
-def _quick_epochs(frame: pd.DataFrame) -> np.ndarray:
-    """Epoch seconds of the timestamps pandas can place; NaN for others (the replay names the bad ones)."""
-    import pandas as pd
-
-    instants = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601", errors="coerce")
-    micros = instants.dt.as_unit("us").astype("int64").to_numpy().astype("float64")
-    micros[instants.isna().to_numpy()] = math.nan
-    return micros / 1e6
-
-
-def check_time_order(epochs: np.ndarray, timestamps: pd.Series, source: str) -> None:
-    """Raise DataFileError at the first row earlier than the one before it (rows 1-based, NaN skipped)."""
-    import numpy as np
-
-    from training.io import DataFileError
-
-    rows = np.flatnonzero(~np.isnan(epochs))
-    known = epochs[rows]
-    earlier = np.flatnonzero(known[1:] < known[:-1])
-    if len(earlier):
-        row, previous = int(rows[earlier[0] + 1]), int(rows[earlier[0]])
-        raise DataFileError(
-            f"{source}: row {row + 1}: timestamp {timestamps.iloc[row]!r} is earlier than row "
-            f"{previous + 1}'s {timestamps.iloc[previous]!r}: sort the file by timestamp (by instant)"
-        )
-
-
-def plan_periods(epochs: np.ndarray, config: BacktestConfig, source: str) -> Periods:
-    """The periods' bounds, checked against the file's span; raise BacktestError when they do not fit."""
-    import numpy as np
-
-    first, last = float(np.nanmin(epochs)), float(np.nanmax(epochs))
-    origin = math.floor(first / DAY) * DAY
-    train_end = origin + config.train_days * DAY
-    test_start = train_end + config.gap_days * DAY
-    end_of_file = math.floor(last / DAY) * DAY + DAY
-    span = f"the file runs from {_iso(first)} to {_iso(last)} ({(end_of_file - origin) / DAY:.0f} UTC days)"
-    if test_start > last:
-        raise BacktestError(
-            f"{source}: the test period would start at {_iso(test_start)} "
-            f"({config.train_days} training and {config.gap_days} gap days from {_iso(origin)}), "
-            f"after the last transaction: {span}"
-        )
-    test_end = math.inf if config.test_days is None else test_start + config.test_days * DAY
-    if config.test_days is not None and test_end > end_of_file:
-        raise BacktestError(
-            f"{source}: the test period of {config.test_days} days would end at {_iso(test_end)}, "
-            f"after the file's last day: {span}"
-        )
-    test_rows = int(((epochs >= test_start) & (epochs < test_end)).sum())
-    if test_rows == 0:
-        raise BacktestError(
-            f"{source}: the test period from {_iso(test_start)} to {_iso(test_end)} has no transactions"
-        )
-    return Periods(origin, train_end, test_start, test_end)
-
-
-def fitting_split(epochs: np.ndarray, periods: Periods, source: str) -> TimeSplit:
-    """The training period's earliest FIT_SHARE of rows fit, the rest validate; the test period tests."""
-    import numpy as np
-
-    from training.train import TimeSplit
-
-    training = (epochs >= periods.origin) & (epochs < periods.train_end)
-    ordered = np.sort(epochs[training])
-    cut = float(ordered[min(int(len(ordered) * FIT_SHARE), len(ordered) - 1)])
-    fit, validation = training & (epochs < cut), training & (epochs >= cut)
-    if not fit.any():
-        raise BacktestError(
-            f"{source}: the training period's {len(ordered):,} transactions are too few to split"
-        )
-    test = (epochs >= periods.test_start) & (epochs < periods.test_end)
-    return TimeSplit(fit, validation, test, cut, periods.test_start)
 
 
 def score_rows(model: Any, values: np.ndarray, progress: bool = False) -> np.ndarray:
@@ -427,127 +334,6 @@ def _write_bundle(
         config.label_delay,
     )
     return write_bundle(directory, model.booster, thresholds_file(thresholds), card)
-
-
-def _write_outputs(
-    staging: Path,
-    *,
-    frame: pd.DataFrame,
-    matrix: FeatureMatrix,
-    split: TimeSplit,
-    periods: Periods,
-    scores: np.ndarray,
-    without: np.ndarray | None,
-    decisions: list[str],
-    model: Any,
-    thresholds: Any,
-    booster: Any,
-    source: str,
-    config: BacktestConfig,
-    replay_seconds: float,
-    seconds: dict[str, float],
-) -> dict[str, Any]:
-    """scores.<parquet|csv>, metrics.json, report.md and the plots; return the metrics.
-
-    `model` is the loaded bundle that scored the test period; `thresholds` the choice it was written with.
-    """
-    from dataclasses import asdict
-
-    from fraudwatch.domain.features import MERCHANT_FEATURES
-    from training import _backtest_report as report
-    from training.evaluate import evaluate, importance
-    from training.io import LABEL, PATTERN
-    from training.pipeline import write_table
-
-    test = split.test
-    labels = frame[LABEL].to_numpy(dtype=bool)
-    tested = frame.loc[test, ["transaction_id", "user_id", "merchant_id", "timestamp"]].reset_index(drop=True)
-    tested["score"] = scores
-    tested["decision"] = decisions
-    tested[LABEL] = labels[test]
-    patterns = None
-    if PATTERN in frame.columns:
-        patterns = frame[PATTERN].to_numpy(dtype=str)[test]
-        tested[PATTERN] = patterns
-    if without is not None:
-        tested["score_without_merchant_risk"] = without
-    write_table(tested, staging / ("scores.csv" if config.csv else "scores.parquet"))
-
-    epochs, cards, y = matrix.epochs[test], frame["user_id"].to_numpy(dtype=str)[test], labels[test]
-    results = {report.WITH: report.figures(scores, y, patterns, epochs, cards, config.top_k)}
-    all_scores = {report.WITH: scores}
-    if without is not None:
-        results[report.WITHOUT] = report.figures(without, y, patterns, epochs, cards, config.top_k)
-        all_scores[report.WITHOUT] = without
-    # The bundle's decisions against truth, at its thresholds, from the adapter's scores.
-    evaluation = evaluate(booster, scores, y, patterns, thresholds)
-    gain = importance(booster)
-    metrics: dict[str, Any] = {
-        "data": {
-            "source": source,
-            "rows": len(frame),
-            "frauds": int(labels.sum()),
-            "label_delay_days": config.label_delay / DAY,
-        },
-        "periods": _periods(periods, split, matrix.epochs, labels),
-        "replay": {
-            "transactions": len(frame),
-            "seconds": replay_seconds,
-            "tx_per_second": len(frame) / replay_seconds if replay_seconds > 0 else math.nan,
-        },
-        "model": {
-            "version": model.version,
-            "flag": model.thresholds.flag,
-            "reject": model.thresholds.reject,
-            "merchant_gain": {name: gain[name] for name in MERCHANT_FEATURES},
-        },
-        "test_frauds_by_pattern": (
-            {p: int((y & (patterns == p)).sum()) for p in sorted(set(patterns[y].tolist()))}
-            if patterns is not None
-            else {}
-        ),
-        "top_k": config.top_k,
-        "false_positive_rate": report.FALSE_POSITIVE_RATE,
-        "models": {name: figure.to_dict() for name, figure in results.items()},
-        "decisions": {
-            "confusion": evaluation.confusion,
-            "at_flag": asdict(evaluation.at_flag),
-            "at_reject": asdict(evaluation.at_reject),
-        },
-        "seed": config.seed,
-        "seconds": seconds,
-    }
-    report.write_report(
-        staging, metrics=metrics, results=results, evaluation=evaluation, scores=all_scores, labels=y
-    )
-    return metrics
-
-
-def _periods(periods: Periods, split: TimeSplit, epochs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Each period's bounds, rows and frauds; the training period also as its fitting and validation parts."""
-    bounds = periods.describe()
-    last = float(epochs.max())
-    out = {}
-    for name, (start, end) in bounds.items():
-        mask = (epochs >= start) & (epochs < end)
-        out[name] = _period(start, min(end, math.floor(last / DAY) * DAY + DAY), mask, labels)
-    out["fitting"] = _period(periods.origin, split.validation_start, split.train, labels)
-    out["validation"] = _period(split.validation_start, periods.train_end, split.validation, labels)
-    order = ("training", "fitting", "validation", "gap", "test")
-    return {name: out[name] for name in order}
-
-
-def _period(start: float, end: float, mask: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    return {
-        "start": _iso(start),
-        "end": _iso(end),
-        "rows": int(mask.sum()),
-        "frauds": int(labels[mask].sum()),
-    }
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat() if math.isfinite(epoch) else "the end of the file"
 
 
 def _staging(out: Path) -> Path:

@@ -14,7 +14,7 @@ from fraudwatch.adapters.model import load_model
 from fraudwatch.domain.features import MERCHANT_FEATURES
 from infra.cli import main
 from training import backtest
-from training._backtest_report import at_false_positive_rate, daily_top_k
+from training._backtest_metrics import at_false_positive_rate, daily_top_k
 from training.generate import GeneratorConfig, generate_history
 
 TRAIN_DAYS, GAP_DAYS = 16, 4
