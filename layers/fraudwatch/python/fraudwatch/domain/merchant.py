@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from fraudwatch.domain.profile import KEPT_DAYS, MAX_APPLIED_IDS, Ledger, words
 
-__all__ = ["KEPT_DAYS", "MerchantProfile"]
+__all__ = ["KEPT_DAYS", "MerchantCache", "MerchantProfile"]
 
 
 @dataclass(slots=True)
@@ -56,3 +57,55 @@ class MerchantProfile(Ledger):
             applied_ids=deque(words(state["ids"]), maxlen=MAX_APPLIED_IDS),
             checkpoints=state["cp"],
         )
+
+
+@dataclass(slots=True)
+class _Cached:
+    profile: MerchantProfile | None
+    """None: the merchant has no profile yet."""
+    day: int
+    """The latest UTC day of the transactions it was read for."""
+    read_at: float
+
+
+class MerchantCache:
+    """Merchant profiles read to score transactions, kept for later batches of the same container.
+
+    A transaction reads only the labels known before its own day's midnight, so a profile read to score
+    a transaction of day D serves any other of day D or earlier: the labels it could miss are of day D
+    or later, which those transactions do not read. Only a label of an earlier day that reaches the
+    stream late could be missed, and `ttl` seconds bound how long. Without it a batch of 100 payments
+    reads its users and about as many merchants, two BatchGetItem calls instead of one.
+
+    Profiles read to count labels in are never taken from here: their single writer needs the stored
+    state, and once it has changed them they are forgotten here.
+    """
+
+    def __init__(self, ttl: float = 60.0, max_entries: int = 20_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, _Cached] = {}
+
+    def lookup(self, days: dict[str, int], now: float) -> tuple[dict[str, MerchantProfile], set[str]]:
+        """For merchants and the latest day of their transactions: the profiles held, and those to read."""
+        held: dict[str, MerchantProfile] = {}
+        missing: set[str] = set()
+        for merchant_id, day in days.items():
+            entry = self._entries.get(merchant_id)
+            if entry is None or entry.day < day or now - entry.read_at >= self.ttl:
+                missing.add(merchant_id)
+            elif entry.profile is not None:
+                held[merchant_id] = entry.profile
+        return held, missing
+
+    def remember(self, read: dict[str, MerchantProfile | None], days: dict[str, int], now: float) -> None:
+        """Keep profiles just read (None for a merchant without one) for the days they were read for."""
+        if len(self._entries) + len(read) > self.max_entries:
+            self._entries.clear()
+        for merchant_id, profile in read.items():
+            self._entries[merchant_id] = _Cached(profile, days[merchant_id], now)
+
+    def forget(self, merchant_ids: Iterable[str]) -> None:
+        """Drop these merchants, whose stored profiles are changing."""
+        for merchant_id in merchant_ids:
+            self._entries.pop(merchant_id, None)

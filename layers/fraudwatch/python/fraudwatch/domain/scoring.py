@@ -1,9 +1,10 @@
 """Scoring a batch of stream records: the whole of the Lambda's work, behind the domain's ports.
 
 A batch holds transactions, to score, and labels, to count in their merchants' profiles. One read
-fetches the profiles of the batch's users and merchants; the batch's labels are applied first, then
-its transactions scored. A label counts only from the midnight after it became known, so the order
-matters only for a batch that spans midnight, and this order is the one a replay in time order gives.
+fetches the profiles of the batch's users and merchants (those not held by the MerchantCache); the
+batch's labels are applied first, then its transactions scored. A label counts only from the
+midnight after it became known, so the order matters only for a batch that spans midnight, and this
+order is the one a replay in time order gives.
 
 Order of writes, and why: decisions, then alerts, then profiles (users', then merchants'). A profile
 records which transactions (or labels) it has applied, so it is written last: if anything before it
@@ -24,9 +25,9 @@ from datetime import UTC, datetime
 
 from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
 from fraudwatch.domain.events import parse_event
-from fraudwatch.domain.features import apply, apply_label, features
+from fraudwatch.domain.features import DAY, apply, apply_label, features
 from fraudwatch.domain.label import Label
-from fraudwatch.domain.merchant import MerchantProfile
+from fraudwatch.domain.merchant import MerchantCache, MerchantProfile
 from fraudwatch.domain.ports import AlertPublisher, DecisionStore, Model, ProfileStore, Quarantine
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
@@ -77,8 +78,10 @@ class ScoringService:
         thresholds: Thresholds | None = None,
         top_reasons: int = 3,
         clock: Callable[[], float] = time.time,
+        merchant_cache: MerchantCache | None = None,
     ) -> None:
         self._profiles = profiles
+        self._merchant_cache = merchant_cache or MerchantCache()
         self._decisions = decisions
         self._alerts = alerts
         self._quarantine = quarantine
@@ -101,10 +104,7 @@ class ScoringService:
         if not valid and not labels:
             return report
         try:
-            users, merchants = self._profiles.get_many(
-                {tx.user_id for _, tx in valid},
-                {tx.merchant_id for _, tx in valid} | {label.merchant_id for _, label in labels},
-            )
+            users, merchants = self._read(valid, labels)
         except ProfileStoreError as exc:
             report.errors.append(exc)
             report.failed.extend(record for record, _ in valid)
@@ -140,6 +140,25 @@ class ScoringService:
             else:
                 labels.append((record, event))
         return transactions, labels
+
+    def _read(
+        self, valid: list[tuple[StreamRecord, Transaction]], labels: list[tuple[StreamRecord, Label]]
+    ) -> tuple[dict[str, UserProfile], dict[str, MerchantProfile]]:
+        """The batch's user profiles, and its merchants' from the cache or the store (labels' always)."""
+        days: dict[str, int] = {}
+        for _, tx in valid:
+            day = int(tx.epoch // DAY)
+            if days.get(tx.merchant_id, day) <= day:
+                days[tx.merchant_id] = day
+        learning = {label.merchant_id for _, label in labels}
+        now = self._clock()
+        held, missing = self._merchant_cache.lookup(
+            {m: day for m, day in days.items() if m not in learning}, now
+        )
+        users, read = self._profiles.get_many({tx.user_id for _, tx in valid}, missing | learning)
+        self._merchant_cache.remember({m: read.get(m) for m in missing}, days, now)
+        self._merchant_cache.forget(learning)
+        return users, {**held, **read}
 
     def _send_to_quarantine(self, report: BatchReport) -> None:
         if not report.quarantined:
