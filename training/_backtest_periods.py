@@ -41,23 +41,13 @@ class Periods:
         }
 
 
-def quick_epochs(frame: pd.DataFrame) -> np.ndarray:
-    """Epoch seconds of the timestamps pandas can place; NaN for others (the replay names the bad ones)."""
-    instants = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601", errors="coerce")
-    micros = instants.dt.as_unit("us").astype("int64").to_numpy().astype("float64")
-    micros[instants.isna().to_numpy()] = math.nan
-    return micros / 1e6
-
-
 def check_time_order(epochs: np.ndarray, timestamps: pd.Series, source: str) -> None:
-    """Raise DataFileError at the first row earlier than the one before it (rows 1-based, NaN skipped)."""
-    rows = np.flatnonzero(~np.isnan(epochs))
-    known = epochs[rows]
-    earlier = np.flatnonzero(known[1:] < known[:-1])
+    """Raise DataFileError at the first row whose instant is earlier than the row before it (1-based rows)."""
+    earlier = np.flatnonzero(epochs[1:] < epochs[:-1])
     if len(earlier):
-        row, previous = int(rows[earlier[0] + 1]), int(rows[earlier[0]])
+        previous = int(earlier[0])
         raise DataFileError(
-            f"{source}: row {row + 1}: timestamp {timestamps.iloc[row]!r} is earlier than row "
+            f"{source}: row {previous + 2}: timestamp {timestamps.iloc[previous + 1]!r} is earlier than row "
             f"{previous + 1}'s {timestamps.iloc[previous]!r}: sort the file by timestamp (by instant)"
         )
 
@@ -66,7 +56,7 @@ def plan_periods(
     epochs: np.ndarray, train_days: int, gap_days: int, test_days: int | None, source: str
 ) -> Periods:
     """The periods' bounds, checked against the file's span; raise BacktestError when they do not fit."""
-    first, last = float(np.nanmin(epochs)), float(np.nanmax(epochs))
+    first, last = float(epochs.min()), float(epochs.max())
     origin = math.floor(first / DAY) * DAY
     train_end = origin + train_days * DAY
     test_start = train_end + gap_days * DAY

@@ -187,9 +187,9 @@ def run_backtest(
     """
     from fraudwatch.adapters.model import load_model
     from fraudwatch.domain.features import FEATURE_NAMES, MERCHANT_FEATURES
-    from training._backtest_periods import check_time_order, fitting_split, plan_periods, quick_epochs
+    from training._backtest_periods import check_time_order, fitting_split, plan_periods
     from training._backtest_report import write_outputs
-    from training.features import compute_features
+    from training.features import compute_features, instants
     from training.io import LABEL, check_transactions
     from training.train import choose_thresholds, predict, train_model
 
@@ -197,11 +197,10 @@ def run_backtest(
     check_out(out)
     if not checked:
         check_transactions(frame, source=source, labelled=True)
-    # Named before the replay, from a vectorised parse; the replay's own instants are checked again after.
-    early = quick_epochs(frame)
-    check_time_order(early, frame["timestamp"], source)
-    days = (config.train_days, config.gap_days, config.test_days)
-    plan_periods(early, *days, source)
+    # The replay's own instants (a bad timestamp is named here), checked before the long replay.
+    epochs, _ = instants(frame, source=source)
+    check_time_order(epochs, frame["timestamp"], source)
+    periods = plan_periods(epochs, config.train_days, config.gap_days, config.test_days, source)
 
     with steps.step("replay", f"replaying {len(frame):,} transactions (labels back after the delay)"):
         started = time.perf_counter()
@@ -209,8 +208,6 @@ def run_backtest(
             frame, source=source, check=False, label_delay=config.label_delay, progress=progress
         )
         replay_seconds = time.perf_counter() - started
-    check_time_order(matrix.epochs, frame["timestamp"], source)
-    periods = plan_periods(matrix.epochs, *days, source)
     split = fitting_split(matrix.epochs, periods, source)
     labels = frame[LABEL].to_numpy(dtype=bool)
 
