@@ -29,6 +29,15 @@ demo: setup ## the main job: train if needed, then run the whole stack on the em
 train: setup ## generate labelled history, train, evaluate and write the model bundle
 	$(VENV)/bin/fraudwatch train
 
+# The project's own history, backtested (docs/backtest.md); data/ is not committed.
+BACKTEST_TRANSACTIONS ?= 1000000
+BACKTEST_DAYS ?= 60
+
+.PHONY: backtest
+backtest: setup ## generate labelled history into data/ and backtest it, with and without merchant risk (data/backtest/report.md)
+	$(VENV)/bin/fraudwatch generate --transactions $(BACKTEST_TRANSACTIONS) --days $(BACKTEST_DAYS) --out data/history.parquet
+	$(VENV)/bin/fraudwatch backtest data/history.parquet --out data/backtest
+
 test: setup ## run the test suite
 	$(VENV)/bin/pytest -n 2 -q
 
