@@ -64,13 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     backtest_total = sum(seconds for name, seconds in steps.seconds.items() if name != "generate")
     workers = _default_workers(n)
     print(
-        f"whole backtest (without generate): {backtest_total:.1f} s; the replay's CPU above is this "
-        f"process's only ({workers} worker processes from {PARALLEL_FROM:,} rows)"
+        f"whole backtest (without generate): {backtest_total:.1f} s; the replay ran in {workers} "
+        f"process(es) (shared from {PARALLEL_FROM:,} rows): its CPU above is this process's only"
     )
 
     replay = steps.seconds["replay"]
     rows = [(f"with labels back after 7 days, {workers} process(es) (the backtest's)", replay, n / replay)]
-    for what, delay, count in (("without labels", None, None), ("with labels, 1 process", 7 * 86400.0, 1)):
+    again = (
+        (f"the same again, {workers} process(es)", 7 * 86400.0, None),
+        ("with labels, 1 process", 7 * 86400.0, 1),
+        (f"without labels, {workers} process(es)", None, None),
+    )
+    for what, delay, count in again:
         started = time.perf_counter()
         compute_features(frame.copy(), check=False, label_delay=delay, workers=count)
         seconds = time.perf_counter() - started
