@@ -1,6 +1,7 @@
 """The scoring service on in-memory ports: decisions, quarantine, idempotency and partial failures."""
 
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -13,11 +14,13 @@ from fraudwatch.adapters.memory import (
     MemoryQuarantine,
 )
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
-from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.events import parse_event
+from fraudwatch.domain.features import DAY, FEATURE_NAMES, MERCHANT_FEATURES, NO_MERCHANT
+from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
-from fraudwatch.errors import AlertPublishError, ProfileStoreError
-from tests.fakes import FakeProfileStore
+from fraudwatch.errors import AlertPublishError, InvalidRecordError, ProfileStoreError
+from tests.fakes import FakeAlertPublisher, FakeDecisionStore, FakeModel, FakeProfileStore
 
 T0 = 1_796_000_000.0
 AMOUNT = FEATURE_NAMES.index("amount")
@@ -247,3 +250,204 @@ def test_a_given_up_record_is_decided_when_redriven_and_only_once():
     assert [d.transaction_id for d in redriven.decisions] == ["tx-1"]
     assert svc.process([record(1)], redrive=True).duplicates == 1  # and a second redrive changes nothing
     assert ports["profiles"].get_many(["user-1"]).users["user-1"].checkpoints == {"shardId-000000000000": 2}
+
+
+# Labels: partition key = merchant id, so here on their own shard.
+LABEL_SHARD = "shardId-000000000001"
+DAY0 = int(T0 // DAY)
+
+
+def label(
+    seq: int,
+    *,
+    tx: str = "tx-1",
+    merchant: str = "merch-1",
+    is_fraud: bool | object = True,
+    minutes: float = 0.0,
+    shard: str = LABEL_SHARD,
+    **changes: object,
+) -> StreamRecord:
+    epoch = T0 + minutes * 60
+    body = {
+        "event": "label",
+        "transaction_id": tx,
+        "merchant_id": merchant,
+        "is_fraud": is_fraud,
+        "labelled_at": _iso(epoch),
+        **changes,
+    }
+    return StreamRecord(shard, str(seq), json.dumps(body).encode(), epoch + 1)
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def stored_merchant(profiles: MemoryProfileStore, merchant_id: str) -> MerchantProfile:
+    return profiles.get_many([], [merchant_id]).merchants[merchant_id]
+
+
+def labels_of_two_merchants() -> list[StreamRecord]:
+    return [
+        label(101, tx="tx-a", merchant="merch-1", is_fraud=True, minutes=10),
+        label(102, tx="tx-b", merchant="merch-2", is_fraud=False, minutes=11),
+        label(103, tx="tx-c", merchant="merch-1", is_fraud=False, minutes=12),
+        label(104, tx="tx-d", merchant="merch-1", is_fraud=True, minutes=13),
+    ]
+
+
+def test_labels_in_a_batch_are_counted_in_their_merchants_profiles():
+    svc, ports = service()
+    report = svc.process([*batch(), *labels_of_two_merchants()])
+    assert report.labels == 4
+    assert report.failed == []
+    assert len(report.decisions) == 5
+    assert stored_merchant(ports["profiles"], "merch-1").days == {DAY0: [3, 2]}
+    assert stored_merchant(ports["profiles"], "merch-2").days == {DAY0: [1, 0]}
+    assert stored_merchant(ports["profiles"], "merch-1").checkpoints == {LABEL_SHARD: 104}
+
+
+def test_a_labels_only_batch_scores_nothing_and_writes_no_decisions():
+    profiles, decisions, alerts, model = (
+        FakeProfileStore(),
+        FakeDecisionStore(),
+        FakeAlertPublisher(),
+        FakeModel(),
+    )
+    svc, _ = service(profiles=profiles, decisions=decisions, alerts=alerts, model=model)
+    report = svc.process(labels_of_two_merchants())
+    assert report.labels == 4
+    assert report.decisions == []
+    assert report.latencies_ms == []
+    assert model.batches == []
+    assert (decisions.calls, alerts.calls) == (0, 0)
+    assert profiles.items == {}  # no user profile written
+    assert sorted(profiles.merchant_items) == ["merch-1", "merch-2"]
+
+
+def test_a_redelivered_label_is_counted_once():
+    svc, ports = service()
+    svc.process(labels_of_two_merchants())
+    stored = dict(ports["profiles"].merchant_items)
+
+    redelivered = svc.process(labels_of_two_merchants())
+    assert (redelivered.labels, redelivered.duplicates) == (0, 4)
+    # The producer's retry: the same label under a new sequence number (here a later one, on another shard).
+    retried = label(7, tx="tx-a", merchant="merch-1", minutes=30, shard="shardId-000000000002")
+    again = svc.process([retried])
+    assert (again.labels, again.duplicates) == (0, 1)
+    assert ports["profiles"].merchant_items == stored
+
+
+def test_the_same_label_twice_in_one_batch_is_counted_once():
+    svc, ports = service()
+    report = svc.process(
+        [label(1, tx="tx-a"), label(2, tx="tx-a", minutes=1), label(3, tx="tx-b", minutes=2)]
+    )
+    assert (report.labels, report.duplicates) == (2, 1)
+    assert stored_merchant(ports["profiles"], "merch-1").days == {DAY0: [2, 2]}
+
+
+def test_a_given_up_label_is_counted_when_redriven_and_only_once():
+    profiles = FakeProfileStore()
+    profiles.raise_next = ProfileStoreError("throttled")
+    svc, _ = service(profiles=profiles)
+    assert [r.sequence_number for r in svc.process([label(1, tx="tx-a")]).failed] == ["1"]
+    svc.process(
+        [label(2, tx="tx-b", minutes=5)]
+    )  # the merchant's next label moves the shard checkpoint past it
+
+    assert svc.process([label(1, tx="tx-a")]).duplicates == 1  # an ordinary redelivery: taken for a duplicate
+    assert svc.process([label(1, tx="tx-a")], redrive=True).labels == 1
+    assert svc.process([label(1, tx="tx-a")], redrive=True).duplicates == 1
+    merchant = stored_merchant(profiles, "merch-1")
+    assert merchant.days == {DAY0: [2, 2]}
+    assert merchant.checkpoints == {LABEL_SHARD: 2}
+
+
+def test_a_merchant_left_unwritten_retries_exactly_its_labels_and_keeps_its_profile():
+    profiles = FakeProfileStore()
+    svc, _ = service(profiles=profiles)
+    svc.process([label(90, tx="tx-earlier", merchant="merch-1", is_fraud=False)])
+    before = profiles.merchant_items["merch-1"]
+
+    profiles.fail_next = {"merch-1"}
+    report = svc.process([*batch(), *labels_of_two_merchants()])
+    assert sorted(r.sequence_number for r in report.failed) == ["101", "103", "104"]
+    assert report.labels == 1  # merch-2's
+    assert len(report.decisions) == 5  # transactions do not wait on merchant writes
+    assert profiles.merchant_items["merch-1"] == before
+
+    retry = svc.process([*batch(), *labels_of_two_merchants()])
+    assert (retry.labels, retry.duplicates) == (3, 5 + 1)
+    assert retry.failed == []
+    assert stored_merchant(profiles, "merch-1").days == {DAY0: [4, 2]}
+
+
+class MerchantWritesRaise(FakeProfileStore):
+    """Reads and user writes work; every merchant write raises, as a throttled table does."""
+
+    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
+        self.raise_next = ProfileStoreError("merchant table throttled")
+        return super().put_merchants(profiles)
+
+
+def test_a_raising_merchant_write_retries_every_label_and_only_the_labels():
+    profiles = MerchantWritesRaise()
+    svc, _ = service(profiles=profiles)
+    labels = labels_of_two_merchants()
+    report = svc.process([*batch(), *labels])
+    assert sorted(r.sequence_number for r in report.failed) == sorted(r.sequence_number for r in labels)
+    assert [type(e) for e in report.errors] == [ProfileStoreError]
+    assert report.labels == 0
+    assert len(report.decisions) == 5
+    assert sorted(profiles.items) == ["user-1", "user-2", "user-3"]
+    assert profiles.merchant_items == {}
+
+
+def test_malformed_labels_are_quarantined_with_their_reason():
+    svc, ports = service()
+    bad = [label(201, is_fraud="yes"), label(202, event="chargeback"), label(203, labelled_at="2026-11-30")]
+    report = svc.process([*bad, label(204, tx="tx-ok")])
+    quarantined = {q.record.sequence_number: q for q in ports["quarantine"].records}
+    assert {seq: q.field for seq, q in quarantined.items()} == {
+        "201": "is_fraud",
+        "202": "event",
+        "203": "labelled_at",
+    }
+    for record in bad:
+        with pytest.raises(InvalidRecordError) as caught:
+            parse_event(record.data, received_at=record.arrival_epoch)
+        assert quarantined[record.sequence_number].reason == caught.value.reason
+    assert report.labels == 1
+    assert report.failed == []
+
+
+def test_a_later_batchs_merchant_features_reflect_the_labels_applied_earlier():
+    model = FakeModel()
+    svc, _ = service(model=model)
+    svc.process([*labels_of_two_merchants(), record(1, minutes=20)])  # merch-1, the same day as its labels
+    svc.process(
+        [
+            record(2, minutes=24 * 60),  # merch-1, the next day
+            record(3, user="user-2", minutes=24 * 60 + 1, merchant_id="merch-9"),  # no labels
+        ]
+    )
+    same_day, next_day, unlabelled = (dict(zip(FEATURE_NAMES, row, strict=True)) for row in model.rows)
+    assert same_day["merchant_labels_1d"] == 0.0
+    assert [next_day[name] for name in MERCHANT_FEATURES] == [3.0, 2 / 3, 3.0, 2 / 3, 3.0, 2 / 3]
+    assert all(
+        same(unlabelled[name], value) for name, value in zip(MERCHANT_FEATURES, NO_MERCHANT, strict=True)
+    )
+
+
+def test_a_batch_spanning_midnight_scores_with_the_labels_known_before_it():
+    """Labels are applied before transactions are scored, as a replay in time order would."""
+    model = FakeModel()
+    svc, _ = service(model=model)
+    midnight = (DAY0 + 1) * DAY
+    after = record(1, minutes=(midnight + 600 - T0) / 60)  # 00:10 the next day
+    before = label(2, tx="tx-a", minutes=(midnight - 600 - T0) / 60)  # 23:50, behind it in the batch
+    svc.process([after, before])
+    (row,) = model.rows
+    assert row[FEATURE_NAMES.index("merchant_labels_1d")] == 1.0
