@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench._common import machine, table
 from training.backtest import BacktestConfig, run_backtest
-from training.features import PARALLEL_FROM, _default_workers, compute_features
+from training.features import PARALLEL_FROM, compute_features, default_workers
 from training.pipeline import Steps, generated_history
 
 BUDGET_TX_PER_SECOND = 30_000.0
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     backtest_total = sum(seconds for name, seconds in steps.seconds.items() if name != "generate")
-    workers = _default_workers(n)
+    workers = default_workers(n)
     print(
         f"whole backtest (without generate): {backtest_total:.1f} s; the replay ran in {workers} "
         f"process(es) (shared from {PARALLEL_FROM:,} rows): its CPU above is this process's only"

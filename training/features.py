@@ -2,34 +2,43 @@
 
 Nothing here defines a feature. Each transaction becomes the same `Transaction` the stream's parser
 builds (the columns are checked by `training.io` with the contract's rules, the timestamp is parsed
-row by row with the contract's own parser), and then, with a profile per user and per merchant kept
-in process, `features(profile, merchant, tx)` describes it and `apply(profile, tx)` folds it in,
-exactly as the Lambda does. Offline and online features are therefore equal by construction;
-`tests/unit/test_parity.py` checks it.
+row by row with the contract's own parser), and then, with a profile per user kept in process,
+`user_features(profile, tx)` describes it and `apply(profile, tx)` folds it in, exactly as the Lambda
+does. Offline and online features are therefore equal by construction; `tests/unit/test_parity.py`
+checks it.
 
 Labels are fed back as production gets them: a labelled file's `is_fraud` of each transaction becomes
-a `Label` known `label_delay` seconds after it (default 7 days, a typical chargeback delay), applied
-with `apply_label` in time order among the transactions. A label and a transaction at the same
-instant: the label first (it cannot change that day's features either way).
+a `Label` known `label_delay` seconds after it (default 7 days, a typical chargeback delay), counted
+with `apply_label` in a profile per merchant in time order. A transaction's merchant features
+(`merchant_features`) read only the labels known before its day's midnight, so they are computed once
+per merchant and day, apart from the users' replay (which processes may share).
 """
 
 from __future__ import annotations
 
 import gc
-import math
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, repeat, starmap
+from itertools import repeat, starmap
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fraudwatch.domain.features import FEATURE_NAMES, apply, apply_label, features
+from fraudwatch.domain.features import (
+    DAY,
+    FEATURE_NAMES,
+    MERCHANT_FEATURES,
+    NO_MERCHANT,
+    apply,
+    apply_label,
+    merchant_features,
+    user_features,
+)
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY, Label
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
@@ -137,56 +146,57 @@ def compute_features(
     a frame without labels) replays no labels, so every merchant feature is that of a merchant without
     labels. `check=False` skips the column checks for a frame that `training.io` has already checked.
 
-    `workers` processes share the replay, each with a share of the users (and every label, since any
-    user may pay any merchant): a profile depends only on its own user's or merchant's events, so the
-    result is the same bits however many there are. Default: one per core for PARALLEL_FROM rows or
-    more, otherwise one, in this process.
+    The user features and the merchant features are replayed apart, since neither profile reads the
+    other: `workers` processes share the users' replay (a user's profile depends only on their own
+    transactions, so the result is the same bits however many there are), while this process replays
+    the labels into the merchants' profiles once. Default: one worker per core for PARALLEL_FROM rows
+    or more, otherwise none (this process replays the users too).
     """
     if check:
         check_transactions(frame, source=source, labelled=False)
     epochs, hours = instants(frame, source=source)
     order = np.argsort(epochs, kind="stable")
-    labels = None
+    labels: list[Label] = []
     if label_delay is not None and LABEL in frame.columns:
         if label_delay < 0:
             raise ValueError(f"the label delay cannot be negative, got {label_delay}")
-        labels = pd.DataFrame(
-            {
-                "transaction_id": frame["transaction_id"].take(order).reset_index(drop=True),
-                "merchant_id": frame["merchant_id"].take(order).reset_index(drop=True),
-                "known": epochs[order] + label_delay,
-                LABEL: frame[LABEL].to_numpy(dtype=bool)[order],
-            }
-        )
-    parts = _partition(frame["user_id"], order, workers or _default_workers(len(frame)))
-    tasks = [(frame.take(rows)[list(FIELDS)], epochs[rows], hours[rows], labels) for rows in parts]
-    if len(tasks) == 1:
-        results = [_replay_part(*tasks[0], progress=progress)]
-    else:
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(len(tasks), mp_context=context) as pool:
-            futures = [pool.submit(_replay_part, *task) for task in tasks]
-            waiting = tqdm(
-                as_completed(futures),
-                total=len(futures),
-                desc=f"replay ({len(tasks)} processes)",
-                unit="share",
-                disable=not progress,
-            )
-            for _ in waiting:
-                pass
-            results = [future.result() for future in futures]
+        merchant_ids = frame["merchant_id"].take(order).tolist()
+        known = (epochs[order] + label_delay).tolist()
+        is_fraud = frame[LABEL].to_numpy(dtype=bool)[order].tolist()
+        labels = list(map(Label, repeat(""), merchant_ids, is_fraud, repeat(""), known))
+    parts = _partition(frame["user_id"], order, workers or default_workers(len(frame)))
+    tasks = [(frame.take(rows)[list(FIELDS)], epochs[rows], hours[rows]) for rows in parts]
     values = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
-    for rows, part in zip(parts, results, strict=True):
-        values[rows] = part
+    if len(tasks) == 1:
+        values[order, :USER_WIDTH] = _user_part(*tasks[0], progress=progress)
+        values[:, USER_WIDTH:] = merchant_columns(frame["merchant_id"], epochs, labels)
+        return FeatureMatrix(values=values, epochs=epochs, order=order)
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(len(tasks), mp_context=context) as pool:
+        futures = {pool.submit(_user_part, *task): rows for task, rows in zip(tasks, parts, strict=True)}
+        values[:, USER_WIDTH:] = merchant_columns(frame["merchant_id"], epochs, labels)
+        waiting = tqdm(
+            as_completed(futures),
+            total=len(futures),
+            desc=f"replay ({len(tasks)} processes)",
+            unit="share",
+            disable=not progress,
+        )
+        for future in waiting:
+            values[futures[future], :USER_WIDTH] = future.result()
     return FeatureMatrix(values=values, epochs=epochs, order=order)
 
 
+USER_WIDTH = len(FEATURE_NAMES) - len(MERCHANT_FEATURES)
+"""The user features come first in FEATURE_NAMES, the merchant features after them."""
+assert FEATURE_NAMES[USER_WIDTH:] == MERCHANT_FEATURES
+
 PARALLEL_FROM = 200_000
-"""Rows from which the replay is shared between processes; below, starting them costs more than it saves."""
+"""Rows from which the users' replay is shared between processes (below, starting them costs more)."""
 
 
-def _default_workers(rows: int) -> int:
+def default_workers(rows: int) -> int:
+    """The processes that share the users' replay of `rows` transactions by default."""
     return 1 if rows < PARALLEL_FROM else max(1, min(len(os.sched_getaffinity(0)), 4))
 
 
@@ -198,29 +208,47 @@ def _partition(users: pd.Series, order: np.ndarray, workers: int) -> list[np.nda
     return [order[codes == worker] for worker in range(workers)]
 
 
-def _replay_part(
-    frame: pd.DataFrame,
-    epochs: np.ndarray,
-    hours: np.ndarray,
-    labels: pd.DataFrame | None,
-    progress: bool = False,
+def _user_part(
+    frame: pd.DataFrame, epochs: np.ndarray, hours: np.ndarray, progress: bool = False
 ) -> np.ndarray:
-    """The features of the frame's rows (in time order) replayed with every label; a row per row."""
+    """The user features of the frame's rows (in time order), a row per row."""
     transactions = to_transactions(frame, at=(epochs, hours))
-    known: list[Label] = []
-    if labels is not None:
-        columns = zip(
-            labels["transaction_id"].tolist(),
-            labels["merchant_id"].tolist(),
-            labels[LABEL].tolist(),
-            repeat(""),
-            labels["known"].tolist(),
-        )
-        known = list(starmap(Label, columns))
     with _without_cycle_collection():
-        rows = Replay().run(transactions, range(len(transactions)), known, progress)
-    width = len(FEATURE_NAMES)
-    return np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * width).reshape(-1, width)
+        rows = Replay().run(transactions, range(len(transactions)), progress)
+    return np.array(rows, dtype=np.float64).reshape(-1, USER_WIDTH)
+
+
+def merchant_columns(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
+    """The merchant features of every row: its merchant's profile with `labels` (in time order) replayed.
+
+    A transaction reads only the labels known before its day's midnight (`merchant_features`), so each
+    (merchant, day) pair is computed once, at that midnight, with every label of earlier days applied.
+    """
+    width = len(MERCHANT_FEATURES)
+    if not labels:
+        return np.tile(np.array(NO_MERCHANT, dtype=np.float64), (len(epochs), 1))
+    codes, uniques = pd.factorize(merchant_ids)
+    names = uniques.tolist()
+    days = np.floor_divide(epochs, DAY).astype(np.int64)
+    first = int(days.min()) if len(days) else 0
+    span = int(days.max()) - first + 1 if len(days) else 1
+    pairs, inverse = np.unique(codes.astype(np.int64) * span + (days - first), return_inverse=True)
+    pair_codes, pair_days = np.divmod(pairs, span)
+    by_day = np.argsort(pair_days, kind="stable")
+    replay = Replay()
+    merchants = replay.merchants
+    rows = np.empty((len(pairs), width), dtype=np.float64)
+    next_label, n_labels = 0, len(labels)
+    with _without_cycle_collection():
+        for pair, code, offset in zip(
+            by_day.tolist(), pair_codes[by_day].tolist(), pair_days[by_day].tolist(), strict=True
+        ):
+            day = first + offset
+            while next_label < n_labels and int(labels[next_label].epoch // DAY) < day:
+                replay.label(labels[next_label])
+                next_label += 1
+            rows[pair] = merchant_features(merchants.get(names[code]), day)
+    return rows[inverse.reshape(-1)]
 
 
 def labels_of(
@@ -241,45 +269,29 @@ def labels_of(
 
 
 class Replay:
-    """The Lambda's profile updates and features, with in-process stores, fed events in time order."""
+    """The Lambda's profile updates, with in-process stores: users fed transactions in time order,
+    merchants fed labels in time order."""
 
     def __init__(self) -> None:
         self.users: dict[str, UserProfile] = {}
         self.merchants: dict[str, MerchantProfile] = {}
 
     def run(
-        self,
-        transactions: Sequence[Transaction],
-        order: Iterable[int],
-        labels: Sequence[Label],
-        progress: bool = False,
+        self, transactions: Sequence[Transaction], order: Iterable[int], progress: bool = False
     ) -> list[tuple[float, ...]]:
-        """Transactions in `order` and `labels` (sorted by time) merged by time; each transaction's features.
-
-        Labels are applied as soon as they are known: all those known at or before a transaction's
-        instant come first.
-        """
-        users, merchants = self.users, self.merchants
+        """Each transaction's user features, in `order` (time order), folding it in after."""
+        users = self.users
         rows: list[tuple[float, ...]] = []
         append = rows.append
-        next_label, n_labels = 0, len(labels)
-        known = labels[0].epoch if labels else math.inf
         for i in tqdm(
             order, desc="replay", unit="tx", unit_scale=True, disable=not progress, mininterval=0.5
         ):
             tx = transactions[i]
-            if known <= tx.epoch:
-                while next_label < n_labels and labels[next_label].epoch <= tx.epoch:
-                    self.label(labels[next_label])
-                    next_label += 1
-                known = labels[next_label].epoch if next_label < n_labels else math.inf
             profile = users.get(tx.user_id)
             if profile is None:
                 profile = users[tx.user_id] = UserProfile(tx.user_id)
-            append(features(profile, merchants.get(tx.merchant_id), tx))
+            append(user_features(profile, tx))
             apply(profile, tx)
-        for label in labels[next_label:]:
-            self.label(label)
         return rows
 
     def label(self, label: Label) -> None:

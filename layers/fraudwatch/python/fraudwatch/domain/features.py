@@ -70,6 +70,11 @@ NAN = float("nan")
 
 def features(profile: UserProfile, merchant: MerchantProfile | None, tx: Transaction) -> tuple[float, ...]:
     """The features of `tx` given its user's profile before it and its merchant's, in FEATURE_NAMES order."""
+    return user_features(profile, tx) + merchant_features(merchant, int(tx.epoch // DAY))
+
+
+def user_features(profile: UserProfile, tx: Transaction) -> tuple[float, ...]:
+    """The features of `tx` given its user's profile before it: FEATURE_NAMES up to the merchant's."""
     t = tx.epoch
     day = int(t // DAY)
     epochs = profile.recent_epochs
@@ -98,7 +103,6 @@ def features(profile: UserProfile, merchant: MerchantProfile | None, tx: Transac
         0.0 if tx.merchant_id in profile.merchants else 1.0,
         float(n),
         *_user_windows(profile, day),
-        *(_merchant_windows(merchant, day) if merchant is not None else NO_MERCHANT),
     )
 
 
@@ -130,8 +134,14 @@ def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
     return values
 
 
-def _merchant_windows(merchant: MerchantProfile, day: int) -> tuple[float, ...]:
-    """Labels known and the share of them that are fraud, over the 1, 7 and 30 whole days before `day`."""
+def merchant_features(merchant: MerchantProfile | None, day: int) -> tuple[float, ...]:
+    """The MERCHANT_FEATURES of a transaction of UTC day `day`: labels known and the share of them that
+    are fraud, over the 1, 7 and 30 whole days before it (NO_MERCHANT for a merchant without a profile).
+
+    They read only the labels known before the day's midnight, so all of a day's transactions share them.
+    """
+    if merchant is None:
+        return NO_MERCHANT
     cached = merchant.windows
     if cached is not None and cached[0] == day:
         return cached[1]
