@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from training.evaluate import _defined
+from training.evaluate import without_nan
 
 FALSE_POSITIVE_RATE = 0.01
 DAY = 86400.0
@@ -64,7 +64,7 @@ class Figures:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN as None)."""
-        return _defined({**asdict(self), "mean_top_k_precision": self.mean_top_k_precision})  # type: ignore[no-any-return]
+        return without_nan({**asdict(self), "mean_top_k_precision": self.mean_top_k_precision})  # type: ignore[no-any-return]
 
 
 def at_false_positive_rate(

@@ -20,7 +20,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from fraudwatch.domain.features import MERCHANT_FEATURES
 from training._backtest_metrics import DAY, FALSE_POSITIVE_RATE, Figures, figures
 from training._backtest_periods import Periods, iso
-from training.evaluate import Evaluation, _defined, _save, evaluate, importance
+from training.evaluate import Evaluation, evaluate, importance, save_figure, without_nan
 from training.features import FeatureMatrix
 from training.io import LABEL, PATTERN
 from training.pipeline import write_table
@@ -155,7 +155,9 @@ def write_report(
     labels: np.ndarray,
 ) -> None:
     """metrics.json, report.md and the plots, into `directory` (which exists)."""
-    (directory / "metrics.json").write_text(json.dumps(_defined(metrics), indent=2, allow_nan=False) + "\n")
+    (directory / "metrics.json").write_text(
+        json.dumps(without_nan(metrics), indent=2, allow_nan=False) + "\n"
+    )
     (directory / "report.md").write_text(render_report(metrics, results, evaluation))
     _plots(directory, results, scores, labels)
 
@@ -287,7 +289,7 @@ def _plots(
     ax.set(xlabel="false positive rate (log)", ylabel="true positive rate", xscale="log", xlim=(1e-4, 1))
     ax.set(title="ROC (test period)")
     ax.legend(loc="lower right")
-    _save(fig, directory / "roc_curve.png")
+    save_figure(fig, directory / "roc_curve.png")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, figure in results.items():
@@ -295,7 +297,7 @@ def _plots(
         ax.plot(recall, precision, label=f"{TITLES[name]}: AP {figure.average_precision:.3f}")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test period)", ylim=(0, 1.02))
     ax.legend(loc="lower left")
-    _save(fig, directory / "pr_curve.png")
+    save_figure(fig, directory / "pr_curve.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, figure in results.items():
@@ -311,4 +313,4 @@ def _plots(
     ax.set(title="Daily top-k precision per card (test period)")
     ax.legend(loc="best")
     fig.autofmt_xdate()
-    _save(fig, directory / "daily_top_k.png")
+    save_figure(fig, directory / "daily_top_k.png")

@@ -17,19 +17,17 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
 from fraudwatch.errors import FraudwatchError
-from training.generate import _at_least
-from training.pipeline import DEFAULT_SEED, SCORE_CHUNK, Steps, add_label_delay_option
+from training.generate import at_least
+from training.pipeline import DEFAULT_SEED, Steps, add_label_delay_option, score_rows
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from training.features import FeatureMatrix
@@ -90,11 +88,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "file", type=Path, metavar="FILE", help="a labelled transaction file (.csv or .parquet)"
     )
     parser.add_argument(
-        "--train-days", type=_at_least(1), default=35, metavar="DAYS", help="days of training (default 35)"
+        "--train-days", type=at_least(1), default=35, metavar="DAYS", help="days of training (default 35)"
     )
     parser.add_argument(
         "--gap-days",
-        type=_at_least(0),
+        type=at_least(0),
         default=7,
         metavar="DAYS",
         help="days after training that are neither trained on nor scored, as labels are still coming back "
@@ -102,14 +100,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--test-days",
-        type=_at_least(1),
+        type=at_least(1),
         metavar="DAYS",
         help="days of test after the gap (default: the rest of the file)",
     )
     add_label_delay_option(parser)
     parser.add_argument(
         "--top-k",
-        type=_at_least(1),
+        type=at_least(1),
         default=50,
         metavar="K",
         help="cards an analyst reviews per day, for the daily top-k precision (default 50)",
@@ -131,7 +129,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
     )
     parser.add_argument(
-        "--threads", type=_at_least(1), default=2, help="XGBoost threads (default 2: these machines' cores)"
+        "--threads", type=at_least(1), default=2, help="XGBoost threads (default 2: these machines' cores)"
     )
     parser.set_defaults(run=run_command)
 
@@ -189,6 +187,7 @@ def run_backtest(
     from fraudwatch.domain.features import FEATURE_NAMES, MERCHANT_FEATURES
     from training._backtest_periods import check_time_order, fitting_split, plan_periods
     from training._backtest_report import write_outputs
+    from training.bundle import swap_in
     from training.features import compute_features, instants
     from training.io import LABEL, check_transactions
     from training.train import choose_thresholds, predict, train_model
@@ -260,7 +259,7 @@ def run_backtest(
                 replay_seconds=replay_seconds,
                 seconds=dict(steps.seconds),
             )
-            _swap(staging, out)
+            swap_in(staging, out.resolve())
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -279,20 +278,6 @@ def check_out(out: Path) -> None:
             f"--out {out} exists and is not a backtest's output (no {' and '.join(OUTPUT_MARKERS)}): "
             "it would be replaced whole, so give a new or an earlier backtest's directory"
         )
-
-
-def score_rows(model: Any, values: np.ndarray, progress: bool = False) -> np.ndarray:
-    """The model adapter's scores of feature rows, a chunk per call as the Lambda scores a batch."""
-    import numpy as np
-    from tqdm import tqdm
-
-    scores: list[float] = []
-    with tqdm(total=len(values), desc="scoring", unit="tx", unit_scale=True, disable=not progress) as bar:
-        for start in range(0, len(values), SCORE_CHUNK):
-            chunk = values[start : start + SCORE_CHUNK]
-            scores.extend(model.score(cast("Sequence[Sequence[float]]", chunk)))
-            bar.update(len(chunk))
-    return np.asarray(scores, dtype=np.float64)
 
 
 def _write_bundle(
@@ -340,13 +325,6 @@ def _staging(out: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp's 0700 would make the report private to its author
     return staging
-
-
-def _swap(staging: Path, out: Path) -> None:
-    """Rename the finished outputs over `out`, as the bundle is swapped in (training.bundle)."""
-    from training.bundle import _swap as swap_directories
-
-    swap_directories(staging, out.resolve())
 
 
 def summary(run: BacktestRun, seconds: float) -> str:

@@ -69,14 +69,14 @@ def write_bundle(
         _write_json(staging / "thresholds.json", thresholds)
         _write_json(staging / "model_card.json", card)
         (staging / "model_card.md").write_text(render_card(card))
-        _swap(staging, bundle_dir)
+        swap_in(staging, bundle_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return bundle_dir
 
 
-def _swap(staging: Path, bundle_dir: Path) -> None:
+def swap_in(staging: Path, bundle_dir: Path) -> None:
     """Replace `bundle_dir` by `staging` with renames: a reader sees the old bundle or the new one.
 
     Between the two renames the path is briefly absent (a directory cannot be replaced in one rename);

@@ -56,17 +56,17 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures (an undefined figure, such as precision with no alerts, is None)."""
-        return _defined(asdict(self))  # type: ignore[no-any-return]
+        return without_nan(asdict(self))  # type: ignore[no-any-return]
 
 
-def _defined(value: Any) -> Any:
+def without_nan(value: Any) -> Any:
     """The value with every NaN replaced by None, through dicts, lists and tuples."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {key: _defined(item) for key, item in value.items()}
+        return {key: without_nan(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_defined(item) for item in value]
+        return [without_nan(item) for item in value]
     return value
 
 
@@ -272,7 +272,7 @@ def _plots(directory: Path, evaluation: Evaluation, scores: np.ndarray, labels: 
         ax.scatter([point.recall], [point.precision], zorder=3, label=f"{name} >= {point.threshold:.3f}")
     ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (test period)", ylim=(0, 1.02))
     ax.legend(loc="lower left")
-    _save(fig, directory / "pr_curve.png")
+    save_figure(fig, directory / "pr_curve.png")
 
     fpr, tpr, _ = roc_curve(labels, scores)
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -280,7 +280,7 @@ def _plots(directory: Path, evaluation: Evaluation, scores: np.ndarray, labels: 
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test period)")
     ax.legend(loc="lower right")
-    _save(fig, directory / "roc_curve.png")
+    save_figure(fig, directory / "roc_curve.png")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     bins = [i / 50 for i in range(51)]
@@ -293,16 +293,16 @@ def _plots(directory: Path, evaluation: Evaluation, scores: np.ndarray, labels: 
         ax.axvline(point.threshold, linestyle="--", color=color, label=f"{name} >= {point.threshold:.3f}")
     ax.set(xlabel="score", ylabel="density (log)", yscale="log", title="Scores by class (test period)")
     ax.legend()
-    _save(fig, directory / "score_distribution.png")
+    save_figure(fig, directory / "score_distribution.png")
 
     ranked = sorted(evaluation.importance.items(), key=lambda item: item[1])
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.barh([name for name, _ in ranked], [share for _, share in ranked])
     ax.set(xlabel="share of total gain", title="Feature importance")
-    _save(fig, directory / "feature_importance.png")
+    save_figure(fig, directory / "feature_importance.png")
 
 
-def _save(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -148,11 +148,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         description="Generate labelled synthetic card transactions (five fraud patterns) to a file.",
     )
     parser.add_argument(
-        "--transactions", type=_at_least(MIN_TRANSACTIONS), default=50_000, help="rows (default: 50000)"
+        "--transactions", type=at_least(MIN_TRANSACTIONS), default=50_000, help="rows (default: 50000)"
     )
-    parser.add_argument("--days", type=_at_least(1), default=60, help="days of history (default: 60)")
+    parser.add_argument("--days", type=at_least(1), default=60, help="days of history (default: 60)")
     parser.add_argument("--fraud-rate", type=_fraud_rate, default=0.01, help="share of fraud (default: 0.01)")
-    parser.add_argument("--seed", type=_at_least(0), default=7, help="random seed (default: 7)")
+    parser.add_argument("--seed", type=at_least(0), default=7, help="random seed (default: 7)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -185,7 +185,7 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _at_least(low: int) -> Any:
+def at_least(low: int) -> Any:
     def parse(text: str) -> int:
         try:
             value = int(text)

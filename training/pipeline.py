@@ -437,27 +437,19 @@ def score_frame(
 
     A file with `is_fraud` feeds its labels back `label_delay` seconds after each transaction.
     """
-    import numpy as np
     import pandas as pd
-    from tqdm import tqdm
 
     from training.features import compute_features
     from training.io import LABEL, PATTERN
 
     matrix = compute_features(frame, source=source, check=False, label_delay=label_delay, progress=progress)
-    ordered = matrix.values[matrix.order]
-    scores: list[float] = []
-    with tqdm(total=len(ordered), desc="scoring", unit="tx", unit_scale=True, disable=not progress) as bar:
-        for start in range(0, len(ordered), SCORE_CHUNK):
-            chunk = ordered[start : start + SCORE_CHUNK]
-            scores.extend(model.score(cast("Sequence[Sequence[float]]", chunk)))
-            bar.update(len(chunk))
+    scores = score_rows(model, matrix.values[matrix.order], progress)
     out = pd.DataFrame(
         {
             "transaction_id": frame["transaction_id"].to_numpy()[matrix.order],
             "timestamp": frame["timestamp"].to_numpy()[matrix.order],
-            "score": np.asarray(scores, dtype=np.float64),
-            "decision": [model.thresholds.decide(score).value for score in scores],
+            "score": scores,
+            "decision": [model.thresholds.decide(score).value for score in scores.tolist()],
         }
     )
     for column in (LABEL, PATTERN):
@@ -475,3 +467,17 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         write_history(frame, path)
     except (ValueError, OSError) as exc:
         raise DataFileError(f"{path}: cannot write: {exc}") from exc
+
+
+def score_rows(model: Any, values: np.ndarray, progress: bool = False) -> np.ndarray:
+    """The model adapter's scores of feature rows, a chunk per call as the Lambda scores a batch."""
+    import numpy as np
+    from tqdm import tqdm
+
+    scores: list[float] = []
+    with tqdm(total=len(values), desc="scoring", unit="tx", unit_scale=True, disable=not progress) as bar:
+        for start in range(0, len(values), SCORE_CHUNK):
+            chunk = values[start : start + SCORE_CHUNK]
+            scores.extend(model.score(cast("Sequence[Sequence[float]]", chunk)))
+            bar.update(len(chunk))
+    return np.asarray(scores, dtype=np.float64)
