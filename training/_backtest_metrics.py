@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from fraudwatch.domain.features import DAY
 from training.evaluate import without_nan
 
 FALSE_POSITIVE_RATE = 0.01
-DAY = 86400.0
 
 
 @dataclass(frozen=True, slots=True)

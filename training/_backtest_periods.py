@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from fraudwatch.domain.features import DAY
 from training.backtest import BacktestError
 from training.io import DataFileError
 from training.train import TimeSplit
 
-DAY = 86400.0
 FIT_SHARE = 0.80
 """Of the training period's transactions, the earliest share fits the model; the rest validates."""
 

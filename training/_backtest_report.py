@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from fraudwatch.domain.features import MERCHANT_FEATURES
-from training._backtest_metrics import DAY, FALSE_POSITIVE_RATE, Figures, figures
+from fraudwatch.domain.features import DAY, MERCHANT_FEATURES
+from training._backtest_metrics import FALSE_POSITIVE_RATE, Figures, figures
 from training._backtest_periods import Periods, iso
 from training.evaluate import Evaluation, evaluate, importance, save_figure, without_nan
 from training.features import FeatureMatrix

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraudwatch.domain.features import DAY
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
 from fraudwatch.errors import FraudwatchError
 from training.generate import at_least
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from training.features import FeatureMatrix
     from training.train import TimeSplit
 
-DAY = 86400.0
 DEFAULT_OUT = Path("backtest")
 OUTPUT_MARKERS = ("metrics.json", "report.md")
 """Files that make an existing --out recognisably an earlier backtest's, safe to replace."""

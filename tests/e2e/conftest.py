@@ -43,23 +43,26 @@ class Embedded:
 def embedded(tiny_bundle: Path) -> Iterator[Embedded]:
     """The embedded stack, once per test process (deploying takes about 15 s)."""
     with Emulator() as emulator:
-        outputs = deploy(
-            emulator.endpoint_url,
-            stack_name="fraudwatch-e2e",
-            parameters={"Stage": "e2e", "ShardCount": "2"},
+        yield deployed(emulator.endpoint_url, "e2e", tiny_bundle)
+
+
+def deployed(endpoint_url: str, stage: str, bundle: Path) -> Embedded:
+    """The template deployed on the emulator as stack `fraudwatch-<stage>` (2 shards), with its handler."""
+    outputs = deploy(
+        endpoint_url, stack_name=f"fraudwatch-{stage}", parameters={"Stage": stage, "ShardCount": "2"}
+    )
+    saved = dict(os.environ)
+    try:
+        handler = load_handler(
+            outputs,
+            bundle_dir=bundle,
+            endpoint_url=endpoint_url,
+            overrides=emulator_environment(endpoint_url),
         )
-        saved = dict(os.environ)
-        try:
-            handler = load_handler(
-                outputs,
-                bundle_dir=tiny_bundle,
-                endpoint_url=emulator.endpoint_url,
-                overrides=emulator_environment(emulator.endpoint_url),
-            )
-        finally:  # the handler's clients are built; the rest of the session keeps its own environment
-            os.environ.clear()
-            os.environ.update(saved)
-        yield Embedded(emulator.endpoint_url, outputs, handler)
+    finally:  # the handler's clients are built; the rest of the session keeps its own environment
+        os.environ.clear()
+        os.environ.update(saved)
+    return Embedded(endpoint_url, outputs, handler)
 
 
 def build_stack(prefix: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import random
 import time
 from collections.abc import Iterator, Sequence
@@ -32,13 +31,10 @@ from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.transaction import Transaction
 from infra.cli import main
-from infra.deploy import deploy
-from infra.emulator import emulator_environment
 from infra.events import label_of, label_payload, lambda_record
-from infra.invoke import load_handler
 from infra.producer import produce
 from infra.runner import EventSourceRunner, MappingSettings, RunnerStats
-from tests.e2e.conftest import Embedded, drain_bodies, scan
+from tests.e2e.conftest import Embedded, deployed, drain_bodies, scan
 from tests.e2e.test_delivery import ModelSpy, invoke, noisy_deliveries
 
 pytestmark = pytest.mark.e2e
@@ -49,23 +45,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 @pytest.fixture(scope="module")
 def labels_stack(embedded: Embedded, tiny_bundle: Path) -> Embedded:
     """The template deployed again, under a name of its own, on the embedded emulator, with its handler."""
-    outputs = deploy(
-        embedded.endpoint_url,
-        stack_name="fraudwatch-labels",
-        parameters={"Stage": "labels", "ShardCount": "2"},
-    )
-    saved = dict(os.environ)
-    try:
-        handler = load_handler(
-            outputs,
-            bundle_dir=tiny_bundle,
-            endpoint_url=embedded.endpoint_url,
-            overrides=emulator_environment(embedded.endpoint_url),
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return Embedded(embedded.endpoint_url, outputs, handler)
+    return deployed(embedded.endpoint_url, "labels", tiny_bundle)
 
 
 @pytest.fixture
