@@ -497,9 +497,16 @@ def merchants_known_by(
     from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
     from training.features import Replay, labels_of
 
-    transactions = list(history)
-    order = np.argsort([tx.epoch for tx in transactions], kind="stable")
-    labels = labels_of(transactions, order, is_fraud, DEFAULT_LABEL_DELAY)
+    epochs = np.array([tx.epoch for tx in history])
+    order = np.argsort(epochs, kind="stable")
+    in_time = [history[i] for i in order.tolist()]
+    labels = labels_of(
+        [tx.transaction_id for tx in in_time],
+        [tx.merchant_id for tx in in_time],
+        epochs[order],
+        is_fraud[order].tolist(),
+        DEFAULT_LABEL_DELAY,
+    )
     known = [label for label in labels if label.epoch <= end]
     replay = Replay()
     for label in known:

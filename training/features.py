@@ -158,12 +158,13 @@ def compute_features(
     order = np.argsort(epochs, kind="stable")
     labels: list[Label] = []
     if label_delay is not None and LABEL in frame.columns:
-        if label_delay < 0:
-            raise ValueError(f"the label delay cannot be negative, got {label_delay}")
-        merchant_ids = frame["merchant_id"].take(order).tolist()
-        known = (epochs[order] + label_delay).tolist()
-        is_fraud = frame[LABEL].to_numpy(dtype=bool)[order].tolist()
-        labels = list(map(Label, repeat(""), merchant_ids, is_fraud, repeat(""), known))
+        labels = labels_of(
+            frame["transaction_id"].take(order).tolist(),
+            frame["merchant_id"].take(order).tolist(),
+            epochs[order],
+            frame[LABEL].to_numpy(dtype=bool)[order].tolist(),
+            label_delay,
+        )
     parts = _partition(frame["user_id"], order, workers or default_workers(len(frame)))
     tasks = [(frame.take(rows)[list(FIELDS)], epochs[rows], hours[rows]) for rows in parts]
     values = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
@@ -230,8 +231,8 @@ def merchant_columns(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequen
     codes, uniques = pd.factorize(merchant_ids)
     names = uniques.tolist()
     days = np.floor_divide(epochs, DAY).astype(np.int64)
-    first = int(days.min()) if len(days) else 0
-    span = int(days.max()) - first + 1 if len(days) else 1
+    first = int(days.min())
+    span = int(days.max()) - first + 1
     pairs, inverse = np.unique(codes.astype(np.int64) * span + (days - first), return_inverse=True)
     pair_codes, pair_days = np.divmod(pairs, span)
     by_day = np.argsort(pair_days, kind="stable")
@@ -252,20 +253,21 @@ def merchant_columns(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequen
 
 
 def labels_of(
-    transactions: list[Transaction], order: np.ndarray, is_fraud: np.ndarray, delay: float
+    transaction_ids: Sequence[str],
+    merchant_ids: Sequence[str],
+    epochs: np.ndarray,
+    is_fraud: Sequence[bool],
+    delay: float,
 ) -> list[Label]:
-    """Each transaction's label, known `delay` seconds after it, in time order (the order of `order`).
+    """Each transaction's label, known `delay` seconds after it, in the transactions' order (time order).
 
     Offline labels carry no `labelled_at` text: only their instant is ever read.
     """
     if delay < 0:
         raise ValueError(f"the label delay cannot be negative, got {delay}")
-    labels: list[Label] = []
-    append = labels.append
-    for i, fraud in zip(order.tolist(), is_fraud[order].tolist(), strict=True):
-        tx = transactions[i]
-        append(Label(tx.transaction_id, tx.merchant_id, fraud, "", tx.epoch + delay))
-    return labels
+    known = (epochs + delay).tolist()
+    rows = zip(transaction_ids, merchant_ids, is_fraud, repeat(""), known)
+    return list(starmap(Label, rows))
 
 
 class Replay:
