@@ -237,6 +237,9 @@ def test_ml_runtime_requirements_match_the_training_pins() -> None:
     powertools_pin = re.search(r"^aws-lambda-powertools==(\S+)$", fraudwatch_reqs, re.MULTILINE)
     assert powertools_pin, "aws-lambda-powertools is not pinned in the fraudwatch layer"
     assert f"aws-lambda-powertools[tracer]=={powertools_pin.group(1)}" in project
+    orjson_pin = re.search(r"^orjson==(\S+)$", fraudwatch_reqs, re.MULTILINE)
+    assert orjson_pin, "orjson is not pinned in the fraudwatch layer"
+    assert f'"orjson=={orjson_pin.group(1)}"' in project
 
 
 # ---------------------------------------------------------------- least privilege

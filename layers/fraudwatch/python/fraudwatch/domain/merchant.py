@@ -13,13 +13,20 @@ ring of recent ids (here, the labelled transactions' ids) that user profiles kee
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-from fraudwatch.domain.profile import KEPT_DAYS, MAX_APPLIED_IDS, Ledger, words
+import orjson
+
+from fraudwatch.domain.profile import (
+    KEPT_DAYS,
+    MAX_APPLIED_IDS,
+    Ledger,
+    checkpoints_to_json,
+    load_state,
+    words,
+)
 
 __all__ = ["KEPT_DAYS", "MerchantCache", "MerchantProfile"]
 
@@ -38,19 +45,18 @@ class MerchantProfile(Ledger):
 
     def to_json(self) -> str:
         """The compact JSON the profile store keeps."""
-        return json.dumps(
+        return orjson.dumps(
             {
                 "d": [[day, *counts] for day, counts in self.days.items()],
                 "ids": " ".join(self.applied_ids),
-                "cp": self.checkpoints,
-            },
-            separators=(",", ":"),
-        )
+                "cp": checkpoints_to_json(self.checkpoints),
+            }
+        ).decode()
 
     @classmethod
     def from_json(cls, merchant_id: str, text: str) -> MerchantProfile:
         """Rebuild a profile from `to_json`'s output."""
-        state: dict[str, Any] = json.loads(text)
+        state = load_state(text)
         return cls(
             merchant_id=merchant_id,
             days={day: [labels, frauds] for day, labels, frauds in state["d"]},

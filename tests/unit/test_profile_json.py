@@ -1,0 +1,90 @@
+"""The profiles' stored JSON: exact round trips, 56-digit sequence numbers included, and the older format."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import deque
+
+import pytest
+
+from fraudwatch.domain.merchant import MerchantProfile
+from fraudwatch.domain.profile import MAX_APPLIED_IDS, UserProfile
+
+SHARD = "shardId-000000000000"
+OTHER_SHARD = "shardId-000000000001"
+# Kinesis sequence numbers have 56 digits, far beyond 64 bits
+SEQUENCE = 49_659_316_102_413_298_817_294_872_918_452_340_611_358_716_289_351_368_706
+OTHER_SEQUENCE = 49_659_316_102_435_599_562_493_403_541_593_876_329_647_367_811_138_781_202
+
+
+def ledgered(profile: UserProfile | MerchantProfile) -> UserProfile | MerchantProfile:
+    profile.mark_applied("tx-1", SHARD, SEQUENCE)
+    profile.mark_applied("tx-2", OTHER_SHARD, OTHER_SEQUENCE)
+    return profile
+
+
+def test_checkpoints_are_stored_as_their_exact_decimal_digits():
+    for profile in (ledgered(UserProfile("u-1")), ledgered(MerchantProfile("m-1"))):
+        stored = json.loads(profile.to_json())["cp"]
+        assert stored == {SHARD: str(SEQUENCE), OTHER_SHARD: str(OTHER_SEQUENCE)}
+
+
+@pytest.mark.parametrize("kind", [UserProfile, MerchantProfile])
+def test_checkpoints_come_back_as_the_same_integers(kind: type[UserProfile] | type[MerchantProfile]):
+    original = ledgered(kind("id-1"))
+    copy = kind.from_json("id-1", original.to_json())
+    assert copy.checkpoints == {SHARD: SEQUENCE, OTHER_SHARD: OTHER_SEQUENCE}
+    assert copy.has_applied("tx-new", SHARD, SEQUENCE)
+    assert not copy.has_applied("tx-new", SHARD, SEQUENCE + 1)  # one past the checkpoint is new
+
+
+def test_a_profile_written_with_integer_checkpoints_is_read_exactly():
+    """Stored before checkpoints became strings: read as lossy floats, newer records would look applied."""
+    older = json.dumps(
+        {
+            "n": 1,
+            "mean": 12.5,
+            "m2": 0.0,
+            "last": 1_796_620_573.295,
+            "te": [1_796_620_573.295],
+            "ta": [12.5],
+            "cat": "grocery",
+            "mer": "m-1",
+            "d": [[20_794, 1, 12.5]],
+            "ids": "tx-1",
+            "cp": {SHARD: SEQUENCE},
+        },
+        separators=(",", ":"),
+    )
+    profile = UserProfile.from_json("u-1", older)
+    assert profile.checkpoints == {SHARD: SEQUENCE}
+    assert not profile.has_applied("tx-new", SHARD, SEQUENCE + 1)
+    assert json.loads(profile.to_json())["cp"] == {SHARD: str(SEQUENCE)}  # written back in the current format
+    merchant_text = json.dumps({"d": [[20_794, 2, 1]], "ids": "tx-1", "cp": {SHARD: SEQUENCE}})
+    assert MerchantProfile.from_json("m-1", merchant_text).checkpoints == {SHARD: SEQUENCE}
+
+
+def test_every_float_comes_back_bit_for_bit():
+    """Amounts and epochs of every magnitude, including those whose shortest text has an exponent."""
+    rng = random.Random(3)
+    values = [rng.uniform(0.01, 100_000) for _ in range(500)] + [1e-7, 0.1 + 0.2, 1e22, 5e-324]
+    epochs = sorted(1.7e9 + rng.random() * 86_400 for _ in range(200))
+    profile = UserProfile(
+        "u-1",
+        count=len(values),
+        mean=sum(values) / len(values),
+        m2=sum(v * v for v in values),
+        last_epoch=epochs[-1],
+        recent_epochs=epochs,
+        recent_amounts=values[:200],
+        categories=dict.fromkeys(["grocery", "travel"]),
+        merchants=dict.fromkeys(f"m-{i}" for i in range(50)),
+        days={20_000 + i: [i + 1, values[i]] for i in range(31)},
+        applied_ids=deque((f"tx-{i}" for i in range(80)), maxlen=MAX_APPLIED_IDS),
+        checkpoints={SHARD: SEQUENCE},
+    )
+    copy = UserProfile.from_json("u-1", profile.to_json())
+    assert copy == profile
+    assert [v.hex() for v in copy.recent_amounts] == [v.hex() for v in profile.recent_amounts]
+    assert copy.days[20_030][1].hex() == values[30].hex()
