@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
@@ -18,6 +19,9 @@ service = build_service(Settings.from_env())
 processor = ScoringBatchProcessor(
     service, on_report=lambda report: record_batch(report, service.model_version)
 )
+# What the cold start built (libraries, clients, the model) lives as long as the container: frozen, it is
+# left out of the collector's full passes, which would otherwise walk all of it during every batch.
+gc.freeze()
 
 
 def record_handler(record: KinesisStreamRecord) -> None:
