@@ -101,6 +101,7 @@ def read_range(kinesis: Any, stream_arn: str, shard_id: str, first: str, last: s
                 sequence_number=record["SequenceNumber"],
                 data=record["Data"],
                 arrival_epoch=record["ApproximateArrivalTimestamp"].timestamp(),
+                partition_key=record["PartitionKey"],
             )
         if not response["Records"] and not response.get("MillisBehindLatest"):
             return

@@ -118,6 +118,7 @@ def test_labels_in_a_batch_are_counted_in_their_merchants_profiles_once(handler,
     assert invoke(handler, event) == {"batchItemFailures": []}
     (emitted,) = [blob for blob in emf_blobs(capsys.readouterr().out) if "Scored" in blob]
     assert (emitted["Labels"], emitted["Duplicates"], emitted["Scored"]) == ([2], [1], [3])
+    assert emitted["Misrouted"] == [0]  # transactions keyed by user, labels by merchant
     day = int(known.timestamp() // 86400)
     merchants = merchant_profiles(stack)
     assert {m: p.days for m, p in merchants.items()} == {"merch-0": {day: [1, 1]}, "merch-1": {day: [1, 0]}}
@@ -126,6 +127,19 @@ def test_labels_in_a_batch_are_counted_in_their_merchants_profiles_once(handler,
 
     assert invoke(handler, event) == {"batchItemFailures": []}  # a replay counts nothing again
     assert merchant_profiles(stack) == merchants
+
+
+def test_records_put_with_another_partition_key_are_decided_and_counted_as_misrouted(handler, stack, capsys):
+    paid = transactions("user-k", [20, 25])
+    payloads = [(contract_payload(paid[0]), "user-k", instant(paid[0]) + 0.5)]
+    payloads.append((contract_payload(paid[1]), paid[1]["merchant_id"], instant(paid[1]) + 0.5))  # wrong key
+    label, _, arrival = label_payload(paid[0], True, START + timedelta(days=1))
+    payloads.append((label, "user-k", arrival))  # a label keyed by the user: wrong too
+
+    assert invoke(handler, event_from_payloads(payloads)) == {"batchItemFailures": []}
+    (emitted,) = [blob for blob in emf_blobs(capsys.readouterr().out) if "Scored" in blob]
+    assert (emitted["Misrouted"], emitted["Scored"], emitted["Labels"]) == ([2], [2], [1])
+    assert sorted(decisions(stack)) == sorted(tx["transaction_id"] for tx in paid)
 
 
 def test_malformed_records_are_quarantined_and_never_retried(handler, stack):

@@ -3,6 +3,7 @@
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -451,3 +452,20 @@ def test_a_batch_spanning_midnight_scores_with_the_labels_known_before_it():
     svc.process([after, before])
     (row,) = model.rows
     assert row[FEATURE_NAMES.index("merchant_labels_1d")] == 1.0
+
+
+def test_records_put_with_another_partition_key_are_processed_and_counted_as_misrouted():
+    svc, ports = service()
+    routed = [
+        replace(record(1, user="user-1"), partition_key="user-1"),
+        replace(record(2, user="user-2"), partition_key="merch-1"),  # a transaction keyed by its merchant
+        replace(label(3, tx="tx-1", merchant="merch-1"), partition_key="merch-1"),
+        replace(label(4, tx="tx-2", merchant="merch-2"), partition_key="user-2"),  # a label keyed by a user
+        record(5, user="user-3"),  # the key unknown (not from Kinesis): nothing to check
+        replace(record(6, user="user-4", amount=-1), partition_key="merch-1"),  # malformed: quarantined only
+    ]
+    report = svc.process(routed)
+    assert report.misrouted == 2
+    assert sorted(ports["decisions"].items) == ["tx-1", "tx-2", "tx-5"]
+    assert report.labels == 2
+    assert [q.record.sequence_number for q in report.quarantined] == ["6"]

@@ -320,6 +320,7 @@ def test_every_alarm_notifies_the_alerts_topic(resources: dict[str, Any]) -> Non
         "OnFailureQueueDepthAlarm",
         "QuarantineDepthAlarm",
         "RejectedRateSpikeAlarm",
+        "MisroutedRecordsAlarm",
     }
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]
@@ -354,6 +355,14 @@ def test_rejected_rate_alarm_reads_metrics_the_function_emits(resources: dict[st
     dashboard = _props(resources, "Dashboard")["DashboardBody"]["Fn::Sub"]
     for name in re.findall(r'\["Fraudwatch", "(\w+)"', dashboard):
         assert name in emitted, name
+    fraudwatch_alarms = [
+        props
+        for props in resources_of_type({"Resources": resources}, "AWS::CloudWatch::Alarm").values()
+        if props["Properties"].get("Namespace") == "Fraudwatch"
+    ]
+    assert fraudwatch_alarms, "the misrouted-records alarm reads a metric of the function's own"
+    for props in fraudwatch_alarms:
+        assert props["Properties"]["MetricName"] in emitted, props["Properties"]["MetricName"]
 
 
 # ---------------------------------------------------------------- tooling

@@ -53,4 +53,5 @@ def stream_record(record: KinesisStreamRecord) -> StreamRecord:
         sequence_number=record.kinesis.sequence_number,
         data=record.kinesis.data_as_bytes(),
         arrival_epoch=record.kinesis.approximate_arrival_timestamp,
+        partition_key=record.kinesis.partition_key,
     )

@@ -27,6 +27,7 @@ def record_batch(report: BatchReport, model_version: str) -> None:
     metrics.add_metric(name="Quarantined", unit=MetricUnit.Count, value=len(report.quarantined))
     metrics.add_metric(name="Labels", unit=MetricUnit.Count, value=report.labels)
     metrics.add_metric(name="Duplicates", unit=MetricUnit.Count, value=report.duplicates)
+    metrics.add_metric(name="Misrouted", unit=MetricUnit.Count, value=report.misrouted)
     metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=len(report.failed))
     metrics.add_metadata(key="model_version", value=model_version)
     logger.info(
@@ -39,6 +40,7 @@ def record_batch(report: BatchReport, model_version: str) -> None:
             ],
             "labels": report.labels,
             "duplicates": report.duplicates,
+            "misrouted": report.misrouted,
             "retried": len(report.failed),
             "errors": [type(error).__name__ for error in report.errors],
             "model_version": model_version,

@@ -13,6 +13,9 @@ class StreamRecord:
     sequence_number: str
     data: bytes
     arrival_epoch: float
+    partition_key: str | None = None
+    """The key the producer put it with, when known: a transaction's must be its user id, a label's its
+    merchant id, so that one shard (one writer at a time) holds each profile's updates."""
 
     @property
     def sequence(self) -> int:

@@ -51,6 +51,9 @@ class BatchReport:
     """Labels counted in their merchants' profiles."""
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
     duplicates: int = 0
+    misrouted: int = 0
+    """Valid records put with another partition key than their profile's id (processed all the same: their
+    profile may have two writers at once, and an update can be lost)."""
     failed: list[StreamRecord] = field(default_factory=list)
     errors: list[TransientError] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
@@ -137,8 +140,12 @@ class ScoringService:
                 continue
             if isinstance(event, Transaction):
                 transactions.append((record, event))
+                owner = event.user_id
             else:
                 labels.append((record, event))
+                owner = event.merchant_id
+            if record.partition_key is not None and record.partition_key != owner:
+                report.misrouted += 1
         return transactions, labels
 
     def _read(
