@@ -511,7 +511,7 @@ def merchants_known_by(
     replay = Replay()
     for label in known:
         replay.label(label._replace(epoch=label.epoch + shift))
-        replay.merchants[label.merchant_id].mark_applied(label.transaction_id, None, None)
+        replay.merchants[label.merchant_id].mark_applied(label.applied_id, None, None)
     return replay.merchants, known
 
 

@@ -68,4 +68,4 @@ def test_only_labels_known_by_the_end_count_on_the_day_they_became_known_moved_w
     assert set(merchants) == {"merch-a"}
     known_day = int((start + DEFAULT_LABEL_DELAY + shift) // DAY)
     assert merchants["merch-a"].days == {known_day: [1, 1], known_day + 1: [1, 0]}
-    assert list(merchants["merch-a"].applied_ids) == ["tx-a", "tx-b"]
+    assert list(merchants["merch-a"].applied_ids) == ["tx-a:fraud", "tx-b:genuine"]

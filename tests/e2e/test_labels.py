@@ -124,7 +124,8 @@ def test_labels_put_by_the_producer_update_their_merchants_profiles(labels_stack
         ours = [r for r in rows if r["merchant_id"] == f"cli-merch-{m}"]
         profile = merchants[f"cli-merch-{m}"]
         assert profile.days == {day: [len(ours), sum(r["is_fraud"] for r in ours)]}
-        assert list(profile.applied_ids) == [r["transaction_id"] for r in ours]  # each once, in order
+        verdicts = [f"{r['transaction_id']}:{'fraud' if r['is_fraud'] else 'genuine'}" for r in ours]
+        assert list(profile.applied_ids) == verdicts  # each once, in order
         assert len(profile.checkpoints) == 1  # one merchant, one shard: its single writer
     assert stats.records_delivered == len(rows)
     assert (stats.retries, stats.errors, stats.records_sent_to_on_failure) == (0, 0, 0)
@@ -274,7 +275,11 @@ def test_every_batch_redelivered_counts_each_label_once(labels_stack, since):
     assert stats.records_delivered == len(labels)
     for merchant in merchants:
         assert stored[merchant].days == expected_days(labels, merchant)
-        ids = [lb["transaction_id"] for lb in labels if lb["merchant_id"] == merchant]
+        ids = [
+            f"{lb['transaction_id']}:{'fraud' if lb['is_fraud'] else 'genuine'}"
+            for lb in labels
+            if lb["merchant_id"] == merchant
+        ]
         assert list(stored[merchant].applied_ids) == ids  # each once, in the order put
     assert sum(counts[0] for m in merchants for counts in stored[m].days.values()) == len(labels)
 

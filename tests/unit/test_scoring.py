@@ -469,3 +469,18 @@ def test_records_put_with_another_partition_key_are_processed_and_counted_as_mis
     assert sorted(ports["decisions"].items) == ["tx-1", "tx-2", "tx-5"]
     assert report.labels == 2
     assert [q.record.sequence_number for q in report.quarantined] == ["6"]
+
+
+def test_a_changed_verdict_counts_as_a_label_of_its_own_and_the_same_verdict_again_does_not():
+    svc, ports = service()
+    svc.process([label(101, tx="tx-a", is_fraud=False, minutes=10)])  # confirmed genuine first
+    report = svc.process(
+        [
+            label(102, tx="tx-a", is_fraud=True, minutes=20),  # later charged back
+            label(103, tx="tx-a", is_fraud=True, minutes=21),  # the chargeback put again by its producer
+        ]
+    )
+    assert (report.labels, report.duplicates) == (1, 1)
+    merchant = stored_merchant(ports["profiles"], "merch-1")
+    assert merchant.days == {DAY0: [2, 1]}
+    assert list(merchant.applied_ids) == ["tx-a:genuine", "tx-a:fraud"]

@@ -30,6 +30,15 @@ class Label(NamedTuple):
     labelled_at: str
     epoch: float
 
+    @property
+    def applied_id(self) -> str:
+        """What its merchant's profile remembers it by: the transaction and the verdict.
+
+        The same label delivered or put again is recognised; a changed verdict (a payment confirmed
+        genuine, later charged back, or a chargeback reversed) is a label of its own and counts too.
+        """
+        return f"{self.transaction_id}:{'fraud' if self.is_fraud else 'genuine'}"
+
 
 def label_from_mapping(obj: dict[str, object], *, received_at: float | None = None) -> Label:
     """Validate a decoded label record; extra keys are allowed and ignored."""

@@ -8,7 +8,8 @@ days only, so a label counts from the midnight after it became known.
 Writers: labels are put on the stream with the merchant id as partition key, so one shard (one
 function instance at a time) writes a merchant's profile, exactly as one shard writes a user's;
 transactions only read it. Redelivered labels are recognised by the same per-shard checkpoints and
-ring of recent ids (here, the labelled transactions' ids) that user profiles keep.
+ring of recent ids that user profiles keep; here a label's id is its transaction's and its verdict
+(`Label.applied_id`), so a changed verdict counts as a label of its own.
 """
 
 from __future__ import annotations

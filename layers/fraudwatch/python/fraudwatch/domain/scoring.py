@@ -221,11 +221,11 @@ class ScoringService:
             if merchant is None:
                 merchant = merchants[label.merchant_id] = MerchantProfile(label.merchant_id)
             checkpointed_shard = None if redrive else record.shard_id
-            if merchant.has_applied(label.transaction_id, checkpointed_shard, record.sequence):
+            if merchant.has_applied(label.applied_id, checkpointed_shard, record.sequence):
                 report.duplicates += 1
                 continue
             apply_label(merchant, label)
-            merchant.mark_applied(label.transaction_id, record.shard_id, record.sequence)
+            merchant.mark_applied(label.applied_id, record.shard_id, record.sequence)
             learnt.append((record, label))
         return learnt
 
