@@ -199,6 +199,7 @@ def run(way: Way, args: argparse.Namespace) -> Result:
         stack_name="fraudwatch-bench",
         handler_log=LOG_DIR / f"bench-e2e-{way.key}.log",
         handler_factory=instrumented(way.factory, instruments),
+        labels=False,  # transactions only: the naive handler knows no labels
     )
     return Result(way, report, instruments, time.perf_counter() - started, load_before, _load())
 

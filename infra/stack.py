@@ -368,6 +368,8 @@ class DemoReport:
     runner: dict[str, int]
     seeded: dict[str, int]
     """Profiles seeded from the population's history before the run (Seeded's fields)."""
+    labels: dict[str, int] = field(default_factory=dict)
+    """The run's transactions labelled on the stream once decided (LabelsFed's fields); empty: none."""
 
     @property
     def precision(self) -> float:
@@ -421,8 +423,19 @@ class DemoReport:
                 f"{self.runner['retries']} retries, {self.runner['errors']} errors",
                 f"seeded           {self.seeded['users']:,} users' profiles and {self.seeded['merchants']:,} "
                 f"merchants' from the history (holding {self.seeded['labels']:,} labels known by its end, "
-                f"{self.seeded['fraud_labels']:,} fraud); no labels are produced during the run",
+                f"{self.seeded['fraud_labels']:,} fraud)",
+                self._labels_line(),
             ]
+        )
+
+    def _labels_line(self) -> str:
+        if not self.labels:
+            return "labels           none put on the stream (--no-labels)"
+        fed = self.labels
+        return (
+            f"labels           {fed['put']:,} of this run's transactions labelled on the stream, "
+            f"{fed['fraud']:,} of them fraud (partition key merchant_id); {fed['counted']:,} counted in "
+            f"{fed['merchants']:,} merchants' profiles, whose fraud rates read them from tomorrow"
         )
 
 
@@ -624,7 +637,10 @@ def read_decisions(dynamodb: Any, table: str) -> dict[str, dict[str, str]]:
 
 
 def read_arrivals(kinesis: Any, stream_name: str) -> dict[str, float]:
-    """transaction_id -> ApproximateArrivalTimestamp (epoch seconds), reading every shard from the start."""
+    """transaction_id -> ApproximateArrivalTimestamp (epoch seconds) of every transaction on the stream,
+    reading every shard from the start (labels, which carry their transaction's id, left out)."""
+    from fraudwatch.domain.events import EVENT_FIELD, LABEL_EVENT
+
     arrivals = {}
     for shard in kinesis.list_shards(StreamName=stream_name)["Shards"]:
         iterator = kinesis.get_shard_iterator(
@@ -633,9 +649,10 @@ def read_arrivals(kinesis: Any, stream_name: str) -> dict[str, float]:
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
             for record in page["Records"]:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    tx_id = json.loads(record["Data"])["transaction_id"]
-                    arrivals[tx_id] = record["ApproximateArrivalTimestamp"].timestamp()
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+                    body = json.loads(record["Data"])
+                    if body.get(EVENT_FIELD) != LABEL_EVENT:
+                        arrivals[body["transaction_id"]] = record["ApproximateArrivalTimestamp"].timestamp()
             if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = page.get("NextShardIterator")
@@ -754,10 +771,13 @@ def run_demo(
     bundle_dir: Path = BUNDLE_DIR,
     handler_log: Path = HANDLER_LOG,
     handler_factory: HandlerFactory = real_handler,
+    labels: bool = True,
 ) -> DemoReport:
-    """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions → report.
+    """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions →
+    the transactions' labels → report.
 
-    `handler_factory` swaps the handler (a benchmark runs another one on the same stack).
+    `handler_factory` swaps the handler (a benchmark runs another one on the same stack, without
+    `labels`).
     """
     from infra.deploy import deploy
     from infra.emulator import Emulator
@@ -773,7 +793,7 @@ def run_demo(
             step("deploy")
             outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
             handler = HandlerSetup(handler_factory, bundle_dir, handler_log)
-            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, handler, step, seed)
+            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, handler, step, seed, labels)
     except _step_errors() as exc:
         raise StackError(f"{step.current}: {exc}") from exc
 
@@ -787,6 +807,7 @@ def _run_on_stack(
     handler: HandlerSetup,
     step: Steps,
     seed: int,
+    labels: bool,
 ) -> DemoReport:
     from infra.emulator import client
     from infra.producer import produce
@@ -810,12 +831,16 @@ def _run_on_stack(
             step("wait for decisions")
             ids = [str(tx["transaction_id"]) for tx in records]
             wait_for_decisions(endpoint, outputs, ids, running, timeout_s, handler.log)
+            fed: LabelsFed | None = None
+            if labels:
+                step("label the transactions on the stream (chargebacks and genuine), count them by merchant")
+                fed = feed_labels(endpoint, outputs, truth, running, timeout_s)
             stats = asdict(running.runner.stats)
         finally:
             running.close()
     step("report")
     sqs = client("sqs", endpoint)
-    return build_report(
+    report = build_report(
         truth,
         read_decisions(client("dynamodb", endpoint), outputs["DecisionsTableName"]),
         read_arrivals(kinesis, outputs["StreamName"]),
@@ -826,6 +851,62 @@ def _run_on_stack(
         runner=stats,
         seeded=seeded,
     )
+    if fed is not None:
+        report.labels = fed._asdict()
+    return report
+
+
+class LabelsFed(NamedTuple):
+    """What the demo labelled once its transactions were decided."""
+
+    put: int
+    fraud: int
+    counted: int
+    merchants: int
+
+
+def feed_labels(
+    endpoint_url: str,
+    outputs: Mapping[str, str],
+    truth: Sequence[Mapping[str, Any]],
+    running: RunningHandler,
+    timeout_s: float,
+) -> LabelsFed:
+    """Put each decided transaction's label (its truth: a chargeback or a confirmed genuine payment),
+    known now, on the stream, and wait until every one is counted.
+
+    Counted: the rise of the merchants' label counts for today, their profiles read before and after
+    (the labels' partition key is the merchant id, so the handler's single writer counts them).
+    """
+    from datetime import UTC, datetime
+
+    from fraudwatch.adapters.dynamodb import DynamoProfileStore
+    from fraudwatch.domain.features import DAY
+    from infra.emulator import client
+    from infra.events import label_of
+    from infra.producer import produce
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    fed = [label_of(tx, now.isoformat()) for tx in truth]
+    merchants = sorted({str(label["merchant_id"]) for label in fed})
+    store = DynamoProfileStore(
+        outputs["ProfilesTableName"], outputs["MerchantProfilesTableName"], client("dynamodb", endpoint_url)
+    )
+    day = int(now.timestamp() // DAY)
+
+    def labels_today() -> int:
+        held = store.get_many((), merchants).merchants
+        return sum(profile.days.get(day, [0, 0])[0] for profile in held.values())
+
+    before = labels_today()
+    produce(client("kinesis", endpoint_url), outputs["StreamName"], fed, total=len(fed))
+    deadline = time.monotonic() + timeout_s
+    while (counted := labels_today() - before) < len(fed):
+        running.check()
+        if time.monotonic() > deadline:
+            raise StackError(f"only {counted} of {len(fed)} labels counted in {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return LabelsFed(len(fed), sum(label["is_fraud"] for label in fed), counted, len(merchants))
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -838,6 +919,7 @@ def demo(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         stack_name=args.stack_name,
         bundle_dir=args.bundle,
+        labels=args.labels,
     )
     print(report.text())
     if args.report_json:
@@ -899,7 +981,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="the main job: train if needed, run the whole stack, produce, report",
         description="Train if there is no model bundle, start the embedded emulator, deploy template.yaml, "
         "run the real handler behind the local event-source runner, produce live transactions, wait "
-        "for every decision and report decisions, alerts, precision/recall, latency and throughput.",
+        "for every decision, label the transactions on the stream (chargebacks and genuine, counted in "
+        "their merchants' profiles) and report decisions, alerts, precision/recall, latency and throughput.",
     )
     parser.add_argument(
         "--transactions", type=positive_int, default=3000, help="live transactions to produce (default 3000)"
@@ -914,6 +997,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
     parser.add_argument(
         "--bundle", type=Path, default=BUNDLE_DIR, help="model bundle directory (trained there when missing)"
+    )
+    parser.add_argument(
+        "--no-labels",
+        dest="labels",
+        action="store_false",
+        help="do not put the transactions' labels (chargebacks and genuine) on the stream once decided",
     )
     parser.add_argument("--report-json", help="also write the report as JSON to this file")
     parser.set_defaults(run=_guarded(demo))
