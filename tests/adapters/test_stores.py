@@ -19,11 +19,8 @@ from fraudwatch.errors import ProfileStoreError
 from tests.adapters.conftest import drain
 
 
-class HalfProcessed:
-    """A DynamoDB client that, on its first batch call, leaves part of every table's request unprocessed.
-
-    It records each call's RequestItems.
-    """
+class Recording:
+    """A DynamoDB client that records each BatchGetItem's RequestItems and passes it on."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -32,6 +29,17 @@ class HalfProcessed:
     @property
     def calls(self) -> int:
         return len(self.requests)
+
+    def batch_get_item(self, RequestItems):
+        self.requests.append(RequestItems)
+        return self._client.batch_get_item(RequestItems=RequestItems)
+
+
+class HalfProcessed(Recording):
+    """A DynamoDB client that, on its first batch call, leaves part of every table's request unprocessed.
+
+    It records each call's RequestItems.
+    """
 
     def batch_write_item(self, RequestItems):
         self.requests.append(RequestItems)
@@ -60,22 +68,6 @@ class NeverProcessed(HalfProcessed):
     def batch_get_item(self, RequestItems):
         self.requests.append(RequestItems)
         return {"Responses": {}, "UnprocessedKeys": RequestItems}
-
-
-class Recording:
-    """A DynamoDB client that records each BatchGetItem's RequestItems and passes it on."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.requests: list[dict[str, Any]] = []
-
-    @property
-    def calls(self) -> int:
-        return len(self.requests)
-
-    def batch_get_item(self, RequestItems):
-        self.requests.append(RequestItems)
-        return self._client.batch_get_item(RequestItems=RequestItems)
 
 
 class ThrottledMerchant:

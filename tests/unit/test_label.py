@@ -9,6 +9,7 @@ from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.label import LABEL_FIELDS, Label
 from fraudwatch.domain.transaction import MAX_AGE_SECONDS, MAX_FUTURE_SKEW_SECONDS, Transaction
 from fraudwatch.errors import InvalidRecordError
+from tests.unit.test_transaction import VALID as VALID_TRANSACTION
 
 VALID = {
     "event": "label",
@@ -18,15 +19,7 @@ VALID = {
     "labelled_at": "2026-11-30T23:15:00+01:00",
 }
 RECEIVED = 1_796_079_600.0  # 2026-11-30T23:00:00Z, 45 minutes after VALID's labelled_at
-TRANSACTION = {
-    "transaction_id": "tx-00000002",
-    "user_id": "user-000001",
-    "merchant_id": "merch-00001",
-    "amount": 42.5,
-    "currency": "EUR",
-    "timestamp": "2026-11-30T23:15:00+01:00",
-    "category": "grocery",
-}
+TRANSACTION = {**VALID_TRANSACTION, "transaction_id": "tx-00000002"}
 DROP = object()
 
 
