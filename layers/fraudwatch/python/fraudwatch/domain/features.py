@@ -192,47 +192,37 @@ def apply(profile: UserProfile, tx: Transaction) -> None:
     _touch(profile.categories, tx.category, MAX_CATEGORIES)
     _touch(profile.merchants, tx.merchant_id, MAX_MERCHANTS)
 
-    day = int(tx.epoch // DAY)
-    bucket = profile.days.get(day)
-    if bucket is None:
-        profile.days[day] = [1, tx.amount]
-        if _forget_old_days(profile.days):
-            profile.windows = None  # a dropped bucket may be one the cached day's windows read
-    else:
-        bucket[0] += 1
-        bucket[1] += tx.amount
-    if profile.windows is not None and profile.windows[0] != day:
-        profile.windows = None  # a change to the cached day itself is one the windows never read
+    _count_in_day(profile, int(tx.epoch // DAY), tx.amount)
 
 
 def apply_label(merchant: MerchantProfile, label: Label) -> None:
     """Count a label (in place) in the merchant's bucket of the day it became known."""
-    day = int(label.epoch // DAY)
-    bucket = merchant.days.get(day)
+    _count_in_day(merchant, int(label.epoch // DAY), int(label.is_fraud))
+
+
+def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) -> None:
+    """Add one record of `value` to the owner's bucket of `day` ([records, sum of values]).
+
+    Once there are more than KEPT_DAYS + 1 buckets, those more than KEPT_DAYS days before the newest
+    go: every window reads at most the KEPT_DAYS days before a transaction's day, so such a bucket is
+    read only by a record that late (which counts what remains). The cached windows are dropped when
+    a bucket goes (they may have read it) or when another day than theirs changes; a change to their
+    own day is one they never read.
+    """
+    days: dict[int, list[float]] = owner.days  # type: ignore[assignment]  # a merchant's values are ints
+    bucket = days.get(day)
     if bucket is None:
-        merchant.days[day] = [1, int(label.is_fraud)]
-        if _forget_old_days(merchant.days):
-            merchant.windows = None
+        days[day] = [1, value]
+        if len(days) > KEPT_DAYS + 1:
+            oldest_kept = max(days) - KEPT_DAYS
+            for old in [kept for kept in days if kept < oldest_kept]:
+                del days[old]
+            owner.windows = None
     else:
         bucket[0] += 1
-        bucket[1] += int(label.is_fraud)
-    if merchant.windows is not None and merchant.windows[0] != day:
-        merchant.windows = None
-
-
-def _forget_old_days(days: dict[int, list[int]] | dict[int, list[float]]) -> bool:
-    """Once there are more than KEPT_DAYS + 1 day buckets, drop those more than KEPT_DAYS before the newest.
-
-    Every window reads at most the KEPT_DAYS days before a transaction's day, so a bucket older than
-    that before the newest day is read only by a record that late (which counts what remains).
-    True when some went: a late day's cached windows may have read them.
-    """
-    if len(days) > KEPT_DAYS + 1:
-        oldest_kept = max(days) - KEPT_DAYS
-        for old in [bucket for bucket in days if bucket < oldest_kept]:
-            del days[old]
-        return True
-    return False
+        bucket[1] += value
+    if owner.windows is not None and owner.windows[0] != day:
+        owner.windows = None
 
 
 def _touch(recent: dict[str, None], key: str, bound: int) -> None:
