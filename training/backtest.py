@@ -197,14 +197,19 @@ def run_backtest(
     if not checked:
         check_transactions(frame, source=source, labelled=True)
     # The replay's own instants (a bad timestamp is named here), checked before the long replay.
-    epochs, _ = instants(frame, source=source)
+    epochs, hours = instants(frame, source=source)
     check_time_order(epochs, frame["timestamp"], source)
     periods = plan_periods(epochs, config.train_days, config.gap_days, config.test_days, source)
 
     with steps.step("replay", f"replaying {len(frame):,} transactions (labels back after the delay)"):
         started = time.perf_counter()
         matrix = compute_features(
-            frame, source=source, check=False, label_delay=config.label_delay, progress=progress
+            frame,
+            source=source,
+            check=False,
+            label_delay=config.label_delay,
+            progress=progress,
+            at=(epochs, hours),
         )
         replay_seconds = time.perf_counter() - started
     split = fitting_split(matrix.epochs, periods, source)

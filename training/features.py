@@ -139,12 +139,14 @@ def compute_features(
     label_delay: float | None = DEFAULT_LABEL_DELAY,
     workers: int | None = None,
     progress: bool = False,
+    at: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FeatureMatrix:
     """Replay the frame's transactions in time order, with its labels fed back, and collect their features.
 
     A frame with `is_fraud` feeds each label back `label_delay` seconds after its transaction; None (or
     a frame without labels) replays no labels, so every merchant feature is that of a merchant without
-    labels. `check=False` skips the column checks for a frame that `training.io` has already checked.
+    labels. `check=False` skips the column checks for a frame that `training.io` has already checked;
+    `at` is the rows' `instants`, when the caller has already computed them.
 
     The user features and the merchant features are replayed apart, since neither profile reads the
     other: `workers` processes share the users' replay (a user's profile depends only on their own
@@ -154,7 +156,7 @@ def compute_features(
     """
     if check:
         check_transactions(frame, source=source, labelled=False)
-    epochs, hours = instants(frame, source=source)
+    epochs, hours = at if at is not None else instants(frame, source=source)
     order = np.argsort(epochs, kind="stable")
     labels: list[Label] = []
     if label_delay is not None and LABEL in frame.columns:
