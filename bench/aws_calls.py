@@ -26,6 +26,7 @@ from typing import Any
 from bench._common import REPO_ROOT, Bundle, TransactionStream, machine, model_bundle, table, verdict
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
+from infra.events import label_of, label_payload
 
 BUDGET = 10
 BATCH = 100
@@ -247,16 +248,10 @@ def with_labels(
 
 def _label(record: StreamRecord, tx: dict[str, Any], n: int) -> StreamRecord:
     """`record`'s place in the stream, holding a label of `tx` (every fourth one fraud)."""
-    body = {
-        "event": "label",
-        "transaction_id": tx["transaction_id"],
-        "merchant_id": tx["merchant_id"],
-        "is_fraud": n % 4 == 0,
-        "labelled_at": datetime.fromtimestamp(record.arrival_epoch - 60, UTC).isoformat(),
-    }
-    return StreamRecord(
-        record.shard_id, record.sequence_number, json.dumps(body).encode(), record.arrival_epoch
+    label = label_of(
+        {**tx, "is_fraud": n % 4 == 0}, datetime.fromtimestamp(record.arrival_epoch - 60, UTC).isoformat()
     )
+    return StreamRecord(record.shard_id, record.sequence_number, label_payload(label), record.arrival_epoch)
 
 
 def _with_malformed(batch: list[StreamRecord], count: int) -> list[StreamRecord]:

@@ -36,6 +36,7 @@ from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.domain.transaction import parse_transaction
+from infra.events import label_of, label_payload
 
 BUDGET_US = 30.0
 BATCH = 100
@@ -135,15 +136,9 @@ def _warmed_profiles(model: XGBoostModel, warmup: list[list[StreamRecord]]) -> M
 
 def _label_of(record: StreamRecord) -> StreamRecord:
     """A genuine label for a transaction record, known when the record arrived, on the labels' shard."""
-    tx = parse_transaction(record.data)
-    label = {
-        "event": "label",
-        "transaction_id": tx.transaction_id,
-        "merchant_id": tx.merchant_id,
-        "is_fraud": False,
-        "labelled_at": datetime.fromtimestamp(record.arrival_epoch, UTC).isoformat(),
-    }
-    return StreamRecord(LABEL_SHARD, record.sequence_number, json.dumps(label).encode(), record.arrival_epoch)
+    genuine = {**json.loads(record.data), "is_fraud": False}
+    label = label_of(genuine, datetime.fromtimestamp(record.arrival_epoch, UTC).isoformat())
+    return StreamRecord(LABEL_SHARD, record.sequence_number, label_payload(label), record.arrival_epoch)
 
 
 def _time_batched(model: Model, history: MemoryProfileStore, timed: list[list[StreamRecord]]) -> Run:
