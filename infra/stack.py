@@ -7,8 +7,9 @@ decisions through `AWS_ENDPOINT_URL`; `--detach` keeps it in the background unti
 `fraudwatch demo` is the whole story in one command: train if there is no bundle, start the emulator,
 deploy, seed the users' and merchants' profiles with the population's history (and the fraud labels
 known by its end), run the handler behind the runner, produce live transactions, wait for every
-decision, and report decisions, alerts, precision/recall against the generator's truth, latency and
-throughput.
+decision, put each transaction's label on the stream and wait until its merchant's profile counts it,
+and report decisions, alerts, precision/recall against the generator's truth, latency, throughput and
+the labels counted.
 """
 
 from __future__ import annotations
