@@ -24,9 +24,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench._common import REPO_ROOT, Bundle, TransactionStream, machine, model_bundle, table, verdict
+from fraudwatch.adapters.aws import fifo_id
+from fraudwatch.adapters.sqs import stream_record_id
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
 from infra.events import label_of, label_payload
+from infra.messaging import create_queue, create_topic
 
 BUDGET = 10
 BATCH = 100
@@ -187,8 +190,8 @@ def _create_stack(session: Any) -> dict[str, str]:
             if key in props
         }
         dynamodb.create_table(TableName=names[logical_id], BillingMode="PAY_PER_REQUEST", **args)
-    topic = session.client("sns").create_topic(Name="bench-AlertsTopic")["TopicArn"]
-    queue = session.client("sqs").create_queue(QueueName="bench-QuarantineQueue")["QueueUrl"]
+    topic = create_topic(session.client("sns"), "AlertsTopic", "bench-AlertsTopic")
+    queue = create_queue(session.client("sqs"), "QuarantineQueue", "bench-QuarantineQueue")
     return {
         "PROFILES_TABLE": names["ProfilesTable"],
         "MERCHANT_PROFILES_TABLE": names["MerchantProfilesTable"],
@@ -372,7 +375,12 @@ class PerRecordHandler:
         try:
             event = parse_event(record.data, received_at=record.arrival_epoch)
         except InvalidRecordError as exc:
-            self._sqs.send_message(QueueUrl=self._env["QUARANTINE_QUEUE_URL"], MessageBody=str(exc))
+            self._sqs.send_message(
+                QueueUrl=self._env["QUARANTINE_QUEUE_URL"],
+                MessageBody=str(exc),
+                MessageGroupId=record.shard_id,
+                MessageDeduplicationId=fifo_id(stream_record_id(record)),
+            )
             return
         merchant = self._merchant(event.merchant_id)
         if isinstance(event, Label):
@@ -403,7 +411,12 @@ class PerRecordHandler:
             },
         )
         if decision.value != "APPROVED":
-            self._sns.publish(TopicArn=self._env["ALERTS_TOPIC_ARN"], Message=tx.transaction_id)
+            self._sns.publish(
+                TopicArn=self._env["ALERTS_TOPIC_ARN"],
+                Message=tx.transaction_id,
+                MessageGroupId=fifo_id(tx.user_id),
+                MessageDeduplicationId=fifo_id(tx.transaction_id),
+            )
 
     def _merchant(self, merchant_id: str) -> MerchantProfile | None:
         item = self._dynamodb.get_item(

@@ -134,18 +134,20 @@ class NaiveHandler:
         )
 
     def _publish(self, decision: DecisionRecord) -> None:
-        from fraudwatch.adapters.sns import _entry
+        from fraudwatch.adapters.sns import SnsAlertPublisher
 
-        entry = _entry("0", decision)  # the real alert's subject, body and attributes
+        # the real alert's subject, body, attributes and FIFO ids, sent on its own
+        entry = dict(SnsAlertPublisher(self._settings.alerts_topic_arn, self._sns)._entry("0", decision))
         del entry["Id"]
         self._sns.publish(TopicArn=self._settings.alerts_topic_arn, **entry)
 
     def _quarantine(self, item: QuarantinedRecord) -> None:
-        from fraudwatch.adapters.sqs import quarantine_body
+        from fraudwatch.adapters.sqs import SqsQuarantine
 
-        self._sqs.send_message(
-            QueueUrl=self._settings.quarantine_queue_url, MessageBody=json.dumps(quarantine_body(item))
-        )
+        # the real message, body, attributes and FIFO ids, sent on its own
+        entry = dict(SqsQuarantine(self._settings.quarantine_queue_url, self._sqs)._entry("0", item))
+        del entry["Id"]
+        self._sqs.send_message(QueueUrl=self._settings.quarantine_queue_url, **entry)
 
 
 def _stream_record(raw: Mapping[str, Any]) -> StreamRecord:

@@ -182,7 +182,7 @@ class RunnerStats:
 
 
 @dataclass(frozen=True)
-class StreamRecord:
+class ShardRecord:
     """One record as GetRecords returns it, reduced to what the event needs."""
 
     sequence_number: str
@@ -210,7 +210,7 @@ class _Invocation:
 class _Work:
     """A batch, or part of one, on its way to success or the on-failure destination."""
 
-    records: list[StreamRecord]
+    records: list[ShardRecord]
     attempts: int = 0  # failed invocations counted against MaximumRetryAttempts
     invocations: int = 0
     last: _Invocation | None = None
@@ -219,7 +219,7 @@ class _Work:
 def on_failure_message(
     *,
     condition: str,
-    records: Sequence[StreamRecord],
+    records: Sequence[ShardRecord],
     shard_id: str,
     stream_arn: str,
     function_arn: str,
@@ -257,7 +257,7 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def judge_response(response: Any, records: Sequence[StreamRecord], report_failures: bool) -> int | None:
+def judge_response(response: Any, records: Sequence[ShardRecord], report_failures: bool) -> int | None:
     """None for success, the index of the lowest failed record, or WHOLE_BATCH.
 
     Lambda reads batchItemFailures only with ReportBatchItemFailures on; then a missing, null or empty
@@ -413,7 +413,7 @@ class EventSourceRunner:
             reader.open()
         return list(readers.values())
 
-    def invoke(self, records: Sequence[StreamRecord], shard_id: str) -> _Invocation:
+    def invoke(self, records: Sequence[ShardRecord], shard_id: str) -> _Invocation:
         """Call the handler once on these records, as Lambda would, and judge its response."""
         event = {
             "Records": [
@@ -489,7 +489,7 @@ class _ShardReader:
         self.error: BaseException | None = None
         self._iterator: str | None = None
         self._last_read: str | None = None
-        self._buffer: deque[StreamRecord] = deque()
+        self._buffer: deque[ShardRecord] = deque()
         self._idle_since: float | None = None
 
     def idle_for(self, now: float) -> float:
@@ -535,7 +535,7 @@ class _ShardReader:
         finally:
             self.finished.set()
 
-    def _next_batch(self, stop: threading.Event) -> list[StreamRecord]:
+    def _next_batch(self, stop: threading.Event) -> list[ShardRecord]:
         """Gather records until the batch is full, the batching window closes, or the shard ends."""
         deadline: float | None = None
         while not stop.is_set() and self._iterator is not None:
@@ -563,8 +563,8 @@ class _ShardReader:
             return []
         return self._take_batch()
 
-    def _take_batch(self) -> list[StreamRecord]:
-        batch: list[StreamRecord] = []
+    def _take_batch(self) -> list[ShardRecord]:
+        batch: list[ShardRecord] = []
         size = 0
         while self._buffer and len(batch) < self.settings.batch_size:
             size += self._buffer[0].event_bytes
@@ -573,7 +573,7 @@ class _ShardReader:
             batch.append(self._buffer.popleft())
         return batch
 
-    def _get_records(self, limit: int) -> tuple[list[StreamRecord], int]:
+    def _get_records(self, limit: int) -> tuple[list[ShardRecord], int]:
         """One GetRecords call: its records and how far behind the tip they are (ms, or UNKNOWN_LAG)."""
         from botocore.exceptions import ClientError
 
@@ -591,12 +591,12 @@ class _ShardReader:
                 return [], UNKNOWN_LAG
             raise
         self._iterator = response.get("NextShardIterator")  # None: the shard is closed and fully read
-        records = [_stream_record(r) for r in response["Records"]]
+        records = [_shard_record(r) for r in response["Records"]]
         if records:
             self._last_read = records[-1].sequence_number
         return records, int(response.get("MillisBehindLatest", 0))
 
-    def _deliver(self, batch: list[StreamRecord], stop: threading.Event) -> None:
+    def _deliver(self, batch: list[ShardRecord], stop: threading.Event) -> None:
         """Invoke until every record of the batch has succeeded or been given up."""
         self.runner.count(batches=1)
         pending = deque([_Work(batch)])
@@ -651,9 +651,9 @@ class _ShardReader:
         return replace(work, records=work.records[expired:])
 
 
-def _stream_record(record: Mapping[str, Any]) -> StreamRecord:
+def _shard_record(record: Mapping[str, Any]) -> ShardRecord:
     arrival = record["ApproximateArrivalTimestamp"]
-    return StreamRecord(
+    return ShardRecord(
         sequence_number=str(record["SequenceNumber"]),
         partition_key=str(record["PartitionKey"]),
         data=bytes(record["Data"]),

@@ -532,12 +532,9 @@ def merchants_known_by(
 def subscribe_alerts(endpoint_url: str, topic_arn: str, name: str) -> str:
     """An SQS queue subscribed to the alerts topic (raw delivery: each message is one alert)."""
     from infra.emulator import client
+    from infra.messaging import subscribe_queue
 
-    sqs, sns = client("sqs", endpoint_url), client("sns", endpoint_url)
-    url: str = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-    return url
+    return subscribe_queue(client("sns", endpoint_url), client("sqs", endpoint_url), topic_arn, name)
 
 
 def drain(sqs: Any, queue_url: str) -> list[str]:

@@ -9,6 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from infra.messaging import create_queue, create_topic, subscribe_queue
 from infra.template import TEMPLATE, load_template
 
 REGION = "us-east-1"
@@ -63,10 +64,8 @@ def create_table(logical_id: str) -> str:
 def stack(aws: None) -> dict[str, str]:
     """The template's tables, topic and queues on moto, named as the stack's outputs name them."""
     sqs = boto3.client("sqs")
-    topic_arn = boto3.client("sns").create_topic(Name="test-AlertsTopic")["TopicArn"]
-    queues = {
-        q: sqs.create_queue(QueueName=f"test-{q}")["QueueUrl"] for q in template_resources("AWS::SQS::Queue")
-    }
+    topic_arn = create_topic(boto3.client("sns"), "AlertsTopic", "test-AlertsTopic")
+    queues = {q: create_queue(sqs, q, f"test-{q}") for q in template_resources("AWS::SQS::Queue")}
     return {
         "ProfilesTableName": create_table("ProfilesTable"),
         "MerchantProfilesTableName": create_table("MerchantProfilesTable"),
@@ -80,16 +79,9 @@ def stack(aws: None) -> dict[str, str]:
 @pytest.fixture
 def alert_inbox(stack: dict[str, str]) -> str:
     """An SQS queue subscribed to the alerts topic (raw delivery), as an operator would watch it."""
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="test-alert-inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    boto3.client("sns").subscribe(
-        TopicArn=stack["AlertsTopicArn"],
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
+    return subscribe_queue(
+        boto3.client("sns"), boto3.client("sqs"), stack["AlertsTopicArn"], "test-alert-inbox"
     )
-    return url
 
 
 def drain(queue_url: str) -> list[dict[str, Any]]:
@@ -99,7 +91,7 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
     while batch := sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     ).get("Messages", []):
-        messages.extend(batch)
+        messages.extend(dict(m) for m in batch)
         sqs.delete_message_batch(
             QueueUrl=queue_url,
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],

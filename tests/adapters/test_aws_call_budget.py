@@ -8,16 +8,20 @@ merchants' write). A batch over 20 users stays within the budget. Measured in do
 """
 
 import math
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
 
 import boto3
 
 from bench._common import TransactionStream
 from bench.aws_calls import BUDGET, CallCounter, profile_keys, table_labels, with_labels
+from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.settings import Settings
 from fraudwatch.wiring import build_service
 
 
-def counted_service(stack, bundle):
+def counted_service(stack: Mapping[str, str], bundle: Path) -> tuple[ScoringService, CallCounter]:
     session = boto3.Session(region_name="us-east-1")
     env = {
         "PROFILES_TABLE": stack["ProfilesTableName"],
@@ -32,7 +36,7 @@ def counted_service(stack, bundle):
     return build_service(Settings.from_env(env), session), counter
 
 
-def reads(calls) -> int:
+def reads(calls: Counter[str]) -> int:
     return sum(n for op, n in calls.items() if op.startswith("BatchGetItem"))
 
 

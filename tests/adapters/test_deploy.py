@@ -234,7 +234,7 @@ def test_alarms_exist_although_moto_cloudformation_skips_them(
     assert expected, "the template declares alarms"
     for logical_id, props in expected.items():
         alarm = by_name[f"{STACK}-{logical_id}"]
-        assert alarm["AlarmActions"] == [outputs["AlertsTopicArn"]]
+        assert alarm["AlarmActions"] == [outputs["AlarmsTopicArn"]]
         assert alarm["ComparisonOperator"] == props["ComparisonOperator"]
         assert alarm["Threshold"] == float(props["Threshold"])
         assert alarm.get("MetricName") == props.get("MetricName")
@@ -281,10 +281,26 @@ def test_stream_tables_topic_and_queues_are_usable(emulator: Emulator, outputs: 
         assert got["Item"][key] == {"S": "id-1"}
 
     sqs = emulator.client("sqs")
+    sqs.send_message(QueueUrl=outputs["OnFailureQueueUrl"], MessageBody="probe")
+    # The quarantine is FIFO: a second send with the same deduplication id keeps one message.
+    for _ in range(2):
+        sqs.send_message(
+            QueueUrl=outputs["QuarantineQueueUrl"],
+            MessageBody="probe",
+            MessageGroupId="shard-1",
+            MessageDeduplicationId="shard-1:1",
+        )
     for key in ("QuarantineQueueUrl", "OnFailureQueueUrl"):
-        sqs.send_message(QueueUrl=outputs[key], MessageBody="probe")
-        assert sqs.receive_message(QueueUrl=outputs[key])["Messages"][0]["Body"] == "probe"
-    assert emulator.client("sns").publish(TopicArn=outputs["AlertsTopicArn"], Message="probe")["MessageId"]
+        received = sqs.receive_message(QueueUrl=outputs[key], MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in received] == ["probe"]
+    sns = emulator.client("sns")
+    alerts = sns.get_topic_attributes(TopicArn=outputs["AlertsTopicArn"])["Attributes"]
+    assert alerts["FifoTopic"] == "true"
+    assert sns.publish(
+        TopicArn=outputs["AlertsTopicArn"], Message="probe", MessageGroupId="u", MessageDeduplicationId="t"
+    )["MessageId"]
+    assert "FifoTopic" not in sns.get_topic_attributes(TopicArn=outputs["AlarmsTopicArn"])["Attributes"]
+    assert sns.publish(TopicArn=outputs["AlarmsTopicArn"], Message="probe")["MessageId"]
 
 
 def test_redeploy_from_the_command_line_keeps_the_stack(

@@ -2,18 +2,19 @@
 
 import inspect
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.errors import BundleError, ConfigurationError
 from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant
-from infra.invoke import LocalContext, load_handler
+from infra.invoke import Handler, LocalContext, load_handler
 from tests.adapters.conftest import drain
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -22,7 +23,7 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 def transactions(
     user: str, amounts: list[float], *, start: datetime = START, prefix: str = "tx"
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     return [
         {
             "transaction_id": f"{prefix}-{user}-{i}",
@@ -42,7 +43,7 @@ def handler(stack, tiny_bundle, restore_environ):
     return load_handler(stack, bundle_dir=tiny_bundle)
 
 
-def invoke(handler, event: dict) -> dict:
+def invoke(handler: Handler, event: dict[str, Any]) -> dict[str, Any]:
     return handler(event, LocalContext())
 
 
@@ -70,7 +71,9 @@ def emf_blobs(stdout: str) -> list[dict[str, Any]]:
     return [d for d in documents if "_aws" in d]
 
 
-def label_payload(transaction: dict, is_fraud: bool, labelled_at: datetime) -> tuple[bytes, str, float]:
+def label_payload(
+    transaction: Mapping[str, Any], is_fraud: bool, labelled_at: datetime
+) -> tuple[bytes, str, float]:
     """A label as a producer puts it on the stream: partition key = merchant id."""
     body = {
         "event": "label",
@@ -82,7 +85,7 @@ def label_payload(transaction: dict, is_fraud: bool, labelled_at: datetime) -> t
     return json.dumps(body).encode(), transaction["merchant_id"], labelled_at.timestamp() + 0.5
 
 
-def ordinary_and_fraud() -> list[dict]:
+def ordinary_and_fraud() -> list[dict[str, Any]]:
     history = transactions("user-a", [30, 32, 28, 35, 31, 29, 33, 30]) + transactions("user-b", [12, 15, 11])
     fraud = transactions("user-a", [4800], start=START + timedelta(days=2), prefix="big")
     return sorted(history, key=lambda t: t["timestamp"]) + fraud
@@ -168,7 +171,7 @@ def test_a_throttled_write_reports_exactly_the_affected_records_and_the_retry_co
         if stack["DecisionsTableName"] in json.loads(params["body"])["RequestItems"] and throttled["left"]:
             throttled["left"] -= 1
             error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
-            return AWSResponse("https://dynamodb", 400, {}, None), error
+            return AWSResponse("https://dynamodb", 400, HTTPHeaders(), None), error
         return None
 
     client.meta.events.register("before-call.dynamodb.BatchWriteItem", throttle)

@@ -12,10 +12,11 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from fraudwatch.observability import logger as service_logger
 from infra.events import event_from_payloads
@@ -60,7 +61,7 @@ MALFORMED: list[tuple[str, bytes]] = [
     ("amount", _json({k: v for k, v in transaction("u-m1", 1, **PERSONAL).items() if k != "amount"})),
     ("amount", _json(transaction("u-m2", 1, PAN, **PERSONAL))),
     ("amount", _json(transaction("u-m3", 1, int(PAN)))),
-    ("merchant_id", _json(transaction("u-m4", 1, merchant_id=EMAIL))),
+    ("merchant_id", _json(transaction("u-m4", 1, merchant_id=NAME))),
     ("user_id", _json(transaction("u-m5", 1, user_id=NAME))),
     ("currency", _json(transaction("u-m6", 1, currency=PAN))),
     ("timestamp", _json(transaction("u-m7", 1, timestamp=PAN))),
@@ -73,7 +74,7 @@ MALFORMED: list[tuple[str, bytes]] = [
 ]
 
 
-def mixed_batch() -> dict:
+def mixed_batch() -> dict[str, Any]:
     """Valid records (extras full of personal data, one far above its user's usual) mixed with MALFORMED."""
     valid = [
         transaction("u-v1", 1, AMOUNTS[0], **PERSONAL),
@@ -113,19 +114,31 @@ def handler(stack, tiny_bundle, restore_environ, log_level):
     return load_handler(stack, bundle_dir=tiny_bundle, overrides={"POWERTOOLS_LOG_LEVEL": log_level})
 
 
-def throttle_first_decision_writes(handler, table: str, times: int) -> None:
-    """The decisions table answers ProvisionedThroughputExceeded to the first `times` writes."""
+AWS_ECHO = f"One or more parameter values were invalid: card_number {PAN}, amount {AMOUNTS[0]}, {EMAIL}"
+"""An AWS error message echoing the request, as some do: the logs carry AWS's code, never its message."""
+
+
+def fail_decision_writes(handler, table: str, times: int, code: str) -> None:
+    """The decisions table answers `code` to the first `times` writes, with a message echoing card data."""
     client = inspect.unwrap(handler).__globals__["service"]._decisions._client
     left = {"n": times}
 
-    def throttle(params, **kwargs):
+    def fail(params, **kwargs):
         if table in json.loads(params["body"])["RequestItems"] and left["n"]:
             left["n"] -= 1
-            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
-            return AWSResponse("https://dynamodb", 400, {}, None), error
+            error = {
+                "Error": {"Code": code, "Message": AWS_ECHO},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+            return AWSResponse("https://dynamodb", 400, HTTPHeaders(), None), error
         return None
 
-    client.meta.events.register("before-call.dynamodb.BatchWriteItem", throttle)
+    client.meta.events.register("before-call.dynamodb.BatchWriteItem", fail)
+
+
+def throttle_first_decision_writes(handler, table: str, times: int) -> None:
+    """The decisions table answers ProvisionedThroughputExceeded to the first `times` writes."""
+    fail_decision_writes(handler, table, times, "ProvisionedThroughputExceededException")
 
 
 def everything_logged(service_log: io.StringIO, capfd, caplog) -> str:
@@ -143,20 +156,73 @@ def test_no_card_or_personal_data_in_any_log_line(handler, stack, service_log, c
     assert handler(event, LocalContext()) == {"batchItemFailures": []}  # the redelivery completes
 
     logged = everything_logged(service_log, capfd, caplog)
+    assert_no_card_or_personal_data(logged, log_level)
+
+    # The search saw the real output: the batch lines, the metrics, and ids and counts, which may appear.
+    scored = batch_lines(service_log)
+    assert len(scored) == 2
+    assert {q["field"] for q in scored[0]["quarantined"]} == {field for field, _ in MALFORMED}
+    assert scored[0]["retried"] == 4
+    assert (scored[0]["level"], scored[1]["level"]) == ("WARNING", "INFO")
+    assert scored[0]["errors"] == [
+        {
+            "type": "DecisionStoreError",
+            "operation": "BatchWriteItem",
+            "resource": stack["DecisionsTableName"],
+            "code": "ProvisionedThroughputExceededException",
+            "status": 400,
+            "retryable": True,
+            "unwritten": 4,
+        }
+    ]
+    assert sum(scored[1]["decisions"].values()) == 4
+    assert scored[1]["errors"] == []
+    assert '"_aws"' in logged
+    assert '"Quarantined"' in logged
+
+
+def test_a_permanent_failure_is_logged_with_its_code_and_no_card_data(
+    handler, stack, service_log, capfd, caplog, log_level
+):
+    """Access denied on the decisions table: one call, the batch's valid records failed (none dropped), and
+    a line at ERROR naming the code; AWS's message, which echoes card data, stays out of the logs."""
+    event = mixed_batch()
+    fail_decision_writes(handler, stack["DecisionsTableName"], times=1, code="AccessDeniedException")
+
+    first = handler(event, LocalContext())
+
+    assert len(first["batchItemFailures"]) == 4  # the valid records, to be redelivered
+    assert handler(event, LocalContext()) == {"batchItemFailures": []}  # once access is granted again
+    logged = everything_logged(service_log, capfd, caplog)
+    assert_no_card_or_personal_data(logged, log_level)
+    assert "parameter values were invalid" not in logged
+    failed, done = batch_lines(service_log)
+    assert failed["level"] == "ERROR"
+    assert failed["errors"] == [
+        {
+            "type": "DecisionStoreError",
+            "operation": "BatchWriteItem",
+            "resource": stack["DecisionsTableName"],
+            "code": "AccessDeniedException",
+            "status": 400,
+            "retryable": False,
+            "unwritten": 4,
+        }
+    ]
+    assert (failed["retried"], done["level"], sum(done["decisions"].values())) == (4, "INFO", 4)
+
+
+def batch_lines(service_log: io.StringIO) -> list[dict[str, Any]]:
+    """The handler's "batch scored" lines, parsed."""
+    lines = [json.loads(line) for line in service_log.getvalue().splitlines()]
+    return [line for line in lines if line.get("message") == "batch scored"]
+
+
+def assert_no_card_or_personal_data(logged: str, log_level: str) -> None:
     leaks = [s for s in (*PAN_FORMS, NAME, SURNAME, EMAIL, "jane.holderton") if s in logged]
     assert leaks == [], f"card or personal data in the logs at {log_level}"
     amounts = [a for a in AMOUNTS for form in (f"{a}", f"{a:.2f}", f"{a:,.2f}") if form in logged]
     assert amounts == [], f"amounts in the logs at {log_level}"
-
-    # The search saw the real output: the batch lines, the metrics, and ids and counts, which may appear.
-    batch_lines = [json.loads(line) for line in service_log.getvalue().splitlines()]
-    scored = [line for line in batch_lines if line.get("message") == "batch scored"]
-    assert len(scored) == 2
-    assert {q["field"] for q in scored[0]["quarantined"]} == {field for field, _ in MALFORMED}
-    assert scored[0]["retried"] == 4
-    assert sum(scored[1]["decisions"].values()) == 4
-    assert '"_aws"' in logged
-    assert '"Quarantined"' in logged
 
 
 def test_malformed_records_with_card_data_are_quarantined_not_decided(handler, stack, service_log):

@@ -2,6 +2,7 @@
 
 import json
 import threading
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,9 @@ from training.io import DataFileError
 
 STREAM = "test-transactions"
 
+Failing = Callable[[int, int], Iterable[int]]
+"""The indices of a call's records to fail, from the call's number (from 1) and its record count."""
+
 
 def transaction(i: int, user: int | None = None, **extra: Any) -> dict[str, Any]:
     return {
@@ -44,9 +48,9 @@ def transaction(i: int, user: int | None = None, **extra: Any) -> dict[str, Any]
 class RecordingClient:
     """Forwards to a real client (or accepts everything), failing the indices `fail(call, n)` names."""
 
-    def __init__(self, inner: Any = None, fail: Any = None) -> None:
+    def __init__(self, inner: Any = None, fail: Failing | None = None) -> None:
         self.inner = inner
-        self.fail = fail or (lambda call, n: [])
+        self.fail: Failing = fail or (lambda call, n: [])
         self.calls: list[list[dict[str, Any]]] = []
 
     def put_records(self, *, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -166,7 +170,12 @@ def test_a_rate_spreads_records_over_smaller_calls():
 
 def test_it_stops_between_calls_when_asked():
     stop = threading.Event()
-    client = RecordingClient(fail=lambda call, n: stop.set() or [])
+
+    def stop_after_this_call(call: int, n: int) -> list[int]:
+        stop.set()
+        return []
+
+    client = RecordingClient(fail=stop_after_this_call)
 
     stats = produce(client, STREAM, (transaction(i) for i in range(2000)), progress=False, stop=stop)
 

@@ -3,10 +3,12 @@
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
 
+from fraudwatch.domain.records import StreamRecord
 from fraudwatch.settings import Settings
 from fraudwatch.wiring import build_service
 from infra import runner
@@ -17,7 +19,7 @@ from tests.adapters.conftest import drain
 STREAM = "test-transactions"
 
 
-def transaction(i: int, minutes: int) -> dict:
+def transaction(i: int, minutes: int) -> dict[str, Any]:
     return {
         "transaction_id": f"tx-{i}",
         "user_id": "user-1",
@@ -45,17 +47,17 @@ def setup(stack, tiny_bundle):
     return build_service(settings), kinesis, stream
 
 
-def put(kinesis, transactions: list[dict]) -> list[runner.StreamRecord]:
+def put(kinesis, transactions: list[dict[str, Any]]) -> list[runner.ShardRecord]:
     put_records = []
     for tx in transactions:
         response = kinesis.put_record(
             StreamName=STREAM, Data=contract_payload(tx), PartitionKey=tx["user_id"]
         )
-        put_records.append(runner.StreamRecord(response["SequenceNumber"], tx["user_id"], b"", time.time()))
+        put_records.append(runner.ShardRecord(response["SequenceNumber"], tx["user_id"], b"", time.time()))
     return put_records
 
 
-def give_up(stack, stream, given_up: list[runner.StreamRecord], batch_size: int | None = None) -> None:
+def give_up(stack, stream, given_up: list[runner.ShardRecord], batch_size: int | None = None) -> None:
     """The message the mapping sends to the on-failure queue, with AWS's shape."""
     message = runner.on_failure_message(
         condition="RetryAttemptsExhausted",
@@ -77,7 +79,7 @@ def decided(stack) -> set[str]:
     return {i["transaction_id"]["S"] for i in items}
 
 
-def stream_records(kinesis, stream) -> list:
+def stream_records(kinesis, stream) -> list[StreamRecord]:
     from infra.redrive import read_range
 
     shard = stream["Shards"][0]["ShardId"]

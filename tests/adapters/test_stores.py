@@ -8,14 +8,15 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from fraudwatch.adapters.dynamodb import ATTEMPTS, DynamoDecisionStore, DynamoProfileStore
+from fraudwatch.adapters.aws import ATTEMPTS
+from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
 from fraudwatch.adapters.sns import SnsAlertPublisher
 from fraudwatch.adapters.sqs import SqsQuarantine
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
-from fraudwatch.errors import ProfileStoreError
+from fraudwatch.errors import AlertPublishError, ProfileStoreError, QuarantineError
 from tests.adapters.conftest import drain
 
 
@@ -80,7 +81,7 @@ class ThrottledMerchant:
     def batch_write_item(self, RequestItems):
         ((_, requests),) = RequestItems.items()
         if any(r["PutRequest"]["Item"].get("merchant_id") == self._key for r in requests):
-            error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+            error: Any = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
             raise ClientError(error, "BatchWriteItem")
         return self._client.batch_write_item(RequestItems=RequestItems)
 
@@ -195,31 +196,43 @@ def test_unprocessed_writes_and_reads_are_retried_for_both_tables(stack):
 
 def test_keys_left_unread_after_every_attempt_are_a_store_error(stack):
     client = NeverProcessed(boto3.client("dynamodb"))
-    with pytest.raises(ProfileStoreError, match="unread"):
+    with pytest.raises(ProfileStoreError) as raised:
         store(stack, client).get_many(["user-1"], ["merch-1"])
     assert client.calls == ATTEMPTS
+    assert (raised.value.code, raised.value.retryable) == ("UnprocessedKeys", True)
+    assert raised.value.operation == "BatchGetItem"
+    assert raised.value.unwritten == frozenset({"user-1", "merch-1"})
 
 
-def test_a_missing_table_is_a_store_error_on_read_and_unwritten_keys_on_write(aws):
+def test_a_missing_table_is_a_permanent_store_error_on_read_and_on_write(aws):
     missing = DynamoProfileStore("no-such-table", "no-such-merchant-table", sleep=no_sleep)
-    with pytest.raises(ProfileStoreError):
+    with pytest.raises(ProfileStoreError) as read_users:
         missing.get_many(["user-1"])
-    with pytest.raises(ProfileStoreError):
+    with pytest.raises(ProfileStoreError) as read_merchants:
         missing.get_many([], ["merch-1"])
-    assert missing.put_many([profile("user-1", [1.0])]) == {"user-1"}
-    assert missing.put_merchants([merchant("merch-1", 1, 1), merchant("merch-2", 1, 0)]) == {
-        "merch-1",
-        "merch-2",
-    }
+    with pytest.raises(ProfileStoreError) as write_users:
+        missing.put_many([profile("user-1", [1.0])])
+    with pytest.raises(ProfileStoreError) as write_merchants:
+        missing.put_merchants([merchant("merch-1", 1, 1), merchant("merch-2", 1, 0)])
+
+    for raised in (read_users, read_merchants, write_users, write_merchants):
+        assert (raised.value.code, raised.value.retryable) == ("ResourceNotFoundException", False)
+    assert (read_users.value.operation, read_users.value.resource) == ("BatchGetItem", "no-such-table")
+    assert write_users.value.unwritten == frozenset({"user-1"})
+    assert write_merchants.value.unwritten == frozenset({"merch-1", "merch-2"})
+    assert write_merchants.value.resource == "no-such-merchant-table"
 
 
 def test_unwritten_merchants_are_reported_and_the_rest_written(stack):
     client = ThrottledMerchant(boto3.client("dynamodb"), "merch-03")
     merchants = [merchant(f"merch-{i:02d}", 1, 0) for i in range(30)]
 
-    unwritten = store(stack, client).put_merchants(merchants)
+    with pytest.raises(ProfileStoreError) as raised:
+        store(stack, client).put_merchants(merchants)
 
-    assert unwritten == {f"merch-{i:02d}" for i in range(25)}  # the chunk of 25 holding merch-03
+    unwritten = raised.value.unwritten
+    assert unwritten == frozenset(f"merch-{i:02d}" for i in range(25))  # the chunk of 25 holding merch-03
+    assert (raised.value.code, raised.value.retryable) == ("ProvisionedThroughputExceededException", True)
     stored = store(stack).get_many([], [m.merchant_id for m in merchants]).merchants
     assert set(stored) == {m.merchant_id for m in merchants} - unwritten
 
@@ -270,8 +283,12 @@ def test_alerts_carry_the_decision_and_the_transaction_as_alert_id(stack, alert_
 
 
 def test_unpublishable_alerts_are_reported(aws):
-    publisher = SnsAlertPublisher("arn:aws:sns:us-east-1:123456789012:missing")
-    assert publisher.publish_many([decision("tx-1"), decision("tx-2")]) == {"tx-1", "tx-2"}
+    publisher = SnsAlertPublisher("arn:aws:sns:us-east-1:123456789012:missing.fifo", sleep=no_sleep)
+    with pytest.raises(AlertPublishError) as raised:
+        publisher.publish_many([decision("tx-1"), decision("tx-2")])
+    assert raised.value.unwritten == frozenset({"tx-1", "tx-2"})
+    assert (raised.value.code, raised.value.retryable) == ("NotFound", False)
+    assert (raised.value.operation, raised.value.resource) == ("PublishBatch", "missing.fifo")
 
 
 def test_quarantine_keeps_the_payload_and_the_reason(stack):
@@ -285,9 +302,14 @@ def test_quarantine_keeps_the_payload_and_the_reason(stack):
     assert body["sequence_number"] == "42"
     assert base64.b64decode(body["payload_base64"]) == b"\xff not json"
     assert message["MessageAttributes"]["field"]["StringValue"] == "payload"
+    assert message["MessageAttributes"]["record_id"]["StringValue"] == "shardId-000000000001:42"
 
 
 def test_unsendable_quarantine_records_are_reported(aws):
-    quarantine = SqsQuarantine("https://sqs.us-east-1.amazonaws.com/123456789012/missing")
+    quarantine = SqsQuarantine("https://sqs.us-east-1.amazonaws.com/123456789012/missing", sleep=no_sleep)
     record = StreamRecord("shardId-000000000001", "42", b"x", 1_796_000_000.0)
-    assert quarantine.put_many([QuarantinedRecord(record, "payload", "bad")]) == {"42"}
+    with pytest.raises(QuarantineError) as raised:
+        quarantine.put_many([QuarantinedRecord(record, "payload", "bad")])
+    assert raised.value.unwritten == frozenset({"42"})
+    assert (raised.value.code, raised.value.retryable) == ("AWS.SimpleQueueService.NonExistentQueue", False)
+    assert (raised.value.operation, raised.value.resource) == ("SendMessageBatch", "missing")

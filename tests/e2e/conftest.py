@@ -17,6 +17,7 @@ import pytest
 from infra.deploy import deploy
 from infra.emulator import Emulator, client, emulator_environment
 from infra.invoke import Handler, load_handler
+from infra.messaging import create_queue, create_topic, subscribe_queue
 from tests.adapters.conftest import (  # noqa: F401 - fixtures shared with the adapter tests
     alert_inbox,
     aws,
@@ -83,18 +84,10 @@ def build_stack(prefix: str) -> dict[str, str]:
             args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
         dynamodb.create_table(**args)
         tables[logical_id] = args["TableName"]
-    topic_arn = boto3.client("sns").create_topic(Name=f"{prefix}-AlertsTopic")["TopicArn"]
-    queues = {
-        q: sqs.create_queue(QueueName=f"{prefix}-{q}")["QueueUrl"]
-        for q in [*template_resources("AWS::SQS::Queue"), "AlertInbox"]
-    }
-    inbox_arn = sqs.get_queue_attributes(QueueUrl=queues["AlertInbox"], AttributeNames=["QueueArn"])
-    boto3.client("sns").subscribe(
-        TopicArn=topic_arn,
-        Protocol="sqs",
-        Endpoint=inbox_arn["Attributes"]["QueueArn"],
-        Attributes={"RawMessageDelivery": "true"},
-    )
+    sns = boto3.client("sns")
+    topic_arn = create_topic(sns, "AlertsTopic", f"{prefix}-AlertsTopic")
+    queues = {q: create_queue(sqs, q, f"{prefix}-{q}") for q in template_resources("AWS::SQS::Queue")}
+    queues["AlertInbox"] = subscribe_queue(sns, sqs, topic_arn, f"{prefix}-AlertInbox")
     stream = f"{prefix}-transactions"
     boto3.client("kinesis").create_stream(StreamName=stream, ShardCount=1)
     return {

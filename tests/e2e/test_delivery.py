@@ -25,7 +25,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, HOUR
 from fraudwatch.domain.profile import MAX_RECENT
 from fraudwatch.kinesis_batch import stream_record
-from infra.events import contract_payload, lambda_record
+from infra.events import contract_payload, label_of, label_payload, lambda_record, malformed_payloads
 from infra.invoke import Handler, LocalContext, load_handler
 from infra.producer import live_transactions
 from tests.e2e.conftest import build_stack, comparable, drain_bodies, scan
@@ -39,19 +39,27 @@ Event = dict[str, Any]
 def stream_events(transactions: Sequence[dict[str, Any]], batch: int = BATCH) -> list[Event]:
     """Lambda-shaped batches as the mapping would cut them: users hashed onto two shards, each shard's
     records in order with its own sequence numbers, the shards' batches interleaved."""
+    return events_of(
+        [
+            (
+                contract_payload(tx),
+                str(tx["user_id"]),
+                datetime.fromisoformat(tx["timestamp"]).timestamp() + 0.5,
+            )
+            for tx in transactions
+        ],
+        batch,
+    )
+
+
+def events_of(payloads: Sequence[tuple[bytes, str, float]], batch: int = BATCH) -> list[Event]:
+    """Batches of (data, partition key, arrival) records, hashed onto the shards by partition key."""
     by_shard: dict[str, list[dict[str, Any]]] = {shard: [] for shard in SHARDS}
-    for tx in transactions:
-        shard = SHARDS[zlib.crc32(str(tx["user_id"]).encode()) % len(SHARDS)]
-        arrival = datetime.fromisoformat(str(tx["timestamp"])).timestamp() + 0.5
+    for data, key, arrival in payloads:
+        shard = SHARDS[zlib.crc32(key.encode()) % len(SHARDS)]
         sequence = str(len(by_shard[shard]) + 1)
         by_shard[shard].append(
-            lambda_record(
-                contract_payload(tx),
-                partition_key=str(tx["user_id"]),
-                sequence_number=sequence,
-                arrival=arrival,
-                shard_id=shard,
-            )
+            lambda_record(data, partition_key=key, sequence_number=sequence, arrival=arrival, shard_id=shard)
         )
     batches = {s: [rs[i : i + batch] for i in range(0, len(rs), batch)] for s, rs in by_shard.items()}
     events: list[Event] = []
@@ -121,6 +129,69 @@ def test_redelivered_batches_end_exactly_as_one_clean_delivery(aws, tiny_bundle,
     assert got[0] == expected[0]  # every decision, item by item: decision, score, reasons, ...
     assert got[1] == expected[1]  # every profile, including the ids and checkpoints applied
     assert got[2] == expected[2]  # the same alert ids, none sent twice
+
+
+def everything_once(outputs: dict[str, str]) -> dict[str, Any]:
+    """Decisions, user and merchant profiles, alerts received and quarantine messages, in full."""
+    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+    decisions, profiles, alerts = outcome(outputs)
+    merchants = scan(dynamodb, outputs["MerchantProfilesTableName"], "merchant_id")
+    quarantined = drain_bodies(sqs, outputs["QuarantineQueueUrl"])
+    return {
+        "decisions": decisions,
+        "profiles": profiles,
+        "merchants": {k: v["state"]["S"] for k, v in merchants.items()},
+        "alerts": alerts,
+        "quarantined": sorted(
+            (body["shard_id"], body["sequence_number"], body["field"]) for body, _ in quarantined
+        ),
+    }
+
+
+def test_every_batch_three_times_then_the_stream_twice_more_does_nothing_twice(
+    aws, tiny_bundle, restore_environ
+):
+    """Issue 11's replay: each batch delivered three times (whole, a tail, bisected halves), then the whole
+    stream twice more; payments, labels and malformed records mixed. Nothing lost, nothing doubled."""
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    transactions = list(live_transactions(300, seed=23, now=midnight))
+    payloads = [
+        (contract_payload(tx), str(tx["user_id"]), datetime.fromisoformat(tx["timestamp"]).timestamp() + 0.5)
+        for tx in transactions
+    ]
+    last = payloads[-1][2]
+    labelled_at = datetime.fromtimestamp(last, UTC).isoformat()
+    for tx in transactions[:40]:  # labels of the earliest payments, known by the end of the stream
+        label = label_of(tx, labelled_at)
+        payloads.append((label_payload(label), str(tx["merchant_id"]), last + 1))
+    bad = malformed_payloads(transactions[0], label_of({**transactions[0], "is_fraud": True}, labelled_at))
+    rng = random.Random(23)
+    for i, data in enumerate(bad.values()):
+        payloads.insert(rng.randrange(len(payloads)), (data, f"bad-{i}", last))
+    events = events_of(payloads)
+    clean_stack, noisy_stack = build_stack("clean"), build_stack("noisy")
+    clean = load_handler(clean_stack, bundle_dir=tiny_bundle)
+    noisy = load_handler(noisy_stack, bundle_dir=tiny_bundle)
+
+    for event in events:
+        invoke(clean, event["Records"])
+    deliveries = []
+    for event in events:
+        records = event["Records"]
+        half = len(records) // 2
+        tail = records[rng.randrange(len(records)) :]
+        halves = [records[:half], records[half:]] if half else [records]
+        deliveries.extend([records, tail, *halves])  # three times, once as bisected halves
+    deliveries.extend(event["Records"] for _ in range(2) for event in events)
+    for records in deliveries:
+        invoke(noisy, records)
+
+    expected, got = everything_once(clean_stack), everything_once(noisy_stack)
+    assert len(expected["decisions"]) == len(transactions)
+    assert expected["alerts"]
+    assert expected["merchants"]
+    assert len(expected["quarantined"]) == len(bad)
+    assert got == expected
 
 
 # ------------------------------------------------------------------------------------- late records

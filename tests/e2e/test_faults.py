@@ -6,18 +6,17 @@ share of the calls, through botocore's event hooks on the real handler's own cli
 injected at the call level, i.e. after the SDK's own retries: each injected fault is a call that
 failed outright. Timeouts come both before the request (the write never happened) and after it (the
 write happened, the response was lost). The local runner plays Lambda's event-source mapping with
-the template's settings (partial-failure checkpoints, bisect, on-failure queue).
+the template's settings (partial-failure checkpoints, bisect, retries until decided, on-failure queue).
 
-With retries until done (Lambda's default, MaximumRetryAttempts -1), every valid record must end
-decided exactly once (decision, score and reasons equal to the clean run's; profiles equal, so no
-transaction was applied twice), and the alerts sent must be the clean run's set (at least once:
-duplicates are counted). With the template's 5 retries, a batch can be given up when this many calls
-fail; then nothing may be lost silently: every record is decided, quarantined, or named by the
-on-failure queue's message.
+Every valid record must end decided exactly once (decision, score and reasons equal to the clean
+run's; profiles equal, so no transaction was applied twice), every alert received once and every
+malformed record quarantined once, as in the clean run. With a retry limit of an operator's choosing,
+a batch can be given up; then nothing may be lost silently, and a redrive decides what was given up.
 """
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 import os
@@ -34,9 +33,10 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
-from infra.events import event_from_transactions
+from infra.events import event_from_payloads, event_from_transactions
 from infra.invoke import Handler, LocalContext, load_handler
 from infra.producer import live_transactions, stream_entry
+from infra.redrive import redrive
 from infra.runner import UNLIMITED, EventSourceRunner, MappingSettings, RunnerStats
 from tests.adapters.conftest import mocked_aws
 from tests.e2e.conftest import build_stack, comparable, drain_bodies, scan
@@ -129,6 +129,7 @@ class FaultInjector:
 class Run:
     """What one consumption of the stream left behind."""
 
+    outputs: dict[str, str]
     decisions: dict[str, dict[str, Any]]
     profiles: dict[str, str]
     alert_ids: list[str]
@@ -178,7 +179,6 @@ def load(outputs: dict[str, str], bundle: Path) -> Handler:
 
 
 TEMPLATE_MAPPING = MappingSettings.from_template()
-UNTIL_DONE = replace(TEMPLATE_MAPPING, maximum_retry_attempts=UNLIMITED)
 
 
 def consume(
@@ -186,8 +186,9 @@ def consume(
     entries: list[dict[str, Any]],
     bundle: Path,
     rate: float = 0.0,
-    settings: MappingSettings = UNTIL_DONE,
-) -> tuple[Run, FaultInjector]:
+    outage_calls: int = 0,
+    settings: MappingSettings = TEMPLATE_MAPPING,
+) -> tuple[Run, FaultInjector, Handler]:
     """Put the entries on a new stack's stream and run the mapping over it to the end."""
     outputs = build_stack(prefix)
     kinesis: Any = boto3.client("kinesis")
@@ -199,7 +200,10 @@ def consume(
         sequence_numbers.extend(int(r["SequenceNumber"]) for r in response["Records"])
     handler = load(outputs, bundle)
     service = inspect.unwrap(handler).__globals__["service"]
-    service._profiles._sleep = service._decisions._sleep = lambda seconds: None  # backoff: time only
+    for adapter in (service._profiles, service._decisions, service._alerts, service._quarantine):
+        adapter._sleep = lambda seconds: None  # backoff: time only
+    if outage_calls:
+        attach_outage(service._profiles._client, outage_calls)
     injector = FaultInjector(rate, SEED)
     if rate:
         injector.attach(service._profiles._client, "dynamodb", DYNAMODB_FAULTS)
@@ -216,10 +220,31 @@ def consume(
         retry_backoff_s=0,
     )
     stats = runner.run_until_idle(idle_s=0.3, timeout_s=120)
-    dynamodb = boto3.client("dynamodb")
+    run = collect(outputs, stats, sequence_numbers)
+    return run, injector, handler
+
+
+def attach_outage(client: Any, calls: int) -> None:
+    """Refuse the first `calls` DynamoDB writes for good (an IAM policy broken, then mended)."""
+    refused: list[int] = []
+
+    def before(**kwargs: Any) -> Any:
+        if len(refused) >= calls:
+            return None
+        refused.append(1)
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "injected"}}
+        return AWSResponse("https://dynamodb", 400, HTTPHeaders(), None), error
+
+    client.meta.events.register("before-call.dynamodb.BatchWriteItem", before)
+
+
+def collect(outputs: dict[str, str], stats: RunnerStats, sequence_numbers: list[int]) -> Run:
+    """What the stack holds now; its queues are drained."""
+    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
     decisions = scan(dynamodb, outputs["DecisionsTableName"], "transaction_id")
     profiles = scan(dynamodb, outputs["ProfilesTableName"], "user_id")
-    run = Run(
+    return Run(
+        outputs=outputs,
         decisions={k: comparable(v) for k, v in decisions.items()},
         profiles={k: v["state"]["S"] for k, v in profiles.items()},
         alert_ids=[a["alert_id"]["StringValue"] for _, a in drain_bodies(sqs, outputs["AlertInboxUrl"])],
@@ -231,21 +256,21 @@ def consume(
         stats=stats,
         sequence_numbers=sequence_numbers,
     )
-    return run, injector
 
 
 @pytest.fixture(scope="module")
 def clean(cloud: None, entries: list[dict[str, Any]], tiny_bundle: Path) -> Run:
-    run, _ = consume("clean", entries, tiny_bundle)
+    run, _, _ = consume("clean", entries, tiny_bundle)
     assert run.stats.retries == 0
     return run
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.3])
-def test_under_faults_every_record_is_decided_exactly_once_and_nothing_is_lost(
+def test_under_faults_every_record_is_decided_alerted_and_quarantined_exactly_once(
     clean: Run, entries: list[dict[str, Any]], tiny_bundle: Path, rate: float
 ):
-    run, injector = consume(f"faulty-{int(rate * 100)}", entries, tiny_bundle, rate)
+    assert TEMPLATE_MAPPING.maximum_retry_attempts == UNLIMITED  # the template retries until decided
+    run, injector, _ = consume(f"faulty-{int(rate * 100)}", entries, tiny_bundle, rate)
 
     assert sum(injector.injected.values()) >= rate * sum(injector.calls.values()) / 2  # faults did happen
     assert run.on_failure == []  # retried until done: nothing given up
@@ -254,18 +279,23 @@ def test_under_faults_every_record_is_decided_exactly_once_and_nothing_is_lost(
     different = [k for k in clean.decisions if run.decisions[k] != clean.decisions[k]]
     assert different == []  # decision, score, reasons, model version: item by item
     assert run.profiles == clean.profiles  # each transaction applied exactly once
-    assert set(run.alert_ids) == set(clean.alert_ids)  # every alert went out (at least once)
-    assert len(clean.alert_ids) == len(set(clean.alert_ids))
-    assert set(run.quarantined) == set(clean.quarantined)  # every malformed record kept, with its field
+    assert len(clean.alert_ids) == len(set(clean.alert_ids)) > 0
+    assert sorted(run.alert_ids) == sorted(clean.alert_ids)  # every alert received, none twice
+    assert len(clean.quarantined) == len(set(clean.quarantined)) == RECORDS // MALFORMED_EVERY
+    assert sorted(run.quarantined) == sorted(clean.quarantined)  # every malformed record kept once
     assert run.stats.retries > 0  # the faults were felt and retried
 
 
-def test_with_the_templates_retry_limit_nothing_is_lost_silently(
-    cloud: None, entries: list[dict[str, Any]], tiny_bundle: Path
+def test_with_a_retry_limit_what_is_given_up_is_named_then_redriven(
+    clean: Run, entries: list[dict[str, Any]], tiny_bundle: Path
 ):
-    """At 30 % of calls failing even after the SDK's retries, 5 retries may not be enough for a batch:
-    then the on-failure queue names it (the stream keeps its records 24 h for a redrive)."""
-    run, _ = consume("template-limit", entries, tiny_bundle, 0.3, settings=TEMPLATE_MAPPING)
+    """With a retry limit of an operator's choosing (here 2) and an outage (DynamoDB writes refused for
+    good, as by a broken IAM policy, for the first 12 calls), batches are given up: the on-failure
+    queue names them (the stream keeps its records 24 h), and a redrive decides them. Their users' later
+    payments were scored without them: that effect is counted here, and confined to those users."""
+    two_retries = replace(TEMPLATE_MAPPING, maximum_retry_attempts=2)
+    run, _, handler = consume("two-retries", entries, tiny_bundle, outage_calls=12, settings=two_retries)
+    assert run.on_failure, "the outage outlasts 2 retries, so a batch is given up"
 
     quarantined = {int(sequence) for sequence, _ in run.quarantined}
     silently_lost = []
@@ -279,6 +309,31 @@ def test_with_the_templates_retry_limit_nothing_is_lost_silently(
     assert silently_lost == []
     assert run.stats.records_sent_to_on_failure == sum(
         m["KinesisBatchInfo"]["batchSize"] for m in run.on_failure
+    )
+
+    outputs = run.outputs
+    sqs = boto3.client("sqs")
+    for message in run.on_failure:  # drained by the run: put back for the redrive to read
+        sqs.send_message(QueueUrl=outputs["OnFailureQueueUrl"], MessageBody=json.dumps(message))
+    service = inspect.unwrap(handler).__globals__["service"]
+    stats = redrive(service, kinesis=boto3.client("kinesis"), sqs=sqs, queue_url=outputs["OnFailureQueueUrl"])
+    assert stats.kept == 0
+
+    after = collect(outputs, run.stats, run.sequence_numbers)
+    assert after.decisions.keys() == clean.decisions.keys()  # every valid record decided, none twice
+    given_up_users = {
+        json.loads(entry["Data"])["user_id"]
+        for entry, sequence in zip(entries, run.sequence_numbers, strict=True)
+        if entry["PartitionKey"] != "bad" and run.given_up(sequence)
+    }
+    differ = {k for k in clean.decisions if after.decisions[k] != clean.decisions[k]}
+    users_of = {k: v["user_id"]["S"] for k, v in clean.decisions.items()}
+    assert {users_of[k] for k in differ} <= given_up_users  # the skew stays with the given-up users
+    skewed = {u for u in after.profiles if after.profiles[u] != clean.profiles[u]}
+    assert skewed <= given_up_users
+    print(
+        f"given up: {stats.records} records of {len(given_up_users)} users; after redrive "
+        f"{len(differ)} of {RECORDS} decisions and {len(skewed)} profiles differ from the clean run"
     )
 
 
@@ -361,3 +416,131 @@ def test_a_crash_after_the_decision_is_written_still_sends_the_alert_with_the_sa
         TableName=outputs["ProfilesTableName"], Key={"user_id": {"S": "user-crash"}}
     )["Item"]
     assert json.loads(profile["state"]["S"])["n"] == 9  # applied once, though processed twice
+
+
+# ---------------------------------------------------------------- a crash at each step of a batch
+
+
+def usual_record(event: dict[str, Any]) -> dict[str, Any]:
+    """The payload of an event's first record."""
+    return dict(json.loads(base64.b64decode(event["Records"][0]["kinesis"]["data"])))
+
+
+def mixed_batch() -> dict[str, Any]:
+    """The fraud batch (one REJECTED), a label of its merchant known an hour ago, and a malformed record."""
+    event = fraud_batch()
+    label = {
+        "event": "label",
+        "transaction_id": "tx-earlier",
+        "merchant_id": "merch-1",
+        "is_fraud": True,
+        "labelled_at": (START + timedelta(hours=5)).isoformat(),
+    }
+    last = event["Records"][-1]["kinesis"]
+    arrival = float(last["approximateArrivalTimestamp"])
+    extra = event_from_payloads(
+        [
+            (json.dumps(label).encode(), "merch-1", arrival),
+            (
+                json.dumps({**usual_record(event), "transaction_id": "tx-bad", "amount": -1}).encode(),
+                "u",
+                arrival,
+            ),
+        ],
+        first_sequence=len(event["Records"]) + 1,
+    )
+    return {"Records": event["Records"] + extra["Records"]}
+
+
+# (service, operation, table the call writes or None for any, "before" or "after" the call)
+CRASH_POINTS = [
+    ("dynamodb", "BatchGetItem", None, "before"),
+    ("dynamodb", "BatchGetItem", None, "after"),
+    ("sqs", "SendMessageBatch", None, "after"),
+    ("dynamodb", "BatchWriteItem", "DecisionsTableName", "after"),
+    ("sns", "PublishBatch", None, "before"),
+    ("sns", "PublishBatch", None, "after"),
+    ("dynamodb", "BatchWriteItem", "ProfilesTableName", "before"),
+    ("dynamodb", "BatchWriteItem", "ProfilesTableName", "after"),
+    ("dynamodb", "BatchWriteItem", "MerchantProfilesTableName", "after"),
+]
+
+
+def crash_at(service: Any, outputs: dict[str, str], point: tuple[str, str, str | None, str]) -> list[str]:
+    """Make the process die at one point of the batch: before a call is sent, or once its effect landed
+    (the response never reaches the code). Returns a list that gets an entry when it did."""
+    name, operation, table_output, when = point
+    client = {"dynamodb": service._profiles._client, "sns": service._alerts._client}.get(
+        name, service._quarantine._client
+    )
+    crashed: list[str] = []
+
+    def arm(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
+        if not crashed and (table_output is None or outputs[table_output] in params.get("RequestItems", {})):
+            context["fraudwatch_crash"] = True
+
+    def before(context: dict[str, Any], **kwargs: Any) -> None:
+        if when == "before" and context.pop("fraudwatch_crash", False):
+            crashed.append(operation)
+            raise ContainerKilled
+
+    def after(context: dict[str, Any], **kwargs: Any) -> None:
+        if context.pop("fraudwatch_crash", False):
+            crashed.append(operation)
+            raise ContainerKilled
+
+    client.meta.events.register(f"before-parameter-build.{name}.{operation}", arm)
+    client.meta.events.register(f"before-call.{name}.{operation}", before)
+    client.meta.events.register(f"after-call.{name}.{operation}", after)
+    return crashed
+
+
+def final_state(outputs: dict[str, str]) -> dict[str, Any]:
+    """Everything a batch leaves behind, without wall-clock attributes; messages as received, in order."""
+    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+    return {
+        "decisions": {
+            k: comparable(v)
+            for k, v in scan(dynamodb, outputs["DecisionsTableName"], "transaction_id").items()
+        },
+        "profiles": {
+            k: v["state"]["S"] for k, v in scan(dynamodb, outputs["ProfilesTableName"], "user_id").items()
+        },
+        "merchants": {
+            k: v["state"]["S"]
+            for k, v in scan(dynamodb, outputs["MerchantProfilesTableName"], "merchant_id").items()
+        },
+        "alerts": [
+            (a["alert_id"]["StringValue"], {k: v for k, v in body.items() if k != "decided_at"})
+            for body, a in drain_bodies(sqs, outputs["AlertInboxUrl"])
+        ],
+        "quarantined": [body for body, _ in drain_bodies(sqs, outputs["QuarantineQueueUrl"])],
+    }
+
+
+@pytest.fixture(scope="module")
+def clean_batch_state(cloud: None, tiny_bundle: Path) -> dict[str, Any]:
+    outputs = build_stack("crash-clean")
+    assert load(outputs, tiny_bundle)(mixed_batch(), LocalContext()) == {"batchItemFailures": []}
+    state = final_state(outputs)
+    assert [alert_id for alert_id, _ in state["alerts"]] == ["tx-crash-big"]
+    assert [q["field"] for q in state["quarantined"]] == ["amount"]
+    assert json.loads(state["merchants"]["merch-1"])  # the label was counted
+    return state
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS, ids=lambda p: f"{p[3]}-{p[1]}-{p[2] or 'any'}")
+def test_a_crash_at_any_step_then_redelivery_leaves_the_state_of_one_clean_delivery(
+    cloud: None, tiny_bundle: Path, clean_batch_state: dict[str, Any], point: tuple[str, str, str | None, str]
+):
+    outputs = build_stack(f"crash-{point[3]}-{point[1]}-{point[2] or 'any'}")
+    handler = load(outputs, tiny_bundle)
+    crashed = crash_at(inspect.unwrap(handler).__globals__["service"], outputs, point)
+    with pytest.raises(ContainerKilled):
+        handler(mixed_batch(), LocalContext())
+    assert crashed == [point[1]]
+
+    # The container is gone; Lambda retries the whole batch in a new one.
+    assert load(outputs, tiny_bundle)(mixed_batch(), LocalContext()) == {"batchItemFailures": []}
+
+    assert final_state(outputs) == clean_batch_state

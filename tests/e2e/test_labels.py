@@ -96,7 +96,7 @@ def label(tx_id: str, merchant: str, is_fraud: bool, labelled_at: datetime) -> d
 
 
 def test_labels_put_by_the_producer_update_their_merchants_profiles(labels_stack, since, tmp_path):
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "transaction_id": f"cli-tx-{i:03d}",
             "user_id": f"cli-user-{i % 5}",

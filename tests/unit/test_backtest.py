@@ -29,14 +29,14 @@ def history() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def history_file(history, tmp_path_factory) -> Path:
+def history_file(history: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("history") / "history.parquet"
     history.to_parquet(path, index=False)
     return path
 
 
 @pytest.fixture(scope="module")
-def outputs(history_file, tmp_path_factory) -> Path:
+def outputs(history_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("backtest") / "out"
     assert main(["backtest", str(history_file), *ARGS, "--out", str(out)]) == 0
     return out
@@ -146,7 +146,7 @@ def earlier_backtest(path: Path) -> Path:
     return path
 
 
-def run_failing(args: list[str], out: Path, capsys) -> str:
+def run_failing(args: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> str:
     before = {p: p.read_text() for p in out.iterdir()} if out.exists() else None
     assert main(["backtest", *args, *ARGS, "--out", str(out)]) == 2
     assert ({p: p.read_text() for p in out.iterdir()} if out.exists() else None) == before
@@ -238,7 +238,8 @@ def merchant_gain(history: pd.DataFrame, out: Path, delay_days: float) -> dict[s
         train_days=TRAIN_DAYS, gap_days=GAP_DAYS, label_delay=delay_days * 86400, compare=False, nthread=1
     )
     run = backtest.run_backtest(history.copy(), source="tiny", out=out, config=config)
-    return run.metrics["model"]["merchant_gain"]
+    gain: dict[str, float] = run.metrics["model"]["merchant_gain"]
+    return gain
 
 
 def test_the_label_delay_decides_what_merchant_risk_the_model_sees(history, tmp_path):

@@ -24,6 +24,11 @@ CONFIG = GeneratorConfig(n_transactions=20_000, days=30, fraud_rate=0.02, seed=1
 LIVE_START = datetime(2026, 11, 30, 21, 30, 15, tzinfo=UTC)
 
 
+def records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """The frame's rows as the stream's decoded records: column name to value."""
+    return [{str(name): value for name, value in row.items()} for row in frame.to_dict("records")]
+
+
 @pytest.fixture(scope="module")
 def history() -> pd.DataFrame:
     return generate_history(CONFIG)
@@ -32,7 +37,7 @@ def history() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def parsed(history: pd.DataFrame) -> pd.DataFrame:
     """Epoch and local hour of every row, as the stream's contract derives them."""
-    txs = [transaction_from_mapping(row) for row in history.to_dict("records")]
+    txs = [transaction_from_mapping(row) for row in records(history)]
     return pd.DataFrame({"epoch": [tx.epoch for tx in txs], "hour": [tx.local_hour for tx in txs]})
 
 
@@ -175,7 +180,7 @@ def test_short_periods_and_extreme_rates_still_follow_the_contract(days, fraud_r
     frame = generate_history(config)
     assert len(frame) == 2000
     assert frame["is_fraud"].mean() == pytest.approx(fraud_rate, abs=0.02)
-    for row in frame.to_dict("records"):
+    for row in records(frame):
         transaction_from_mapping(row)
 
 

@@ -29,6 +29,7 @@ from tests.fakes import (
     tiny_history,
 )
 from training.features import compute_features, to_transactions
+from training.generate import GeneratorConfig, generate_history
 from training.io import DataFileError
 
 SHARD = "shardId-000000000000"
@@ -40,9 +41,9 @@ def stream(frame: pd.DataFrame, epochs: np.ndarray) -> list[StreamRecord]:
     """The frame's transactions and their labels as one shard's records, in time order."""
     events: list[tuple[float, int, int, dict[str, object]]] = []
     for i in range(len(frame)):
-        tx = {name: frame.at[i, name] for name in FIELDS}
+        tx: dict[str, object] = {name: frame.at[i, name] for name in FIELDS}
         known = float(epochs[i]) + LABEL_DELAY
-        label = {
+        label: dict[str, object] = {
             "event": "label",
             "transaction_id": tx["transaction_id"],
             "merchant_id": tx["merchant_id"],
@@ -111,11 +112,8 @@ def test_offline_features_equal_online_features_on_a_hand_made_history(batch_siz
 
 
 def test_offline_features_equal_online_features_on_generated_history():
-    generate = pytest.importorskip("training.generate")
-    if not hasattr(generate, "generate_history"):
-        pytest.skip("the history generator has not landed yet")
-    config = generate.GeneratorConfig(n_transactions=3000, days=10, seed=11)
-    frame = generate.generate_history(config)
+    config = GeneratorConfig(n_transactions=3000, days=10, seed=11)
+    frame = generate_history(config)
     assert frame["is_fraud"].any()
     assert_parity(frame, batch_size=100)
 

@@ -59,6 +59,7 @@ def test_ten_thousand_transactions_in_a_day_keep_every_bound():
     assert profile.count == HOT
     assert len(profile.recent_epochs) == len(profile.recent_amounts) == MAX_RECENT
     assert profile.recent_epochs == sorted(profile.recent_epochs)
+    assert profile.last_epoch is not None
     assert profile.recent_epochs[0] > profile.last_epoch - DAY  # the window kept is the newest
     assert len(profile.categories) == MAX_CATEGORIES
     assert len(profile.merchants) == MAX_MERCHANTS

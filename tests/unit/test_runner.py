@@ -10,7 +10,7 @@ from infra.cli import main
 from infra.runner import (
     WHOLE_BATCH,
     MappingSettings,
-    StreamRecord,
+    ShardRecord,
     judge_response,
     on_failure_message,
     on_failure_queue_url,
@@ -18,8 +18,8 @@ from infra.runner import (
 from infra.template import TEMPLATE, load_template
 
 
-def records(*seqs: str) -> list[StreamRecord]:
-    return [StreamRecord(s, "user-1", b"{}", 1_700_000_000.0 + i) for i, s in enumerate(seqs)]
+def records(*seqs: str) -> list[ShardRecord]:
+    return [ShardRecord(s, "user-1", b"{}", 1_700_000_000.0 + i) for i, s in enumerate(seqs)]
 
 
 def test_settings_are_read_from_the_template_as_it_states_them():

@@ -5,6 +5,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,7 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def service(**ports) -> tuple[ScoringService, dict]:
+def service(**ports: Any) -> tuple[ScoringService, dict[str, Any]]:
     parts = {
         "profiles": MemoryProfileStore(),
         "decisions": MemoryDecisionStore(),

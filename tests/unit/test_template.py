@@ -19,6 +19,7 @@ OUTPUTS = {
     "MerchantProfilesTableName",
     "DecisionsTableName",
     "AlertsTopicArn",
+    "AlarmsTopicArn",
     "QuarantineQueueUrl",
     "QuarantineQueueArn",
     "OnFailureQueueUrl",
@@ -169,8 +170,11 @@ def test_kinesis_event_has_every_setting(resources: dict[str, Any]) -> None:
     assert props["MaximumBatchingWindowInSeconds"] == 1
     assert props["StartingPosition"] == "TRIM_HORIZON"
     assert props["BisectBatchOnFunctionError"] is True
-    assert 0 < props["MaximumRetryAttempts"] <= 10
-    assert 60 <= props["MaximumRecordAgeInSeconds"] <= 86400
+    # Retried until decided (a user's later records wait behind a failed one); given up only past an age
+    # shorter than the stream's retention, so the on-failure queue can still name records to redrive.
+    assert props["MaximumRetryAttempts"] == -1
+    retention_s = _props(resources, "TransactionsStream")["RetentionPeriodHours"] * 3600
+    assert 3600 <= props["MaximumRecordAgeInSeconds"] <= retention_s // 2
     assert 1 <= props["ParallelizationFactor"] <= 10
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["DestinationConfig"]["OnFailure"] == {
@@ -300,7 +304,8 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
     assert set(tables) == {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
     for table in tables.values():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
-    assert _props(resources, "AlertsTopic")["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
+    for topic in ("AlertsTopic", "AlarmsTopic"):
+        assert _props(resources, topic)["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
     assert _props(resources, "AlertsKey")["EnableKeyRotation"] is True
     queues = resources_of_type({"Resources": resources}, "AWS::SQS::Queue")
     assert set(queues) == {"QuarantineQueue", "OnFailureQueue"}
@@ -312,7 +317,22 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- alarms and metrics
 
 
-def test_every_alarm_notifies_the_alerts_topic(resources: dict[str, Any]) -> None:
+def test_alerts_and_quarantine_are_fifo_so_a_redelivery_sends_nothing_twice(
+    resources: dict[str, Any],
+) -> None:
+    alerts = _props(resources, "AlertsTopic")
+    assert alerts["FifoTopic"] is True
+    assert alerts["TopicName"]["Fn::Sub"].endswith(".fifo")
+    quarantine = _props(resources, "QuarantineQueue")
+    assert quarantine["FifoQueue"] is True
+    assert quarantine["QueueName"]["Fn::Sub"].endswith(".fifo")
+    # Deduplication ids are set by the adapters per message, never derived from the content.
+    assert "ContentBasedDeduplication" not in alerts
+    assert "ContentBasedDeduplication" not in quarantine
+    assert "FifoTopic" not in _props(resources, "AlarmsTopic")  # CloudWatch alarms cannot publish to FIFO
+
+
+def test_every_alarm_notifies_the_alarms_topic(resources: dict[str, Any]) -> None:
     alarms = resources_of_type({"Resources": resources}, "AWS::CloudWatch::Alarm")
     assert set(alarms) == {
         "IteratorAgeAlarm",
@@ -323,7 +343,7 @@ def test_every_alarm_notifies_the_alerts_topic(resources: dict[str, Any]) -> Non
         "MisroutedRecordsAlarm",
     }
     for alarm in alarms.values():
-        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
 
 
 def test_queue_alarms_watch_their_own_queue(resources: dict[str, Any]) -> None:

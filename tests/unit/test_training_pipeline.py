@@ -154,7 +154,6 @@ def test_evaluation_without_patterns_counts_all_fraud_as_one(trained, history):
 
 
 def test_train_command_generates_history_and_prints_a_summary(tmp_path, capsys):
-    pytest.importorskip("training.generate").generate_history  # noqa: B018 - the generator must exist
     bundle, reports = tmp_path / "bundle", tmp_path / "reports"
     argv = ["train", "--transactions", "6000", "--days", "20", "--seed", "3", "--threads", "1"]
     assert main([*argv, "--bundle", str(bundle), "--reports", str(reports)]) == 0

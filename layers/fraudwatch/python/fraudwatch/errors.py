@@ -1,4 +1,11 @@
-"""The exceptions fraudwatch raises; callers tell them apart by type, never by message."""
+"""The exceptions fraudwatch raises; callers tell them apart by type, never by message.
+
+Which AWS failures are worth retrying is decided in `fraudwatch.adapters.aws`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class FraudwatchError(Exception):
@@ -30,17 +37,46 @@ class TransientError(FraudwatchError):
     """A failure worth retrying (throttling, a 5xx, a timeout)."""
 
 
-class ProfileStoreError(TransientError):
+class AwsCallError(FraudwatchError):
+    """An AWS call that failed: its operation and resource, AWS's error code, and whether retrying can help.
+
+    Its records are failed and redelivered either way; `retryable` says whether the adapter kept trying.
+    `unwritten` are the keys a write left unwritten (None: all it was given). AWS's own message is never
+    kept here, since it can echo the request's values (ids, amounts).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        retryable: bool = True,
+        operation: str = "",
+        resource: str = "",
+        status: int | None = None,
+        unwritten: Iterable[str] | None = None,
+    ) -> None:
+        where = f"{operation} on {resource}" if resource else operation
+        kind = "retryable" if retryable else "permanent"
+        super().__init__(f"{where} failed: {code} ({kind})" if where else f"{code} ({kind})")
+        self.code = code
+        self.retryable = retryable
+        self.operation = operation
+        self.resource = resource
+        self.status = status
+        self.unwritten = None if unwritten is None else frozenset(unwritten)
+
+
+class ProfileStoreError(AwsCallError):
     """The profile store could not be read or written."""
 
 
-class DecisionStoreError(TransientError):
+class DecisionStoreError(AwsCallError):
     """The decision store could not be written."""
 
 
-class AlertPublishError(TransientError):
+class AlertPublishError(AwsCallError):
     """Alerts could not be published."""
 
 
-class QuarantineError(TransientError):
+class QuarantineError(AwsCallError):
     """Malformed records could not be put in quarantine."""

@@ -7,6 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.scoring import BatchReport
+from fraudwatch.errors import AwsCallError
 
 logger = Logger(service="fraudwatch")
 metrics = Metrics(namespace="Fraudwatch", service="fraudwatch")
@@ -14,7 +15,11 @@ tracer = Tracer(service="fraudwatch")
 
 
 def record_batch(report: BatchReport, model_version: str) -> None:
-    """Emit a batch's metrics (EMF) and one structured log line."""
+    """Emit a batch's metrics (EMF) and one structured log line.
+
+    The line is a warning when AWS calls failed, an error when one of them failed for good (access
+    denied, a missing resource, a refused request, an unusable key): retrying will not mend that.
+    """
     counts = {kind: 0 for kind in Decision}
     for decision in report.decisions:
         counts[decision.decision] += 1
@@ -30,7 +35,13 @@ def record_batch(report: BatchReport, model_version: str) -> None:
     metrics.add_metric(name="Misrouted", unit=MetricUnit.Count, value=report.misrouted)
     metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=len(report.failed))
     metrics.add_metadata(key="model_version", value=model_version)
-    logger.info(
+    if not report.errors:
+        log = logger.info
+    elif all(error.retryable for error in report.errors):
+        log = logger.warning
+    else:
+        log = logger.error
+    log(
         "batch scored",
         extra={
             "decisions": {kind.value: count for kind, count in counts.items()},
@@ -42,7 +53,22 @@ def record_batch(report: BatchReport, model_version: str) -> None:
             "duplicates": report.duplicates,
             "misrouted": report.misrouted,
             "retried": len(report.failed),
-            "errors": [type(error).__name__ for error in report.errors],
+            "errors": [error_fields(error) for error in report.errors],
             "model_version": model_version,
         },
     )
+
+
+def error_fields(error: AwsCallError) -> dict[str, object]:
+    """What the logs say of a failed AWS call: never AWS's message, which can echo ids and amounts."""
+    fields: dict[str, object] = {
+        "type": type(error).__name__,
+        "operation": error.operation,
+        "resource": error.resource,
+        "code": error.code,
+        "status": error.status,
+        "retryable": error.retryable,
+    }
+    if error.unwritten is not None:
+        fields["unwritten"] = len(error.unwritten)
+    return fields

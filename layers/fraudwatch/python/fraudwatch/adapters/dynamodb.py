@@ -1,14 +1,15 @@
 """DynamoDB stores of profiles and decisions, with as few calls as DynamoDB allows.
 
 Reads are BatchGetItem (100 keys a call, users' and merchants' together), writes BatchWriteItem (25
-items a call); what DynamoDB leaves unprocessed is retried with backoff a few times, then reported
-back as unwritten (writes) or raised (reads).
+items a call). What DynamoDB leaves unprocessed is retried with backoff a few times, and so is a
+write call that failed transiently; a permanent failure is not retried, nor a failed read call (the
+whole batch waits on it, and its redelivery retries it). What is still unread or unwritten is raised
+as a ProfileStoreError or DecisionStoreError naming the keys, the operation and AWS's error code.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -17,21 +18,26 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fraudwatch.adapters.aws import UNPROCESSED_ITEMS, UNPROCESSED_KEYS, Failure, given_up, retry_batch
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import Profiles
 from fraudwatch.domain.profile import UserProfile
-from fraudwatch.errors import ProfileStoreError
+from fraudwatch.errors import AwsCallError, DecisionStoreError, ProfileStoreError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 READ_CHUNK = 100
 WRITE_CHUNK = 25
-ATTEMPTS = 4
 DECISION_TTL_DAYS = 90
 
 Item = dict[str, Any]
+TableKey = tuple[str, str]
+"""A key to read: its table, and the id it holds."""
+
+_UNREAD = Failure(UNPROCESSED_KEYS, retryable=True)
+_UNWRITTEN = Failure(UNPROCESSED_ITEMS, retryable=True)
 
 
 class DynamoProfileStore:
@@ -65,25 +71,30 @@ class DynamoProfileStore:
         )
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write user profiles; return the user ids left unwritten."""
+        """Write user profiles; raises ProfileStoreError naming the user ids left unwritten."""
         return self._put(self.table_name, {p.user_id: p.to_json() for p in profiles})
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
-        """Write merchant profiles; return the merchant ids left unwritten."""
+        """Write merchant profiles; raises ProfileStoreError naming the merchant ids left unwritten."""
         return self._put(self.merchant_table_name, {p.merchant_id: p.to_json() for p in profiles})
 
     def _states(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, str]]:
         """Per table, id -> stored state of the wanted ids, every table's keys sharing each call's 100."""
         keys = [(table, key_id) for table, ids in wanted.items() for key_id in sorted(set(ids))]
         states: dict[str, dict[str, str]] = {table: {} for table in wanted}
+
+        def read(chunk: list[TableKey]) -> list[tuple[TableKey, Failure]]:
+            return self._batch_get(chunk, states)
+
         for start in range(0, len(keys), READ_CHUNK):
-            request: dict[str, Any] = {}
-            for table, key_id in keys[start : start + READ_CHUNK]:
-                entry = request.setdefault(table, {"Keys": [], "ConsistentRead": True})
-                entry["Keys"].append({self._keys[table]: {"S": key_id}})
-            for table, items in self._batch_get(request).items():
-                key = self._keys[table]
-                states[table].update((item[key]["S"], item["state"]["S"]) for item in items)
+            unread = retry_batch(read, keys[start : start + READ_CHUNK], self._sleep)
+            if unread:
+                raise given_up(
+                    ProfileStoreError,
+                    [(key_id, failure) for (_, key_id), failure in unread],
+                    operation="BatchGetItem",
+                    resource=", ".join(sorted({table for (table, _), _ in unread})),
+                )
         return states
 
     def _put(self, table: str, states: dict[str, str]) -> set[str]:
@@ -92,25 +103,40 @@ class DynamoProfileStore:
         items = {
             k: {key: {"S": k}, "state": {"S": state}, "updated_at": {"S": now}} for k, state in states.items()
         }
-        return batch_write(self._client, table, items, key=key, sleep=self._sleep)
+        return batch_write(self._client, table, items, key=key, error=ProfileStoreError, sleep=self._sleep)
 
-    def _batch_get(self, request: dict[str, Any]) -> dict[str, list[Item]]:
-        """One BatchGetItem over several tables, retrying what DynamoDB leaves unprocessed in any of them."""
-        tables = ", ".join(request)
-        items: dict[str, list[Item]] = {table: [] for table in request}
-        for attempt in range(ATTEMPTS):
-            try:
-                response = self._client.batch_get_item(RequestItems=request)
-            except (ClientError, BotoCoreError) as exc:
-                raise ProfileStoreError(f"reading profiles from {tables} failed: {_code(exc)}") from exc
-            for table, found in response.get("Responses", {}).items():
-                items[table].extend(found)
-            request = dict(response.get("UnprocessedKeys") or {})
-            if not request:
-                return items
-            self._sleep(_backoff(attempt))
-        unread = ", ".join(f"{table}: {len(entry['Keys'])}" for table, entry in request.items())
-        raise ProfileStoreError(f"keys left unread ({unread})")
+    def _batch_get(
+        self, keys: list[TableKey], states: dict[str, dict[str, str]]
+    ) -> list[tuple[TableKey, Failure]]:
+        """One BatchGetItem of these keys over their tables into `states`; return the keys left unprocessed.
+
+        A failed call raises at once, after botocore's own retries: a batch cannot be scored without
+        its profiles, and its redelivery retries the read.
+        """
+        request: dict[str, Any] = {}
+        for table, key_id in keys:
+            entry = request.setdefault(table, {"Keys": [], "ConsistentRead": True})
+            entry["Keys"].append({self._keys[table]: {"S": key_id}})
+        try:
+            response = self._client.batch_get_item(RequestItems=request)
+        except (ClientError, BotoCoreError) as exc:
+            failure = Failure.of_exception(exc)
+            raise ProfileStoreError(
+                failure.code,
+                retryable=failure.retryable,
+                operation="BatchGetItem",
+                resource=", ".join(sorted(request)),
+                status=failure.status,
+                unwritten=(key_id for _, key_id in keys),
+            ) from exc
+        for table, items in response.get("Responses", {}).items():
+            key = self._keys[table]
+            states[table].update((item[key]["S"], item["state"]["S"]) for item in items)
+        return [
+            ((table, item_key[self._keys[table]]["S"]), _UNREAD)
+            for table, entry in (response.get("UnprocessedKeys") or {}).items()
+            for item_key in entry["Keys"]
+        ]
 
 
 class DynamoDecisionStore:
@@ -129,9 +155,16 @@ class DynamoDecisionStore:
         self._sleep = sleep
 
     def put_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
-        """Write decisions; return the transaction ids left unwritten."""
+        """Write decisions; raises DecisionStoreError naming the transaction ids left unwritten."""
         items = {d.transaction_id: self._item(d) for d in decisions}
-        return batch_write(self._client, self.table_name, items, key="transaction_id", sleep=self._sleep)
+        return batch_write(
+            self._client,
+            self.table_name,
+            items,
+            key="transaction_id",
+            error=DecisionStoreError,
+            sleep=self._sleep,
+        )
 
     def _item(self, d: DecisionRecord) -> Item:
         decided = datetime.fromisoformat(d.decided_at).timestamp()
@@ -159,39 +192,31 @@ def batch_write(
     items: dict[str, Item],
     *,
     key: str,
+    error: type[AwsCallError],
     sleep: Callable[[float], None] = time.sleep,
 ) -> set[str]:
-    """BatchWriteItem in chunks of 25, retrying what is unprocessed; return the keys left unwritten.
+    """BatchWriteItem in chunks of 25; raise `error` naming the keys left unwritten, if any.
 
-    A failed call (throttling after botocore's own retries, a 5xx, a timeout) is retried like an
-    unprocessed chunk; whatever is still unwritten is returned, never raised, so that the caller can
-    fail exactly those records.
+    What DynamoDB leaves unprocessed, and a call that failed transiently (throttling after botocore's
+    own retries, a 5xx, a timeout), is retried with backoff; a permanent failure (access denied, a
+    missing table, a validation error, an unusable KMS key) stops its chunk at once. Every chunk is
+    tried, so that a chunk refused costs the other chunks' records nothing.
     """
-    unwritten: set[str] = set()
+
+    def write(chunk: list[str]) -> list[tuple[str, Failure]]:
+        requests: list[Any] = [{"PutRequest": {"Item": items[k]}} for k in chunk]
+        try:
+            response = client.batch_write_item(RequestItems={table: requests})
+        except (ClientError, BotoCoreError) as exc:
+            failure = Failure.of_exception(exc)
+            return [(k, failure) for k in chunk]
+        unprocessed = (response.get("UnprocessedItems") or {}).get(table, [])
+        return [(request["PutRequest"]["Item"][key]["S"], _UNWRITTEN) for request in unprocessed]
+
     keys = list(items)
+    failed: list[tuple[str, Failure]] = []
     for start in range(0, len(keys), WRITE_CHUNK):
-        chunk: list[Any] = [{"PutRequest": {"Item": items[k]}} for k in keys[start : start + WRITE_CHUNK]]
-        for attempt in range(ATTEMPTS):
-            try:
-                response = client.batch_write_item(RequestItems={table: chunk})
-            except (ClientError, BotoCoreError):
-                pass  # the whole chunk is retried, then reported unwritten
-            else:
-                chunk = list((response.get("UnprocessedItems") or {}).get(table, []))
-            if not chunk:
-                break
-            if attempt < ATTEMPTS - 1:
-                sleep(_backoff(attempt))
-        unwritten.update(request["PutRequest"]["Item"][key]["S"] for request in chunk)
-    return unwritten
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter: 50 ms, 100 ms, 200 ms ... at most."""
-    return random.uniform(0, 0.05 * 2**attempt)
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-    return type(exc).__name__
+        failed += retry_batch(write, keys[start : start + WRITE_CHUNK], sleep)
+    if failed:
+        raise given_up(error, failed, operation="BatchWriteItem", resource=table)
+    return set()

@@ -16,7 +16,10 @@ LABEL_EVENT = "label"
 
 
 def parse_event(data: bytes, *, received_at: float | None = None) -> Transaction | Label:
-    """Parse one stream record's bytes; raise InvalidRecordError naming the field and the reason."""
+    """Parse one stream record's bytes; raise InvalidRecordError naming the field and the reason.
+
+    Nothing else escapes, whatever the bytes: another exception would fail the whole batch.
+    """
     obj = decode_payload(data)
     kind = obj.get(EVENT_FIELD, TRANSACTION_EVENT)
     if kind == TRANSACTION_EVENT:

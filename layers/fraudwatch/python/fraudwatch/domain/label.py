@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from fraudwatch.domain.transaction import check_recent, identifier, parse_timestamp
+from fraudwatch.domain.transaction import identifier, instant
 from fraudwatch.errors import InvalidRecordError
 
 LABEL_FIELDS = ("transaction_id", "merchant_id", "is_fraud", "labelled_at")
@@ -45,8 +45,7 @@ def label_from_mapping(obj: dict[str, object], *, received_at: float | None = No
     missing = [name for name in LABEL_FIELDS if name not in obj]
     if missing:
         raise InvalidRecordError(missing[0], "missing")
-    epoch = parse_timestamp(obj["labelled_at"], field="labelled_at").timestamp()
-    check_recent(epoch, received_at, field="labelled_at")
+    labelled_at, _, epoch = instant(obj, "labelled_at", received_at)
     is_fraud = obj["is_fraud"]
     if not isinstance(is_fraud, bool):
         raise InvalidRecordError("is_fraud", f"expected true or false, got {type(is_fraud).__name__}")
@@ -54,6 +53,6 @@ def label_from_mapping(obj: dict[str, object], *, received_at: float | None = No
         transaction_id=identifier(obj, "transaction_id"),
         merchant_id=identifier(obj, "merchant_id"),
         is_fraud=is_fraud,
-        labelled_at=str(obj["labelled_at"]),
+        labelled_at=labelled_at,
         epoch=epoch,
     )

@@ -34,11 +34,11 @@ from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
 from fraudwatch.domain.transaction import Transaction
 from fraudwatch.errors import (
     AlertPublishError,
+    AwsCallError,
     DecisionStoreError,
     InvalidRecordError,
     ProfileStoreError,
     QuarantineError,
-    TransientError,
 )
 
 
@@ -55,7 +55,8 @@ class BatchReport:
     """Valid records put with another partition key than their profile's id (processed all the same: their
     profile may have two writers at once, and an update can be lost)."""
     failed: list[StreamRecord] = field(default_factory=list)
-    errors: list[TransientError] = field(default_factory=list)
+    errors: list[AwsCallError] = field(default_factory=list)
+    """The failures behind `failed`: operation, AWS's code, retryable or not (never AWS's message)."""
     latencies_ms: list[float] = field(default_factory=list)
     """Arrival on the stream to decision, per decision written."""
 
@@ -174,7 +175,7 @@ class ScoringService:
             unsent = self._quarantine.put_many(report.quarantined)
         except QuarantineError as exc:
             report.errors.append(exc)
-            unsent = {q.record.sequence_number for q in report.quarantined}
+            unsent = set(exc.unwritten or (q.record.sequence_number for q in report.quarantined))
         if unsent:
             report.failed.extend(q.record for q in report.quarantined if q.record.sequence_number in unsent)
             report.quarantined = [q for q in report.quarantined if q.record.sequence_number not in unsent]
@@ -291,17 +292,17 @@ class ScoringService:
 def _attempt[T](
     write: Callable[[Sequence[T]], set[str]],
     items: Sequence[T],
-    error: type[TransientError],
+    error: type[AwsCallError],
     report: BatchReport,
 ) -> set[str]:
-    """Run one batch write; on a whole-call failure every item counts as unwritten."""
+    """Run one batch write; return the keys left unwritten: those the error names, or every item's."""
     if not items:
         return set()
     try:
         return write(items)
     except error as exc:
         report.errors.append(exc)
-        return {_key(item) for item in items}
+        return set(exc.unwritten or (_key(item) for item in items))
 
 
 def _key(item: object) -> str:

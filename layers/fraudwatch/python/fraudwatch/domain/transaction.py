@@ -1,4 +1,9 @@
-"""The transaction contract: parsing and validating one record of the stream."""
+"""The transaction contract: parsing and validating one record of the stream.
+
+Whatever a producer puts on the stream, parsing it either returns a record or raises
+InvalidRecordError naming the field at fault and the reason: the record is then quarantined and never
+retried. Any other exception would fail the whole Kinesis batch, so none may escape from here.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +18,31 @@ from fraudwatch.errors import InvalidRecordError
 FIELDS = ("transaction_id", "user_id", "merchant_id", "amount", "currency", "timestamp", "category")
 
 MAX_PAYLOAD_BYTES = 4096
+MAX_JSON_DEPTH = 64
+"""Objects and arrays nested in a record, counting the record itself (System.Text.Json's default).
+
+Checked before parsing: the standard library's parser recurses once per level and raises
+RecursionError (somewhere near 1,500 levels on 3.12, at another depth on other versions) rather
+than a JSON error. A bound of our own gives one answer on every Python version and call stack.
+"""
 MAX_AMOUNT = 1_000_000.0
 MAX_FUTURE_SKEW_SECONDS = 3600.0
 MAX_AGE_SECONDS = 7 * 86400.0
 
+MAX_ID_CHARS = 128
+"""Characters (code points) in an id. Ids are partition keys: Kinesis allows 256 characters (128 code
+points are at most 256 UTF-16 units) and DynamoDB 2,048 bytes (128 code points are at most 512 bytes of
+UTF-8)."""
+ID_RULE = f"ids are 1-{MAX_ID_CHARS} printable characters without spaces"
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+"""The ASCII ids the stream accepted before issue 11, which `training/io.py` still checks files with
+(vectorised). Every id it matches is valid on the stream; the stream's own rule is `id_problem`."""
 CATEGORY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+DYNAMODB_MIN_MAGNITUDE = 1e-130
+DYNAMODB_MAX_MAGNITUDE = 1e126
+"""DynamoDB stores 0 and numbers of magnitude 1e-130 to below 1e126 (and 38 significant digits, which
+a float's repr, at most 17 digits, never exceeds)."""
 
 CURRENCIES = frozenset(
     {
@@ -96,20 +120,113 @@ def parse_transaction(data: bytes, *, received_at: float | None = None) -> Trans
 
 
 def decode_payload(data: bytes) -> dict[str, object]:
-    """A record's bytes as a JSON object, or InvalidRecordError on the field `payload`."""
+    """A record's bytes as a JSON object, or InvalidRecordError (on the field `payload`, or on a key
+    that appears twice in one object)."""
+    if data[:1] != b"{":
+        _refuse_foreign_encoding(data)
     if len(data) > MAX_PAYLOAD_BYTES:
         raise InvalidRecordError("payload", f"{len(data)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRecordError("payload", f"not valid UTF-8 at byte {exc.start}") from exc
+    # Two substring tests for the usual record: one '{' and no '['; any other is measured.
+    if ("[" in text or "{" in text[1:]) and _nested_too_deep(text):
+        raise InvalidRecordError("payload", f"objects or arrays nested over {MAX_JSON_DEPTH} levels deep")
     try:
-        obj = json.loads(text)
+        obj = _json_value(text)
     except json.JSONDecodeError as exc:
-        raise InvalidRecordError("payload", f"not JSON ({exc.msg})") from exc
+        raise InvalidRecordError("payload", f"not JSON ({exc.msg} at character {exc.pos})") from exc
+    except ValueError as exc:  # an integer literal beyond Python's 4,300-digit conversion limit
+        raise InvalidRecordError("payload", f"not readable as JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise InvalidRecordError("payload", f"expected a JSON object, got {type(obj).__name__}")
     return obj
+
+
+_FOREIGN_ENCODINGS = (
+    (b"\x1f\x8b", "gzip-compressed bytes (1f 8b): put records as uncompressed UTF-8 JSON"),
+    (b"\xef\xbb\xbf", "starts with a UTF-8 byte-order mark, which JSON texts must not carry (RFC 8259)"),
+    (b"\x00\x00\xfe\xff", "starts with a UTF-32 byte-order mark: records are UTF-8 JSON"),
+    (b"\xff\xfe\x00\x00", "starts with a UTF-32 byte-order mark: records are UTF-8 JSON"),
+    (b"\xfe\xff", "starts with a UTF-16 byte-order mark: records are UTF-8 JSON"),
+    (b"\xff\xfe", "starts with a UTF-16 byte-order mark: records are UTF-8 JSON"),
+)
+
+
+def _refuse_foreign_encoding(data: bytes) -> None:
+    """Name what a record is when its first bytes say it is not UTF-8 JSON at all."""
+    for signature, reason in _FOREIGN_ENCODINGS:
+        if data.startswith(signature):
+            raise InvalidRecordError("payload", reason)
+
+
+def _nested_too_deep(text: str) -> bool:
+    """True when objects and arrays nest more than MAX_JSON_DEPTH levels (each level needs a bracket)."""
+    return text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(text) > MAX_JSON_DEPTH
+
+
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _depth(text: str) -> int:
+    """How deep objects and arrays nest in a JSON text (brackets inside strings do not count).
+
+    Exact for valid JSON; for invalid JSON at least the depth the parser would reach before failing.
+    """
+    depth = deepest = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        bracket = match.group()
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif bracket in "]}":
+            depth -= 1
+    return deepest
+
+
+MAX_FIELD_NAME_CHARS = 64
+
+
+def _field_name(key: str) -> str:
+    """A key of the record as an error's field: itself when printable and short, else escaped ASCII.
+
+    The field goes into logs and SQS message attributes, which refuse control characters and lone
+    surrogates; an empty or unbounded name would say nothing.
+    """
+    if 0 < len(key) <= MAX_FIELD_NAME_CHARS and key.isprintable():
+        return key
+    escaped = json.dumps(key)
+    return escaped if len(escaped) <= MAX_FIELD_NAME_CHARS else escaped[: MAX_FIELD_NAME_CHARS - 3] + "..."
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object of the record, refused when a key appears twice (RFC 8259 leaves which one counts open)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise InvalidRecordError(_field_name(key), "appears more than once in one JSON object")
+            seen.add(key)
+    return obj
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+_JSON_WHITESPACE = " \t\n\r"
+
+
+def _json_value(text: str) -> object:
+    """`json.loads(text)`, refusing duplicate keys.
+
+    `JSONDecoder.decode` does this with a regular expression before and after the value; stripping
+    JSON's four whitespace characters by hand is a fifth of the parse cheaper (docs/reliability.md).
+    """
+    start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
+    value, end = _DECODER.raw_decode(text, start)
+    if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
 
 
 def transaction_from_mapping(obj: dict[str, object], *, received_at: float | None = None) -> Transaction:
@@ -117,20 +234,29 @@ def transaction_from_mapping(obj: dict[str, object], *, received_at: float | Non
     missing = [name for name in FIELDS if name not in obj]
     if missing:
         raise InvalidRecordError(missing[0], "missing")
-    timestamp = parse_timestamp(obj["timestamp"])
-    epoch = timestamp.timestamp()
-    check_recent(epoch, received_at)
+    text, timestamp, epoch = instant(obj, "timestamp", received_at)
     return Transaction(
         transaction_id=identifier(obj, "transaction_id"),
         user_id=identifier(obj, "user_id"),
         merchant_id=identifier(obj, "merchant_id"),
         amount=_amount(obj["amount"]),
         currency=_currency(obj["currency"]),
-        timestamp=str(obj["timestamp"]),
+        timestamp=text,
         category=_category(obj["category"]),
         epoch=epoch,
         local_hour=timestamp.hour,
     )
+
+
+def instant(obj: dict[str, object], field: str, received_at: float | None) -> tuple[str, datetime, float]:
+    """The timestamp in `obj[field]`: its text, parsed, and as epoch seconds, checked against arrival."""
+    text = obj[field]
+    if not isinstance(text, str):
+        raise InvalidRecordError(field, f"expected an ISO 8601 string, got {type(text).__name__}")
+    parsed = parse_timestamp(text, field=field)
+    epoch = parsed.timestamp()
+    check_recent(epoch, received_at, field=field)
+    return text, parsed, epoch
 
 
 def check_recent(epoch: float, received_at: float | None, *, field: str = "timestamp") -> None:
@@ -144,26 +270,65 @@ def check_recent(epoch: float, received_at: float | None, *, field: str = "times
 
 
 def identifier(obj: dict[str, object], field: str) -> str:
-    """The id in `obj[field]`, validated by ID_PATTERN."""
+    """The id in `obj[field]`, validated by `id_problem`."""
     value = obj[field]
     if not isinstance(value, str):
         raise InvalidRecordError(field, f"expected a string, got {type(value).__name__}")
-    if not ID_PATTERN.fullmatch(value):
-        raise InvalidRecordError(field, "must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidRecordError(field, problem)
     return value
+
+
+def id_problem(value: str) -> str | None:
+    """Why `value` is not a valid id, or None when it is one.
+
+    An id is 1 to MAX_ID_CHARS printable characters (str.isprintable: no control or format character,
+    no lone surrogate, no separator other than the ASCII space) and no space at all: user and
+    merchant profiles keep their sets of merchant and transaction ids space-joined (profile.py), so an
+    id with a space would come back from the store as two, and a retried transaction would be counted
+    again. Any script is welcome: `café-Zürich-東京` is an id.
+    """
+    if 0 < len(value) <= MAX_ID_CHARS and value.isprintable() and " " not in value:
+        return None
+    if not value:
+        return f"empty ({ID_RULE})"
+    if len(value) > MAX_ID_CHARS:
+        return f"{len(value)} characters, over the {MAX_ID_CHARS}-character limit ({ID_RULE})"
+    if not value.strip():
+        return f"only whitespace ({ID_RULE})"
+    if value != value.strip():
+        return f"leading or trailing whitespace ({ID_RULE})"
+    position, char = next((i, c) for i, c in enumerate(value) if c == " " or not c.isprintable())
+    what = "a space" if char == " " else f"U+{ord(char):04X}, not printable,"
+    return f"{what} at position {position} ({ID_RULE})"
 
 
 def _amount(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRecordError("amount", f"expected a number, got {type(value).__name__}")
-    amount = float(value)
-    if not math.isfinite(amount):
+    if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRecordError("amount", "must be a finite number")
-    if amount <= 0:
+    # Compared before float(): an integer of 400 digits compares exactly, but float() overflows on it.
+    if value <= 0:
         raise InvalidRecordError("amount", "must be greater than 0")
-    if amount > MAX_AMOUNT:
+    if value > MAX_AMOUNT:
         raise InvalidRecordError("amount", f"exceeds the {MAX_AMOUNT:,.0f} limit")
-    return amount
+    return storable_number(float(value), "amount")
+
+
+def storable_number(value: float, field: str) -> float:
+    """`value` when DynamoDB can store it as a number, else InvalidRecordError on `field`.
+
+    The bounds are compared as floats: the repr written (the shortest that reads back as the same
+    float) is within them exactly when the float is.
+    """
+    magnitude = abs(value)
+    if magnitude and not DYNAMODB_MIN_MAGNITUDE <= magnitude < DYNAMODB_MAX_MAGNITUDE:
+        raise InvalidRecordError(
+            field, f"{value!r} is outside the magnitudes DynamoDB stores (1e-130 to below 1e126, or 0)"
+        )
+    return value
 
 
 def _currency(value: object) -> str:
@@ -179,12 +344,16 @@ def _category(value: object) -> str:
 
 
 def parse_timestamp(value: object, *, field: str = "timestamp") -> datetime:
-    """Parse a contract timestamp: ISO 8601 with a UTC offset, or InvalidRecordError on `field`."""
+    """Parse a contract timestamp: ISO 8601 with a UTC offset, or InvalidRecordError on `field`.
+
+    Any aware datetime's epoch is computable (`timestamp()` subtracts, it never overflows), years 1
+    and 9999 with ±23:59 offsets included; those are refused later, by their distance to arrival.
+    """
     if not isinstance(value, str):
         raise InvalidRecordError(field, f"expected an ISO 8601 string, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
+    except ValueError as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
         raise InvalidRecordError(field, "not an ISO 8601 date-time") from exc
     if parsed.tzinfo is None:
         raise InvalidRecordError(field, "needs a UTC offset such as '+00:00' or 'Z'")
