@@ -2,6 +2,11 @@
 
 Each module listed in COMMAND_MODULES owns its subcommands: it defines `register(subparsers)`, which
 adds them with `set_defaults(run=...)`. Heavy imports happen inside the commands, so `--help` is fast.
+
+Every command reports an error the same way, here: `fraudwatch <command>: error: <what>, <what to do>`
+on stderr; exit status 2 for usage and input errors (argparse's own, UsageError, and a setting or model
+bundle it was given that cannot be used: ConfigurationError), 1 for a failure at run time (any other
+FraudwatchError, or an AWS call that failed).
 """
 
 from __future__ import annotations
@@ -23,27 +28,62 @@ COMMAND_MODULES = (
     "infra.producer",
     "infra.redrive",
 )
+USAGE_ERROR = 2
+RUN_TIME_ERROR = 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "fraudwatch") -> argparse.ArgumentParser:
     """The parser with every subcommand registered by the module that owns it."""
-    parser = argparse.ArgumentParser(
-        prog="fraudwatch", description="Real-time card fraud scoring on AWS serverless."
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = argparse.ArgumentParser(prog=prog, description="Real-time card fraud scoring on AWS serverless.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the arguments; an unknown option is named before a missing command is."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _subparsers(parser).get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)} (see `{command.prog} --help`)")
+    if args.command is None:
+        parser.error("a command is required: see `fraudwatch --help` for the list")
+    return args
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's parser, by name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "fraudwatch") -> int:
     """Run one subcommand; its return value is the exit status."""
-    args = build_parser().parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from fraudwatch.errors import ConfigurationError, FraudwatchError, UsageError
+
+    args = parse(build_parser(prog), argv)
     try:
         return int(args.run(args))
+    except (UsageError, ConfigurationError) as exc:  # a setting or bundle the command was given
+        return _error(args.command, str(exc), USAGE_ERROR)
+    except FraudwatchError as exc:
+        return _error(args.command, str(exc), RUN_TIME_ERROR)
+    except (BotoCoreError, ClientError) as exc:
+        hint = "is the stack up at its endpoint (`fraudwatch stack status`), and are credentials set?"
+        return _error(args.command, f"an AWS call failed: {exc}; {hint}", RUN_TIME_ERROR)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _error(command: str, message: str, status: int) -> int:
+    print(f"fraudwatch {command}: error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -16,14 +16,13 @@ import io
 import json
 import logging
 import os
-import sys
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.errors import FraudwatchError
+from fraudwatch.errors import FraudwatchError, UsageError
 from infra.emulator import REGION, boto_session, client, is_moto
 from infra.template import REPO_ROOT, TEMPLATE, load_template, resources_of_type
 
@@ -836,9 +835,10 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def _deploy_command(args: argparse.Namespace) -> int:
-
     from botocore.exceptions import BotoCoreError, ClientError
 
+    if not Path(args.template).is_file():
+        raise UsageError(f"no template at {args.template}: run from the repository root, or pass --template")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         parameters = parse_parameters(args.parameter)
@@ -851,9 +851,10 @@ def _deploy_command(args: argparse.Namespace) -> int:
             event_source_mappings=False if args.no_event_source_mappings else None,
             progress=True,
         )
-    except (DeployError, ValueError, OSError, BotoCoreError, ClientError) as exc:
-        print(f"fraudwatch deploy: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from exc
+    except (BotoCoreError, ClientError) as exc:
+        raise DeployError(f"{exc}; is the endpoint {args.endpoint or '(AWS)'} up?") from exc
     if args.outputs_file:
         # The shape `stack up --detach` writes: `fraudwatch produce/run/invoke --outputs` read it.
         state = {"endpoint": args.endpoint, "stack_name": args.stack_name, "outputs": outputs}
@@ -890,7 +891,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--no-event-source-mappings",
         action="store_true",
-        help="leave the Kinesis mappings out (automatic on moto); run `fraudwatch runner` instead",
+        help="leave the Kinesis mappings out (automatic on moto); run `fraudwatch run` instead",
     )
     parser.add_argument(
         "--outputs-file",

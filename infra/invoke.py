@@ -101,27 +101,55 @@ def _ref(value: Any) -> str | None:
     return None
 
 
-def _invoke(args: argparse.Namespace) -> int:
-    from fraudwatch.errors import FraudwatchError
-    from infra.emulator import emulator_environment
-    from infra.state import read_stack_outputs, stack_endpoint
+def read_event(path: Path) -> dict[str, Any]:
+    """A Lambda-shaped event from a JSON file, or UsageError naming the file and what is wrong."""
+    from fraudwatch.errors import UsageError
 
     try:
-        event = json.loads(Path(args.event).read_text())
-        outputs = read_stack_outputs(Path(args.outputs))
-        if not outputs:
-            raise FileNotFoundError(
-                f"no stack outputs at {args.outputs}: start one with `fraudwatch stack up --detach`"
-            )
+        event = json.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the event file {path}: {exc.strerror or exc}; pass --event with a "
+            "Lambda-shaped event such as events/mixed.json (`fraudwatch events` writes them)"
+        ) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path} is not a JSON event: {exc}; pass a file like events/mixed.json") from exc
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        raise UsageError(f"{path} has no Records list: pass a Kinesis event like events/mixed.json")
+    return event
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from fraudwatch.errors import UsageError
+    from infra.emulator import emulator_environment
+    from infra.state import require_stack_outputs, stack_endpoint
+
+    event = read_event(Path(args.event))
+    if args.live:
+        outputs = require_stack_outputs(Path(args.outputs))
         endpoint = args.endpoint or stack_endpoint(Path(args.outputs))
         overrides = emulator_environment(endpoint, args.region) if endpoint else None
-        handler = load_handler(
-            outputs, bundle_dir=Path(args.bundle), endpoint_url=endpoint, overrides=overrides
+        try:
+            handler = load_handler(
+                outputs, bundle_dir=Path(args.bundle), endpoint_url=endpoint, overrides=overrides
+            )
+        except KeyError as exc:
+            raise UsageError(f"{exc.args[0]}: is {args.outputs} this template's stack?") from exc
+        print(
+            f"fraudwatch invoke: --live: decisions, profiles, alerts and quarantine go to the stack at "
+            f"{endpoint or 'AWS'} ({outputs.get('DecisionsTableName', '?')})",
+            file=sys.stderr,
         )
-    except (OSError, json.JSONDecodeError, KeyError, FraudwatchError) as exc:
-        print(f"fraudwatch invoke: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(handler(event, LocalContext()), indent=2))
+        print(json.dumps(handler(event, LocalContext()), indent=2))
+        return 0
+    from infra.dry_run import invoke_dry
+
+    response, written = invoke_dry(event, Path(args.bundle))
+    print(json.dumps(response, indent=2))
+    print(
+        f"fraudwatch invoke: dry run, nothing written to any stack; it would have written {written}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -130,10 +158,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "invoke",
         help="run the scoring handler in process on a Lambda-shaped event",
-        description="Run the real scoring handler in this process on an event file (no Docker), against "
-        "the endpoint and resources of a deployed stack, and print the handler's response.",
+        description="Run the real scoring handler in this process on an event file (no Docker) and print "
+        "the handler's response. By default a dry run: the handler writes to a throwaway in-process copy "
+        "of the template's resources, and what it would have written is summarised. With --live it "
+        "writes to the deployed stack's resources (`fraudwatch stack up --detach`).",
     )
     parser.add_argument("--event", required=True, help="a Lambda-shaped Kinesis event file")
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="write to the running stack (decisions, profiles, alerts); default: a dry run on a "
+        "throwaway in-process copy of the stack, printing what would have been written",
+    )
     add_stack_options(parser)
     parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="model bundle directory")
     parser.set_defaults(run=_invoke)

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
@@ -29,7 +28,7 @@ from typing import Any
 from fraudwatch.domain.events import EVENT_FIELD, LABEL_EVENT
 from fraudwatch.domain.label import LABEL_FIELDS
 from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS, check_recent
-from fraudwatch.errors import FraudwatchError, InvalidRecordError
+from fraudwatch.errors import FraudwatchError, InvalidRecordError, UsageError
 from infra.events import contract_payload, label_of, label_payload
 from infra.state import add_stack_options
 
@@ -341,9 +340,8 @@ def _produce_command(args: argparse.Namespace) -> int:
             records = file_transactions(Path(args.file), args.count)
         else:
             records = list(live_transactions(args.count or DEFAULT_COUNT, args.seed))
-    except (OSError, ValueError, FraudwatchError) as exc:
-        print(f"fraudwatch produce: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
     what = "labels" if args.labels else "transactions"
     stop = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
@@ -356,9 +354,6 @@ def _produce_command(args: argparse.Namespace) -> int:
     try:
         kinesis = client("kinesis", endpoint, args.region)
         stats = produce(kinesis, stream, records, rate=args.rate, stop=stop, unit=what[:-1])
-    except ProduceError as exc:
-        print(f"fraudwatch produce: {exc}", file=sys.stderr)
-        return 1
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.put_times:

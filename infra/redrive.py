@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,30 +108,28 @@ def read_range(kinesis: Any, stream_arn: str, shard_id: str, first: str, last: s
 
 
 def _redrive_command(args: argparse.Namespace) -> int:
-    from fraudwatch.errors import FraudwatchError
+    from fraudwatch.errors import UsageError
     from fraudwatch.settings import Settings
     from fraudwatch.wiring import build_service
     from infra.emulator import boto_session, client
     from infra.invoke import function_environment
-    from infra.state import read_stack_outputs, stack_endpoint
+    from infra.state import require_stack_outputs, stack_endpoint
 
+    outputs = require_stack_outputs(Path(args.outputs))
+    endpoint = args.endpoint or stack_endpoint(Path(args.outputs))
     try:
-        outputs = read_stack_outputs(Path(args.outputs))
-        if not outputs:
-            raise FileNotFoundError(f"no stack outputs at {args.outputs}: deploy first (fraudwatch stack up)")
-        endpoint = args.endpoint or stack_endpoint(Path(args.outputs))
         env = function_environment(outputs) | {"MODEL_DIR": args.bundle}
-        session = boto_session(endpoint, args.region)
-        service = build_service(Settings.from_env(env), session, endpoint_url=endpoint)
-        stats = redrive(
-            service,
-            kinesis=client("kinesis", endpoint, args.region),
-            sqs=client("sqs", endpoint, args.region),
-            queue_url=outputs["OnFailureQueueUrl"],
-        )
-    except (OSError, KeyError, json.JSONDecodeError, FraudwatchError) as exc:
-        print(f"fraudwatch redrive: {exc}", file=sys.stderr)
-        return 2
+        queue_url = outputs["OnFailureQueueUrl"]
+    except KeyError as exc:
+        raise UsageError(f"{exc.args[0]}: is {args.outputs} this template's stack?") from exc
+    session = boto_session(endpoint, args.region)
+    service = build_service(Settings.from_env(env), session, endpoint_url=endpoint)
+    stats = redrive(
+        service,
+        kinesis=client("kinesis", endpoint, args.region),
+        sqs=client("sqs", endpoint, args.region),
+        queue_url=queue_url,
+    )
     print(
         f"{stats.messages} on-failure messages: {stats.redriven} redriven ({stats.records} records: "
         f"{stats.decided} decided, {stats.duplicates} already applied, {stats.quarantined} quarantined), "

@@ -39,10 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.errors import ConfigurationError, FraudwatchError
+from fraudwatch.errors import ConfigurationError, FraudwatchError, UsageError
 from infra.events import lambda_record
 from infra.invoke import LocalContext
-from infra.state import add_stack_options, read_stack_outputs, stack_endpoint
+from infra.state import add_stack_options, require_stack_outputs, stack_endpoint
 from infra.template import TEMPLATE, load_template
 
 log = logging.getLogger(__name__)
@@ -693,12 +693,8 @@ def _run_command(args: argparse.Namespace) -> int:
     from infra.invoke import load_handler
 
     outputs_path = Path(args.outputs)
+    outputs = require_stack_outputs(outputs_path)
     try:
-        outputs = read_stack_outputs(outputs_path)
-        if not outputs:
-            raise ConfigurationError(
-                f"no stack outputs at {outputs_path}: deploy first (fraudwatch stack up)"
-            )
         endpoint = args.endpoint or stack_endpoint(outputs_path)
         settings = MappingSettings.from_template(Path(args.template))
         stream = args.stream or outputs.get("StreamName")
@@ -720,9 +716,8 @@ def _run_command(args: argparse.Namespace) -> int:
             on_failure_queue_url=queue_url,
             function_name=outputs.get("ScoringFunctionName", "ScoringFunction"),
         )
-    except (OSError, KeyError, ValueError, FraudwatchError) as exc:
-        print(f"fraudwatch run: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, KeyError, ValueError) as exc:
+        raise UsageError(f"{exc}; check --outputs, --template and --bundle") from exc
     stop = threading.Event()
     result: list[RunnerStats] = []
     failure: list[BaseException] = []
@@ -753,8 +748,7 @@ def _run_command(args: argparse.Namespace) -> int:
             stop.set()
             thread.join()
     if failure:
-        print(f"fraudwatch run: {failure[0]}", file=sys.stderr)
-        return 1
+        raise RunnerError(f"the runner stopped: {failure[0]}") from failure[0]
     stats = result[0] if result else runner.stats
     print(
         f"{stats.records_delivered} records in {stats.invocations} invocations "

@@ -19,6 +19,19 @@ def read_stack_outputs(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in outputs.items() if isinstance(v, str)}
 
 
+def require_stack_outputs(path: Path) -> dict[str, str]:
+    """The stack's outputs, or UsageError saying how to get some."""
+    from fraudwatch.errors import UsageError
+
+    outputs = read_stack_outputs(path)
+    if not outputs:
+        raise UsageError(
+            f"no stack outputs at {path}: start a stack with `fraudwatch stack up --detach`, "
+            "or pass --outputs with the file `fraudwatch deploy --outputs-file` wrote"
+        )
+    return outputs
+
+
 def stack_endpoint(path: Path) -> str | None:
     """The endpoint recorded beside the outputs, if any."""
     if not path.is_file():

@@ -15,7 +15,7 @@ import pandas as pd
 
 # The contract's own rules, so a file's checks and the stream's cannot drift apart.
 from fraudwatch.domain.transaction import CATEGORY_PATTERN, CURRENCIES, FIELDS, ID_PATTERN, MAX_AMOUNT
-from fraudwatch.errors import FraudwatchError
+from fraudwatch.errors import UsageError
 
 LABEL = "is_fraud"
 PATTERN = "fraud_pattern"
@@ -27,7 +27,7 @@ ID_RULE = "must be 1-64 letters, digits, '_', '.', ':' or '-'"
 CATEGORY_RULE = "must be 1-32 lowercase letters, digits or '_'"
 
 
-class DataFileError(FraudwatchError):
+class DataFileError(UsageError):
     """A transaction file that cannot be read or does not follow the contract."""
 
 

@@ -319,8 +319,10 @@ def test_redeploy_from_the_command_line_keeps_the_stack(
 
 
 def test_a_malformed_parameter_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["deploy", "--endpoint", "http://127.0.0.1:9", "--parameter", "Stage"]) == 1
-    assert capsys.readouterr().err.strip() == "fraudwatch deploy: --parameter 'Stage': expected KEY=VALUE"
+    assert main(["deploy", "--endpoint", "http://127.0.0.1:9", "--parameter", "Stage"]) == 2  # usage
+    assert (
+        capsys.readouterr().err.strip() == "fraudwatch deploy: error: --parameter 'Stage': expected KEY=VALUE"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ LocalStack

@@ -11,19 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from infra.deploy import deploy
+from infra.dry_run import build_stack as build_stack  # the e2e tests' stacks on in-process moto
 from infra.emulator import Emulator, client, emulator_environment
 from infra.invoke import Handler, load_handler
-from infra.messaging import create_queue, create_topic, subscribe_queue
 from tests.adapters.conftest import (  # noqa: F401 - fixtures shared with the adapter tests
     alert_inbox,
     aws,
     restore_environ,
     stack,
-    template_resources,
 )
 
 
@@ -64,42 +62,6 @@ def deployed(endpoint_url: str, stage: str, bundle: Path) -> Embedded:
         os.environ.clear()
         os.environ.update(saved)
     return Embedded(endpoint_url, outputs, handler)
-
-
-def build_stack(prefix: str) -> dict[str, str]:
-    """The template's tables, topic, queues and stream on in-process moto, as stack outputs named `prefix`-*.
-
-    An SQS inbox subscribed to the topic (raw delivery) is added as `AlertInboxUrl`.
-    """
-    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
-    tables = {}
-    for logical_id, props in template_resources("AWS::DynamoDB::Table").items():
-        args: dict[str, Any] = {
-            "TableName": f"{prefix}-{logical_id}",
-            "KeySchema": props["KeySchema"],
-            "AttributeDefinitions": props["AttributeDefinitions"],
-            "BillingMode": props["BillingMode"],
-        }
-        if "GlobalSecondaryIndexes" in props:
-            args["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-        dynamodb.create_table(**args)
-        tables[logical_id] = args["TableName"]
-    sns = boto3.client("sns")
-    topic_arn = create_topic(sns, "AlertsTopic", f"{prefix}-AlertsTopic")
-    queues = {q: create_queue(sqs, q, f"{prefix}-{q}") for q in template_resources("AWS::SQS::Queue")}
-    queues["AlertInbox"] = subscribe_queue(sns, sqs, topic_arn, f"{prefix}-AlertInbox")
-    stream = f"{prefix}-transactions"
-    boto3.client("kinesis").create_stream(StreamName=stream, ShardCount=1)
-    return {
-        "StreamName": stream,
-        "ProfilesTableName": tables["ProfilesTable"],
-        "MerchantProfilesTableName": tables["MerchantProfilesTable"],
-        "DecisionsTableName": tables["DecisionsTable"],
-        "AlertsTopicArn": topic_arn,
-        "QuarantineQueueUrl": queues["QuarantineQueue"],
-        "OnFailureQueueUrl": queues["OnFailureQueue"],
-        "AlertInboxUrl": queues["AlertInbox"],
-    }
 
 
 def scan(dynamodb: Any, table: str, key: str) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, MERCHANT_FEATURES, NO_MERCHANT
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
-from fraudwatch.domain.scoring import ScoringService
+from fraudwatch.domain.scoring import LATENCY_HORIZON_S, ScoringService
 from fraudwatch.errors import AlertPublishError, InvalidRecordError, ProfileStoreError
 from tests.fakes import FakeAlertPublisher, FakeDecisionStore, FakeModel, FakeProfileStore
 
@@ -135,6 +135,22 @@ def test_every_valid_record_is_decided_once_with_one_predict_call():
     assert report.failed == []
     assert report.quarantined == []
     assert len(report.latencies_ms) == 5
+
+
+def test_latency_is_measured_only_from_arrivals_within_the_streams_retention():
+    """A sample event or a replayed file carries arrival times months old: no latency of months."""
+    # The batch's records arrive one a minute, at T0 + 1 s ... T0 + 241 s; decided a day after the third.
+    late = ScoringService(
+        profiles=MemoryProfileStore(),
+        decisions=MemoryDecisionStore(),
+        alerts=MemoryAlertPublisher(),
+        quarantine=MemoryQuarantine(),
+        model=AmountModel(),
+        clock=lambda: T0 + 121 + LATENCY_HORIZON_S,
+    )
+    report = late.process(batch())
+    assert len(report.decisions) == 5  # all decided; only the last three arrived within a day
+    assert sorted(report.latencies_ms) == [(LATENCY_HORIZON_S - s) * 1000 for s in (120, 60, 0)]
 
 
 def test_alerts_only_for_flagged_and_rejected_with_the_transaction_as_id():

@@ -21,6 +21,13 @@ class InvalidRecordError(FraudwatchError):
         self.reason = reason
 
 
+class UsageError(FraudwatchError):
+    """A command given input it cannot use (a missing or unreadable file, options that clash): exit 2.
+
+    Its message says what is wrong and what to do; the command line prints it after the command's name.
+    """
+
+
 class ConfigurationError(FraudwatchError):
     """A missing or malformed setting; stops a cold start."""
 

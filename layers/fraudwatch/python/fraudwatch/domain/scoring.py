@@ -58,7 +58,12 @@ class BatchReport:
     errors: list[AwsCallError] = field(default_factory=list)
     """The failures behind `failed`: operation, AWS's code, retryable or not (never AWS's message)."""
     latencies_ms: list[float] = field(default_factory=list)
-    """Arrival on the stream to decision, per decision written."""
+    """Arrival on the stream to decision, per decision written whose arrival is recent (LATENCY_HORIZON_S)."""
+
+
+LATENCY_HORIZON_S = DAY
+"""Older arrivals are no latency: a record waits on its stream a day at most (its retention), so an
+older arrival time is a sample event's or a replayed file's, and would only skew DecisionLatency."""
 
 
 @dataclass(slots=True)
@@ -125,7 +130,9 @@ class ScoringService:
                 report.failed.append(p.record)
             else:
                 report.decisions.append(decision)
-                report.latencies_ms.append(max(decided_epoch - p.record.arrival_epoch, 0.0) * 1000)
+                latency_s = max(decided_epoch - p.record.arrival_epoch, 0.0)
+                if latency_s <= LATENCY_HORIZON_S:
+                    report.latencies_ms.append(latency_s * 1000)
         return report
 
     def _parse(

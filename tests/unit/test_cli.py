@@ -1,0 +1,126 @@
+"""The command line's one convention: `fraudwatch <command>: error: <what>, <what to do>`, exit 2 for usage
+and input errors, 1 for failures at run time; and `fraudwatch invoke`'s dry run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fraudwatch.domain.events import parse_event
+from fraudwatch.domain.transaction import Transaction
+from fraudwatch.errors import InvalidRecordError
+from infra.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+MIXED_EVENT = REPO / "events" / "mixed.json"
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    return lines[-1]
+
+
+def test_an_unknown_option_is_named_before_a_missing_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--bogus"])
+    assert exited.value.code == 2
+    assert error_line(capsys).startswith("fraudwatch: error: unrecognized arguments: --bogus")
+
+
+def test_an_unknown_option_of_a_command_is_reported_by_that_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["deploy", "--bogus"])
+    assert exited.value.code == 2
+    assert error_line(capsys).startswith("fraudwatch deploy: error: unrecognized arguments: --bogus")
+
+
+def test_no_command_says_where_the_list_is(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([])
+    assert exited.value.code == 2
+    assert "fraudwatch --help" in error_line(capsys)
+
+
+def test_a_missing_event_file_is_a_usage_error_naming_the_file_and_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.json"
+    assert main(["invoke", "--event", str(missing)]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"fraudwatch invoke: error: cannot read the event file {missing}")
+    assert "events/mixed.json" in line
+
+
+def test_an_event_that_is_not_json_names_its_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert main(["invoke", "--event", str(bad)]) == 2
+    assert error_line(capsys).startswith(f"fraudwatch invoke: error: {bad} is not a JSON event")
+
+
+def test_a_live_invoke_without_a_stack_says_how_to_start_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["invoke", "--live", "--event", str(MIXED_EVENT), "--outputs", str(tmp_path / "none.json")])
+    assert code == 2
+    assert "fraudwatch stack up --detach" in error_line(capsys)
+
+
+def test_a_missing_template_is_named_not_taken_for_a_connection_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "template.yaml"
+    assert main(["deploy", "--endpoint", "http://127.0.0.1:9", "--template", str(missing)]) == 2
+    assert error_line(capsys).startswith(f"fraudwatch deploy: error: no template at {missing}")
+
+
+def test_deploy_help_names_the_runner_command_that_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["deploy", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "run `fraudwatch run` instead" in text
+    assert "fraudwatch runner" not in text
+
+
+def test_python_dash_m_fraudwatch_is_the_command_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudwatch", "--help"], capture_output=True, text=True, check=False, cwd=REPO
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m fraudwatch")
+    assert "invoke" in result.stdout
+
+
+def test_invoke_is_a_dry_run_by_default_and_says_what_it_would_have_written(
+    tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = json.loads(MIXED_EVENT.read_text())
+    assert main(["invoke", "--event", str(MIXED_EVENT), "--bundle", str(tiny_bundle)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out[captured.out.index('{\n  "batchItemFailures"') :]) == {
+        "batchItemFailures": []
+    }
+    summary = captured.err.strip().splitlines()[-1]
+    assert summary.startswith("fraudwatch invoke: dry run, nothing written to any stack")
+    transactions, malformed = [], 0
+    for r in event["Records"]:
+        data = base64.b64decode(r["kinesis"]["data"])
+        try:
+            parsed = parse_event(data, received_at=r["kinesis"]["approximateArrivalTimestamp"])
+        except InvalidRecordError:
+            malformed += 1
+            continue
+        if isinstance(parsed, Transaction):
+            transactions.append(parsed)
+    assert transactions
+    assert malformed
+    assert f"would have written {len(transactions)} decisions, " in summary
+    assert f"{len({t.user_id for t in transactions})} user profiles" in summary
+    assert summary.endswith(f"{malformed} quarantined records")
