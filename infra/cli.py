@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "infra.runner",
     "infra.producer",
     "infra.redrive",
+    "infra.alerts",
 )
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1

@@ -426,6 +426,28 @@ def _topic(sns: Any, arn: str) -> dict[str, Any]:
     return {"TopicArn": arn, "TopicName": arn.rsplit(":", 1)[-1]}
 
 
+def _subscription(sns: Any, arn: str) -> dict[str, Any]:
+    sns.get_subscription_attributes(SubscriptionArn=arn)
+    return {"Arn": arn}
+
+
+def _create_subscription(sns: Any, props: dict[str, Any], name: str) -> str:
+    attributes = {
+        key: str(value).lower() if isinstance(value, bool) else str(value)
+        for key, value in props.items()
+        if key not in ("TopicArn", "Protocol", "Endpoint", "Region")
+    }
+    return str(
+        sns.subscribe(
+            TopicArn=props["TopicArn"],
+            Protocol=props["Protocol"],
+            Endpoint=props["Endpoint"],
+            Attributes=attributes,
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+    )
+
+
 def _key(kms: Any, key_id: str) -> dict[str, Any]:
     metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
     return {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
@@ -518,6 +540,7 @@ KINDS: dict[str, Kind] = {
     "AWS::DynamoDB::Table": Kind("dynamodb", _table),
     "AWS::SQS::Queue": Kind("sqs", _queue),
     "AWS::SNS::Topic": Kind("sns", _topic),
+    "AWS::SNS::Subscription": Kind("sns", _subscription, _create_subscription),
     "AWS::KMS::Key": Kind("kms", _key),
     "AWS::Lambda::Function": Kind("lambda", _function),
     "AWS::Lambda::LayerVersion": Kind("lambda", _layer, _create_layer),

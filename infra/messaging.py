@@ -7,6 +7,7 @@ only to SQS, and keeps its deduplication only into a FIFO queue).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from infra.template import load_template, resources_of_type
@@ -40,13 +41,27 @@ def subscribe_queue(sns: Any, sqs: Any, topic_arn: str, name: str) -> str:
     """
     url = _queue(sqs, name, fifo=topic_arn.endswith(FIFO_SUFFIX))
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # On AWS, SNS may send to a queue only when the queue's policy lets this topic do so.
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sns.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     return url
 
 
 def _queue(sqs: Any, name: str, *, fifo: bool) -> str:
+    attributes = {"SqsManagedSseEnabled": "true"}  # encrypted at rest, as the template's queues
     if fifo:
-        return str(
-            sqs.create_queue(QueueName=name + FIFO_SUFFIX, Attributes={"FifoQueue": "true"})["QueueUrl"]
-        )
-    return str(sqs.create_queue(QueueName=name)["QueueUrl"])
+        attributes["FifoQueue"] = "true"
+        return str(sqs.create_queue(QueueName=name + FIFO_SUFFIX, Attributes=attributes)["QueueUrl"])
+    return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])

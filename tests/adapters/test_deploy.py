@@ -318,6 +318,44 @@ def test_redeploy_from_the_command_line_keeps_the_stack(
     assert [v["Version"] for v in versions] == [1]
 
 
+def test_the_subscription_parameters_subscribe_an_email_to_alarms_and_a_queue_to_alerts(
+    emulator: Emulator,
+) -> None:
+    sqs, sns = emulator.client("sqs"), emulator.client("sns")
+    inbox = sqs.create_queue(QueueName="team-inbox.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    stacked = deploy(
+        emulator.endpoint_url,
+        stack_name=f"{STACK}-subscribed",
+        parameters={"Stage": "test", "AlarmEmail": "fraud-ops@example.com", "AlertsQueueArn": inbox_arn},
+    )
+
+    def subscriptions(topic: str) -> list[tuple[str, str]]:
+        found = sns.list_subscriptions_by_topic(TopicArn=stacked[topic])["Subscriptions"]
+        return [(s["Protocol"], s["Endpoint"]) for s in found]
+
+    assert subscriptions("AlarmsTopicArn") == [("email", "fraud-ops@example.com")]
+    assert subscriptions("AlertsTopicArn") == [("sqs", inbox_arn)]
+    sns.publish(
+        TopicArn=stacked["AlertsTopicArn"],
+        Message=json.dumps({"transaction_id": "tx-1"}),
+        MessageGroupId="user-1",
+        MessageDeduplicationId="tx-1",
+    )
+    received = sqs.receive_message(QueueUrl=inbox, WaitTimeSeconds=1)["Messages"]
+    assert [json.loads(m["Body"]) for m in received] == [{"transaction_id": "tx-1"}]  # raw delivery
+
+
+def test_without_the_subscription_parameters_no_one_is_subscribed(
+    emulator: Emulator, outputs: dict[str, str]
+) -> None:
+    sns = emulator.client("sns")
+    for topic in ("AlarmsTopicArn", "AlertsTopicArn"):
+        assert sns.list_subscriptions_by_topic(TopicArn=outputs[topic])["Subscriptions"] == []
+
+
 def test_a_malformed_parameter_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["deploy", "--endpoint", "http://127.0.0.1:9", "--parameter", "Stage"]) == 2  # usage
     assert (
