@@ -14,7 +14,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "training.generate",
     "training.pipeline",
-    "training.backtest",
+    "training.backtest.command",
     "infra.invoke",
     "infra.events",
     "infra.stack",

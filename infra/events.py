@@ -134,7 +134,8 @@ def malformed_payloads(valid: Mapping[str, Any], label: Mapping[str, Any]) -> di
 
 def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path]:
     """Write ordinary, fraud-looking, malformed, mixed and label events from the generator's history."""
-    from training.generate import GeneratorConfig, generate_history
+    from training.generate import generate_history
+    from training.population.config import GeneratorConfig
 
     history = generate_history(GeneratorConfig(n_transactions=20_000, days=14, seed=seed))
     rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in history.to_dict("records")]

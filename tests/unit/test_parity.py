@@ -29,8 +29,9 @@ from tests.fakes import (
     tiny_history,
 )
 from training.features import compute_features, to_transactions
-from training.generate import GeneratorConfig, generate_history
+from training.generate import generate_history
 from training.io import DataFileError
+from training.population.config import GeneratorConfig
 
 SHARD = "shardId-000000000000"
 LABEL_DELAY = 2 * 86400.0
