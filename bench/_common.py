@@ -77,6 +77,7 @@ def _train_synthetic_bundle(rounds: int = 200, depth: int = 6) -> Path:
     import numpy as np
     import xgboost as xgb
 
+    from fraudwatch.adapters.bundle import save_bundle
     from fraudwatch.domain.features import FEATURE_NAMES
 
     rows, labels = labelled_feature_rows(TransactionStream(users=400, seed=11, fraud_rate=0.02), 40_000)
@@ -98,10 +99,9 @@ def _train_synthetic_bundle(rounds: int = 200, depth: int = 6) -> Path:
     )
     bundle = Path(tempfile.mkdtemp(prefix="fraudwatch-bench-bundle-"))
     atexit.register(shutil.rmtree, bundle, ignore_errors=True)
-    booster.save_model(str(bundle / "model.ubj"))
-    (bundle / "features.json").write_text(json.dumps({"feature_names": list(FEATURE_NAMES)}))
-    (bundle / "thresholds.json").write_text(json.dumps({"flag": 0.5, "reject": 0.9}))
-    (bundle / "model_card.json").write_text(json.dumps({"version": f"bench-synthetic-{rounds}x{depth}"}))
+    save_bundle(
+        bundle, booster, {"flag": 0.5, "reject": 0.9}, {"version": f"bench-synthetic-{rounds}x{depth}"}
+    )
     return bundle
 
 

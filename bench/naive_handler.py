@@ -12,13 +12,12 @@ decisions can be compared.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.domain.decision import DecisionRecord, Thresholds
+from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
 from fraudwatch.domain.transaction import Transaction
 
@@ -34,6 +33,7 @@ class NaiveHandler:
         import boto3
         from xgboost import XGBClassifier
 
+        from fraudwatch.adapters.bundle import read_bundle
         from fraudwatch.adapters.dynamodb import DynamoDecisionStore
         from fraudwatch.adapters.model import XGBoostModel
         from fraudwatch.domain.features import FEATURE_NAMES
@@ -46,11 +46,11 @@ class NaiveHandler:
         self._sns = session.client("sns", endpoint_url=endpoint_url, config=CLIENT_CONFIG)
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=CLIENT_CONFIG)
         self._settings = settings
+        bundle = read_bundle(bundle_dir)
         self._classifier = XGBClassifier()
-        self._classifier.load_model(str(bundle_dir / "model.ubj"))
-        limits = json.loads((bundle_dir / "thresholds.json").read_text())
-        self.thresholds = settings.thresholds(Thresholds(float(limits["flag"]), float(limits["reject"])))
-        self.model_version = str(json.loads((bundle_dir / "model_card.json").read_text())["version"])
+        self._classifier.load_model(str(bundle.model_file))
+        self.thresholds = settings.thresholds(bundle.thresholds)
+        self.model_version = bundle.version
         self._columns = list(FEATURE_NAMES)
         # Reasons (SHAP contributions) as the real handler gives them, one row at a time.
         self._explainer = XGBoostModel(

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from fraudwatch.adapters.bundle import MODEL_FILE
 from fraudwatch.errors import FraudwatchError
 from infra.template import REPO_ROOT
 
@@ -50,7 +51,6 @@ STATE_FILE = STATE_DIR / "stack.json"
 LOG_FILE = STATE_DIR / "stack.log"
 HANDLER_LOG = STATE_DIR / "handler.log"
 BUNDLE_DIR = REPO_ROOT / "layers" / "model" / "bundle"
-BUNDLE_MODEL = "model.ubj"
 DEFAULT_STACK = "fraudwatch"
 DETACH_TIMEOUT_S = 120.0
 
@@ -70,7 +70,7 @@ def ensure_bundle(bundle_dir: Path = BUNDLE_DIR) -> None:
     from fraudwatch.adapters.model import load_model
     from fraudwatch.errors import StaleBundleError
 
-    if not (bundle_dir / BUNDLE_MODEL).is_file():
+    if not (bundle_dir / MODEL_FILE).is_file():
         _train(bundle_dir, f"no model bundle in {bundle_dir}")
     try:
         load_model(bundle_dir)
@@ -84,7 +84,7 @@ def _train(bundle_dir: Path, why: str) -> None:
     result = subprocess.run(  # noqa: S603 - our own interpreter and command
         [sys.executable, "-m", "infra.cli", "train", "--bundle", str(bundle_dir)], cwd=REPO_ROOT, check=False
     )
-    if result.returncode != 0 or not (bundle_dir / BUNDLE_MODEL).is_file():
+    if result.returncode != 0 or not (bundle_dir / MODEL_FILE).is_file():
         raise StackError(f"training failed (exit {result.returncode}); run `fraudwatch train` to see why")
 
 
@@ -241,7 +241,7 @@ def stack_up(args: argparse.Namespace) -> int:
         outputs = deploy(emulator.endpoint_url, stack_name=args.stack_name, progress=True)
         use_emulator_credentials(emulator.endpoint_url)
         running = None
-        if args.runner and (args.bundle / BUNDLE_MODEL).is_file():
+        if args.runner and (args.bundle / MODEL_FILE).is_file():
             running = start_handler(outputs, emulator.endpoint_url, args.bundle)
         elif args.runner:
             print(

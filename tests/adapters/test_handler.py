@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+from fraudwatch.adapters.bundle import CARD_FILE, FEATURES_FILE, MODEL_FILE, THRESHOLDS_FILE
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.errors import BundleError, ConfigurationError
 from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant
@@ -213,9 +214,9 @@ def test_a_missing_bundle_stops_the_cold_start(stack, tmp_path: Path, restore_en
 
 
 def test_a_corrupt_bundle_stops_the_cold_start(stack, tiny_bundle, tmp_path: Path, restore_environ):
-    for name in ("features.json", "thresholds.json", "model_card.json"):
+    for name in (FEATURES_FILE, THRESHOLDS_FILE, CARD_FILE):
         (tmp_path / name).write_text((tiny_bundle / name).read_text())
-    (tmp_path / "model.ubj").write_bytes(b"not a model")
+    (tmp_path / MODEL_FILE).write_bytes(b"not a model")
     with pytest.raises(BundleError, match="corrupt"):
         load_handler(stack, bundle_dir=tmp_path)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fraudwatch.adapters.bundle import FEATURES_FILE, MODEL_FILE
 from fraudwatch.errors import BundleError
 from infra import stack
 
@@ -35,7 +36,7 @@ def test_a_bundle_for_other_features_is_retrained(
 ) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    (bundle / "features.json").write_text(json.dumps({"feature_names": ["amount", "velocity_1h"]}))
+    (bundle / FEATURES_FILE).write_text(json.dumps({"feature_names": ["amount", "velocity_1h"]}))
     stack.ensure_bundle(bundle)
     assert len(trainings) == 1
     assert "other features" in trainings[0]
@@ -53,7 +54,7 @@ def test_a_corrupt_bundle_stops_and_is_not_retrained(
 ) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    (bundle / "model.ubj").write_bytes(b"not a model")
+    (bundle / MODEL_FILE).write_bytes(b"not a model")
     with pytest.raises(BundleError, match="corrupt"):
         stack.ensure_bundle(bundle)
     assert trainings == []
