@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from fraudwatch.adapters.bundle import CARD_FILE, FEATURES_FILE, MODEL_FILE, THRESHOLDS_FILE
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.errors import BundleError, ConfigurationError
-from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant
+from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant, label_body
 from infra.invoke import Handler, LocalContext, load_handler
 from tests.adapters.conftest import drain
 
@@ -76,13 +76,9 @@ def label_payload(
     transaction: Mapping[str, Any], is_fraud: bool, labelled_at: datetime
 ) -> tuple[bytes, str, float]:
     """A label as a producer puts it on the stream: partition key = merchant id."""
-    body = {
-        "event": "label",
-        "transaction_id": transaction["transaction_id"],
-        "merchant_id": transaction["merchant_id"],
-        "is_fraud": is_fraud,
-        "labelled_at": labelled_at.isoformat(),
-    }
+    body = label_body(
+        transaction["transaction_id"], transaction["merchant_id"], is_fraud, labelled_at.isoformat()
+    )
     return json.dumps(body).encode(), transaction["merchant_id"], labelled_at.timestamp() + 0.5
 
 

@@ -38,6 +38,7 @@ from fraudwatch.domain.transaction import (
     MAX_JSON_DEPTH,
     MAX_PAYLOAD_BYTES,
 )
+from infra.events import label_body
 from infra.producer import live_transactions, stream_entry
 from infra.runner import EventSourceRunner, MappingSettings, RunnerStats
 from tests.e2e.conftest import Embedded, drain_bodies, scan
@@ -80,13 +81,7 @@ def _ahead(delta: timedelta) -> Build:
 
 def _label(base: dict[str, Any]) -> dict[str, Any]:
     """The valid label of a valid transaction, known now."""
-    return {
-        "event": "label",
-        "transaction_id": base["transaction_id"],
-        "merchant_id": base["merchant_id"],
-        "is_fraud": True,
-        "labelled_at": _now_iso(),
-    }
+    return label_body(base["transaction_id"], base["merchant_id"], True, _now_iso())
 
 
 def _label_changed(**changes: Any) -> Build:
@@ -364,13 +359,7 @@ def _edges() -> list[Edge]:
         return {**base, **changes}
 
     longest = "\U0001f600" * MAX_ID_CHARS
-    label = {
-        "event": "label",
-        "transaction_id": "edge-label-tx-1",
-        "merchant_id": "edge-label-merchant",
-        "is_fraud": True,
-        "labelled_at": now,
-    }
+    label = label_body("edge-label-tx-1", "edge-label-merchant", True, now)
     unicode_label = {**label, "transaction_id": "étiquette-1", "merchant_id": "Zürich-東京-label"}
     return [
         Edge(r := tx(0, user_id="café-Zürich-東京", merchant_id="مقهى-٤٢"), _utf8(r)),

@@ -33,7 +33,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
-from infra.events import event_from_payloads, event_from_transactions
+from infra.events import event_from_payloads, event_from_transactions, label_body
 from infra.invoke import Handler, LocalContext, load_handler
 from infra.producer import live_transactions, stream_entry
 from infra.redrive import redrive
@@ -429,13 +429,7 @@ def usual_record(event: dict[str, Any]) -> dict[str, Any]:
 def mixed_batch() -> dict[str, Any]:
     """The fraud batch (one REJECTED), a label of its merchant known an hour ago, and a malformed record."""
     event = fraud_batch()
-    label = {
-        "event": "label",
-        "transaction_id": "tx-earlier",
-        "merchant_id": "merch-1",
-        "is_fraud": True,
-        "labelled_at": (START + timedelta(hours=5)).isoformat(),
-    }
+    label = label_body("tx-earlier", "merch-1", True, (START + timedelta(hours=5)).isoformat())
     last = event["Records"][-1]["kinesis"]
     arrival = float(last["approximateArrivalTimestamp"])
     extra = event_from_payloads(
