@@ -1,9 +1,11 @@
-"""The naive scoring Lambda, for bench/e2e.py: every record on its own, like a per-request web service.
+"""The naive scoring Lambda, for bench/e2e.py and bench/aws_calls.py: every record on its own, like a
+per-request web service.
 
-Per record of the event, one by one: base64-decode, parse and validate (the transaction contract),
-GetItem the user's profile, compute the features, score a one-row pandas DataFrame with xgboost's
-scikit-learn `XGBClassifier.predict_proba`, decide with the bundle's thresholds, PutItem the decision,
-Publish an alert per FLAGGED/REJECTED, PutItem the profile. No batching and no partial-failure
+Per record of the event, one by one: base64-decode, parse and validate (the transaction and label
+contracts); for a transaction GetItem the user's and the merchant's profiles, compute the features,
+score a one-row pandas DataFrame with xgboost's scikit-learn `XGBClassifier.predict_proba`, decide with
+the bundle's thresholds, PutItem the decision, Publish an alert per FLAGGED/REJECTED, PutItem the
+profile; for a label GetItem and PutItem its merchant's profile. No batching and no partial-failure
 report: an error fails the whole batch. The items, the alert body and the profile are those of the
 real handler (same adapters' shapes, same domain functions), so the demo's wait and report hold and
 decisions can be compared.
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.label import Label
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
 from fraudwatch.domain.transaction import Transaction
 
@@ -61,21 +64,30 @@ class NaiveHandler:
 
     def __call__(self, event: Mapping[str, Any], context: Any) -> dict[str, list[Any]]:
         """Handle the records one after another; report no partial failure."""
-        for raw in event["Records"]:
-            self.handle(_stream_record(raw))
+        self.handle_batch([_stream_record(raw) for raw in event["Records"]])
         return {"batchItemFailures": []}
 
+    def handle_batch(self, batch: list[StreamRecord]) -> None:
+        """Each record on its own, as a per-record handler does."""
+        for record in batch:
+            self.handle(record)
+
     def handle(self, record: StreamRecord) -> None:
-        """Validate, read the profile, score, write decision, alert, write profile: one record."""
+        """Validate; a transaction: read the profiles, score, write decision, alert, write profile; a
+        label: count it in its merchant's profile. One record."""
+        from fraudwatch.domain.events import parse_event
         from fraudwatch.domain.features import apply, features
-        from fraudwatch.domain.transaction import parse_transaction
         from fraudwatch.errors import InvalidRecordError
 
         try:
-            tx = parse_transaction(record.data, received_at=record.arrival_epoch)
+            event = parse_event(record.data, received_at=record.arrival_epoch)
         except InvalidRecordError as exc:
             self._quarantine(QuarantinedRecord(record, exc.field, exc.reason))
             return
+        if isinstance(event, Label):
+            self._count_label(record, event)
+            return
+        tx = event
         profile = self._read_profile(tx.user_id)
         if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
             return
@@ -94,6 +106,24 @@ class NaiveHandler:
             Item={
                 "user_id": {"S": tx.user_id},
                 "state": {"S": profile.to_json()},
+                "updated_at": {"S": datetime.now(UTC).isoformat()},
+            },
+        )
+
+    def _count_label(self, record: StreamRecord, label: Label) -> None:
+        from fraudwatch.domain.features import apply_label
+        from fraudwatch.domain.merchant import MerchantProfile
+
+        merchant = self._read_merchant(label.merchant_id) or MerchantProfile(label.merchant_id)
+        if merchant.has_applied(label.applied_id, record.shard_id, record.sequence):
+            return
+        apply_label(merchant, label)
+        merchant.mark_applied(label.applied_id, record.shard_id, record.sequence)
+        self._dynamodb.put_item(
+            TableName=self._settings.merchant_profiles_table,
+            Item={
+                "merchant_id": {"S": label.merchant_id},
+                "state": {"S": merchant.to_json()},
                 "updated_at": {"S": datetime.now(UTC).isoformat()},
             },
         )
