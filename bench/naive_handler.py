@@ -192,7 +192,7 @@ def _stream_record(raw: Mapping[str, Any]) -> StreamRecord:
 
 
 def naive_handler(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> NaiveHandler:
-    """A `HandlerFactory` for `infra.stack.run_demo`: the naive handler with the function's environment."""
+    """A `HandlerFactory` for `infra.demo.run_demo`: the naive handler with the function's environment."""
     from infra.invoke import function_environment
 
     env = function_environment(outputs)

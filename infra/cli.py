@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "infra.invoke",
     "infra.events",
     "infra.stack",
+    "infra.demo",
     "infra.deploy",
     "infra.runner",
     "infra.producer",

@@ -12,9 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from fraudwatch.adapters.bundle import MODEL_FILE
+from infra.demo import run_demo, wait_for_decisions
+from infra.demo_report import DemoReport, percentiles
+from infra.embedded import RunningHandler, StackError
 from infra.emulator import Emulator, client
 from infra.runner import RunnerStats
-from infra.stack import DemoReport, RunningHandler, StackError, percentiles, run_demo, wait_for_decisions
 
 pytestmark = pytest.mark.e2e
 
