@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fraudwatch.adapters.dynamodb import profile_item, stored_state
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
@@ -101,14 +102,7 @@ class NaiveHandler:
             self._publish(decision)
         apply(profile, tx)
         profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
-        self._dynamodb.put_item(
-            TableName=self._settings.profiles_table,
-            Item={
-                "user_id": {"S": tx.user_id},
-                "state": {"S": profile.to_json()},
-                "updated_at": {"S": datetime.now(UTC).isoformat()},
-            },
-        )
+        self._put_profile(self._settings.profiles_table, "user_id", tx.user_id, profile.to_json())
 
     def _count_label(self, record: StreamRecord, label: Label) -> None:
         from fraudwatch.domain.features import apply_label
@@ -119,14 +113,13 @@ class NaiveHandler:
             return
         apply_label(merchant, label)
         merchant.mark_applied(label.applied_id, record.shard_id, record.sequence)
-        self._dynamodb.put_item(
-            TableName=self._settings.merchant_profiles_table,
-            Item={
-                "merchant_id": {"S": label.merchant_id},
-                "state": {"S": merchant.to_json()},
-                "updated_at": {"S": datetime.now(UTC).isoformat()},
-            },
+        self._put_profile(
+            self._settings.merchant_profiles_table, "merchant_id", label.merchant_id, merchant.to_json()
         )
+
+    def _put_profile(self, table: str, key: str, key_id: str, state: str) -> None:
+        item = profile_item(key, key_id, state, datetime.now(UTC).isoformat())  # the real adapter's shape
+        self._dynamodb.put_item(TableName=table, Item=item)
 
     def _read_profile(self, user_id: str) -> Any:
         from fraudwatch.domain.profile import UserProfile
@@ -134,7 +127,7 @@ class NaiveHandler:
         item = self._dynamodb.get_item(
             TableName=self._settings.profiles_table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
         ).get("Item")
-        return UserProfile.from_json(user_id, item["state"]["S"]) if item else UserProfile(user_id)
+        return UserProfile.from_json(user_id, stored_state(item)) if item else UserProfile(user_id)
 
     def _read_merchant(self, merchant_id: str) -> Any:
         from fraudwatch.domain.merchant import MerchantProfile
@@ -144,7 +137,7 @@ class NaiveHandler:
             Key={"merchant_id": {"S": merchant_id}},
             ConsistentRead=True,
         ).get("Item")
-        return MerchantProfile.from_json(merchant_id, item["state"]["S"]) if item else None
+        return MerchantProfile.from_json(merchant_id, stored_state(item)) if item else None
 
     def _decide(self, tx: Transaction, row: tuple[float, ...]) -> DecisionRecord:
         import pandas as pd

@@ -12,6 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from fraudwatch.adapters.bundle import CARD_FILE, FEATURES_FILE, MODEL_FILE, THRESHOLDS_FILE
+from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.errors import BundleError, ConfigurationError
 from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant, label_body
@@ -55,13 +56,13 @@ def decisions(stack) -> dict[str, dict[str, Any]]:
 
 def profiles(stack) -> dict[str, str]:
     items = boto3.client("dynamodb").scan(TableName=stack["ProfilesTableName"])["Items"]
-    return {i["user_id"]["S"]: i["state"]["S"] for i in items}
+    return {i["user_id"]["S"]: stored_state(i) for i in items}
 
 
 def merchant_profiles(stack) -> dict[str, MerchantProfile]:
     items = boto3.client("dynamodb").scan(TableName=stack["MerchantProfilesTableName"])["Items"]
     return {
-        i["merchant_id"]["S"]: MerchantProfile.from_json(i["merchant_id"]["S"], i["state"]["S"])
+        i["merchant_id"]["S"]: MerchantProfile.from_json(i["merchant_id"]["S"], stored_state(i))
         for i in items
     }
 

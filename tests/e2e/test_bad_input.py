@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.label import LABEL_FIELDS, Label
 from fraudwatch.domain.merchant import MerchantProfile
@@ -419,7 +420,7 @@ class State:
 
     def count(self, user_id: str) -> int:
         item = self.profiles.get(user_id)
-        return 0 if item is None else UserProfile.from_json(user_id, item["state"]["S"]).count
+        return 0 if item is None else UserProfile.from_json(user_id, stored_state(item)).count
 
 
 def _put(stack: Embedded, entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -602,7 +603,7 @@ def test_every_malformed_record_is_quarantined_naming_its_field_and_no_shard_wai
         if edge.is_label:  # counted in its merchant's profile
             label = parse_event(edge.data)
             assert isinstance(label, Label)
-            state = after.merchants[label.merchant_id]["state"]["S"]
+            state = stored_state(after.merchants[label.merchant_id])
             assert label.applied_id in MerchantProfile.from_json(label.merchant_id, state).applied_ids
     smallest = next(tx for tx in edge_transactions if tx["amount"] == DYNAMODB_MIN_MAGNITUDE)
     assert float(after.decisions[smallest["transaction_id"]]["amount"]["N"]) == DYNAMODB_MIN_MAGNITUDE
