@@ -1,8 +1,9 @@
-"""The training job and offline scoring: `fraudwatch train` and `fraudwatch score-file`.
+"""The training job's commands: `fraudwatch train` and `fraudwatch score-file`.
 
 `train`: labelled history (generated, or any file in the contract's schema) → offline features (the
-Lambda's own definitions, replayed in time order) → XGBoost on a time split → thresholds chosen on
-validation → evaluation report on the test period → the model bundle, swapped in whole.
+Lambda's own definitions, replayed in time order, `training.features`) → the fit step on a time split
+(`training.fit`: XGBoost, thresholds chosen on validation, evaluation report on the test period, the
+model bundle swapped in whole). `score-file`: `training.score`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
 from training.steps import Steps
@@ -23,7 +23,6 @@ from training.steps import Steps
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from training.evaluate import Evaluation
@@ -34,7 +33,6 @@ DEFAULT_DAYS = 60
 DEFAULT_SEED = 7
 DEFAULT_BUNDLE = Path("layers/model/bundle")
 DEFAULT_REPORTS = Path("reports")
-SCORE_CHUNK = 50_000
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -271,6 +269,7 @@ def run_score_file(args: argparse.Namespace) -> int:
     from fraudwatch.adapters.model import load_model
     from fraudwatch.errors import FraudwatchError
     from training.io import read_transactions
+    from training.score import score_frame, write_table
 
     try:
         model = load_model(args.bundle)
@@ -288,61 +287,3 @@ def run_score_file(args: argparse.Namespace) -> int:
     )
     print(f"scored {len(scored):,} transactions with model {model.version}: {decided} → {args.out}")
     return 0
-
-
-def score_frame(
-    frame: pd.DataFrame,
-    model: Any,
-    *,
-    source: str,
-    label_delay: float = DEFAULT_LABEL_DELAY,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Each transaction's score and decision, in time order (the order it was scored in).
-
-    A file with `is_fraud` feeds its labels back `label_delay` seconds after each transaction.
-    """
-    import pandas as pd
-
-    from training.features import compute_features
-    from training.io import LABEL, PATTERN
-
-    matrix = compute_features(frame, source=source, check=False, label_delay=label_delay, progress=progress)
-    scores = score_rows(model, matrix.values[matrix.order], progress)
-    out = pd.DataFrame(
-        {
-            "transaction_id": frame["transaction_id"].to_numpy()[matrix.order],
-            "timestamp": frame["timestamp"].to_numpy()[matrix.order],
-            "score": scores,
-            "decision": [model.thresholds.decide(score).value for score in scores.tolist()],
-        }
-    )
-    for column in (LABEL, PATTERN):
-        if column in frame.columns:
-            out[column] = frame[column].to_numpy()[matrix.order]
-    return out
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write CSV or Parquet by suffix, atomically (the generator's writer); errors name the file."""
-    from training.generate import write_history
-    from training.io import DataFileError
-
-    try:
-        write_history(frame, path)
-    except (ValueError, OSError) as exc:
-        raise DataFileError(f"{path}: cannot write: {exc}") from exc
-
-
-def score_rows(model: Any, values: np.ndarray, progress: bool = False) -> np.ndarray:
-    """The model adapter's scores of feature rows, a chunk per call as the Lambda scores a batch."""
-    import numpy as np
-    from tqdm import tqdm
-
-    scores: list[float] = []
-    with tqdm(total=len(values), desc="scoring", unit="tx", unit_scale=True, disable=not progress) as bar:
-        for start in range(0, len(values), SCORE_CHUNK):
-            chunk = values[start : start + SCORE_CHUNK]
-            scores.extend(model.score(cast("Sequence[Sequence[float]]", chunk)))
-            bar.update(len(chunk))
-    return np.asarray(scores, dtype=np.float64)

@@ -23,7 +23,7 @@ from training.backtest.periods import Periods, iso
 from training.evaluate import Evaluation, evaluate, importance, save_figure, without_nan
 from training.features import FeatureMatrix
 from training.io import LABEL, PATTERN
-from training.pipeline import write_table
+from training.score import write_table
 from training.train import TimeSplit
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from training.bundle import swap_in
 from training.features import compute_features, instants
 from training.fit import fit
 from training.io import LABEL, check_transactions
-from training.pipeline import score_rows
+from training.score import score_rows
 from training.steps import Steps
 from training.train import predict, train_model
 
