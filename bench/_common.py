@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from fraudwatch.domain.records import StreamRecord
+from infra.invoke import DEFAULT_BUNDLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAINED_BUNDLE = REPO_ROOT / "layers" / "model" / "bundle"
+TRAINED_BUNDLE = DEFAULT_BUNDLE
 
 START_EPOCH = 1_796_000_000.0
 """Where generated streams begin (late November 2026): fixed, so every run sees the same records."""

@@ -19,7 +19,7 @@ from typing import Any
 from fraudwatch.adapters.bundle import MODEL_FILE
 from fraudwatch.errors import FraudwatchError, StaleBundleError
 from infra.emulator import client, emulator_environment
-from infra.invoke import load_handler
+from infra.invoke import DEFAULT_BUNDLE, load_handler
 from infra.runner import EventSourceRunner, MappingSettings
 from infra.state import STATE_DIR
 from infra.template import REPO_ROOT
@@ -29,7 +29,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 HandlerFactory = Callable[[Mapping[str, str], str, Path], Handler]
 
 HANDLER_LOG = STATE_DIR / "handler.log"
-BUNDLE_DIR = REPO_ROOT / "layers" / "model" / "bundle"
+BUNDLE_DIR = DEFAULT_BUNDLE
 DEFAULT_STACK = "fraudwatch"
 
 
