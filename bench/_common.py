@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from fraudwatch.domain.records import StreamRecord
+from infra.invoke import DEFAULT_BUNDLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAINED_BUNDLE = REPO_ROOT / "layers" / "model" / "bundle"
+TRAINED_BUNDLE = DEFAULT_BUNDLE
 
 START_EPOCH = 1_796_000_000.0
 """Where generated streams begin (late November 2026): fixed, so every run sees the same records."""
@@ -77,6 +78,7 @@ def _train_synthetic_bundle(rounds: int = 200, depth: int = 6) -> Path:
     import numpy as np
     import xgboost as xgb
 
+    from fraudwatch.adapters.bundle import save_bundle
     from fraudwatch.domain.features import FEATURE_NAMES
 
     rows, labels = labelled_feature_rows(TransactionStream(users=400, seed=11, fraud_rate=0.02), 40_000)
@@ -98,10 +100,9 @@ def _train_synthetic_bundle(rounds: int = 200, depth: int = 6) -> Path:
     )
     bundle = Path(tempfile.mkdtemp(prefix="fraudwatch-bench-bundle-"))
     atexit.register(shutil.rmtree, bundle, ignore_errors=True)
-    booster.save_model(str(bundle / "model.ubj"))
-    (bundle / "features.json").write_text(json.dumps({"feature_names": list(FEATURE_NAMES)}))
-    (bundle / "thresholds.json").write_text(json.dumps({"flag": 0.5, "reject": 0.9}))
-    (bundle / "model_card.json").write_text(json.dumps({"version": f"bench-synthetic-{rounds}x{depth}"}))
+    save_bundle(
+        bundle, booster, {"flag": 0.5, "reject": 0.9}, {"version": f"bench-synthetic-{rounds}x{depth}"}
+    )
     return bundle
 
 

@@ -24,9 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench._common import REPO_ROOT, Bundle, TransactionStream, machine, model_bundle, table, verdict
-from fraudwatch.adapters.aws import fifo_id
-from fraudwatch.adapters.sqs import stream_record_id
-from fraudwatch.domain.merchant import MerchantProfile
+from bench.naive_handler import NaiveHandler
 from fraudwatch.domain.records import StreamRecord
 from infra.events import label_of, label_payload
 from infra.messaging import create_queue, create_topic
@@ -39,34 +37,6 @@ FAKE_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
-}
-# The template's key schemas, used only when template.yaml is absent.
-FALLBACK_TABLES: dict[str, dict[str, Any]] = {
-    "ProfilesTable": {
-        "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}],
-    },
-    "MerchantProfilesTable": {
-        "AttributeDefinitions": [{"AttributeName": "merchant_id", "AttributeType": "S"}],
-        "KeySchema": [{"AttributeName": "merchant_id", "KeyType": "HASH"}],
-    },
-    "DecisionsTable": {
-        "AttributeDefinitions": [
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in ("transaction_id", "user_id", "decided_at")
-        ],
-        "KeySchema": [{"AttributeName": "transaction_id", "KeyType": "HASH"}],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": "by-user",
-                "KeySchema": [
-                    {"AttributeName": "user_id", "KeyType": "HASH"},
-                    {"AttributeName": "decided_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    },
 }
 
 
@@ -125,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("AWS calls per batch of 100 records (reads + writes + alerts), real adapters on moto")
     print(f"machine: {machine()}")
     print(f"model:   {bundle.origin}")
-    print(f"tables:  {_schema_source()}")
+    print("tables:  key schemas from template.yaml")
     print(
         f"batches: {args.warmup_batches} warm-up (not counted), then {args.batches} counted "
         f"(naive: {args.naive_batches}) per mix\n"
@@ -147,25 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _schema_source() -> str:
-    template = REPO_ROOT / "template.yaml"
-    return (
-        f"key schemas from {template.name}"
-        if template.is_file()
-        else "key schemas by hand (no template.yaml)"
-    )
-
-
 # ---------------------------------------------------------------- the stack on moto
 
 
 def _table_definitions() -> dict[str, dict[str, Any]]:
-    template = REPO_ROOT / "template.yaml"
-    if not template.is_file():
-        return FALLBACK_TABLES
     from infra.template import load_template, resources_of_type
 
-    tables = resources_of_type(load_template(template), "AWS::DynamoDB::Table")
+    tables = resources_of_type(load_template(REPO_ROOT / "template.yaml"), "AWS::DynamoDB::Table")
     return {name: resource["Properties"] for name, resource in tables.items()}
 
 
@@ -308,7 +266,7 @@ def _measure(
         env = _create_stack(session)
         counter = CallCounter(table_labels(env))
         session.events.register("provide-client-params.*.*", counter)
-        handler = PerRecordHandler(session, env, bundle)
+        handler = NaiveHandler({**env, "MODEL_DIR": str(bundle.path)}, bundle.path, session=session)
         for batch in warm:
             handler.handle_batch(batch)
         counter.take()
@@ -343,91 +301,6 @@ def _check(report: Any, batch: list[StreamRecord]) -> None:
             f"batch not fully handled ({handled} of {len(batch)}, {len(report.failed)} failed): "
             f"{[type(e).__name__ + ': ' + str(e) for e in report.errors]}"
         )
-
-
-class PerRecordHandler:
-    """The naive way: two reads and two writes per transaction, a read and a write per label, a Publish
-    per alert, a SendMessage per bad record.
-    """
-
-    def __init__(self, session: Any, env: dict[str, str], bundle: Bundle) -> None:
-        from fraudwatch.adapters.model import load_model
-
-        self._dynamodb = session.client("dynamodb")
-        self._sns = session.client("sns")
-        self._sqs = session.client("sqs")
-        self._env = env
-        self._model = load_model(bundle.path)
-
-    def handle_batch(self, batch: list[StreamRecord]) -> None:
-        """Each record on its own, as a per-record handler does."""
-        for record in batch:
-            self.handle(record)
-
-    def handle(self, record: StreamRecord) -> None:
-        """A transaction: read both profiles, score, write profile and decision, alert. A label: count it."""
-        from fraudwatch.domain.events import parse_event
-        from fraudwatch.domain.features import apply, apply_label, features
-        from fraudwatch.domain.label import Label
-        from fraudwatch.domain.profile import UserProfile
-        from fraudwatch.errors import InvalidRecordError
-
-        try:
-            event = parse_event(record.data, received_at=record.arrival_epoch)
-        except InvalidRecordError as exc:
-            self._sqs.send_message(
-                QueueUrl=self._env["QUARANTINE_QUEUE_URL"],
-                MessageBody=str(exc),
-                MessageGroupId=record.shard_id,
-                MessageDeduplicationId=fifo_id(stream_record_id(record)),
-            )
-            return
-        merchant = self._merchant(event.merchant_id)
-        if isinstance(event, Label):
-            merchant = merchant or MerchantProfile(event.merchant_id)
-            apply_label(merchant, event)
-            merchant.mark_applied(event.transaction_id, record.shard_id, record.sequence)
-            self._put("MERCHANT_PROFILES_TABLE", "merchant_id", event.merchant_id, merchant.to_json())
-            return
-        tx = event
-        item = self._dynamodb.get_item(
-            TableName=self._env["PROFILES_TABLE"], Key={"user_id": {"S": tx.user_id}}, ConsistentRead=True
-        ).get("Item")
-        profile = UserProfile.from_json(tx.user_id, item["state"]["S"]) if item else UserProfile(tx.user_id)
-        score = self._model.score([features(profile, merchant, tx)])[0]
-        decision = self._model.thresholds.decide(score)
-        apply(profile, tx)
-        profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
-        self._put("PROFILES_TABLE", "user_id", tx.user_id, profile.to_json())
-        decided_at = datetime.now(UTC).isoformat()
-        self._dynamodb.put_item(
-            TableName=self._env["DECISIONS_TABLE"],
-            Item={
-                "transaction_id": {"S": tx.transaction_id},
-                "user_id": {"S": tx.user_id},
-                "decided_at": {"S": decided_at},
-                "decision": {"S": decision.value},
-                "score": {"N": repr(score)},
-            },
-        )
-        if decision.value != "APPROVED":
-            self._sns.publish(
-                TopicArn=self._env["ALERTS_TOPIC_ARN"],
-                Message=tx.transaction_id,
-                MessageGroupId=fifo_id(tx.user_id),
-                MessageDeduplicationId=fifo_id(tx.transaction_id),
-            )
-
-    def _merchant(self, merchant_id: str) -> MerchantProfile | None:
-        item = self._dynamodb.get_item(
-            TableName=self._env["MERCHANT_PROFILES_TABLE"],
-            Key={"merchant_id": {"S": merchant_id}},
-            ConsistentRead=True,
-        ).get("Item")
-        return MerchantProfile.from_json(merchant_id, item["state"]["S"]) if item else None
-
-    def _put(self, table: str, key: str, key_id: str, state: str) -> None:
-        self._dynamodb.put_item(TableName=self._env[table], Item={key: {"S": key_id}, "state": {"S": state}})
 
 
 # ---------------------------------------------------------------- output

@@ -1,6 +1,6 @@
 """Backtest on generated history: replay throughput (tx/s, budget 30,000) and the whole run's time by step.
 
-The run is `fraudwatch backtest`'s own (`training.backtest.run_backtest`, timed by its Steps) on a
+The run is `fraudwatch backtest`'s own (`training.backtest.run.run_backtest`, timed by its Steps) on a
 generated history, into a temporary directory. The replay (every transaction through the Lambda's
 profile updates and features, labels fed back after 7 days) is the part the budget is on, from issue
 6: at least 30,000 transactions per second on these machines. Beside it, the same replay without
@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 
 from bench._common import machine, table
-from training.backtest import BacktestConfig, run_backtest
+from training.backtest.config import BacktestConfig
+from training.backtest.run import run_backtest
 from training.features import PARALLEL_FROM, compute_features, default_workers
-from training.pipeline import Steps, generated_history
+from training.pipeline import generated_history
+from training.steps import Steps
 
 BUDGET_TX_PER_SECOND = 30_000.0
 
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"backtest: {args.transactions:,} generated transactions over {args.days} days")
     print(machine())
-    steps = Steps(total=6, say=lambda _: None)
+    steps = Steps(total=8, say=lambda _: None)
     with steps.step("generate", "generate"):
         frame = generated_history(args.transactions, args.days, args.seed, progress=False)
     config = BacktestConfig(

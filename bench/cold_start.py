@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import REPO_ROOT, Bundle, machine, median, model_bundle, p90, table, verdict
+from fraudwatch.adapters.bundle import MODEL_FILE
 
 BUDGET_MS = 150.0
 BUILD_DIR = REPO_ROOT / "build" / "bench"
@@ -102,7 +103,7 @@ import os
 from pathlib import Path
 from typing import Any
 classifier = xgboost.XGBClassifier()
-classifier.load_model(str(Path(os.environ["MODEL_DIR"]) / "model.ubj"))
+classifier.load_model(str(Path(os.environ["MODEL_DIR"]) / MODEL_FILE))
 mark("model load (XGBClassifier)")
 settings = fraudwatch.settings.Settings.from_env()
 session = boto3.Session()
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = _lambda_paths(rebuild=args.rebuild)
     env = _environment(bundle)
     ours_code = _program(_OURS, PATHS=[str(APP.parent), *map(str, paths)], APP=str(APP))
-    naive_code = _program(_NAIVE)
+    naive_code = _program(_NAIVE, MODEL_FILE=MODEL_FILE)
     ours_cmd = [sys.executable, "-I", "-S", "-B", "-c", ours_code]
     naive_cmd = [sys.executable, "-B", "-c", naive_code]
     for _ in range(args.warmup):  # page cache, not .pyc: -B writes none

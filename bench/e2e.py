@@ -1,6 +1,6 @@
 """End to end on the embedded stack: records per second and arrival-to-decision latency, ours vs naive.
 
-Each way runs the demo's pipeline (`infra.stack.run_demo`) on a fresh emulator: moto server, template.yaml
+Each way runs the demo's pipeline (`infra.demo.run_demo`) on a fresh emulator: moto server, template.yaml
 deployed to it, the local event-source runner, the same generated transactions (same count, seed and
 rate), wait until every one has a decision, report. Ours is the real handler (functions/scoring/app.py:
 one BatchGetItem, BatchWriteItem and PublishBatch per batch, one `inplace_predict` per batch); the
@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench._common import REPO_ROOT, machine, table
-from infra.stack import positive_int
+from infra.demo import positive_int
 
 if TYPE_CHECKING:
-    from infra.stack import DemoReport, Handler, HandlerFactory
+    from infra.demo_report import DemoReport
+    from infra.embedded import Handler, HandlerFactory
 
 LOG_DIR = REPO_ROOT / ".fraudwatch"
 
@@ -116,14 +117,14 @@ def same_transactions(now: datetime) -> Iterator[None]:
     """
     from unittest import mock
 
-    import infra.stack
+    import infra.demo
     from infra.producer import live_transactions
     from training.pipeline import DEFAULT_SEED
 
     def generate(count: int, seed: int) -> list[dict[str, Any]]:
         return list(live_transactions(count, seed or DEFAULT_SEED, now=now))
 
-    with mock.patch.object(infra.stack, "live_transactions", generate):
+    with mock.patch.object(infra.demo, "live_transactions", generate):
         yield
 
 
@@ -176,7 +177,7 @@ class Result:
 def ways() -> tuple[Way, ...]:
     """Ours (the real handler), then the naive per-record one."""
     from bench.naive_handler import naive_handler
-    from infra.stack import real_handler
+    from infra.embedded import real_handler
 
     return (
         Way("ours", "ours: real handler (batched)", real_handler),
@@ -186,7 +187,7 @@ def ways() -> tuple[Way, ...]:
 
 def run(way: Way, args: argparse.Namespace) -> Result:
     """The demo pipeline on a fresh emulator with this way's handler."""
-    from infra.stack import run_demo
+    from infra.demo import run_demo
 
     instruments = Instruments()
     load_before = _load()

@@ -1,9 +1,11 @@
-"""The naive scoring Lambda, for bench/e2e.py: every record on its own, like a per-request web service.
+"""The naive scoring Lambda, for bench/e2e.py and bench/aws_calls.py: every record on its own, like a
+per-request web service.
 
-Per record of the event, one by one: base64-decode, parse and validate (the transaction contract),
-GetItem the user's profile, compute the features, score a one-row pandas DataFrame with xgboost's
-scikit-learn `XGBClassifier.predict_proba`, decide with the bundle's thresholds, PutItem the decision,
-Publish an alert per FLAGGED/REJECTED, PutItem the profile. No batching and no partial-failure
+Per record of the event, one by one: base64-decode, parse and validate (the transaction and label
+contracts); for a transaction GetItem the user's and the merchant's profiles, compute the features,
+score a one-row pandas DataFrame with xgboost's scikit-learn `XGBClassifier.predict_proba`, decide with
+the bundle's thresholds, PutItem the decision, Publish an alert per FLAGGED/REJECTED, PutItem the
+profile; for a label GetItem and PutItem its merchant's profile. No batching and no partial-failure
 report: an error fails the whole batch. The items, the alert body and the profile are those of the
 real handler (same adapters' shapes, same domain functions), so the demo's wait and report hold and
 decisions can be compared.
@@ -12,13 +14,14 @@ decisions can be compared.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.domain.decision import DecisionRecord, Thresholds
+from fraudwatch.adapters.dynamodb import profile_item, stored_state
+from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.label import Label
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
 from fraudwatch.domain.transaction import Transaction
 
@@ -34,6 +37,7 @@ class NaiveHandler:
         import boto3
         from xgboost import XGBClassifier
 
+        from fraudwatch.adapters.bundle import read_bundle
         from fraudwatch.adapters.dynamodb import DynamoDecisionStore
         from fraudwatch.adapters.model import XGBoostModel
         from fraudwatch.domain.features import FEATURE_NAMES
@@ -46,11 +50,11 @@ class NaiveHandler:
         self._sns = session.client("sns", endpoint_url=endpoint_url, config=CLIENT_CONFIG)
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=CLIENT_CONFIG)
         self._settings = settings
+        bundle = read_bundle(bundle_dir)
         self._classifier = XGBClassifier()
-        self._classifier.load_model(str(bundle_dir / "model.ubj"))
-        limits = json.loads((bundle_dir / "thresholds.json").read_text())
-        self.thresholds = settings.thresholds(Thresholds(float(limits["flag"]), float(limits["reject"])))
-        self.model_version = str(json.loads((bundle_dir / "model_card.json").read_text())["version"])
+        self._classifier.load_model(str(bundle.model_file))
+        self.thresholds = settings.thresholds(bundle.thresholds)
+        self.model_version = bundle.version
         self._columns = list(FEATURE_NAMES)
         # Reasons (SHAP contributions) as the real handler gives them, one row at a time.
         self._explainer = XGBoostModel(
@@ -61,21 +65,30 @@ class NaiveHandler:
 
     def __call__(self, event: Mapping[str, Any], context: Any) -> dict[str, list[Any]]:
         """Handle the records one after another; report no partial failure."""
-        for raw in event["Records"]:
-            self.handle(_stream_record(raw))
+        self.handle_batch([_stream_record(raw) for raw in event["Records"]])
         return {"batchItemFailures": []}
 
+    def handle_batch(self, batch: list[StreamRecord]) -> None:
+        """Each record on its own, as a per-record handler does."""
+        for record in batch:
+            self.handle(record)
+
     def handle(self, record: StreamRecord) -> None:
-        """Validate, read the profile, score, write decision, alert, write profile: one record."""
+        """Validate; a transaction: read the profiles, score, write decision, alert, write profile; a
+        label: count it in its merchant's profile. One record."""
+        from fraudwatch.domain.events import parse_event
         from fraudwatch.domain.features import apply, features
-        from fraudwatch.domain.transaction import parse_transaction
         from fraudwatch.errors import InvalidRecordError
 
         try:
-            tx = parse_transaction(record.data, received_at=record.arrival_epoch)
+            event = parse_event(record.data, received_at=record.arrival_epoch)
         except InvalidRecordError as exc:
             self._quarantine(QuarantinedRecord(record, exc.field, exc.reason))
             return
+        if isinstance(event, Label):
+            self._count_label(record, event)
+            return
+        tx = event
         profile = self._read_profile(tx.user_id)
         if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
             return
@@ -89,14 +102,24 @@ class NaiveHandler:
             self._publish(decision)
         apply(profile, tx)
         profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
-        self._dynamodb.put_item(
-            TableName=self._settings.profiles_table,
-            Item={
-                "user_id": {"S": tx.user_id},
-                "state": {"S": profile.to_json()},
-                "updated_at": {"S": datetime.now(UTC).isoformat()},
-            },
+        self._put_profile(self._settings.profiles_table, "user_id", tx.user_id, profile.to_json())
+
+    def _count_label(self, record: StreamRecord, label: Label) -> None:
+        from fraudwatch.domain.features import apply_label
+        from fraudwatch.domain.merchant import MerchantProfile
+
+        merchant = self._read_merchant(label.merchant_id) or MerchantProfile(label.merchant_id)
+        if merchant.has_applied(label.applied_id, record.shard_id, record.sequence):
+            return
+        apply_label(merchant, label)
+        merchant.mark_applied(label.applied_id, record.shard_id, record.sequence)
+        self._put_profile(
+            self._settings.merchant_profiles_table, "merchant_id", label.merchant_id, merchant.to_json()
         )
+
+    def _put_profile(self, table: str, key: str, key_id: str, state: str) -> None:
+        item = profile_item(key, key_id, state, datetime.now(UTC).isoformat())  # the real adapter's shape
+        self._dynamodb.put_item(TableName=table, Item=item)
 
     def _read_profile(self, user_id: str) -> Any:
         from fraudwatch.domain.profile import UserProfile
@@ -104,7 +127,7 @@ class NaiveHandler:
         item = self._dynamodb.get_item(
             TableName=self._settings.profiles_table, Key={"user_id": {"S": user_id}}, ConsistentRead=True
         ).get("Item")
-        return UserProfile.from_json(user_id, item["state"]["S"]) if item else UserProfile(user_id)
+        return UserProfile.from_json(user_id, stored_state(item)) if item else UserProfile(user_id)
 
     def _read_merchant(self, merchant_id: str) -> Any:
         from fraudwatch.domain.merchant import MerchantProfile
@@ -114,7 +137,7 @@ class NaiveHandler:
             Key={"merchant_id": {"S": merchant_id}},
             ConsistentRead=True,
         ).get("Item")
-        return MerchantProfile.from_json(merchant_id, item["state"]["S"]) if item else None
+        return MerchantProfile.from_json(merchant_id, stored_state(item)) if item else None
 
     def _decide(self, tx: Transaction, row: tuple[float, ...]) -> DecisionRecord:
         import pandas as pd
@@ -162,7 +185,7 @@ def _stream_record(raw: Mapping[str, Any]) -> StreamRecord:
 
 
 def naive_handler(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> NaiveHandler:
-    """A `HandlerFactory` for `infra.stack.run_demo`: the naive handler with the function's environment."""
+    """A `HandlerFactory` for `infra.demo.run_demo`: the naive handler with the function's environment."""
     from infra.invoke import function_environment
 
     env = function_environment(outputs)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench._common import Bundle, TransactionStream, machine, median, model_bundle, table, verdict
+from fraudwatch.adapters.bundle import MODEL_FILE
 from fraudwatch.adapters.memory import (
     MemoryAlertPublisher,
     MemoryDecisionStore,
@@ -218,7 +219,7 @@ class PerRecordScorer:
 
         self._pd = pd
         self._classifier = xgb.XGBClassifier(n_jobs=n_jobs)
-        self._classifier.load_model(str(bundle.path / "model.ubj"))
+        self._classifier.load_model(str(bundle.path / MODEL_FILE))
         self._model = model  # for thresholds and the same SHAP reasons on alerts
         self.profiles = _profile_store(history)
         self.decisions = MemoryDecisionStore()

@@ -26,7 +26,8 @@ from bench.naive_features import naive_features
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
 from training.features import compute_features
-from training.pipeline import Steps, generated_history, run_training
+from training.pipeline import generated_history, run_training
+from training.steps import Steps
 
 BUDGET_SECONDS = 120.0
 BUDGETED = ("generate", "features", "train", "evaluate")

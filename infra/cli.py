@@ -19,10 +19,11 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "training.generate",
     "training.pipeline",
-    "training.backtest",
+    "training.backtest.command",
     "infra.invoke",
     "infra.events",
     "infra.stack",
+    "infra.demo",
     "infra.deploy",
     "infra.runner",
     "infra.producer",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -81,34 +80,3 @@ def in_process_aws() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def invoke_dry(event: dict[str, Any], bundle_dir: Path) -> tuple[dict[str, Any], str]:
-    """Run the real handler on `event` against a throwaway stack; its response, and what it wrote."""
-    from infra.invoke import LocalContext, load_handler
-
-    with in_process_aws():
-        outputs = build_stack("dry-run")
-        handler = load_handler(outputs, bundle_dir=bundle_dir)
-        response = handler(event, LocalContext())
-        written = _what_was_written(outputs)
-    return response, written
-
-
-def _what_was_written(outputs: dict[str, str]) -> str:
-    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
-
-    def items(table: str) -> int:
-        return int(dynamodb.scan(TableName=outputs[table], Select="COUNT")["Count"])
-
-    def messages(queue: str) -> int:
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=outputs[queue], AttributeNames=["ApproximateNumberOfMessages"]
-        )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"])
-
-    return (
-        f"{items('DecisionsTableName')} decisions, {items('ProfilesTableName')} user profiles, "
-        f"{items('MerchantProfilesTableName')} merchant profiles, {messages('AlertInboxUrl')} alerts, "
-        f"{messages('QuarantineQueueUrl')} quarantined records"
-    )

@@ -59,15 +59,28 @@ def contract_payload(transaction: Mapping[str, Any]) -> bytes:
     return json.dumps({name: transaction[name] for name in FIELDS}).encode()
 
 
-def label_of(transaction: Mapping[str, Any], labelled_at: str) -> dict[str, Any]:
-    """The label of a labelled transaction (its `is_fraud`), known at `labelled_at` (ISO 8601)."""
+def label_body(
+    transaction_id: object, merchant_id: object, is_fraud: object, labelled_at: object
+) -> dict[str, Any]:
+    """A label as the stream carries it: `"event": "label"` and the label contract's fields, the values
+    as given (a test gives wrong ones on purpose)."""
     return {
         EVENT_FIELD: LABEL_EVENT,
-        "transaction_id": str(transaction["transaction_id"]),
-        "merchant_id": str(transaction["merchant_id"]),
-        "is_fraud": bool(transaction["is_fraud"]),
+        "transaction_id": transaction_id,
+        "merchant_id": merchant_id,
+        "is_fraud": is_fraud,
         "labelled_at": labelled_at,
     }
+
+
+def label_of(transaction: Mapping[str, Any], labelled_at: str) -> dict[str, Any]:
+    """The label of a labelled transaction (its `is_fraud`), known at `labelled_at` (ISO 8601)."""
+    return label_body(
+        str(transaction["transaction_id"]),
+        str(transaction["merchant_id"]),
+        bool(transaction["is_fraud"]),
+        labelled_at,
+    )
 
 
 def label_payload(label: Mapping[str, Any]) -> bytes:
@@ -134,7 +147,8 @@ def malformed_payloads(valid: Mapping[str, Any], label: Mapping[str, Any]) -> di
 
 def write_sample_events(out_dir: Path = EVENTS_DIR, seed: int = 11) -> list[Path]:
     """Write ordinary, fraud-looking, malformed, mixed and label events from the generator's history."""
-    from training.generate import GeneratorConfig, generate_history
+    from training.generate import generate_history
+    from training.population.config import GeneratorConfig
 
     history = generate_history(GeneratorConfig(n_transactions=20_000, days=14, seed=seed))
     rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in history.to_dict("records")]

@@ -142,8 +142,6 @@ def _invoke(args: argparse.Namespace) -> int:
         )
         print(json.dumps(handler(event, LocalContext()), indent=2))
         return 0
-    from infra.dry_run import invoke_dry
-
     response, written = invoke_dry(event, Path(args.bundle))
     print(json.dumps(response, indent=2))
     print(
@@ -151,6 +149,39 @@ def _invoke(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def invoke_dry(event: dict[str, Any], bundle_dir: Path) -> tuple[dict[str, Any], str]:
+    """Run the real handler on `event` against a throwaway stack; its response, and what it wrote."""
+    from infra.dry_run import build_stack, in_process_aws
+
+    with in_process_aws():
+        outputs = build_stack("dry-run")
+        handler = load_handler(outputs, bundle_dir=bundle_dir)
+        response = handler(event, LocalContext())
+        written = _what_was_written(outputs)
+    return response, written
+
+
+def _what_was_written(outputs: dict[str, str]) -> str:
+    import boto3
+
+    dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
+
+    def items(table: str) -> int:
+        return int(dynamodb.scan(TableName=outputs[table], Select="COUNT")["Count"])
+
+    def messages(queue: str) -> int:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=outputs[queue], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"])
+
+    return (
+        f"{items('DecisionsTableName')} decisions, {items('ProfilesTableName')} user profiles, "
+        f"{items('MerchantProfilesTableName')} merchant profiles, {messages('AlertInboxUrl')} alerts, "
+        f"{messages('QuarantineQueueUrl')} quarantined records"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:

@@ -256,7 +256,7 @@ def live_config(count: int, seed: int) -> Any:
     A population's users each keep their own rhythm (about 100 transactions over the config's days),
     so more users, not faster ones, fit a large count into LIVE_SPAN_DAYS of simulated time.
     """
-    from training.generate import GeneratorConfig
+    from training.population.config import GeneratorConfig
 
     default = GeneratorConfig(seed=seed)
     needed = math.ceil(count * default.days / LIVE_SPAN_DAYS)

@@ -41,12 +41,11 @@ from typing import Any
 
 from fraudwatch.errors import ConfigurationError, FraudwatchError, UsageError
 from infra.events import lambda_record
-from infra.invoke import LocalContext
+from infra.invoke import DEFAULT_BUNDLE, LocalContext
 from infra.state import add_stack_options, require_stack_outputs, stack_endpoint
 from infra.template import TEMPLATE, load_template
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parent.parent
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -774,9 +773,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--on-failure-queue-url", help="on-failure queue URL (default: from the stack's outputs)"
     )
     parser.add_argument("--template", default=str(TEMPLATE), help="the SAM template holding the mapping")
-    parser.add_argument(
-        "--bundle", default=str(REPO / "layers" / "model" / "bundle"), help="model bundle directory"
-    )
+    parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="model bundle directory")
     parser.add_argument(
         "--until-idle", type=float, metavar="SECONDS", help="stop once every shard has been idle this long"
     )

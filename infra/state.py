@@ -1,12 +1,19 @@
-"""The running stack's recorded state (.fraudwatch/stack.json), and the options that point at it."""
+"""The running stack's recorded state (.fraudwatch/stack.json): written by `stack up`, read by the
+commands that talk to it, with the options that point at it."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from infra.template import REPO_ROOT
+
+STATE_DIR = REPO_ROOT / ".fraudwatch"
+STATE_FILE = STATE_DIR / "stack.json"
 DEFAULT_OUTPUTS = ".fraudwatch/stack.json"
 
 
@@ -56,3 +63,23 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_OUTPUTS,
         help=f"the stack's outputs (default {DEFAULT_OUTPUTS}, written by `fraudwatch stack up --detach`)",
     )
+
+
+def write_state(
+    endpoint_url: str, stack_name: str, outputs: Mapping[str, str], path: Path = STATE_FILE
+) -> None:
+    """Record the running stack for `stack status`, `stack down`, `fraudwatch invoke`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"pid": os.getpid(), "endpoint": endpoint_url, "stack_name": stack_name, "outputs": dict(outputs)}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2))
+    temporary.replace(path)
+
+
+def read_state(path: Path = STATE_FILE) -> dict[str, Any] | None:
+    """The recorded stack, or None when none is recorded."""
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return state

@@ -1,12 +1,12 @@
 """Fixtures shared by every kind of test."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xgboost as xgb
 
+from fraudwatch.adapters.bundle import save_bundle
 from fraudwatch.domain.features import FEATURE_NAMES
 
 
@@ -31,8 +31,5 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         num_boost_round=30,
     )
     bundle = tmp_path_factory.mktemp("bundle")
-    booster.save_model(str(bundle / "model.ubj"))
-    (bundle / "features.json").write_text(json.dumps({"feature_names": list(FEATURE_NAMES)}))
-    (bundle / "thresholds.json").write_text(json.dumps({"flag": 0.5, "reject": 0.9}))
-    (bundle / "model_card.json").write_text(json.dumps({"version": "tiny-test-1"}))
+    save_bundle(bundle, booster, {"flag": 0.5, "reject": 0.9}, {"version": "tiny-test-1"})
     return bundle

@@ -1,15 +1,14 @@
 """The model bundle: what the Lambda's model layer carries, written so it is never half there.
 
-A bundle is a directory (by default `layers/model/bundle/`): `model.ubj` (the Booster),
-`features.json` (the ordered feature names), `thresholds.json` (flag and reject scores and the targets
-they were chosen for), `model_card.json` and `model_card.md`. `fraudwatch.adapters.model.load_model`
-reads it back and refuses one whose features differ from the code's.
+A bundle is a directory (by default `layers/model/bundle/`) in the format that
+`fraudwatch.adapters.model` owns (`save_bundle` writes it, `load_model` reads it back and refuses one
+whose features differ from the code's); training adds the model card for people (`model_card.md`) and
+writes the whole in a staging directory swapped in at once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import shutil
 import subprocess
@@ -21,9 +20,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from fraudwatch.domain.features import FEATURE_NAMES
-
-DEFAULT_BUNDLE = Path("layers/model/bundle")
+from fraudwatch.adapters.bundle import CARD_MARKDOWN, save_bundle
 
 
 def model_version(booster: xgb.Booster, trained_at: datetime) -> str:
@@ -64,11 +61,8 @@ def write_bundle(
     bundle_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.new-", dir=bundle_dir.parent))
     try:
-        booster.save_model(str(staging / "model.ubj"))
-        _write_json(staging / "features.json", {"feature_names": list(FEATURE_NAMES)})
-        _write_json(staging / "thresholds.json", thresholds)
-        _write_json(staging / "model_card.json", card)
-        (staging / "model_card.md").write_text(render_card(card))
+        save_bundle(staging, booster, thresholds, card)
+        (staging / CARD_MARKDOWN).write_text(render_card(card))
         swap_in(staging, bundle_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -89,10 +83,6 @@ def swap_in(staging: Path, bundle_dir: Path) -> None:
     staging.rename(bundle_dir)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def render_card(card: dict[str, Any]) -> str:

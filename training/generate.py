@@ -3,8 +3,9 @@
 `generate_history` draws a whole period at once (numpy, vectorised: a million rows in seconds);
 `iter_live` draws the same population's transactions a day at a time and yields them in time order.
 Both label every row (`is_fraud`, `fraud_pattern`) and follow the stream's transaction contract.
-The work happens in `training._population*` modules (population, behaviour, streams, text columns),
-imported only when data is generated, so the command line starts quickly.
+The work happens in the `training.population` package (config, fraud patterns, population,
+behaviour, streams, text columns); its heavy modules are imported only when data is generated, so the
+command line starts quickly.
 """
 
 from __future__ import annotations
@@ -14,76 +15,15 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.population.config import MAX_FRAUD_RATE, MIN_TRANSACTIONS, SUFFIXES, GeneratorConfig
+from training.population.patterns import FRAUD_PATTERNS
+
 if TYPE_CHECKING:
     import pandas as pd
-
-COLUMNS = (
-    "transaction_id",
-    "user_id",
-    "merchant_id",
-    "amount",
-    "currency",
-    "timestamp",
-    "category",
-    "is_fraud",
-    "fraud_pattern",
-)
-NO_FRAUD = "none"
-FRAUD_PATTERNS = (
-    "account_takeover",
-    "card_testing",
-    "spending_spike",
-    "compromised_merchant",
-    "velocity_burst",
-)
-MIN_TRANSACTIONS = 100
-MAX_FRAUD_RATE = 0.5
-DEFAULT_START = datetime(2026, 9, 1, tzinfo=UTC)
-SUFFIXES = (".parquet", ".pq", ".csv")
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """What to generate; the same config (seed included) always gives the same data."""
-
-    n_transactions: int = 50_000
-    days: int = 60
-    n_users: int | None = None
-    """Default: about n_transactions / 100, at least 200."""
-    n_merchants: int | None = None
-    """Default: about users / 5, at least 100."""
-    fraud_rate: float = 0.01
-    seed: int = 7
-    start: datetime = field(default=DEFAULT_START)
-
-    def __post_init__(self) -> None:
-        if self.n_transactions < MIN_TRANSACTIONS:
-            raise ValueError(f"n_transactions must be at least {MIN_TRANSACTIONS}, got {self.n_transactions}")
-        if self.days < 1:
-            raise ValueError(f"days must be at least 1, got {self.days}")
-        if not 0.0 <= self.fraud_rate <= MAX_FRAUD_RATE:
-            raise ValueError(f"fraud_rate must be between 0 and {MAX_FRAUD_RATE}, got {self.fraud_rate}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
-        if self.start.tzinfo is None:
-            raise ValueError("start needs a time zone (an aware datetime)")
-        if self.n_users is not None and self.n_users < 1:
-            raise ValueError(f"n_users must be at least 1, got {self.n_users}")
-
-    @property
-    def users(self) -> int:
-        """The number of users, resolved."""
-        return self.n_users if self.n_users is not None else max(200, self.n_transactions // 100)
-
-    @property
-    def merchants(self) -> int:
-        """The number of merchants, resolved."""
-        return self.n_merchants if self.n_merchants is not None else max(100, self.users // 5)
 
 
 def generate_history(config: GeneratorConfig, progress: bool = False) -> pd.DataFrame:
@@ -91,7 +31,7 @@ def generate_history(config: GeneratorConfig, progress: bool = False) -> pd.Data
 
     Columns are COLUMNS; rows are sorted by instant, ties by transaction_id.
     """
-    from training._population_streams import history_frame
+    from training.population.streams import history_frame
 
     return history_frame(config, progress)
 
@@ -105,7 +45,7 @@ def iter_live(
     Deterministic for a seed and a start; transaction ids carry a tag of both, so runs with
     different starts never share an id. Endless unless `limit` is given.
     """
-    from training._population_streams import live_transactions
+    from training.population.streams import live_transactions
 
     start = datetime.now(UTC) if start is None else start
     if start.tzinfo is None:

@@ -1,8 +1,9 @@
-"""The training job and offline scoring: `fraudwatch train` and `fraudwatch score-file`.
+"""The training job's commands: `fraudwatch train` and `fraudwatch score-file`.
 
 `train`: labelled history (generated, or any file in the contract's schema) → offline features (the
-Lambda's own definitions, replayed in time order) → XGBoost on a time split → thresholds chosen on
-validation → evaluation report on the test period → the model bundle, swapped in whole.
+Lambda's own definitions, replayed in time order, `training.features`) → the fit step on a time split
+(`training.fit`: XGBoost, thresholds chosen on validation, evaluation report on the test period, the
+model bundle swapped in whole). `score-file`: `training.score`.
 """
 
 from __future__ import annotations
@@ -11,38 +12,27 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
+from training.steps import Steps
 
 # Before anything loads xgboost: passive OpenMP waiting (why: training/train.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from training.evaluate import Evaluation
-    from training.train import ThresholdChoice, TimeSplit, TrainedModel
+    from training.train import ThresholdChoice, TrainedModel
 
 DEFAULT_TRANSACTIONS = 200_000
 DEFAULT_DAYS = 60
 DEFAULT_SEED = 7
 DEFAULT_BUNDLE = Path("layers/model/bundle")
 DEFAULT_REPORTS = Path("reports")
-SCORE_CHUNK = 50_000
-
-THRESHOLD_RULE = (
-    "REJECTED = the lowest score whose alerts reach precision >= {reject_precision:.2f} "
-    "(with at least {min_alerts} alerts); FLAGGED = the highest score that still reaches "
-    "recall >= {flag_recall:.2f}, unless that flags more than {review_budget:.1%} of transactions, "
-    "in which case the lowest score within that review budget; FLAGGED never above REJECTED."
-)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -140,28 +130,6 @@ def _positive_int(text: str) -> int:
 
 
 @dataclass(slots=True)
-class Steps:
-    """Prints one line per step with its duration, and keeps the durations."""
-
-    total: int
-    say: Callable[[str], None] = print
-    seconds: dict[str, float] = field(default_factory=dict)
-    cpu_seconds: dict[str, float] = field(default_factory=dict)
-    """CPU time of the whole process (every thread) per step."""
-
-    @contextmanager
-    def step(self, name: str, what: str) -> Iterator[None]:
-        """Time one step."""
-        number = len(self.seconds) + 1
-        self.say(f"[{number}/{self.total}] {what}")
-        started, cpu_started = time.perf_counter(), time.process_time()
-        yield
-        self.seconds[name] = time.perf_counter() - started
-        self.cpu_seconds[name] = time.process_time() - cpu_started
-        self.say(f"      {name}: {self.seconds[name]:.1f} s")
-
-
-@dataclass(slots=True)
 class TrainingRun:
     """Everything a training run produced."""
 
@@ -177,7 +145,8 @@ class TrainingRun:
 
 def generated_history(transactions: int, days: int, seed: int, progress: bool) -> pd.DataFrame:
     """Labelled history from the generator."""
-    from training.generate import GeneratorConfig, generate_history
+    from training.generate import generate_history
+    from training.population.config import GeneratorConfig
 
     config = GeneratorConfig(n_transactions=transactions, days=days, seed=seed)
     return generate_history(config, progress=progress)
@@ -196,12 +165,11 @@ def run_training(
     progress: bool = False,
     steps: Steps | None = None,
 ) -> TrainingRun:
-    """Features → train → thresholds → evaluate → bundle, for a labelled frame."""
-    from training.bundle import model_version, write_bundle
-    from training.evaluate import evaluate, write_report
+    """Features → fit (train → thresholds → evaluate → bundle), for a labelled frame."""
     from training.features import compute_features
-    from training.io import LABEL, PATTERN, check_transactions
-    from training.train import choose_thresholds, predict, time_split, train_model
+    from training.fit import fit
+    from training.io import check_transactions
+    from training.train import time_split
 
     steps = steps or Steps(total=5, say=lambda _: None)
     with steps.step("features", f"features of {len(frame):,} transactions (replaying each user's history)"):
@@ -210,136 +178,31 @@ def run_training(
         matrix = compute_features(
             frame, source=source, check=False, label_delay=label_delay, progress=progress
         )
-    labels = frame[LABEL].to_numpy(dtype=bool)
-    with steps.step("train", "training XGBoost on the earliest 70%, early stopping on the next 15%"):
-        split = time_split(matrix.epochs)
-        model = train_model(matrix.values, labels, split, seed=seed, nthread=nthread, progress=progress)
-        thresholds = choose_thresholds(model.validation_scores, labels[split.validation])
-    trained_at = datetime.now(UTC).replace(microsecond=0)
-    version = model_version(model.booster, trained_at)
-    with steps.step("evaluate", "evaluating on the latest 15% and writing the report"):
-        test_scores = predict(model.booster, matrix.values[split.test])
-        patterns = frame[PATTERN].to_numpy(dtype=str)[split.test] if PATTERN in frame.columns else None
-        evaluation = evaluate(model.booster, test_scores, labels[split.test], patterns, thresholds)
-        card = model_card(
-            version,
-            trained_at,
-            source,
-            frame,
-            matrix.epochs,
-            split,
-            model,
-            thresholds,
-            evaluation,
-            label_delay,
-        )
-        report = write_report(
-            reports_dir / version,
-            version=version,
-            evaluation=evaluation,
-            scores=test_scores,
-            labels=labels[split.test],
-            card=card,
-        )
-    with steps.step("bundle", f"writing the model bundle to {bundle_dir}"):
-        bundle = write_bundle(bundle_dir, model.booster, thresholds_file(thresholds), card)
-    return TrainingRun(version, model, thresholds, evaluation, card, report, bundle, steps.seconds)
-
-
-def thresholds_file(choice: ThresholdChoice) -> dict[str, Any]:
-    """The content of thresholds.json."""
-    from dataclasses import asdict
-
-    targets = asdict(choice.targets)
-    return {
-        "flag": choice.flag.threshold,
-        "reject": choice.reject.threshold,
-        "targets": targets,
-        "rule": THRESHOLD_RULE.format(**targets),
-        "validation": {"flag": asdict(choice.flag), "reject": asdict(choice.reject)},
-        "notes": list(choice.notes),
-    }
-
-
-def model_card(
-    version: str,
-    trained_at: datetime,
-    source: str,
-    frame: pd.DataFrame,
-    epochs: np.ndarray,
-    split: TimeSplit,
-    model: TrainedModel,
-    thresholds: ThresholdChoice,
-    evaluation: Evaluation,
-    label_delay: float,
-) -> dict[str, Any]:
-    """The content of model_card.json."""
-    from dataclasses import asdict
-
-    from sklearn.metrics import roc_auc_score
-
-    from training.bundle import git_state, libraries
-    from training.io import LABEL, PATTERN
-
-    labels = frame[LABEL].to_numpy(dtype=bool)
-    commit, dirty = git_state()
-    patterns: dict[str, int] = {}
-    if PATTERN in frame.columns:
-        counts = frame.loc[frame[LABEL], PATTERN].value_counts()
-        patterns = {str(name): int(count) for name, count in counts.items()}
-    return {
-        "version": version,
-        "trained_at": trained_at.isoformat(),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "data": {
-            "source": source,
-            "rows": len(frame),
-            "frauds": int(labels.sum()),
-            "fraud_rate": float(labels.mean()),
-            "users": int(frame["user_id"].nunique()),
-            "patterns": patterns,
-            "label_delay_days": label_delay / 86400,
-            "periods": {
-                name: _period(epochs[mask], labels[mask])
-                for name, mask in (
-                    ("training", split.train),
-                    ("validation", split.validation),
-                    ("test", split.test),
-                )
-            },
-        },
-        "model": {
-            "objective": "binary:logistic",
-            "features": list(model.booster.feature_names or ()),
-            "params": model.params,
-            "rounds": model.booster.num_boosted_rounds(),
-        },
-        "imbalance": {
-            "chosen": model.chosen.name,
-            "scale_pos_weight": model.chosen.scale_pos_weight,
-            "rule": "the weighting with the best validation average precision",
-            "candidates": [asdict(c) for c in model.candidates],
-        },
-        "thresholds": thresholds_file(thresholds),
-        "metrics": {
-            "validation": {
-                "average_precision": model.chosen.validation_average_precision,
-                "roc_auc": float(roc_auc_score(labels[split.validation], model.validation_scores)),
-            },
-            "test": evaluation.to_dict(),
-        },
-        "libraries": libraries(),
-    }
-
-
-def _period(epochs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    return {
-        "start": datetime.fromtimestamp(float(epochs.min()), UTC).isoformat(),
-        "end": datetime.fromtimestamp(float(epochs.max()), UTC).isoformat(),
-        "rows": len(epochs),
-        "frauds": int(labels.sum()),
-    }
+    fitted = fit(
+        frame,
+        matrix,
+        time_split(matrix.epochs),
+        source=source,
+        bundle_dir=bundle_dir,
+        reports_dir=reports_dir,
+        label_delay=label_delay,
+        seed=seed,
+        nthread=nthread,
+        steps=steps,
+        training="training XGBoost on the earliest 70%, early stopping on the next 15%",
+        progress=progress,
+    )
+    assert fitted.report is not None  # a reports directory was given
+    return TrainingRun(
+        fitted.version,
+        fitted.model,
+        fitted.thresholds,
+        fitted.evaluation,
+        fitted.card,
+        fitted.report,
+        fitted.bundle,
+        steps.seconds,
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -406,6 +269,7 @@ def run_score_file(args: argparse.Namespace) -> int:
     from fraudwatch.adapters.model import load_model
     from fraudwatch.errors import FraudwatchError
     from training.io import read_transactions
+    from training.score import score_frame, write_table
 
     try:
         model = load_model(args.bundle)
@@ -423,61 +287,3 @@ def run_score_file(args: argparse.Namespace) -> int:
     )
     print(f"scored {len(scored):,} transactions with model {model.version}: {decided} → {args.out}")
     return 0
-
-
-def score_frame(
-    frame: pd.DataFrame,
-    model: Any,
-    *,
-    source: str,
-    label_delay: float = DEFAULT_LABEL_DELAY,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Each transaction's score and decision, in time order (the order it was scored in).
-
-    A file with `is_fraud` feeds its labels back `label_delay` seconds after each transaction.
-    """
-    import pandas as pd
-
-    from training.features import compute_features
-    from training.io import LABEL, PATTERN
-
-    matrix = compute_features(frame, source=source, check=False, label_delay=label_delay, progress=progress)
-    scores = score_rows(model, matrix.values[matrix.order], progress)
-    out = pd.DataFrame(
-        {
-            "transaction_id": frame["transaction_id"].to_numpy()[matrix.order],
-            "timestamp": frame["timestamp"].to_numpy()[matrix.order],
-            "score": scores,
-            "decision": [model.thresholds.decide(score).value for score in scores.tolist()],
-        }
-    )
-    for column in (LABEL, PATTERN):
-        if column in frame.columns:
-            out[column] = frame[column].to_numpy()[matrix.order]
-    return out
-
-
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    """Write CSV or Parquet by suffix, atomically (the generator's writer); errors name the file."""
-    from training.generate import write_history
-    from training.io import DataFileError
-
-    try:
-        write_history(frame, path)
-    except (ValueError, OSError) as exc:
-        raise DataFileError(f"{path}: cannot write: {exc}") from exc
-
-
-def score_rows(model: Any, values: np.ndarray, progress: bool = False) -> np.ndarray:
-    """The model adapter's scores of feature rows, a chunk per call as the Lambda scores a batch."""
-    import numpy as np
-    from tqdm import tqdm
-
-    scores: list[float] = []
-    with tqdm(total=len(values), desc="scoring", unit="tx", unit_scale=True, disable=not progress) as bar:
-        for start in range(0, len(values), SCORE_CHUNK):
-            chunk = values[start : start + SCORE_CHUNK]
-            scores.extend(model.score(cast("Sequence[Sequence[float]]", chunk)))
-            bar.update(len(chunk))
-    return np.asarray(scores, dtype=np.float64)

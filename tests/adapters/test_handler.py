@@ -11,9 +11,11 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+from fraudwatch.adapters.bundle import CARD_FILE, FEATURES_FILE, MODEL_FILE, THRESHOLDS_FILE
+from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.errors import BundleError, ConfigurationError
-from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant
+from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant, label_body
 from infra.invoke import Handler, LocalContext, load_handler
 from tests.adapters.conftest import drain
 
@@ -54,13 +56,13 @@ def decisions(stack) -> dict[str, dict[str, Any]]:
 
 def profiles(stack) -> dict[str, str]:
     items = boto3.client("dynamodb").scan(TableName=stack["ProfilesTableName"])["Items"]
-    return {i["user_id"]["S"]: i["state"]["S"] for i in items}
+    return {i["user_id"]["S"]: stored_state(i) for i in items}
 
 
 def merchant_profiles(stack) -> dict[str, MerchantProfile]:
     items = boto3.client("dynamodb").scan(TableName=stack["MerchantProfilesTableName"])["Items"]
     return {
-        i["merchant_id"]["S"]: MerchantProfile.from_json(i["merchant_id"]["S"], i["state"]["S"])
+        i["merchant_id"]["S"]: MerchantProfile.from_json(i["merchant_id"]["S"], stored_state(i))
         for i in items
     }
 
@@ -75,13 +77,9 @@ def label_payload(
     transaction: Mapping[str, Any], is_fraud: bool, labelled_at: datetime
 ) -> tuple[bytes, str, float]:
     """A label as a producer puts it on the stream: partition key = merchant id."""
-    body = {
-        "event": "label",
-        "transaction_id": transaction["transaction_id"],
-        "merchant_id": transaction["merchant_id"],
-        "is_fraud": is_fraud,
-        "labelled_at": labelled_at.isoformat(),
-    }
+    body = label_body(
+        transaction["transaction_id"], transaction["merchant_id"], is_fraud, labelled_at.isoformat()
+    )
     return json.dumps(body).encode(), transaction["merchant_id"], labelled_at.timestamp() + 0.5
 
 
@@ -213,9 +211,9 @@ def test_a_missing_bundle_stops_the_cold_start(stack, tmp_path: Path, restore_en
 
 
 def test_a_corrupt_bundle_stops_the_cold_start(stack, tiny_bundle, tmp_path: Path, restore_environ):
-    for name in ("features.json", "thresholds.json", "model_card.json"):
+    for name in (FEATURES_FILE, THRESHOLDS_FILE, CARD_FILE):
         (tmp_path / name).write_text((tiny_bundle / name).read_text())
-    (tmp_path / "model.ubj").write_bytes(b"not a model")
+    (tmp_path / MODEL_FILE).write_bytes(b"not a model")
     with pytest.raises(BundleError, match="corrupt"):
         load_handler(stack, bundle_dir=tmp_path)
 

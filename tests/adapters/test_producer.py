@@ -23,8 +23,8 @@ from infra.producer import (
     live_transactions,
     produce,
 )
-from training.generate import GeneratorConfig
 from training.io import DataFileError
+from training.population.config import GeneratorConfig
 
 STREAM = "test-transactions"
 

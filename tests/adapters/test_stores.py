@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fraudwatch.adapters.aws import ATTEMPTS
-from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
+from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore, stored_state
 from fraudwatch.adapters.sns import SnsAlertPublisher
 from fraudwatch.adapters.sqs import SqsQuarantine
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
@@ -149,7 +149,7 @@ def test_merchant_profiles_round_trip_in_their_own_table(stack):
         TableName=stack["MerchantProfilesTableName"], Key={"merchant_id": {"S": "merch-4"}}
     )["Item"]
     assert set(item) == {"merchant_id", "state", "updated_at"}
-    assert MerchantProfile.from_json("merch-4", item["state"]["S"]) == merchants[4]
+    assert MerchantProfile.from_json("merch-4", stored_state(item)) == merchants[4]
     assert not boto3.client("dynamodb").scan(TableName=stack["ProfilesTableName"])["Items"]
 
 

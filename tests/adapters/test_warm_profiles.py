@@ -10,7 +10,8 @@ from fraudwatch.domain.features import DAY
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
 from fraudwatch.domain.transaction import Transaction
 from infra.producer import live_transactions
-from infra.stack import merchants_known_by, warm_profiles
+from infra.seeding import warm_profiles
+from training.seeding import merchants_known_by
 
 
 def test_live_users_and_merchants_start_with_their_history_and_no_time_travel(stack):

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.label import LABEL_FIELDS, Label
 from fraudwatch.domain.merchant import MerchantProfile
@@ -38,6 +39,7 @@ from fraudwatch.domain.transaction import (
     MAX_JSON_DEPTH,
     MAX_PAYLOAD_BYTES,
 )
+from infra.events import label_body
 from infra.producer import live_transactions, stream_entry
 from infra.runner import EventSourceRunner, MappingSettings, RunnerStats
 from tests.e2e.conftest import Embedded, drain_bodies, scan
@@ -80,13 +82,7 @@ def _ahead(delta: timedelta) -> Build:
 
 def _label(base: dict[str, Any]) -> dict[str, Any]:
     """The valid label of a valid transaction, known now."""
-    return {
-        "event": "label",
-        "transaction_id": base["transaction_id"],
-        "merchant_id": base["merchant_id"],
-        "is_fraud": True,
-        "labelled_at": _now_iso(),
-    }
+    return label_body(base["transaction_id"], base["merchant_id"], True, _now_iso())
 
 
 def _label_changed(**changes: Any) -> Build:
@@ -364,13 +360,7 @@ def _edges() -> list[Edge]:
         return {**base, **changes}
 
     longest = "\U0001f600" * MAX_ID_CHARS
-    label = {
-        "event": "label",
-        "transaction_id": "edge-label-tx-1",
-        "merchant_id": "edge-label-merchant",
-        "is_fraud": True,
-        "labelled_at": now,
-    }
+    label = label_body("edge-label-tx-1", "edge-label-merchant", True, now)
     unicode_label = {**label, "transaction_id": "étiquette-1", "merchant_id": "Zürich-東京-label"}
     return [
         Edge(r := tx(0, user_id="café-Zürich-東京", merchant_id="مقهى-٤٢"), _utf8(r)),
@@ -430,7 +420,7 @@ class State:
 
     def count(self, user_id: str) -> int:
         item = self.profiles.get(user_id)
-        return 0 if item is None else UserProfile.from_json(user_id, item["state"]["S"]).count
+        return 0 if item is None else UserProfile.from_json(user_id, stored_state(item)).count
 
 
 def _put(stack: Embedded, entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -613,7 +603,7 @@ def test_every_malformed_record_is_quarantined_naming_its_field_and_no_shard_wai
         if edge.is_label:  # counted in its merchant's profile
             label = parse_event(edge.data)
             assert isinstance(label, Label)
-            state = after.merchants[label.merchant_id]["state"]["S"]
+            state = stored_state(after.merchants[label.merchant_id])
             assert label.applied_id in MerchantProfile.from_json(label.merchant_id, state).applied_ids
     smallest = next(tx for tx in edge_transactions if tx["amount"] == DYNAMODB_MIN_MAGNITUDE)
     assert float(after.decisions[smallest["transaction_id"]]["amount"]["N"]) == DYNAMODB_MIN_MAGNITUDE

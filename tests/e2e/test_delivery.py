@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
+from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, HOUR
 from fraudwatch.domain.profile import MAX_RECENT
 from fraudwatch.kinesis_batch import stream_record
@@ -102,7 +103,7 @@ def outcome(outputs: dict[str, str]) -> tuple[dict[str, Any], dict[str, str], li
         k: comparable(v) for k, v in scan(dynamodb, outputs["DecisionsTableName"], "transaction_id").items()
     }
     profiles = {
-        k: v["state"]["S"] for k, v in scan(dynamodb, outputs["ProfilesTableName"], "user_id").items()
+        k: stored_state(v) for k, v in scan(dynamodb, outputs["ProfilesTableName"], "user_id").items()
     }
     alerts = drain_bodies(boto3.client("sqs"), outputs["AlertInboxUrl"])
     return decisions, profiles, sorted(a["alert_id"]["StringValue"] for _, a in alerts)
@@ -140,7 +141,7 @@ def everything_once(outputs: dict[str, str]) -> dict[str, Any]:
     return {
         "decisions": decisions,
         "profiles": profiles,
-        "merchants": {k: v["state"]["S"] for k, v in merchants.items()},
+        "merchants": {k: stored_state(v) for k, v in merchants.items()},
         "alerts": alerts,
         "quarantined": sorted(
             (body["shard_id"], body["sequence_number"], body["field"]) for body, _ in quarantined
@@ -259,7 +260,7 @@ def profile_state(stack: dict[str, str], user: str = "user-late") -> dict[str, A
     item = boto3.client("dynamodb").get_item(
         TableName=stack["ProfilesTableName"], Key={"user_id": {"S": user}}
     )["Item"]
-    state: dict[str, Any] = json.loads(item["state"]["S"])
+    state: dict[str, Any] = json.loads(stored_state(item))
     return state
 
 
@@ -385,7 +386,7 @@ def profile_json(stack: dict[str, str]) -> str:
     item = boto3.client("dynamodb").get_item(
         TableName=stack["ProfilesTableName"], Key={"user_id": {"S": "user-hot"}}
     )["Item"]
-    return str(item["state"]["S"])
+    return str(stored_state(item))
 
 
 # ------------------------------------------------------------------------------ redrive

@@ -11,9 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from fraudwatch.adapters.bundle import MODEL_FILE
+from infra.demo import run_demo, wait_for_decisions
+from infra.demo_report import DemoReport, percentiles
+from infra.embedded import RunningHandler, StackError
 from infra.emulator import Emulator, client
 from infra.runner import RunnerStats
-from infra.stack import DemoReport, RunningHandler, StackError, percentiles, run_demo, wait_for_decisions
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +98,7 @@ def test_users_and_merchants_start_from_the_history_and_the_report_says_so(repor
 def test_a_broken_bundle_fails_naming_the_step(tiny_bundle: Path, tmp_path: Path) -> None:
     broken = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, broken)
-    (broken / "model.ubj").write_bytes(b"not a model")
+    (broken / MODEL_FILE).write_bytes(b"not a model")
     with pytest.raises(StackError, match="model bundle"):
         run_demo(
             transactions=10,

@@ -33,7 +33,8 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
-from infra.events import event_from_payloads, event_from_transactions
+from fraudwatch.adapters.dynamodb import stored_state
+from infra.events import event_from_payloads, event_from_transactions, label_body
 from infra.invoke import Handler, LocalContext, load_handler
 from infra.producer import live_transactions, stream_entry
 from infra.redrive import redrive
@@ -246,7 +247,7 @@ def collect(outputs: dict[str, str], stats: RunnerStats, sequence_numbers: list[
     return Run(
         outputs=outputs,
         decisions={k: comparable(v) for k, v in decisions.items()},
-        profiles={k: v["state"]["S"] for k, v in profiles.items()},
+        profiles={k: stored_state(v) for k, v in profiles.items()},
         alert_ids=[a["alert_id"]["StringValue"] for _, a in drain_bodies(sqs, outputs["AlertInboxUrl"])],
         quarantined=[
             (body["sequence_number"], body["field"])
@@ -420,7 +421,7 @@ def test_a_crash_after_the_decision_is_written_still_sends_the_alert_with_the_sa
     profile = boto3.client("dynamodb").get_item(
         TableName=outputs["ProfilesTableName"], Key={"user_id": {"S": "user-crash"}}
     )["Item"]
-    assert json.loads(profile["state"]["S"])["n"] == 9  # applied once, though processed twice
+    assert json.loads(stored_state(profile))["n"] == 9  # applied once, though processed twice
 
 
 # ---------------------------------------------------------------- a crash at each step of a batch
@@ -434,13 +435,7 @@ def usual_record(event: dict[str, Any]) -> dict[str, Any]:
 def mixed_batch() -> dict[str, Any]:
     """The fraud batch (one REJECTED), a label of its merchant known an hour ago, and a malformed record."""
     event = fraud_batch()
-    label = {
-        "event": "label",
-        "transaction_id": "tx-earlier",
-        "merchant_id": "merch-1",
-        "is_fraud": True,
-        "labelled_at": (START + timedelta(hours=5)).isoformat(),
-    }
+    label = label_body("tx-earlier", "merch-1", True, (START + timedelta(hours=5)).isoformat())
     last = event["Records"][-1]["kinesis"]
     arrival = float(last["approximateArrivalTimestamp"])
     extra = event_from_payloads(
@@ -509,10 +504,10 @@ def final_state(outputs: dict[str, str]) -> dict[str, Any]:
             for k, v in scan(dynamodb, outputs["DecisionsTableName"], "transaction_id").items()
         },
         "profiles": {
-            k: v["state"]["S"] for k, v in scan(dynamodb, outputs["ProfilesTableName"], "user_id").items()
+            k: stored_state(v) for k, v in scan(dynamodb, outputs["ProfilesTableName"], "user_id").items()
         },
         "merchants": {
-            k: v["state"]["S"]
+            k: stored_state(v)
             for k, v in scan(dynamodb, outputs["MerchantProfilesTableName"], "merchant_id").items()
         },
         "alerts": [

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, features
 from fraudwatch.domain.merchant import MerchantProfile
@@ -74,7 +75,7 @@ def run(stack: Embedded, since: float) -> RunnerStats:
 
 def merchant_profiles(stack: Embedded) -> dict[str, MerchantProfile]:
     items = scan(stack.client("dynamodb"), stack.outputs["MerchantProfilesTableName"], "merchant_id")
-    return {m: MerchantProfile.from_json(m, item["state"]["S"]) for m, item in items.items()}
+    return {m: MerchantProfile.from_json(m, stored_state(item)) for m, item in items.items()}
 
 
 def expected_days(labels: Sequence[dict[str, Any]], merchant: str) -> dict[int, list[int]]:

@@ -13,9 +13,11 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from fraudwatch.adapters.model import load_model
 from fraudwatch.domain.features import MERCHANT_FEATURES
 from infra.cli import main
-from training import backtest
-from training._backtest_metrics import at_false_positive_rate, daily_top_k
-from training.generate import GeneratorConfig, generate_history
+from training.backtest.config import BacktestConfig
+from training.backtest.metrics import at_false_positive_rate, daily_top_k
+from training.backtest.run import run_backtest
+from training.generate import generate_history
+from training.population.config import GeneratorConfig
 
 TRAIN_DAYS, GAP_DAYS = 16, 4
 ARGS = ["--train-days", str(TRAIN_DAYS), "--gap-days", str(GAP_DAYS), "--threads", "1", "--top-k", "5"]
@@ -222,10 +224,10 @@ def test_a_failure_while_writing_keeps_the_earlier_output(history, tmp_path, mon
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("training._backtest_report.write_report", broken)
-    config = backtest.BacktestConfig(train_days=TRAIN_DAYS, gap_days=GAP_DAYS, compare=False, nthread=1)
+    monkeypatch.setattr("training.backtest.report.write_report", broken)
+    config = BacktestConfig(train_days=TRAIN_DAYS, gap_days=GAP_DAYS, compare=False, nthread=1)
     with pytest.raises(OSError, match="disk full"):
-        backtest.run_backtest(history.copy(), source="tiny", out=out, config=config)
+        run_backtest(history.copy(), source="tiny", out=out, config=config)
     assert {p.name: p.read_text() for p in out.iterdir()} == {
         "metrics.json": "from an earlier run",
         "report.md": "from an earlier run",
@@ -234,10 +236,10 @@ def test_a_failure_while_writing_keeps_the_earlier_output(history, tmp_path, mon
 
 
 def merchant_gain(history: pd.DataFrame, out: Path, delay_days: float) -> dict[str, float]:
-    config = backtest.BacktestConfig(
+    config = BacktestConfig(
         train_days=TRAIN_DAYS, gap_days=GAP_DAYS, label_delay=delay_days * 86400, compare=False, nthread=1
     )
-    run = backtest.run_backtest(history.copy(), source="tiny", out=out, config=config)
+    run = run_backtest(history.copy(), source="tiny", out=out, config=config)
     gain: dict[str, float] = run.metrics["model"]["merchant_gain"]
     return gain
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.backtest import BacktestConfig, run_backtest
+from training.backtest.config import BacktestConfig
+from training.backtest.run import run_backtest
 from training.pipeline import generated_history
 
 

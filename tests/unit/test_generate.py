@@ -10,15 +10,9 @@ import pandas as pd
 import pytest
 
 from fraudwatch.domain.transaction import CURRENCIES, transaction_from_mapping
-from training.generate import (
-    COLUMNS,
-    FRAUD_PATTERNS,
-    GeneratorConfig,
-    generate_history,
-    iter_live,
-    register,
-    write_history,
-)
+from training.generate import generate_history, iter_live, register, write_history
+from training.population.config import COLUMNS, GeneratorConfig
+from training.population.patterns import FRAUD_PATTERNS
 
 CONFIG = GeneratorConfig(n_transactions=20_000, days=30, fraud_rate=0.02, seed=11)
 LIVE_START = datetime(2026, 11, 30, 21, 30, 15, tzinfo=UTC)

@@ -10,15 +10,10 @@ from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.label import LABEL_FIELDS, Label
 from fraudwatch.domain.transaction import MAX_AGE_SECONDS, MAX_FUTURE_SKEW_SECONDS, MAX_ID_CHARS, Transaction
 from fraudwatch.errors import InvalidRecordError
+from infra.events import label_body
 from tests.unit.test_transaction import VALID as VALID_TRANSACTION
 
-VALID = {
-    "event": "label",
-    "transaction_id": "tx-00000001",
-    "merchant_id": "merch-00001",
-    "is_fraud": True,
-    "labelled_at": "2026-11-30T23:15:00+01:00",
-}
+VALID = label_body("tx-00000001", "merch-00001", True, "2026-11-30T23:15:00+01:00")
 RECEIVED = 1_796_079_600.0  # 2026-11-30T23:00:00Z, 45 minutes after VALID's labelled_at
 TRANSACTION = {**VALID_TRANSACTION, "transaction_id": "tx-00000002"}
 DROP = object()

@@ -12,6 +12,7 @@ from fraudwatch.domain.merchant import MerchantCache, MerchantProfile
 from fraudwatch.domain.ports import Profiles
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
+from infra.events import label_body
 from tests.fakes import FakeAlertPublisher, FakeDecisionStore, FakeModel, FakeProfileStore, FakeQuarantine
 
 DAY = 86400.0
@@ -58,13 +59,7 @@ def payment(sequence: int, at: float, merchant: str = "m-1") -> StreamRecord:
 
 
 def label(sequence: int, at: float, merchant: str = "m-1", fraud: bool = True) -> StreamRecord:
-    body = {
-        "event": "label",
-        "transaction_id": f"old-{sequence}",
-        "merchant_id": merchant,
-        "is_fraud": fraud,
-        "labelled_at": datetime.fromtimestamp(at, UTC).isoformat(),
-    }
+    body = label_body(f"old-{sequence}", merchant, fraud, datetime.fromtimestamp(at, UTC).isoformat())
     return record(sequence, body, at)
 
 

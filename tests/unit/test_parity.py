@@ -20,6 +20,7 @@ from fraudwatch.domain.features import FEATURE_NAMES, MERCHANT_FEATURES
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.domain.transaction import FIELDS, transaction_from_mapping
+from infra.events import label_of
 from tests.fakes import (
     FakeAlertPublisher,
     FakeDecisionStore,
@@ -29,8 +30,9 @@ from tests.fakes import (
     tiny_history,
 )
 from training.features import compute_features, to_transactions
-from training.generate import GeneratorConfig, generate_history
+from training.generate import generate_history
 from training.io import DataFileError
+from training.population.config import GeneratorConfig
 
 SHARD = "shardId-000000000000"
 LABEL_DELAY = 2 * 86400.0
@@ -43,13 +45,9 @@ def stream(frame: pd.DataFrame, epochs: np.ndarray) -> list[StreamRecord]:
     for i in range(len(frame)):
         tx: dict[str, object] = {name: frame.at[i, name] for name in FIELDS}
         known = float(epochs[i]) + LABEL_DELAY
-        label: dict[str, object] = {
-            "event": "label",
-            "transaction_id": tx["transaction_id"],
-            "merchant_id": tx["merchant_id"],
-            "is_fraud": bool(frame.at[i, "is_fraud"]),
-            "labelled_at": datetime.fromtimestamp(known, UTC).isoformat(),
-        }
+        label = label_of(
+            {**tx, "is_fraud": frame.at[i, "is_fraud"]}, datetime.fromtimestamp(known, UTC).isoformat()
+        )
         # At a tie a label comes first; transactions keep the file's order (the replay's stable sort).
         events.append((float(epochs[i]), 1, i, tx))
         events.append((known, 0, i, label))

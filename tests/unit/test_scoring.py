@@ -22,6 +22,7 @@ from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import LATENCY_HORIZON_S, ScoringService
 from fraudwatch.errors import AlertPublishError, InvalidRecordError, ProfileStoreError
+from infra.events import label_body
 from tests.fakes import FakeAlertPublisher, FakeDecisionStore, FakeModel, FakeProfileStore
 
 T0 = 1_796_000_000.0
@@ -286,14 +287,7 @@ def label(
     **changes: object,
 ) -> StreamRecord:
     epoch = T0 + minutes * 60
-    body = {
-        "event": "label",
-        "transaction_id": tx,
-        "merchant_id": merchant,
-        "is_fraud": is_fraud,
-        "labelled_at": _iso(epoch),
-        **changes,
-    }
+    body = {**label_body(tx, merchant, is_fraud, _iso(epoch)), **changes}
     return StreamRecord(shard, str(seq), json.dumps(body).encode(), epoch + 1)
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fraudwatch.adapters.bundle import FEATURES_FILE, MODEL_FILE
 from fraudwatch.errors import BundleError
-from infra import stack
+from infra import embedded
 
 
 @pytest.fixture
@@ -21,12 +22,12 @@ def trainings(monkeypatch: pytest.MonkeyPatch, tiny_bundle: Path) -> list[str]:
         reasons.append(why)
         shutil.copytree(tiny_bundle, bundle_dir, dirs_exist_ok=True)
 
-    monkeypatch.setattr(stack, "_train", train)
+    monkeypatch.setattr(embedded, "_train", train)
     return reasons
 
 
 def test_a_missing_bundle_is_trained(tmp_path: Path, trainings: list[str]) -> None:
-    stack.ensure_bundle(tmp_path / "bundle")
+    embedded.ensure_bundle(tmp_path / "bundle")
     assert trainings == [f"no model bundle in {tmp_path / 'bundle'}"]
 
 
@@ -35,8 +36,8 @@ def test_a_bundle_for_other_features_is_retrained(
 ) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    (bundle / "features.json").write_text(json.dumps({"feature_names": ["amount", "velocity_1h"]}))
-    stack.ensure_bundle(bundle)
+    (bundle / FEATURES_FILE).write_text(json.dumps({"feature_names": ["amount", "velocity_1h"]}))
+    embedded.ensure_bundle(bundle)
     assert len(trainings) == 1
     assert "other features" in trainings[0]
 
@@ -44,7 +45,7 @@ def test_a_bundle_for_other_features_is_retrained(
 def test_a_sound_bundle_is_kept(tmp_path: Path, tiny_bundle: Path, trainings: list[str]) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    stack.ensure_bundle(bundle)
+    embedded.ensure_bundle(bundle)
     assert trainings == []
 
 
@@ -53,7 +54,7 @@ def test_a_corrupt_bundle_stops_and_is_not_retrained(
 ) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    (bundle / "model.ubj").write_bytes(b"not a model")
+    (bundle / MODEL_FILE).write_bytes(b"not a model")
     with pytest.raises(BundleError, match="corrupt"):
-        stack.ensure_bundle(bundle)
+        embedded.ensure_bundle(bundle)
     assert trainings == []

@@ -15,6 +15,7 @@ from training import pipeline
 from training.bundle import write_bundle
 from training.evaluate import PLOTS, evaluate
 from training.features import compute_features
+from training.fit import thresholds_file
 from training.train import predict
 
 
@@ -96,7 +97,7 @@ def test_rewriting_a_bundle_replaces_it_whole_and_leaves_no_temporary_directorie
     bundle = tmp_path / "bundle"
     (bundle).mkdir()
     (bundle / "stale.txt").write_text("from an older bundle")
-    write_bundle(bundle, run.model.booster, pipeline.thresholds_file(run.thresholds), run.card)
+    write_bundle(bundle, run.model.booster, thresholds_file(run.thresholds), run.card)
     assert not (bundle / "stale.txt").exists()
     assert load_model(bundle).version == run.version
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
@@ -105,10 +106,10 @@ def test_rewriting_a_bundle_replaces_it_whole_and_leaves_no_temporary_directorie
 def test_a_failed_bundle_write_leaves_the_old_bundle(trained, tmp_path):
     run, _ = trained
     bundle = tmp_path / "bundle"
-    write_bundle(bundle, run.model.booster, pipeline.thresholds_file(run.thresholds), run.card)
+    write_bundle(bundle, run.model.booster, thresholds_file(run.thresholds), run.card)
     broken_card = {**run.card, "metrics": {}}  # the card cannot be rendered
     with pytest.raises(KeyError):
-        write_bundle(bundle, run.model.booster, pipeline.thresholds_file(run.thresholds), broken_card)
+        write_bundle(bundle, run.model.booster, thresholds_file(run.thresholds), broken_card)
     assert load_model(bundle).version == run.version
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
 

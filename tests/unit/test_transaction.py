@@ -23,6 +23,7 @@ from fraudwatch.domain.transaction import (
     parse_transaction,
 )
 from fraudwatch.errors import InvalidRecordError
+from infra.events import label_body
 
 VALID = {
     "transaction_id": "tx-00000001",
@@ -301,9 +302,7 @@ def test_any_json_value_in_any_field_is_read_or_refused_on_that_field(field: str
 def test_random_damage_to_a_valid_record_is_read_or_refused_never_an_exception_of_another_kind():
     """Bytes flipped, cut, repeated or spliced in: parse_event answers InvalidRecordError or a record."""
     rng = random.Random(11)
-    label = json.dumps(
-        {"event": "label", "transaction_id": "t", "merchant_id": "m", "is_fraud": True, "labelled_at": "x"}
-    ).encode()
+    label = json.dumps(label_body("t", "m", True, "x")).encode()
     splices = [b"{", b"}", b"[", b"]", b'"', b"\\", b"\\u", b"\\ud800", b"\x00", b"\xff", b"\xed\xa0\x80"]
     splices += [b"1e999", b"-", b"NaN", b"9" * 400, b",", b":", b"\xef\xbb\xbf", b"\x1f\x8b", b"[" * 100]
     outcomes: dict[str, int] = {}

@@ -1,15 +1,16 @@
 """The Powertools batch processor that scores a whole Kinesis batch at once.
 
 Powertools hands records to a handler one by one; scoring wants the batch (one profile read, one
-predict call, batched writes). So `process()` scores the batch first, then each record's handler call
-only reports that record's outcome: a record whose writes failed raises, Powertools lists it in
-`batchItemFailures`, and the event-source mapping retries from there.
+predict call, batched writes). So the processor scores the batch in `_prepare()`, the hook Powertools
+documents for a partial processor's work before the records are handled (it runs as the processor is
+entered, with the batch's records set), and each record's handler call only reports that record's
+outcome: a record whose writes failed raises, Powertools lists it in `batchItemFailures`, and the
+event-source mapping retries from there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
@@ -32,13 +33,14 @@ class ScoringBatchProcessor(BatchProcessor):
         self._on_report = on_report
         self._failed: set[str] = set()
 
-    def process(self) -> list[tuple[Any, ...]]:
-        """Score every record of the batch, then let Powertools collect the per-record outcomes."""
+    def _prepare(self) -> None:
+        """Reset Powertools' results, then score every record of the batch; the per-record outcomes
+        are collected afterwards, as Powertools processes each record."""
+        super()._prepare()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
         report = self.service.process([stream_record(KinesisStreamRecord(raw)) for raw in self.records])
         self._failed = {record.sequence_number for record in report.failed}
         if self._on_report is not None:
             self._on_report(report)
-        return super().process()
 
     def raise_if_failed(self, record: KinesisStreamRecord) -> None:
         """The record handler's whole job: raise for a record that must be retried."""

@@ -38,6 +38,18 @@ TableKey = tuple[str, str]
 
 _UNREAD = Failure(UNPROCESSED_KEYS, retryable=True)
 _UNWRITTEN = Failure(UNPROCESSED_ITEMS, retryable=True)
+STATE = "state"
+"""The attribute that holds a stored profile: its JSON (`UserProfile.to_json`, `MerchantProfile.to_json`)."""
+
+
+def profile_item(key: str, key_id: str, state: str, written_at: str) -> Item:
+    """A profile as its table stores it: the key (`user_id` or `merchant_id`), the state, when written."""
+    return {key: {"S": key_id}, STATE: {"S": state}, "updated_at": {"S": written_at}}
+
+
+def stored_state(item: Item) -> str:
+    """The profile state a stored item holds."""
+    return str(item[STATE]["S"])
 
 
 class DynamoProfileStore:
@@ -100,9 +112,7 @@ class DynamoProfileStore:
     def _put(self, table: str, states: dict[str, str]) -> set[str]:
         now = datetime.now(UTC).isoformat()
         key = self._keys[table]
-        items = {
-            k: {key: {"S": k}, "state": {"S": state}, "updated_at": {"S": now}} for k, state in states.items()
-        }
+        items = {k: profile_item(key, k, state, now) for k, state in states.items()}
         return batch_write(self._client, table, items, key=key, error=ProfileStoreError, sleep=self._sleep)
 
     def _batch_get(
@@ -131,7 +141,7 @@ class DynamoProfileStore:
             ) from exc
         for table, items in response.get("Responses", {}).items():
             key = self._keys[table]
-            states[table].update((item[key]["S"], item["state"]["S"]) for item in items)
+            states[table].update((item[key]["S"], stored_state(item)) for item in items)
         return [
             ((table, item_key[self._keys[table]]["S"]), _UNREAD)
             for table, entry in (response.get("UnprocessedKeys") or {}).items()

@@ -1,24 +1,17 @@
-"""The model bundle: an XGBoost Booster served with one `inplace_predict` per batch.
-
-A bundle is a directory: `model.ubj` (the Booster), `features.json` (the ordered feature names),
-`thresholds.json` (flag and reject scores) and `model_card.json` (version, data, metrics, libraries).
-"""
+"""The model: an XGBoost Booster served with one `inplace_predict` per batch, loaded from a bundle
+(its format: `fraudwatch.adapters.bundle`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import xgboost as xgb
 
+from fraudwatch.adapters.bundle import FEATURES_FILE, MODEL_FILE, read_bundle
 from fraudwatch.domain.decision import Reason, Thresholds
-from fraudwatch.domain.features import FEATURE_NAMES
-from fraudwatch.errors import BundleError, StaleBundleError
-
-BUNDLE_FILES = ("model.ubj", "features.json", "thresholds.json", "model_card.json")
+from fraudwatch.errors import BundleError
 
 
 class XGBoostModel:
@@ -59,39 +52,15 @@ class XGBoostModel:
 
 def load_model(bundle_dir: Path) -> XGBoostModel:
     """Load a bundle, checking it is complete and built for this code's features."""
-    missing = [name for name in BUNDLE_FILES if not (bundle_dir / name).is_file()]
-    if missing:
-        raise BundleError(
-            f"model bundle {bundle_dir} is missing {', '.join(missing)} (run `fraudwatch train`)"
-        )
-    features = tuple(_read_json(bundle_dir / "features.json")["feature_names"])
-    if features != FEATURE_NAMES:
-        raise StaleBundleError(
-            f"model bundle {bundle_dir} was trained on features {list(features)}, "
-            f"but this code computes {list(FEATURE_NAMES)}: retrain with `fraudwatch train`"
-        )
-    limits = _read_json(bundle_dir / "thresholds.json")
-    card = _read_json(bundle_dir / "model_card.json")
+    contents = read_bundle(bundle_dir)
     try:
-        thresholds = Thresholds(flag=float(limits["flag"]), reject=float(limits["reject"]))
-        version = str(card["version"])
-        booster = xgb.Booster(model_file=str(bundle_dir / "model.ubj"))
-    except (KeyError, TypeError, ValueError, xgb.core.XGBoostError) as exc:
+        booster = xgb.Booster(model_file=str(contents.model_file))
+    except xgb.core.XGBoostError as exc:
         raise BundleError(f"model bundle {bundle_dir} is corrupt: {exc}") from exc
-    if booster.feature_names is not None and tuple(booster.feature_names) != features:
-        raise BundleError(f"model bundle {bundle_dir}: model.ubj's features differ from features.json")
+    if booster.feature_names is not None and tuple(booster.feature_names) != contents.feature_names:
+        raise BundleError(f"model bundle {bundle_dir}: {MODEL_FILE}'s features differ from {FEATURES_FILE}")
     booster.set_param({"nthread": 1})
-    return XGBoostModel(booster, features, thresholds, version)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BundleError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BundleError(f"{path} must hold a JSON object")
-    return data
+    return XGBoostModel(booster, contents.feature_names, contents.thresholds, contents.version)
 
 
 def _finite(value: float) -> float | None:

@@ -1,7 +1,7 @@
 """The generator's two streams over one population: a whole history at once, or live, day by day.
 
-`training.generate` is the public face (config, API, command); this module does the work, so that
-importing the command line does not import numpy, pandas or Arrow.
+`training.generate` is the public face (API, command); this module does the work, so that importing
+the command line does not import numpy, pandas or Arrow.
 """
 
 from __future__ import annotations
@@ -15,24 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from training import _population_text as text
-from training._population import (
-    CATEGORY_NAMES,
-    DAY,
-    HOUR,
-    ZONE_CURRENCIES,
-    ZONE_OFFSETS,
-    Population,
-    build_population,
-)
-from training._population_activity import (
-    CARD_TESTING,
-    COMPROMISED,
-    PATTERN_SHARE,
-    PATTERNS,
-    SPIKE,
-    TAKEOVER,
-    VELOCITY,
+from training.population import text
+from training.population.activity import (
     Compromise,
     Rows,
     account_takeover,
@@ -46,11 +30,28 @@ from training._population_activity import (
     spending_spike,
     velocity_burst,
 )
+from training.population.config import GeneratorConfig
+from training.population.patterns import (
+    CARD_TESTING,
+    COMPROMISED,
+    PATTERN_SHARE,
+    PATTERNS,
+    SPIKE,
+    TAKEOVER,
+    VELOCITY,
+)
+from training.population.population import (
+    CATEGORY_NAMES,
+    DAY,
+    HOUR,
+    ZONE_CURRENCIES,
+    ZONE_OFFSETS,
+    Population,
+    build_population,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from training.generate import GeneratorConfig
 
 _POPULATION, _HISTORY, _LIVE = range(3)
 """Independent random streams per purpose, so history and live mode share one population."""

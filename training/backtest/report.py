@@ -1,7 +1,7 @@
 """The backtest's outputs: the scores table, metrics.json, report.md and the plots.
 
-Written into the staging directory that `training.backtest` then renames over --out; the figures come
-from `training._backtest_metrics`, side by side for the models with and without merchant risk.
+Written into the staging directory that `training.backtest.run` then renames over --out; the figures
+come from `training.backtest.metrics`, side by side for the models with and without merchant risk.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from fraudwatch.domain.features import DAY, MERCHANT_FEATURES
-from training._backtest_metrics import FALSE_POSITIVE_RATE, Figures, figures
-from training._backtest_periods import Periods, iso
+from training.backtest.metrics import FALSE_POSITIVE_RATE, Figures, figures
+from training.backtest.periods import Periods, iso
 from training.evaluate import Evaluation, evaluate, importance, save_figure, without_nan
 from training.features import FeatureMatrix
 from training.io import LABEL, PATTERN
-from training.pipeline import write_table
+from training.score import write_table
 from training.train import TimeSplit
 
 if TYPE_CHECKING:
-    from training.backtest import BacktestConfig
+    from training.backtest.config import BacktestConfig
 
 PLOTS = ("roc_curve.png", "pr_curve.png", "daily_top_k.png")
 WITH, WITHOUT = "with_merchant_risk", "without_merchant_risk"

@@ -1,4 +1,4 @@
-"""The backtest's periods, and the checks of a file's time order and span (see `training.backtest`).
+"""The backtest's periods, and the checks of a file's time order and span (see `training.backtest.run`).
 
 Periods start at the UTC midnight of the file's first transaction: training, a gap, then the test.
 Within the training period, the earliest FIT_SHARE of transactions fit the model and the rest stop the
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fraudwatch.domain.features import DAY
-from training.backtest import BacktestError
+from training.backtest.errors import BacktestError
 from training.io import DataFileError
 from training.train import TimeSplit
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training._population import (
+from training.population.patterns import (
+    BURST_SIZE,
+    CARD_TESTING,
+    NONE,
+    SPIKE,
+    TAKEOVER,
+    VELOCITY,
+)
+from training.population.population import (
     CARD_TESTING_CATEGORIES,
     CATEGORY_SCALE,
     DAY,
@@ -23,15 +31,7 @@ from training._population import (
     Population,
     pick_merchant,
 )
-from training.generate import FRAUD_PATTERNS, NO_FRAUD
 
-PATTERNS: tuple[str, ...] = (NO_FRAUD, *FRAUD_PATTERNS)
-# Codes index PATTERNS, so they follow the order of training.generate.FRAUD_PATTERNS.
-NONE, TAKEOVER, CARD_TESTING, SPIKE, COMPROMISED, VELOCITY = range(len(PATTERNS))
-PATTERN_SHARE = {TAKEOVER: 0.2, CARD_TESTING: 0.25, SPIKE: 0.1, COMPROMISED: 0.2, VELOCITY: 0.25}
-"""Share of the fraudulent rows each pattern contributes."""
-BURST_SIZE = {TAKEOVER: (3, 8), CARD_TESTING: (5, 15), SPIKE: (1, 1), VELOCITY: (10, 30)}
-"""Transactions per fraud event, inclusive range."""
 LONGEST_BURST = HOUR
 """No event lasts longer than this, so an event started an hour before a boundary ends before it."""
 

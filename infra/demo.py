@@ -1,0 +1,366 @@
+"""`fraudwatch demo`: the main job on the embedded stack, with a report.
+
+The whole story in one command: train if there is no bundle, start the emulator, deploy, seed the
+users' and merchants' profiles with the population's history (and the fraud labels known by its end),
+run the handler behind the runner, produce live transactions, wait for every decision, put each
+transaction's label on the stream and wait until its merchant's profile counts it, and report
+decisions, alerts, precision/recall against the generator's truth, latency, throughput and the labels
+counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fraudwatch.adapters.dynamodb import DynamoProfileStore
+from fraudwatch.domain.features import DAY
+from fraudwatch.errors import FraudwatchError
+from infra.demo_report import (
+    DemoReport,
+    build_report,
+    count_items,
+    drain,
+    queue_depth,
+    read_arrivals,
+    read_decisions,
+)
+from infra.deploy import deploy
+from infra.embedded import (
+    BUNDLE_DIR,
+    DEFAULT_STACK,
+    HANDLER_LOG,
+    HandlerFactory,
+    RunningHandler,
+    StackError,
+    ensure_bundle,
+    guarded,
+    handler_output,
+    real_handler,
+    start_handler,
+    use_emulator_credentials,
+)
+from infra.emulator import Emulator, client
+from infra.events import label_of
+from infra.messaging import subscribe_queue
+from infra.producer import live_transactions as producer_live
+from infra.producer import produce
+from infra.seeding import warm_profiles
+from training.pipeline import DEFAULT_SEED
+
+if TYPE_CHECKING:
+    from infra.emulator import Emulator
+
+
+def live_transactions(count: int, seed: int) -> list[dict[str, Any]]:
+    """`count` live transactions, labelled, shifted to end now (the producer's own live source)."""
+    return list(producer_live(count, seed or DEFAULT_SEED))
+
+
+def subscribe_alerts(endpoint_url: str, topic_arn: str, name: str) -> str:
+    """An SQS queue subscribed to the alerts topic (raw delivery: each message is one alert)."""
+    return subscribe_queue(client("sns", endpoint_url), client("sqs", endpoint_url), topic_arn, name)
+
+
+def wait_for_decisions(
+    endpoint_url: str,
+    outputs: Mapping[str, str],
+    transaction_ids: Sequence[str],
+    running: RunningHandler,
+    timeout_s: float,
+    handler_log: Path = HANDLER_LOG,
+) -> None:
+    """Block until every transaction has a decision; fail clearly on a timeout or a dead runner."""
+    from tqdm import tqdm
+
+    dynamodb, sqs = client("dynamodb", endpoint_url), client("sqs", endpoint_url)
+    expected = len(transaction_ids)
+    deadline = time.monotonic() + timeout_s
+    with tqdm(total=expected, desc="decisions", unit="tx", file=sys.stderr) as bar:
+        while True:
+            running.check()
+            # The runner's own count is free; the table is scanned (which loads the emulator) only
+            # once the runner has delivered everything, or when the deadline calls for the truth.
+            delivered = running.runner.stats.records_delivered
+            bar.update(min(delivered, expected) - bar.n)
+            if delivered < expected and time.monotonic() <= deadline:
+                time.sleep(0.2)
+                continue
+            decided = count_items(dynamodb, outputs["DecisionsTableName"])
+            if decided >= expected:
+                bar.update(expected - bar.n)
+                return
+            quarantined = queue_depth(sqs, outputs["QuarantineQueueUrl"])
+            if quarantined and decided + quarantined >= expected:
+                raise StackError(
+                    f"{quarantined} of {expected} generated transactions were quarantined, e.g. "
+                    f"{_peek(sqs, outputs['QuarantineQueueUrl'])}"
+                )
+            if time.monotonic() > deadline:
+                failed = queue_depth(sqs, outputs["OnFailureQueueUrl"])
+                decisions = read_decisions(dynamodb, outputs["DecisionsTableName"])
+                missing = [tx for tx in transaction_ids if tx not in decisions]
+                raise StackError(
+                    f"{len(missing)} of {expected} transactions have no decision after {timeout_s:.0f} s "
+                    f"(e.g. {', '.join(missing[:3])}; quarantined: {quarantined}, on-failure messages: "
+                    f"{failed}, runner: {running.runner.stats}; handler log: {handler_log})"
+                )
+            time.sleep(0.5)
+
+
+def _peek(sqs: Any, queue_url: str) -> str:
+    """One message of a queue, shortened, left on the queue."""
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0)
+    body = messages.get("Messages", [{"Body": "(none readable)"}])[0]["Body"]
+    return str(body)[:300]
+
+
+@dataclass(frozen=True)
+class HandlerSetup:
+    """Which handler the demo runs, with which bundle, logging where."""
+
+    factory: HandlerFactory
+    bundle_dir: Path
+    log: Path
+
+
+class Steps:
+    """The demo's current step, so a failure names where it happened."""
+
+    def __init__(self) -> None:
+        self.current = "start"
+
+    def __call__(self, name: str) -> None:
+        self.current = name
+
+
+# What a failed step raises for reasons outside our code: a clear one-line message, not a traceback.
+# StackError, DeployError and EmulatorError are FraudwatchErrors.
+def _step_errors() -> tuple[type[BaseException], ...]:
+
+    return (FraudwatchError, ClientError, BotoCoreError, OSError, ValueError)
+
+
+@contextlib.contextmanager
+def preserved_environment() -> Iterator[None]:
+    """Restore os.environ afterwards: the demo points it at an emulator that is gone once it returns."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_demo(
+    *,
+    transactions: int,
+    rate: float | None,
+    seed: int,
+    timeout_s: float,
+    stack_name: str = DEFAULT_STACK,
+    bundle_dir: Path = BUNDLE_DIR,
+    handler_log: Path = HANDLER_LOG,
+    handler_factory: HandlerFactory = real_handler,
+    labels: bool = True,
+) -> DemoReport:
+    """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions →
+    the transactions' labels → report.
+
+    `handler_factory` swaps the handler (a benchmark runs another one on the same stack, without
+    `labels`).
+    """
+    step = Steps()
+    try:
+        step("model bundle")
+        ensure_bundle(bundle_dir)
+        step("generate")
+        truth = live_transactions(transactions, seed)
+        step("start the emulator")
+        with preserved_environment(), Emulator() as emulator:
+            step("deploy")
+            outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
+            handler = HandlerSetup(handler_factory, bundle_dir, handler_log)
+            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, handler, step, seed, labels)
+    except _step_errors() as exc:
+        raise StackError(f"{step.current}: {exc}") from exc
+
+
+def _run_on_stack(
+    emulator: Emulator,
+    outputs: Mapping[str, str],
+    truth: Sequence[Mapping[str, Any]],
+    rate: float | None,
+    timeout_s: float,
+    handler: HandlerSetup,
+    step: Steps,
+    seed: int,
+    labels: bool,
+) -> DemoReport:
+
+    endpoint = emulator.endpoint_url
+    use_emulator_credentials(endpoint)
+    step("subscribe to alerts")
+    alerts_queue = subscribe_alerts(endpoint, outputs["AlertsTopicArn"], "fraudwatch-demo-alerts")
+    step("warm the user and merchant profiles with the population's history")
+    tables = (outputs["ProfilesTableName"], outputs["MerchantProfilesTableName"])
+    seeded = warm_profiles(endpoint, tables, truth, seed)
+    hidden = ("is_fraud", "fraud_pattern")  # the truth stays with the demo, never on the stream
+    records = [{k: v for k, v in tx.items() if k not in hidden} for tx in truth]
+    kinesis = client("kinesis", endpoint)
+    with handler_output(handler.log):
+        step("start the handler and the runner")
+        running = start_handler(outputs, endpoint, handler.bundle_dir, handler.factory)
+        try:
+            step("produce")
+            produced = produce(kinesis, outputs["StreamName"], records, rate=rate, total=len(records))
+            step("wait for decisions")
+            ids = [str(tx["transaction_id"]) for tx in records]
+            wait_for_decisions(endpoint, outputs, ids, running, timeout_s, handler.log)
+            fed: LabelsFed | None = None
+            if labels:
+                step("label the transactions on the stream (chargebacks and genuine), count them by merchant")
+                fed = feed_labels(endpoint, outputs, truth, running, timeout_s)
+            stats = asdict(running.runner.stats)
+        finally:
+            running.close()
+    step("report")
+    sqs = client("sqs", endpoint)
+    report = build_report(
+        truth,
+        read_decisions(client("dynamodb", endpoint), outputs["DecisionsTableName"]),
+        read_arrivals(kinesis, outputs["StreamName"]),
+        drain(sqs, alerts_queue),
+        quarantined=queue_depth(sqs, outputs["QuarantineQueueUrl"]),
+        on_failure=queue_depth(sqs, outputs["OnFailureQueueUrl"]),
+        produce_seconds=(produced.finished or time.time()) - produced.started,
+        runner=stats,
+        seeded=seeded,
+    )
+    if fed is not None:
+        report.labels = fed._asdict()
+    return report
+
+
+class LabelsFed(NamedTuple):
+    """What the demo labelled once its transactions were decided."""
+
+    put: int
+    fraud: int
+    counted: int
+    merchants: int
+
+
+def feed_labels(
+    endpoint_url: str,
+    outputs: Mapping[str, str],
+    truth: Sequence[Mapping[str, Any]],
+    running: RunningHandler,
+    timeout_s: float,
+) -> LabelsFed:
+    """Put each decided transaction's label (its truth: a chargeback or a confirmed genuine payment),
+    known now, on the stream, and wait until every one is counted.
+
+    Counted: the rise of the merchants' label counts for today, their profiles read before and after
+    (the labels' partition key is the merchant id, so the handler's single writer counts them).
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    fed = [label_of(tx, now.isoformat()) for tx in truth]
+    merchants = sorted({str(label["merchant_id"]) for label in fed})
+    store = DynamoProfileStore(
+        outputs["ProfilesTableName"], outputs["MerchantProfilesTableName"], client("dynamodb", endpoint_url)
+    )
+    day = int(now.timestamp() // DAY)
+
+    def labels_today() -> int:
+        held = store.get_many((), merchants).merchants
+        return sum(profile.days.get(day, [0, 0])[0] for profile in held.values())
+
+    before = labels_today()
+    delivered = running.runner.stats.records_delivered + len(fed)
+    produce(client("kinesis", endpoint_url), outputs["StreamName"], fed, total=len(fed))
+    deadline = time.monotonic() + timeout_s
+    counted = 0
+    while time.monotonic() <= deadline:
+        running.check()
+        # The runner's count is free; the profiles are read once it has delivered every label.
+        if running.runner.stats.records_delivered >= delivered:
+            counted = labels_today() - before
+            if counted >= len(fed):
+                break
+        time.sleep(0.2)
+    else:
+        raise StackError(f"only {counted} of {len(fed)} labels counted in {timeout_s:.0f} s")
+    return LabelsFed(len(fed), sum(label["is_fraud"] for label in fed), counted, len(merchants))
+
+
+def demo(args: argparse.Namespace) -> int:
+    """`fraudwatch demo`."""
+    started = time.perf_counter()
+    report = run_demo(
+        transactions=args.transactions,
+        rate=args.rate or None,
+        seed=args.seed,
+        timeout_s=args.timeout,
+        stack_name=args.stack_name,
+        bundle_dir=args.bundle,
+        labels=args.labels,
+    )
+    print(report.text())
+    if args.report_json:
+        Path(args.report_json).write_text(json.dumps(report.to_dict(), indent=2))
+    print(f"done in {time.perf_counter() - started:.1f} s; everything stopped")
+    return 0
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add `demo`."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="the main job: train if needed, run the whole stack, produce, report",
+        description="Train if there is no model bundle, start the embedded emulator, deploy template.yaml, "
+        "run the real handler behind the local event-source runner, produce live transactions, wait "
+        "for every decision, label the transactions on the stream (chargebacks and genuine, counted in "
+        "their merchants' profiles) and report decisions, alerts, precision/recall, latency and throughput.",
+    )
+    parser.add_argument(
+        "--transactions", type=positive_int, default=3000, help="live transactions to produce (default 3000)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="transactions per second (default 0: as fast as possible)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default: the training seed)")
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for every decision (default 300)"
+    )
+    parser.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
+    parser.add_argument(
+        "--bundle", type=Path, default=BUNDLE_DIR, help="model bundle directory (trained there when missing)"
+    )
+    parser.add_argument(
+        "--no-labels",
+        dest="labels",
+        action="store_false",
+        help="do not put the transactions' labels (chargebacks and genuine) on the stream once decided",
+    )
+    parser.add_argument("--report-json", help="also write the report as JSON to this file")
+    parser.set_defaults(run=guarded(demo))
