@@ -95,6 +95,8 @@ def build_stack(prefix: str) -> dict[str, str]:
         "ProfilesTableName": tables["ProfilesTable"],
         "MerchantProfilesTableName": tables["MerchantProfilesTable"],
         "DecisionsTableName": tables["DecisionsTable"],
+        "ListsTableName": tables["ListsTable"],
+        "RulesTableName": tables["RulesTable"],
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fraudwatch.domain.decision import Thresholds
 from fraudwatch.errors import ConfigurationError
@@ -25,6 +26,11 @@ class Settings:
     model_dir: Path
     flag_threshold: float | None = None
     reject_threshold: float | None = None
+    lists_table: str | None = None
+    """With rules_table: where the rules and lists are (none: the model decides alone)."""
+    rules_table: str | None = None
+    controls_max_age: float = 30.0
+    """Seconds the function keeps the rules and lists it read (CONTROLS_MAX_AGE_SECONDS, 0-300)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -38,6 +44,7 @@ class Settings:
             model_dir=Path(env.get("MODEL_DIR") or DEFAULT_MODEL_DIR),
             flag_threshold=_probability(env, "FLAG_THRESHOLD"),
             reject_threshold=_probability(env, "REJECT_THRESHOLD"),
+            **_controls(env),
         )
 
     def thresholds(self, bundled: Thresholds) -> Thresholds:
@@ -57,6 +64,21 @@ def _required(env: Mapping[str, str], name: str, prefix: str = "") -> str:
     if not value.startswith(prefix):
         raise ConfigurationError(f"{name} must start with {prefix!r}, got {value!r}")
     return value
+
+
+def _controls(env: Mapping[str, str]) -> dict[str, Any]:
+    """LISTS_TABLE and RULES_TABLE, both or neither, and CONTROLS_MAX_AGE_SECONDS."""
+    lists, rules = env.get("LISTS_TABLE", "").strip(), env.get("RULES_TABLE", "").strip()
+    if bool(lists) != bool(rules):
+        raise ConfigurationError("LISTS_TABLE and RULES_TABLE go together: set both, or neither")
+    raw = env.get("CONTROLS_MAX_AGE_SECONDS", "").strip() or "30"
+    try:
+        max_age = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"CONTROLS_MAX_AGE_SECONDS must be seconds, got {raw!r}") from exc
+    if not 0.0 <= max_age <= 300.0:
+        raise ConfigurationError(f"CONTROLS_MAX_AGE_SECONDS must be between 0 and 300, got {max_age}")
+    return {"lists_table": lists or None, "rules_table": rules or None, "controls_max_age": max_age}
 
 
 def _probability(env: Mapping[str, str], name: str) -> float | None:
