@@ -111,12 +111,62 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class _Needs:
-    """What the enabled conditions read, so a record's context holds only that (each value costs ~1 µs)."""
+    """What some conditions read, so a record's context holds only that (each value costs ~1 µs)."""
 
     tx: tuple[tuple[str, int], ...]
     features: tuple[tuple[str, int], ...]
     score: bool
     lists: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rules: Sequence[Rule], programs: Sequence[Any]) -> _Needs:
+        tx: set[str] = set()
+        features: set[str] = set()
+        lists: set[str] = set()
+        for rule in rules:
+            for name, member in _MEMBER.findall(rule.condition):
+                {"tx": tx, "features": features, "lists": lists}[name].add(member)
+        return cls(
+            tuple((f, FIELDS.index(f)) for f in sorted(tx)),
+            tuple((f, FEATURE_NAMES.index(f)) for f in sorted(features)),
+            any("score" in program.variables() for program in programs),
+            tuple(sorted(lists)),
+        )
+
+    def context(
+        self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
+    ) -> dict[str, Any]:
+        """The values these conditions read, as CEL gets them."""
+        context: dict[str, Any] = {}
+        if self.tx:
+            context["tx"] = {name: tx[i] for name, i in self.tx}
+        if self.features:
+            # NaN (undefined) is left out: CEL has no NaN-safe comparison, `has()` tests for it
+            context["features"] = {name: v for name, i in self.features if (v := row[i]) == v}
+        if self.score:
+            context["score"] = score
+        if self.lists:
+            context["lists"] = {name: lists.hits(name, tx) for name in self.lists}
+        return context
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to evaluate the conditions when some features are undefined.
+
+    The rules that read none of them run together in one CEL program (one conversion of the values);
+    each of the others (`fragile`: reading an absent feature fails unless guarded by `has()`) runs
+    alone on the few values it reads, so that its failure costs the rest nothing.
+    """
+
+    together: tuple[int, ...]
+    program: Any
+    needs: _Needs
+    fragile: tuple[int, ...]
+
+
+MAX_PLANS = 64
+"""Plans kept per rule set: one per pattern of undefined features seen (a handful in practice)."""
 
 
 class RuleSet:
@@ -128,19 +178,10 @@ class RuleSet:
         self.enabled = tuple(rule for rule in self.rules if rule.enabled)
         programs = [_compile(rule) for rule in self.enabled]
         self._programs = tuple(programs)
-        self._all = _cel.compile("[" + ", ".join(f"({r.condition})" for r in self.enabled) + "]")
-        tx: set[str] = set()
-        features: set[str] = set()
-        lists: set[str] = set()
-        for rule in self.enabled:
-            for name, member in _MEMBER.findall(rule.condition):
-                {"tx": tx, "features": features, "lists": lists}[name].add(member)
-        self._needs = _Needs(
-            tuple((f, FIELDS.index(f)) for f in sorted(tx)),
-            tuple((f, FEATURE_NAMES.index(f)) for f in sorted(features)),
-            any("score" in program.variables() for program in programs),
-            tuple(sorted(lists)),
-        )
+        self._rule_needs = tuple(_Needs.of([r], [p]) for r, p in zip(self.enabled, programs, strict=True))
+        self._needs = _Needs.of(self.enabled, programs)
+        self._all = self._plan(frozenset())
+        self._plans: dict[frozenset[int], _Plan] = {}
         samples = [self._sample(value) for value in (0.0, 1e6)]
         for rule, program in zip(self.enabled, programs, strict=True):
             for sample in samples:
@@ -154,28 +195,51 @@ class RuleSet:
         """The enabled rules whose condition is true for this transaction, in the document's order."""
         if not self.enabled:
             return []
-        context = self._context(tx, row, score, lists)
-        try:
-            results = self._all.execute(context)
-        except Exception:  # one failing condition: evaluate them one by one
-            results = [_result(program, context) for program in self._programs]
+        undefined = frozenset(i for _, i in self._needs.features if row[i] != row[i])
+        plan = self._all if not undefined else self._plans.get(undefined) or self._remember(undefined)
+        results: list[object] = [None] * len(self.enabled)
+        if plan.together:
+            context = plan.needs.context(tx, row, score, lists)
+            try:
+                together = plan.program.execute(context)
+            except Exception:  # a condition failing where it should not: each alone
+                together = [self._alone(i, tx, row, score, lists) for i in plan.together]
+            for i, result in zip(plan.together, together, strict=True):
+                results[i] = result
+        for i in plan.fragile:
+            results[i] = self._alone(i, tx, row, score, lists)
         return [rule for rule, result in zip(self.enabled, results, strict=True) if result is True]
+
+    def _alone(
+        self, i: int, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
+    ) -> object:
+        """One condition on the values it reads; one that fails on this record does not match it."""
+        try:
+            return self._programs[i].execute(self._rule_needs[i].context(tx, row, score, lists))
+        except Exception:  # CEL's errors: a missing key, no such overload, ...
+            return None
+
+    def _plan(self, undefined: frozenset[int]) -> _Plan:
+        fragile = tuple(
+            i for i, needs in enumerate(self._rule_needs) if any(f in undefined for _, f in needs.features)
+        )
+        together = tuple(i for i in range(len(self.enabled)) if i not in fragile)
+        rules = [self.enabled[i] for i in together]
+        program = _cel.compile("[" + ", ".join(f"({r.condition})" for r in rules) + "]")
+        needs = _Needs.of(rules, [self._programs[i] for i in together])
+        return _Plan(together, program, needs, fragile)
+
+    def _remember(self, undefined: frozenset[int]) -> _Plan:
+        if len(self._plans) >= MAX_PLANS:
+            self._plans.clear()
+        plan = self._plans[undefined] = self._plan(undefined)
+        return plan
 
     def _context(
         self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
     ) -> dict[str, Any]:
-        needs = self._needs
-        context: dict[str, Any] = {}
-        if needs.tx:
-            context["tx"] = {name: tx[i] for name, i in needs.tx}
-        if needs.features:
-            # NaN (undefined) is left out: CEL has no NaN-safe comparison, `has()` tests for it
-            context["features"] = {name: v for name, i in needs.features if (v := row[i]) == v}
-        if needs.score:
-            context["score"] = score
-        if needs.lists:
-            context["lists"] = {name: lists.hits(name, tx) for name in needs.lists}
-        return context
+        """Every value the enabled conditions read."""
+        return self._needs.context(tx, row, score, lists)
 
     def _sample(self, number: float) -> dict[str, Any]:
         """A context of every value the conditions read, numbers all `number`: to try each at compile time.
@@ -185,13 +249,6 @@ class RuleSet:
         """
         sample_tx = Transaction("t", "u", "m", number, "EUR", "2026-01-01T00:00:00+00:00", "misc", 0.0, 0)
         return self._context(sample_tx, [number] * len(FEATURE_NAMES), min(number, 1.0), ListSnapshot({}))
-
-
-def _result(program: Any, context: dict[str, Any]) -> object:
-    try:
-        return program.execute(context)
-    except Exception:  # a condition that fails on a record does not match it
-        return None
 
 
 def compile_rules(document: object) -> RuleSet:
