@@ -17,17 +17,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from bench._common import TransactionStream, machine, median, model_bundle, table, verdict
-from bench.scoring_cpu import BATCH, _profile_store, _warmed_profiles
-from fraudwatch.adapters.memory import MemoryAlertPublisher, MemoryDecisionStore, MemoryQuarantine
+from bench.scoring_cpu import BATCH, _time_batched, _warmed_profiles
 from fraudwatch.adapters.model import load_model
-from fraudwatch.domain.controls import Controls, ControlsSource, FixedControls
+from fraudwatch.domain.controls import Controls, FixedControls
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import ListEntry, ListSnapshot
-from fraudwatch.domain.ports import Model
-from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.rules import RuleSet, _cel, compile_rules
-from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.domain.transaction import Transaction
 
 BUDGET_US = 5.0
@@ -110,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plain: list[float] = []
     ruled: list[float] = []
     for _ in range(args.repeats):
-        plain.append(_time(model, history, timed, None))
-        ruled.append(_time(model, history, timed, FixedControls(controls)))
+        plain.append(_time_batched(model, history, timed).cpu_us)
+        ruled.append(_time_batched(model, history, timed, FixedControls(controls)).cpu_us)
     added = [r - p for p, r in zip(plain, ruled, strict=True)]
     print(f"# Rules' CPU per record ({machine()})")
     print(f"model: {bundle.origin}")
@@ -142,28 +138,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-batches", type=int, default=30, help="untimed, to build profiles")
     parser.add_argument("--repeats", type=int, default=7, help="alternating passes of each side (default 7)")
     return parser
-
-
-def _time(
-    model: Model, history: object, timed: list[list[StreamRecord]], controls: ControlsSource | None
-) -> float:
-    """CPU microseconds per record of every timed batch through `process`, from the warmed profiles."""
-    service = ScoringService(
-        profiles=_profile_store(history),  # type: ignore[arg-type]
-        decisions=MemoryDecisionStore(),
-        alerts=MemoryAlertPublisher(),
-        quarantine=MemoryQuarantine(),
-        model=model,
-        controls=controls,
-    )
-    decided = 0
-    cpu = time.process_time()
-    for batch in timed:
-        decided += len(service.process(batch).decisions)
-    cpu = time.process_time() - cpu
-    if decided != len(timed) * BATCH:
-        raise SystemExit(f"only {decided} records were decided: the benchmark is broken")
-    return cpu / decided * 1e6
 
 
 def _print_parts(controls: Controls, transactions: list[Transaction]) -> None:

@@ -291,24 +291,14 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def _run(name: str, action: Callable[[argparse.Namespace, ControlsStore, float], str]) -> Callable[..., int]:
-    def run(args: argparse.Namespace) -> int:
-        from fraudwatch.domain.rules import RulesError
-
-        try:
-            print(action(args, store_of(args), time.time()))
-        except RulesError as exc:
-            print(f"fraudwatch {name}: error: {exc}; fix the rule, nothing was stored", file=sys.stderr)
-            return 2
-        except FraudwatchError as exc:
-            print(f"fraudwatch {name}: error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-
-    return run
+    """A command against the stack's tables."""
+    return _offline(name, lambda args: action(args, store_of(args), time.time()), stored=True)
 
 
-def _offline(name: str, action: Callable[[argparse.Namespace], str]) -> Callable[..., int]:
-    """A command that needs no stack: `rules validate`, `rules test`."""
+def _offline(
+    name: str, action: Callable[[argparse.Namespace], str], *, stored: bool = False
+) -> Callable[..., int]:
+    """A command's run: print what it returns, or its error with what to do (exit status 2)."""
 
     def run(args: argparse.Namespace) -> int:
         from fraudwatch.domain.rules import RulesError
@@ -316,7 +306,8 @@ def _offline(name: str, action: Callable[[argparse.Namespace], str]) -> Callable
         try:
             print(action(args))
         except RulesError as exc:
-            print(f"fraudwatch {name}: error: {exc}; fix the rule", file=sys.stderr)
+            tail = "; fix the rule, nothing was stored" if stored else "; fix the rule"
+            print(f"fraudwatch {name}: error: {exc}{tail}", file=sys.stderr)
             return 2
         except FraudwatchError as exc:
             print(f"fraudwatch {name}: error: {exc}", file=sys.stderr)

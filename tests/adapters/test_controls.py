@@ -17,6 +17,7 @@ from fraudwatch.domain.transaction import Transaction
 from fraudwatch.settings import Settings
 from fraudwatch.wiring import build_service
 from infra.cli import main
+from infra.invoke import function_environment
 from tests.unit.test_scoring import T0, record
 
 TX = Transaction("tx-1", "user-1", "merch-1", 600.0, "USD", "2026-12-06T01:00:00+00:00", "grocery", T0, 1)
@@ -158,16 +159,7 @@ def test_a_failed_read_keeps_the_cached_controls_and_is_retried_soon(stack, stor
 
 
 def test_the_wired_service_rejects_a_blocked_merchants_payment_with_its_list(stack, store, tiny_bundle):
-    env = {
-        "PROFILES_TABLE": stack["ProfilesTableName"],
-        "MERCHANT_PROFILES_TABLE": stack["MerchantProfilesTableName"],
-        "DECISIONS_TABLE": stack["DecisionsTableName"],
-        "ALERTS_TOPIC_ARN": stack["AlertsTopicArn"],
-        "QUARANTINE_QUEUE_URL": stack["QuarantineQueueUrl"],
-        "MODEL_DIR": str(tiny_bundle),
-        "LISTS_TABLE": stack["ListsTableName"],
-        "RULES_TABLE": stack["RulesTableName"],
-    }
+    env = function_environment(stack) | {"MODEL_DIR": str(tiny_bundle)}
     store.add([entry("blocked_merchants", "merch-1")])
     service = build_service(Settings.from_env(env), boto3.Session(region_name="us-east-1"))
     (decided,) = service.process([record(1, amount=20)]).decisions

@@ -71,24 +71,29 @@ def _controls(env: Mapping[str, str]) -> dict[str, Any]:
     lists, rules = env.get("LISTS_TABLE", "").strip(), env.get("RULES_TABLE", "").strip()
     if bool(lists) != bool(rules):
         raise ConfigurationError("LISTS_TABLE and RULES_TABLE go together: set both, or neither")
-    raw = env.get("CONTROLS_MAX_AGE_SECONDS", "").strip() or "30"
-    try:
-        max_age = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"CONTROLS_MAX_AGE_SECONDS must be seconds, got {raw!r}") from exc
-    if not 0.0 <= max_age <= 300.0:
-        raise ConfigurationError(f"CONTROLS_MAX_AGE_SECONDS must be between 0 and 300, got {max_age}")
-    return {"lists_table": lists or None, "rules_table": rules or None, "controls_max_age": max_age}
+    max_age = _number(env, "CONTROLS_MAX_AGE_SECONDS", 0.0, 300.0)
+    return {
+        "lists_table": lists or None,
+        "rules_table": rules or None,
+        "controls_max_age": 30.0 if max_age is None else max_age,
+    }
 
 
 def _probability(env: Mapping[str, str], name: str) -> float | None:
+    return _number(env, name, 0.0, 1.0)
+
+
+def _number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+    """An optional number between `low` and `high` (None when unset)."""
     raw = env.get(name, "").strip()
     if not raw:
         return None
     try:
         value = float(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{name} must be a number between 0 and 1, got {raw!r}") from exc
-    if not 0.0 <= value <= 1.0:
-        raise ConfigurationError(f"{name} must be between 0 and 1, got {value}")
+        raise ConfigurationError(
+            f"{name} must be a number between {low:g} and {high:g}, got {raw!r}"
+        ) from exc
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {value}")
     return value
