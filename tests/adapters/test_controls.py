@@ -313,3 +313,19 @@ def test_each_rule_or_list_that_matched_is_counted_under_its_own_dimension(capsy
     (directive,) = lines[0]["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "Fraudwatch"
     assert set(directive["Dimensions"][0]) == {"rule", "service"}
+
+
+def test_a_push_with_a_history_shows_its_test_table_then_pushes(
+    outputs, store, tiny_bundle, tmp_path, capsys
+):
+    from tests.fakes import tiny_history
+
+    history = tmp_path / "history.parquet"
+    tiny_history(transactions=600, users=10, days=8, seed=4).to_parquet(history)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps(RULES))
+    argv = ["rules", "push", str(rules), "--history", str(history), "--bundle", str(tiny_bundle)]
+    assert main([*argv, "--outputs", outputs]) == 0
+    out = capsys.readouterr().out
+    assert out.index("| rule:big | review |") < out.index("pushed #1, version 2026-12-06.1")
+    assert store.active().version == "2026-12-06.1"
