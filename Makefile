@@ -87,12 +87,13 @@ sam-build: tools ## sam build: the function and its three layers, locally (needs
 	$(SAM) build
 
 .PHONY: bench
-bench: setup ## the budgets' benchmarks (scoring CPU, AWS calls, cold start, training, backtest replay); figures in docs/benchmarks.md
+bench: setup ## the budgets' benchmarks (scoring CPU, AWS calls, cold start, training, backtest replay, rules); figures in docs/benchmarks.md
 	$(PY) -m bench.scoring_cpu
 	$(PY) -m bench.aws_calls
 	$(PY) -m bench.cold_start
 	$(PY) -m bench.training_pipeline
 	$(PY) -m bench.backtest
+	$(PY) -m bench.rules
 
 # ---- Security scanners (docs/security.md): checkov, bandit and pip-audit in a tool environment of their own
 SECURITY_TOOLS := .tools/security

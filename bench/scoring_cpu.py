@@ -30,6 +30,7 @@ from fraudwatch.adapters.memory import (
     MemoryQuarantine,
 )
 from fraudwatch.adapters.model import XGBoostModel, load_model
+from fraudwatch.domain.controls import ControlsSource
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.features import FEATURE_NAMES, apply, features
 from fraudwatch.domain.ports import Model
@@ -96,14 +97,17 @@ def _parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- ours
 
 
-def _service(model: Model, history: MemoryProfileStore) -> ScoringService:
-    """A service on fresh in-memory stores holding the warmed profiles."""
+def _service(
+    model: Model, history: MemoryProfileStore, controls: ControlsSource | None = None
+) -> ScoringService:
+    """A service on fresh in-memory stores holding the warmed profiles (and controls: bench/rules.py)."""
     return ScoringService(
         profiles=_profile_store(history),
         decisions=MemoryDecisionStore(),
         alerts=MemoryAlertPublisher(),
         quarantine=MemoryQuarantine(),
         model=model,
+        controls=controls,
     )
 
 
@@ -142,9 +146,14 @@ def _label_of(record: StreamRecord) -> StreamRecord:
     return StreamRecord(LABEL_SHARD, record.sequence_number, label_payload(label), record.arrival_epoch)
 
 
-def _time_batched(model: Model, history: MemoryProfileStore, timed: list[list[StreamRecord]]) -> Run:
+def _time_batched(
+    model: Model,
+    history: MemoryProfileStore,
+    timed: list[list[StreamRecord]],
+    controls: ControlsSource | None = None,
+) -> Run:
     """Fresh stores holding the warmed profiles, then every timed batch through `process`."""
-    service = _service(model, history)
+    service = _service(model, history, controls)
     decided = 0
     cpu, wall = time.process_time(), time.perf_counter()
     for batch in timed:

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "infra.producer",
     "infra.redrive",
     "infra.alerts",
+    "infra.controls",
 )
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1

@@ -55,9 +55,7 @@ def build_stack(prefix: str) -> dict[str, str]:
     boto3.client("kinesis").create_stream(StreamName=stream, ShardCount=1)
     return {
         "StreamName": stream,
-        "ProfilesTableName": tables["ProfilesTable"],
-        "MerchantProfilesTableName": tables["MerchantProfilesTable"],
-        "DecisionsTableName": tables["DecisionsTable"],
+        **{f"{logical_id}Name": name for logical_id, name in tables.items()},  # as the outputs name them
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],

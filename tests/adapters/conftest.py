@@ -70,6 +70,8 @@ def stack(aws: None) -> dict[str, str]:
         "ProfilesTableName": create_table("ProfilesTable"),
         "MerchantProfilesTableName": create_table("MerchantProfilesTable"),
         "DecisionsTableName": create_table("DecisionsTable"),
+        "ListsTableName": create_table("ListsTable"),
+        "RulesTableName": create_table("RulesTable"),
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],

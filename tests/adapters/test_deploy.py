@@ -217,7 +217,13 @@ def test_every_output_resolves(outputs: dict[str, str]) -> None:
 def test_tables_have_the_templates_key_schemas(emulator: Emulator, outputs: dict[str, str]) -> None:
     dynamodb = emulator.client("dynamodb")
     tables = sam_resources("AWS::DynamoDB::Table")
-    assert set(tables) == {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
+    assert set(tables) == {
+        "ProfilesTable",
+        "MerchantProfilesTable",
+        "DecisionsTable",
+        "ListsTable",
+        "RulesTable",
+    }
     for logical_id, props in tables.items():
         table = dynamodb.describe_table(TableName=outputs[f"{logical_id}Name"])["Table"]
         assert table["KeySchema"] == props["KeySchema"]

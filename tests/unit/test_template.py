@@ -270,13 +270,16 @@ def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: di
         for action in _as_list(statement["Action"]):
             grants.setdefault(action, set()).update(_refs(statement["Resource"]))
     tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
-    for action in ("BatchGetItem", "BatchWriteItem", "GetItem", "PutItem"):
+    for action in ("BatchGetItem", "BatchWriteItem", "PutItem"):
         assert grants[f"dynamodb:{action}"] == tables, action
+    assert grants["dynamodb:GetItem"] == tables | {"RulesTable"}  # the rules in force, read only
+    assert grants["dynamodb:Scan"] == {"ListsTable"}
     assert {a for a in grants if a.startswith("dynamodb:")} == {
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:Scan",
     }
     assert grants["sns:Publish"] == {"AlertsTopic"}
     assert grants["kms:GenerateDataKey"] == {"AlertsKey"}
@@ -301,7 +304,13 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
     assert stream["RetentionPeriodHours"] == 24
     assert stream["ShardCount"] == {"Ref": "ShardCount"}
     tables = resources_of_type({"Resources": resources}, "AWS::DynamoDB::Table")
-    assert set(tables) == {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
+    assert set(tables) == {
+        "ProfilesTable",
+        "MerchantProfilesTable",
+        "DecisionsTable",
+        "ListsTable",
+        "RulesTable",
+    }
     for table in tables.values():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
     for topic in ("AlertsTopic", "AlarmsTopic"):

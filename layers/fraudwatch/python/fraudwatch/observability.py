@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from collections import Counter
+
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from fraudwatch.domain.decision import Decision
@@ -35,6 +37,7 @@ def record_batch(report: BatchReport, model_version: str) -> None:
     metrics.add_metric(name="Misrouted", unit=MetricUnit.Count, value=report.misrouted)
     metrics.add_metric(name="RetriedRecords", unit=MetricUnit.Count, value=len(report.failed))
     metrics.add_metadata(key="model_version", value=model_version)
+    record_rule_matches(report)
     if not report.errors:
         log = logger.info
     elif all(error.retryable for error in report.errors):
@@ -57,6 +60,20 @@ def record_batch(report: BatchReport, model_version: str) -> None:
             "model_version": model_version,
         },
     )
+
+
+def record_rule_matches(report: BatchReport) -> None:
+    """One RuleMatches metric per rule or list that matched in the batch, its code the `rule` dimension."""
+    matched = Counter(code for decision in report.decisions for code in decision.rule_reasons)
+    for code, count in sorted(matched.items()):
+        with single_metric(
+            name="RuleMatches",
+            unit=MetricUnit.Count,
+            value=count,
+            namespace=metrics.namespace,
+            default_dimensions={"service": "fraudwatch"},
+        ) as metric:
+            metric.add_dimension(name="rule", value=code)
 
 
 def error_fields(error: AwsCallError) -> dict[str, object]:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fraudwatch.domain.decision import Thresholds
 from fraudwatch.errors import ConfigurationError
@@ -25,6 +26,11 @@ class Settings:
     model_dir: Path
     flag_threshold: float | None = None
     reject_threshold: float | None = None
+    lists_table: str | None = None
+    """With rules_table: where the rules and lists are (none: the model decides alone)."""
+    rules_table: str | None = None
+    controls_max_age: float = 30.0
+    """Seconds the function keeps the rules and lists it read (CONTROLS_MAX_AGE_SECONDS, 0-300)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -38,6 +44,7 @@ class Settings:
             model_dir=Path(env.get("MODEL_DIR") or DEFAULT_MODEL_DIR),
             flag_threshold=_probability(env, "FLAG_THRESHOLD"),
             reject_threshold=_probability(env, "REJECT_THRESHOLD"),
+            **_controls(env),
         )
 
     def thresholds(self, bundled: Thresholds) -> Thresholds:
@@ -59,14 +66,34 @@ def _required(env: Mapping[str, str], name: str, prefix: str = "") -> str:
     return value
 
 
+def _controls(env: Mapping[str, str]) -> dict[str, Any]:
+    """LISTS_TABLE and RULES_TABLE, both or neither, and CONTROLS_MAX_AGE_SECONDS."""
+    lists, rules = env.get("LISTS_TABLE", "").strip(), env.get("RULES_TABLE", "").strip()
+    if bool(lists) != bool(rules):
+        raise ConfigurationError("LISTS_TABLE and RULES_TABLE go together: set both, or neither")
+    max_age = _number(env, "CONTROLS_MAX_AGE_SECONDS", 0.0, 300.0)
+    return {
+        "lists_table": lists or None,
+        "rules_table": rules or None,
+        "controls_max_age": 30.0 if max_age is None else max_age,
+    }
+
+
 def _probability(env: Mapping[str, str], name: str) -> float | None:
+    return _number(env, name, 0.0, 1.0)
+
+
+def _number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+    """An optional number between `low` and `high` (None when unset)."""
     raw = env.get(name, "").strip()
     if not raw:
         return None
     try:
         value = float(raw)
     except ValueError as exc:
-        raise ConfigurationError(f"{name} must be a number between 0 and 1, got {raw!r}") from exc
-    if not 0.0 <= value <= 1.0:
-        raise ConfigurationError(f"{name} must be between 0 and 1, got {value}")
+        raise ConfigurationError(
+            f"{name} must be a number between {low:g} and {high:g}, got {raw!r}"
+        ) from exc
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {value}")
     return value

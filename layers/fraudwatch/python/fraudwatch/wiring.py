@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 from botocore.config import Config
 
+from fraudwatch.adapters.controls import CachedControls, ControlsStore
 from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
 from fraudwatch.adapters.model import load_model
 from fraudwatch.adapters.sns import SnsAlertPublisher
@@ -25,6 +26,10 @@ def build_service(
     sns = session.client("sns", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
     sqs = session.client("sqs", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
     model = load_model(settings.model_dir)
+    controls = None
+    if settings.lists_table and settings.rules_table:
+        store = ControlsStore(settings.lists_table, settings.rules_table, dynamodb)
+        controls = CachedControls(store, max_age=settings.controls_max_age)
     return ScoringService(
         profiles=DynamoProfileStore(settings.profiles_table, settings.merchant_profiles_table, dynamodb),
         decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
@@ -32,4 +37,5 @@ def build_service(
         quarantine=SqsQuarantine(settings.quarantine_queue_url, sqs),
         model=model,
         thresholds=settings.thresholds(model.thresholds),
+        controls=controls,
     )

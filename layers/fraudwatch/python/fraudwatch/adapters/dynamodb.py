@@ -193,7 +193,14 @@ class DynamoDecisionStore:
             "reasons": {"S": json.dumps([r._asdict() for r in d.reasons])},
             "decided_at": {"S": d.decided_at},
             "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
-        }
+        } | _rules_attributes(d)
+
+
+def _rules_attributes(d: DecisionRecord) -> Item:
+    """The rules version and the rules and lists that matched, where rules were consulted."""
+    if not d.rules_version:
+        return {}
+    return {"rules_version": {"S": d.rules_version}, "rule_reasons": {"S": json.dumps(list(d.rule_reasons))}}
 
 
 def batch_write(

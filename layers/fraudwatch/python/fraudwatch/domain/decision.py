@@ -65,6 +65,10 @@ class DecisionRecord(NamedTuple):
     thresholds: Thresholds
     decided_at: str
     reasons: tuple[Reason, ...] = ()
+    rule_reasons: tuple[str, ...] = ()
+    """The rules and lists that matched (`rule:<id>`, `list:<name>`), the one that decided first."""
+    rules_version: str = ""
+    """The rules document in force ("" where no rules were consulted: backtests of the model alone)."""
 
     @classmethod
     def for_transaction(
@@ -77,6 +81,8 @@ class DecisionRecord(NamedTuple):
         thresholds: Thresholds,
         decided_at: str,
         reasons: tuple[Reason, ...] = (),
+        rule_reasons: tuple[str, ...] = (),
+        rules_version: str = "",
     ) -> DecisionRecord:
         """The decision on one transaction, its ids and amount taken from the transaction."""
         return cls(
@@ -92,6 +98,8 @@ class DecisionRecord(NamedTuple):
             thresholds,
             decided_at,
             reasons,
+            rule_reasons,
+            rules_version,
         )
 
     @property
@@ -106,4 +114,5 @@ class DecisionRecord(NamedTuple):
             "decision": self.decision.value,
             "thresholds": asdict(self.thresholds),
             "reasons": [reason._asdict() for reason in self.reasons],
+            "rule_reasons": list(self.rule_reasons),
         }

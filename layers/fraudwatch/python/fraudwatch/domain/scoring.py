@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from fraudwatch.domain.controls import ControlsSource, Judgement
 from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
 from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.features import DAY, apply, apply_label, features
@@ -66,6 +67,9 @@ LATENCY_HORIZON_S = DAY
 older arrival time is a sample event's or a replayed file's, and would only skew DecisionLatency."""
 
 
+_MODEL_ALONE = {verdict: Judgement(verdict) for verdict in Decision}
+
+
 @dataclass(slots=True)
 class _Pending:
     record: StreamRecord
@@ -88,6 +92,7 @@ class ScoringService:
         top_reasons: int = 3,
         clock: Callable[[], float] = time.time,
         merchant_cache: MerchantCache | None = None,
+        controls: ControlsSource | None = None,
     ) -> None:
         self._profiles = profiles
         self._merchant_cache = merchant_cache or MerchantCache()
@@ -99,6 +104,7 @@ class ScoringService:
         self.thresholds = thresholds or model.thresholds
         self._top_reasons = top_reasons
         self._clock = clock
+        self._controls = controls
 
     def process(self, records: Sequence[StreamRecord], *, redrive: bool = False) -> BatchReport:
         """Process one batch; records of `report.failed` must be redelivered.
@@ -259,7 +265,8 @@ class ScoringService:
             return []
         rows = [p.row for p in pending]
         scores = self._model.score(rows)
-        verdicts = [self.thresholds.decide(score) for score in scores]
+        judged, rules_version = self._judge(pending, scores)
+        verdicts = [j.decision for j in judged]
         alerting = [i for i, verdict in enumerate(verdicts) if verdict is not Decision.APPROVED]
         reasons = dict(
             zip(alerting, self._model.explain([rows[i] for i in alerting], self._top_reasons), strict=True)
@@ -274,9 +281,23 @@ class ScoringService:
                 thresholds=self.thresholds,
                 decided_at=decided_at,
                 reasons=reasons.get(i, ()),
+                rule_reasons=judged[i].matched,
+                rules_version=rules_version,
             )
             for i, p in enumerate(pending)
         ]
+
+    def _judge(self, pending: list[_Pending], scores: Sequence[float]) -> tuple[list[Judgement], str]:
+        """The model's verdicts, then what rules and lists say (domain/controls.py); the rules' version."""
+        verdicts = [self.thresholds.decide(score) for score in scores]
+        if self._controls is None:
+            return [_MODEL_ALONE[verdict] for verdict in verdicts], ""
+        controls = self._controls.current()
+        judged = [
+            controls.judge(p.tx, p.row, float(score), verdict)
+            for p, score, verdict in zip(pending, scores, verdicts, strict=True)
+        ]
+        return judged, controls.version
 
     def _write(
         self,

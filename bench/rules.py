@@ -1,0 +1,195 @@
+"""Rules' CPU per record: the scoring service without rules, and with 20 rules and 3 lists, in one run.
+
+Both sides are `ScoringService.process` on batches of 100 on in-memory stores from the same warmed
+profiles (bench/scoring_cpu.py's), the same records and model; passes alternate so that a noisy
+neighbour weighs on both. The difference is what the rules add (budget: 5 µs per record). A second
+table times `Controls.judge` alone, and the CEL call's parts: the Python values converted into CEL's,
+and the evaluation.
+
+Run: .venv/bin/python -m bench.rules
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Callable, Sequence
+
+from bench._common import TransactionStream, machine, median, model_bundle, table, verdict
+from bench.scoring_cpu import BATCH, _time_batched, _warmed_profiles
+from fraudwatch.adapters.model import load_model
+from fraudwatch.domain.controls import Controls, FixedControls
+from fraudwatch.domain.decision import Decision
+from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.lists import ListEntry, ListSnapshot
+from fraudwatch.domain.rules import RuleSet, _cel, compile_rules
+from fraudwatch.domain.transaction import Transaction
+
+BUDGET_US = 5.0
+LIST_ENTRIES = 1000
+
+CONDITIONS = (
+    ("burst_big", "features.velocity_24h > 20.0 && tx.amount > 500.0", "block"),
+    ("burst_hour", "features.velocity_1h > 6.0", "review"),
+    ("spend_day", "features.spend_24h > 5000.0", "review"),
+    ("zscore_high", "has(features.amount_zscore) && features.amount_zscore > 6.0", "review"),
+    ("to_mean_high", "has(features.amount_to_mean) && features.amount_to_mean > 10.0", "review"),
+    (
+        "night_new_cat",
+        "features.is_night > 0.5 && features.is_new_category > 0.5 && tx.amount > 300.0",
+        "review",
+    ),
+    ("new_merchant_big", "features.is_new_merchant > 0.5 && tx.amount > 800.0", "review"),
+    ("quick_repeat", "has(features.seconds_since_last) && features.seconds_since_last < 2.0", "review"),
+    ("first_big", "features.history_length < 1.0 && tx.amount > 1000.0", "block"),
+    (
+        "risky_merchant",
+        "features.merchant_fraud_rate_7d > 0.3 && features.merchant_labels_7d > 10.0",
+        "block",
+    ),
+    ("risky_merchant_day", "features.merchant_fraud_rate_1d > 0.5", "review"),
+    ("score_high_big", "score > 0.7 && tx.amount > 200.0", "block"),
+    ("score_mid_night", "score > 0.4 && features.is_night > 0.5", "review"),
+    ("watched", "tx.merchant_id in lists.watched_merchants", "review"),
+    ("watched_big", "tx.merchant_id in lists.watched_merchants && tx.amount > 100.0", "block"),
+    ("gift_cards", "tx.category == 'gift_cards' && tx.amount > 250.0", "review"),
+    ("crypto", "tx.category in ['crypto', 'wire'] && tx.amount > 1000.0", "block"),
+    ("currency_far", "tx.currency in ['NGN', 'PKR'] && tx.amount > 500.0", "review"),
+    ("tiny_test", "tx.amount < 1.0 && features.velocity_1h > 2.0", "review"),
+    ("loyal_small", "features.user_count_30d > 50.0 && tx.amount < 20.0 && score < 0.05", "allow"),
+)
+
+
+def bench_rules() -> RuleSet:
+    """The 20 rules timed here: each reads features, the transaction, the score or a list."""
+    return compile_rules(
+        {
+            "version": "bench-20",
+            "rules": [
+                {"id": rule_id, "description": rule_id, "condition": condition, "action": action}
+                for rule_id, condition, action in CONDITIONS
+            ],
+        }
+    )
+
+
+def bench_lists(stream: TransactionStream) -> ListSnapshot:
+    """Three lists of LIST_ENTRIES entries, a few of the stream's own merchants among them."""
+    merchants = sorted({r.merchant_id for r in stream_transactions(stream, 300)})
+    entries = [
+        ListEntry(name, f"{name}-{i}", "bench", "bench", 0.0)
+        for name in ("blocked_merchants", "allowed_users", "watched_merchants")
+        for i in range(LIST_ENTRIES)
+    ]
+    entries += [ListEntry("watched_merchants", m, "bench", "bench", 0.0) for m in merchants[:5]]
+    return ListSnapshot.of(entries, 1.0)
+
+
+def stream_transactions(stream: TransactionStream, n: int) -> list[Transaction]:
+    from fraudwatch.domain.transaction import parse_transaction
+
+    return [parse_transaction(r.data) for batch in stream.batches(max(1, n // BATCH)) for r in batch][:n]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Time both sides in one run, alternating, and print the tables."""
+    args = _parser().parse_args(argv)
+    bundle = model_bundle()
+    model = load_model(bundle.path)
+    stream = TransactionStream(users=args.users, seed=1, fraud_rate=0.01)
+    warmup = stream.batches(args.warmup_batches)
+    timed = stream.batches(args.batches)
+    history = _warmed_profiles(model, warmup)
+    controls = Controls(bench_rules(), bench_lists(TransactionStream(users=args.users, seed=1)))
+    gc.freeze()
+    plain: list[float] = []
+    ruled: list[float] = []
+    for _ in range(args.repeats):
+        plain.append(_time_batched(model, history, timed).cpu_us)
+        ruled.append(_time_batched(model, history, timed, FixedControls(controls)).cpu_us)
+    added = [r - p for p, r in zip(plain, ruled, strict=True)]
+    print(f"# Rules' CPU per record ({machine()})")
+    print(f"model: {bundle.origin}")
+    print(
+        f"{len(timed)} batches of {BATCH}, {args.repeats} alternating passes each; "
+        f"{len(controls.rules.enabled)} rules, "
+        f"{len(controls.lists.values)} lists of {LIST_ENTRIES:,}+ entries\n"
+    )
+    print(
+        table(
+            ["scoring service", "CPU us/record (median)", "min", "max"],
+            [
+                ["no rules", median(plain), min(plain), max(plain)],
+                ["20 rules + 3 lists", median(ruled), min(ruled), max(ruled)],
+                ["added by the rules (paired)", median(added), min(added), max(added)],
+            ],
+        )
+    )
+    print(f"\nbudget {BUDGET_US:g} us/record added: {verdict(median(added), BUDGET_US)}\n")
+    _print_parts(controls, stream_transactions(TransactionStream(users=args.users, seed=2), 2000))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=60, help="distinct card holders (default 60)")
+    parser.add_argument("--batches", type=int, default=60, help="timed batches of 100 (default 60)")
+    parser.add_argument("--warmup-batches", type=int, default=30, help="untimed, to build profiles")
+    parser.add_argument("--repeats", type=int, default=7, help="alternating passes of each side (default 7)")
+    return parser
+
+
+def _print_parts(controls: Controls, transactions: list[Transaction]) -> None:
+    """`judge` alone, and the CEL call's parts, on the same transactions."""
+    rows = [[1.0] * len(FEATURE_NAMES) for _ in transactions]
+    rules = controls.rules
+    contexts = [
+        rules._context(tx, row, 0.1, controls.lists) for tx, row in zip(transactions, rows, strict=True)
+    ]
+    program = rules._all.program
+
+    def judge() -> None:
+        for tx, row in zip(transactions, rows, strict=True):
+            controls.judge(tx, row, 0.1, Decision.APPROVED)
+
+    def lists_only() -> None:
+        bare = Controls(lists=controls.lists)
+        for tx, row in zip(transactions, rows, strict=True):
+            bare.judge(tx, row, 0.1, Decision.APPROVED)
+
+    def context() -> None:
+        for tx, row in zip(transactions, rows, strict=True):
+            rules._context(tx, row, 0.1, controls.lists)
+
+    def execute() -> None:
+        for c in contexts:
+            program.execute(c)
+
+    trivial = _cel.compile("[" + ", ".join(["true"] * len(rules.enabled)) + "]")
+
+    def execute_no_values() -> None:
+        for _ in contexts:
+            trivial.execute({})
+
+    parts: list[tuple[str, Callable[[], None]]] = [
+        ("Controls.judge: 20 rules + 3 lists", judge),
+        ("  3 lists alone (set lookups)", lists_only),
+        ("  the context (Python dicts of what the rules read)", context),
+        ("  CEL: convert the context and evaluate the 20 conditions", execute),
+        ("  CEL: a 20-item list of constants, no values to convert", execute_no_values),
+    ]
+    print(table(["part", "CPU us/record"], [[name, _per_record(f, len(transactions))] for name, f in parts]))
+
+
+def _per_record(run: Callable[[], None], records: int, repeats: int = 5) -> float:
+    spent = []
+    for _ in range(repeats):
+        cpu = time.process_time()
+        run()
+        spent.append(time.process_time() - cpu)
+    return median(spent) / records * 1e6
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
