@@ -102,22 +102,24 @@ def watch(
     stop: threading.Event,
     say: Callable[[str], None] = print,
     wait_s: int = WAIT_S,
-) -> int:
-    """Print and log alerts until the queue is empty (or, following, until `stop`); how many."""
-    count = 0
+) -> list[dict[str, Any]]:
+    """Print and log alerts until the queue is empty (or, following, until `stop`); the alerts logged."""
+    logged: list[dict[str, Any]] = []
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as out:
         while not stop.is_set():
             received = 0
             for alert, delete in watcher.receive(wait_s if follow else 1):
                 say(alert_line(alert))
-                out.write(json.dumps(log_record(alert)) + "\n")
+                record = log_record(alert)
+                out.write(json.dumps(record) + "\n")
                 out.flush()
                 delete()
+                logged.append(record)
                 received += 1
-            count += received
             if not follow and not received:
                 break
-    return count
+    return logged
 
 
 def _alerts_command(args: argparse.Namespace) -> int:
@@ -139,10 +141,10 @@ def _alerts_command(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     try:
-        count = watch(watcher, Path(args.log), follow=args.follow, stop=stop)
+        logged = watch(watcher, Path(args.log), follow=args.follow, stop=stop)
     except KeyboardInterrupt:
         return 130
-    print(f"{count} alerts", file=sys.stderr)
+    print(f"{len(logged)} alerts", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -27,11 +28,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fraudwatch.adapters.dynamodb import DynamoProfileStore
 from fraudwatch.domain.features import DAY
 from fraudwatch.errors import FraudwatchError
+from infra.alerts import DEFAULT_LOG, Watch, open_watch, watch
 from infra.demo_report import (
     DemoReport,
     build_report,
     count_items,
-    drain,
     queue_depth,
     read_arrivals,
     read_decisions,
@@ -53,7 +54,6 @@ from infra.embedded import (
 )
 from infra.emulator import Emulator, client
 from infra.events import label_of
-from infra.messaging import subscribe_queue
 from infra.producer import live_transactions as producer_live
 from infra.producer import produce
 from infra.seeding import warm_profiles
@@ -63,14 +63,16 @@ if TYPE_CHECKING:
     from infra.emulator import Emulator
 
 
+DEFAULT_TRANSACTIONS = 6000
+DEFAULT_RATE = 200.0
+"""Transactions per second: a steady stream (30 s by default), so the latency measured is a record's own,
+not the wait of a burst larger than the runner drains at once (`--rate 0` sends one)."""
+DEFAULT_ALERTS_LOG = Path(DEFAULT_LOG)
+
+
 def live_transactions(count: int, seed: int) -> list[dict[str, Any]]:
     """`count` live transactions, labelled, shifted to end now (the producer's own live source)."""
     return list(producer_live(count, seed or DEFAULT_SEED))
-
-
-def subscribe_alerts(endpoint_url: str, topic_arn: str, name: str) -> str:
-    """An SQS queue subscribed to the alerts topic (raw delivery: each message is one alert)."""
-    return subscribe_queue(client("sns", endpoint_url), client("sqs", endpoint_url), topic_arn, name)
 
 
 def wait_for_decisions(
@@ -174,6 +176,7 @@ def run_demo(
     handler_log: Path = HANDLER_LOG,
     handler_factory: HandlerFactory = real_handler,
     labels: bool = True,
+    alerts_log: Path = DEFAULT_ALERTS_LOG,
 ) -> DemoReport:
     """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions →
     the transactions' labels → report.
@@ -192,7 +195,9 @@ def run_demo(
             step("deploy")
             outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
             handler = HandlerSetup(handler_factory, bundle_dir, handler_log)
-            return _run_on_stack(emulator, outputs, truth, rate, timeout_s, handler, step, seed, labels)
+            return _run_on_stack(
+                emulator, outputs, truth, rate, timeout_s, handler, step, seed, labels, alerts_log
+            )
     except _step_errors() as exc:
         raise StackError(f"{step.current}: {exc}") from exc
 
@@ -207,12 +212,13 @@ def _run_on_stack(
     step: Steps,
     seed: int,
     labels: bool,
+    alerts_log: Path,
 ) -> DemoReport:
-
     endpoint = emulator.endpoint_url
     use_emulator_credentials(endpoint)
     step("subscribe to alerts")
-    alerts_queue = subscribe_alerts(endpoint, outputs["AlertsTopicArn"], "fraudwatch-demo-alerts")
+    sqs = client("sqs", endpoint)
+    alerts = Watch(sqs, open_watch(client("sns", endpoint), sqs, outputs["AlertsTopicArn"]))
     step("warm the user and merchant profiles with the population's history")
     tables = (outputs["ProfilesTableName"], outputs["MerchantProfilesTableName"])
     seeded = warm_profiles(endpoint, tables, truth, seed)
@@ -228,6 +234,7 @@ def _run_on_stack(
             step("wait for decisions")
             ids = [str(tx["transaction_id"]) for tx in records]
             wait_for_decisions(endpoint, outputs, ids, running, timeout_s, handler.log)
+            timings = running.runner.timings  # the transactions', before any label is put
             fed: LabelsFed | None = None
             if labels:
                 step("label the transactions on the stream (chargebacks and genuine), count them by merchant")
@@ -235,19 +242,22 @@ def _run_on_stack(
             stats = asdict(running.runner.stats)
         finally:
             running.close()
+    step(f"follow the alerts into {alerts_log}")
+    alerted = watch(alerts, alerts_log, follow=False, stop=threading.Event(), say=lambda line: None)
     step("report")
-    sqs = client("sqs", endpoint)
     report = build_report(
         truth,
         read_decisions(client("dynamodb", endpoint), outputs["DecisionsTableName"]),
         read_arrivals(kinesis, outputs["StreamName"]),
-        drain(sqs, alerts_queue),
+        alerted,
         quarantined=queue_depth(sqs, outputs["QuarantineQueueUrl"]),
         on_failure=queue_depth(sqs, outputs["OnFailureQueueUrl"]),
         produce_seconds=(produced.finished or time.time()) - produced.started,
         runner=stats,
         seeded=seeded,
+        timings=timings,
     )
+    report.rate, report.alerts_log = rate, str(alerts_log)
     if fed is not None:
         report.labels = fed._asdict()
     return report
@@ -316,6 +326,7 @@ def demo(args: argparse.Namespace) -> int:
         stack_name=args.stack_name,
         bundle_dir=args.bundle,
         labels=args.labels,
+        alerts_log=Path(args.alerts_log),
     )
     print(report.text())
     if args.report_json:
@@ -343,10 +354,22 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "their merchants' profiles) and report decisions, alerts, precision/recall, latency and throughput.",
     )
     parser.add_argument(
-        "--transactions", type=positive_int, default=3000, help="live transactions to produce (default 3000)"
+        "--transactions",
+        type=positive_int,
+        default=DEFAULT_TRANSACTIONS,
+        help=f"live transactions to produce (default {DEFAULT_TRANSACTIONS}: enough fraud of each pattern to "
+        "read its recall)",
     )
     parser.add_argument(
-        "--rate", type=float, default=0.0, help="transactions per second (default 0: as fast as possible)"
+        "--rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help=f"transactions per second (default {DEFAULT_RATE:.0f}; 0: as fast as possible, a burst)",
+    )
+    parser.add_argument(
+        "--alerts-log",
+        default=str(DEFAULT_ALERTS_LOG),
+        help=f"where the alerts are appended, one JSON line each (default {DEFAULT_ALERTS_LOG})",
     )
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default: the training seed)")
     parser.add_argument(

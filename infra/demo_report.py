@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fraudwatch.domain.events import EVENT_FIELD, LABEL_EVENT
 
 if TYPE_CHECKING:
+    from infra.runner import Timings
     from infra.seeding import Seeded
 
 
@@ -34,12 +35,19 @@ class DemoReport:
     # ApproximateArrivalTimestamp on the stream -> decided_at, stamped as the batch is decided, just
     # before its writes: a burst larger than the runner drains at once waits in the stream, and shows.
     latency_ms: dict[str, float]
+    latency_parts_ms: dict[str, dict[str, float]]
+    """Where that time went, per record (the runner's timings): on the stream until read, waiting for
+    the batch to fill (the batching window), in the handler."""
     produce_seconds: float
     end_to_end_seconds: float
     runner: dict[str, int]
     seeded: dict[str, int]
     """Profiles seeded from the population's history before the run (Seeded's fields)."""
     labels: dict[str, int] = field(default_factory=dict)
+    rate: float | None = None
+    """Transactions per second produced (None: as fast as the producer could)."""
+    alerts_log: str = ""
+    """Where the alerts were appended, one JSON line each."""
     """The run's transactions labelled on the stream once decided (LabelsFed's fields); empty: none."""
 
     @property
@@ -71,23 +79,23 @@ class DemoReport:
         """The report a person reads."""
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(self.decisions.items()))
         alerts = ", ".join(f"{k} {v:,}" for k, v in sorted(self.alerts.items())) or "none"
-        patterns = (
-            ", ".join(f"{k} {v}" for k, v in sorted(self.recall_by_pattern.items())) or "no fraud produced"
-        )
         lat = self.latency_ms
+        pace = f"at {self.rate:,.0f}/s" if self.rate else "as fast as possible"
         return "\n".join(
             [
-                f"transactions     {self.transactions:,} produced in {self.produce_seconds:.1f} s, "
+                f"transactions     {self.transactions:,} produced {pace} in {self.produce_seconds:.1f} s, "
                 f"all decided; quarantined {self.quarantined}, on-failure {self.on_failure}",
                 f"decisions        {kinds}",
-                f"alerts (SQS)     {alerts}",
+                f"alerts           {alerts}"
+                + (f", each appended to {self.alerts_log}" if self.alerts_log else ""),
                 f"precision        {self.precision:.3f}  (FLAGGED+REJECTED that were fraud: "
                 f"{self.true_positives} of {self.true_positives + self.false_positives})",
                 f"recall           {self.recall:.3f}  (fraud FLAGGED or REJECTED: "
-                f"{self.true_positives} of {self.true_positives + self.false_negatives}); "
-                f"by pattern: {patterns}",
+                f"{self.true_positives} of {self.true_positives + self.false_negatives}), by pattern:",
+                *self._pattern_lines(),
                 f"latency          arrival on the stream -> decision: p50 {lat['p50']:.0f} ms, "
                 f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms",
+                self._latency_parts_line(),
                 f"throughput       {self.throughput:,.0f} transactions/s end to end "
                 f"({self.end_to_end_seconds:.1f} s from first arrival to last decision)",
                 f"runner           {self.runner['invocations']} invocations, "
@@ -99,6 +107,21 @@ class DemoReport:
             ]
         )
 
+    def _pattern_lines(self) -> list[str]:
+        if not self.recall_by_pattern:
+            return ["                   no fraud produced"]
+        return [
+            f"  {pattern:<22} {caught:>7}  {PATTERN_NOTES.get(pattern, '')}"
+            for pattern, caught in sorted(self.recall_by_pattern.items())
+        ]
+
+    def _latency_parts_line(self) -> str:
+        parts = self.latency_parts_ms
+        if not parts:
+            return "                 (no timings from the runner)"
+        where = ", ".join(f"{name} {p['p50']:.0f}/{p['p99']:.0f}" for name, p in parts.items())
+        return f"  where it goes   p50/p99 ms per record: {where}"
+
     def _labels_line(self) -> str:
         if not self.labels:
             return "labels           none put on the stream (--no-labels)"
@@ -108,6 +131,18 @@ class DemoReport:
             f"{fed['fraud']:,} of them fraud (partition key merchant_id); {fed['counted']:,} counted in "
             f"{fed['merchants']:,} merchants' profiles, whose fraud rates read them from tomorrow"
         )
+
+
+PATTERN_NOTES = {
+    "account_takeover": "a new owner's spending: amounts and merchants unlike the card's own history",
+    "card_testing": "bursts of tiny payments: the card's 1 h velocity",
+    "spending_spike": "one payment far above the card's usual: missed when it is ordinary for a big spender",
+    "velocity_burst": "many payments within minutes: the card's 1 h and 24 h velocity",
+    "compromised_merchant": "not yet: merchant risk comes from chargebacks, which arrive days after the "
+    "payments, so a merchant compromised during the run has none (docs/backtest.md measures it later)",
+}
+"""Why each fraud pattern is caught, or not, in a line of the report."""
+TIMING_PARTS = {"in_stream": "on the stream until read", "batching": "batching window", "handler": "handler"}
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -122,17 +157,26 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "max": ordered[-1]}
 
 
+def _latency_parts(timings: Timings | None) -> dict[str, dict[str, float]]:
+    if timings is None:
+        return {}
+    return {
+        label: percentiles([s * 1000 for s in getattr(timings, part)]) for part, label in TIMING_PARTS.items()
+    }
+
+
 def build_report(
     truth: Sequence[Mapping[str, Any]],
     decisions: Mapping[str, Mapping[str, str]],
     arrivals: Mapping[str, float],
-    alerts: Sequence[str],
+    alerts: Sequence[Mapping[str, Any]],
     *,
     quarantined: int,
     on_failure: int,
     produce_seconds: float,
     runner: Mapping[str, int],
     seeded: Seeded,
+    timings: Timings | None = None,
 ) -> DemoReport:
     """Compare the decisions with the generator's truth, and time them against the stream's arrivals."""
 
@@ -151,10 +195,7 @@ def build_report(
     latencies = [(decided_at[tx] - arrivals[tx]) * 1000 for tx in decided_at if tx in arrivals]
     first_arrival = min(arrivals.values(), default=0.0)
     last_decision = max(decided_at.values(), default=0.0)
-    alert_kinds: Counter[str] = Counter()
-    for body in alerts:
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            alert_kinds[json.loads(body)["decision"]] += 1
+    alert_kinds = Counter(str(alert["decision"]) for alert in alerts)
     return DemoReport(
         transactions=len(truth),
         decisions=dict(Counter(d["decision"] for d in decisions.values())),
@@ -166,6 +207,7 @@ def build_report(
         false_negatives=fn,
         recall_by_pattern={p: f"{caught[p]}/{n}" for p, n in frauds.items()},
         latency_ms=percentiles(latencies),
+        latency_parts_ms=_latency_parts(timings),
         produce_seconds=produce_seconds,
         end_to_end_seconds=max(0.0, last_decision - first_arrival),
         runner=dict(runner),
@@ -203,24 +245,6 @@ def read_arrivals(kinesis: Any, stream_name: str) -> dict[str, float]:
                 break
             iterator = page.get("NextShardIterator")
     return arrivals
-
-
-def drain(sqs: Any, queue_url: str) -> list[str]:
-    """Every message body waiting on a queue (deleted as read)."""
-    bodies: list[str] = []
-    empty_polls = 0
-    while empty_polls < 2:
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
-            "Messages", []
-        )
-        empty_polls = 0 if messages else empty_polls + 1
-        bodies += [m["Body"] for m in messages]
-        if messages:
-            sqs.delete_message_batch(
-                QueueUrl=queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
-    return bodies
 
 
 def count_items(dynamodb: Any, table: str) -> int:

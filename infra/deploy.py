@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fraudwatch.errors import FraudwatchError, UsageError
 from infra.emulator import REGION, boto_session, client, is_moto
@@ -838,9 +839,20 @@ def deploy(
 
     steps.set_postfix_str("outputs")
     outputs = stack_outputs(stack, resolver)
+    if emulated and endpoint_url:
+        outputs = {key: served_url(value, endpoint_url) for key, value in outputs.items()}
     steps.update()
     steps.close()
     return outputs
+
+
+def served_url(value: str, endpoint_url: str) -> str:
+    """A queue URL as the emulator serves it: moto's CloudFormation names queues on AWS's own host
+    (https://sqs.<region>.amazonaws.com/...), which the AWS CLI would then call instead of the emulator."""
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname and parts.hostname.startswith("sqs."):
+        return endpoint_url.rstrip("/") + parts.path
+    return value
 
 
 # ---------------------------------------------------------------------------------------------- command

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fraudwatch.adapters.bundle import MODEL_FILE
-from fraudwatch.errors import FraudwatchError, StaleBundleError
+from fraudwatch.errors import FraudwatchError, StaleBundleError, UsageError
 from infra.emulator import client, emulator_environment
 from infra.invoke import DEFAULT_BUNDLE, load_handler
 from infra.runner import EventSourceRunner, MappingSettings
@@ -51,6 +51,19 @@ def ensure_bundle(bundle_dir: Path = BUNDLE_DIR) -> None:
     except StaleBundleError:
         _train(bundle_dir, f"the model bundle in {bundle_dir} is for other features than this code's")
         load_model(bundle_dir)
+
+
+def require_bundle(bundle_dir: Path) -> None:
+    """Load the bundle the handler would score with, or UsageError naming its path and what to do."""
+    from fraudwatch.adapters.model import load_model
+
+    if not (bundle_dir / MODEL_FILE).is_file():
+        raise UsageError(
+            f"no model bundle at {bundle_dir} ({MODEL_FILE} missing): train one with "
+            f"`fraudwatch train --bundle {bundle_dir}`, pass --bundle with a trained one, or --no-runner "
+            "to deploy without the handler"
+        )
+    load_model(bundle_dir)  # a corrupt or stale bundle: BundleError, naming the file
 
 
 def _train(bundle_dir: Path, why: str) -> None:
@@ -144,14 +157,10 @@ def handler_output(path: Path = HANDLER_LOG) -> Iterator[None]:
 
 
 def guarded(command: Any) -> Any:
-    """Run a command; a failed step is one line on stderr and exit status 1, not a traceback."""
+    """Run a command with the embedded stack's logging: every library's warnings, one line each."""
 
     def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-        try:
-            return int(command(args))
-        except FraudwatchError as exc:
-            print(f"fraudwatch {args.command}: {exc}", file=sys.stderr)
-            return 1
+        return int(command(args))  # errors: infra.cli prints them, one line, and sets the exit status
 
     return run

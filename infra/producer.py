@@ -250,8 +250,9 @@ def check_span(span: timedelta, count: int, source: str) -> None:
         )
 
 
-def live_config(count: int, seed: int) -> Any:
-    """The generator's config for `count` live transactions: its default, with more users if needed.
+def live_config(count: int, seed: int, fraud_rate: float | None = None) -> Any:
+    """The generator's config for `count` live transactions: its default, with more users if needed,
+    and `fraud_rate` if given.
 
     A population's users each keep their own rhythm (about 100 transactions over the config's days),
     so more users, not faster ones, fit a large count into LIVE_SPAN_DAYS of simulated time.
@@ -260,10 +261,16 @@ def live_config(count: int, seed: int) -> Any:
 
     default = GeneratorConfig(seed=seed)
     needed = math.ceil(count * default.days / LIVE_SPAN_DAYS)
-    return default if needed <= default.n_transactions else GeneratorConfig(seed=seed, n_transactions=needed)
+    return GeneratorConfig(
+        seed=seed,
+        n_transactions=max(needed, default.n_transactions),
+        fraud_rate=default.fraud_rate if fraud_rate is None else fraud_rate,
+    )
 
 
-def live_transactions(count: int, seed: int, now: datetime | None = None) -> Iterator[dict[str, Any]]:
+def live_transactions(
+    count: int, seed: int, now: datetime | None = None, fraud_rate: float | None = None
+) -> Iterator[dict[str, Any]]:
     """`count` generated transactions, shifted to end now (their spacing, which the features use, kept).
 
     The generator runs in simulated time from its start onwards (days for a few thousand
@@ -273,7 +280,7 @@ def live_transactions(count: int, seed: int, now: datetime | None = None) -> Ite
     from training.generate import iter_live
 
     now = now or datetime.now(UTC).replace(microsecond=0)
-    config = live_config(count, seed)
+    config = live_config(count, seed, fraud_rate)
     first = last = None
     n = 0
     for tx in iter_live(config, start=now, limit=count):  # a first pass, cheap, for the span

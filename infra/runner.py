@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,26 @@ class RunnerStats:
     errors: int = 0  # failed invocations: handler exceptions and failure responses
 
 
+TIMING_SAMPLES = 100_000
+"""Records whose timings the runner keeps (the latest): enough for a demo, bounded for a long run."""
+
+
+@dataclass
+class Timings:
+    """Where each delivered record's time went from its arrival on the stream to its decision, in seconds."""
+
+    in_stream: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_SAMPLES))
+    """Arrival to being read by GetRecords: the polling interval, and any backlog."""
+    batching: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_SAMPLES))
+    """Read to the invocation's start: the batching window filling, and earlier batches of the shard."""
+    handler: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_SAMPLES))
+    """The invocation that decided it: the handler's whole batch."""
+
+    def copy(self) -> Timings:
+        """The timings so far, apart from what the runner adds later."""
+        return Timings(deque(self.in_stream), deque(self.batching), deque(self.handler))
+
+
 @dataclass(frozen=True)
 class ShardRecord:
     """One record as GetRecords returns it, reduced to what the event needs."""
@@ -188,6 +208,7 @@ class ShardRecord:
     partition_key: str
     data: bytes
     arrival: float  # epoch seconds
+    read_at: float = 0.0  # epoch seconds, when GetRecords returned it
 
     @property
     def event_bytes(self) -> int:
@@ -327,6 +348,7 @@ class EventSourceRunner:
         )
         self._stats = RunnerStats()
         self._stats_lock = threading.Lock()
+        self._timings = Timings()
         self._stop = threading.Event()
         self.stream_arn = ""
         self.region = ""
@@ -433,7 +455,9 @@ class EventSourceRunner:
         self.count(invocations=1)
         try:
             with self._invoke_lock:
+                started = time.time()
                 response = self.handler(event, context)
+                ended = time.time()
         # Lambda's contract: any exception the function raises is a function error for the whole batch.
         except Exception as exc:
             log.warning("invocation failed shard=%s records=%d error=%r", shard_id, len(records), exc)
@@ -441,7 +465,22 @@ class EventSourceRunner:
             return outcome
         outcome.retry_from = judge_response(response, records, self.settings.report_batch_item_failures)
         outcome.failed = outcome.retry_from is not None
+        if not outcome.failed:
+            self._time(records, started, ended)
         return outcome
+
+    @property
+    def timings(self) -> Timings:
+        """Where the delivered records' time went, so far (a copy)."""
+        with self._stats_lock:
+            return self._timings.copy()
+
+    def _time(self, records: Sequence[ShardRecord], started: float, ended: float) -> None:
+        with self._stats_lock:
+            for record in records:
+                self._timings.in_stream.append(max(record.read_at - record.arrival, 0.0))
+                self._timings.batching.append(max(started - record.read_at, 0.0))
+                self._timings.handler.append(ended - started)
 
     def give_up(self, work: _Work, condition: str, shard_id: str) -> None:
         """Send the on-failure record for these records (or just drop them without a destination)."""
@@ -657,6 +696,7 @@ def _shard_record(record: Mapping[str, Any]) -> ShardRecord:
         partition_key=str(record["PartitionKey"]),
         data=bytes(record["Data"]),
         arrival=arrival.timestamp() if isinstance(arrival, datetime) else float(arrival),
+        read_at=time.time(),
     )
 
 

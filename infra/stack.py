@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.adapters.bundle import MODEL_FILE
 from infra.deploy import deploy
 from infra.embedded import (
     BUNDLE_DIR,
@@ -28,6 +27,7 @@ from infra.embedded import (
     StackError,
     guarded,
     handler_output,
+    require_bundle,
     start_handler,
     use_emulator_credentials,
 )
@@ -63,6 +63,8 @@ def _ours(pid: int) -> bool:
 
 def stack_up(args: argparse.Namespace) -> int:
     """`stack up`: emulator + deploy (+ runner with the real handler), until Ctrl-C or `stack down`."""
+    if args.runner:
+        require_bundle(args.bundle)  # before anything starts: a stack that cannot decide is no stack
     if args.detach:
         return _detach(args)
 
@@ -77,14 +79,7 @@ def stack_up(args: argparse.Namespace) -> int:
     with Emulator(in_process=True, port=args.port) as emulator:
         outputs = deploy(emulator.endpoint_url, stack_name=args.stack_name, progress=True)
         use_emulator_credentials(emulator.endpoint_url)
-        running = None
-        if args.runner and (args.bundle / MODEL_FILE).is_file():
-            running = start_handler(outputs, emulator.endpoint_url, args.bundle)
-        elif args.runner:
-            print(
-                "no model bundle (run `fraudwatch train`): the stack runs without the handler",
-                file=sys.stderr,
-            )
+        running = start_handler(outputs, emulator.endpoint_url, args.bundle) if args.runner else None
         write_state(emulator.endpoint_url, args.stack_name, outputs)
         print_endpoint(emulator.endpoint_url, outputs)
         if running:

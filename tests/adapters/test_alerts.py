@@ -51,14 +51,14 @@ def test_alerts_published_while_no_one_watched_are_shown_at_the_next_look_then_n
     SnsAlertPublisher(stack["AlertsTopicArn"]).publish_many(decisions(3))
     log = tmp_path / "alerts.log"
     lines: list[str] = []
-    assert watch(watcher, log, follow=False, stop=threading.Event(), say=lines.append) == 3
+    assert len(watch(watcher, log, follow=False, stop=threading.Event(), say=lines.append)) == 3
     assert sorted(line.split("tx ")[1].split()[0] for line in lines) == ["tx-0", "tx-1", "tx-2"]
     assert "REJECTED" in lines[0]
     assert "amount_zscore +2.50" in lines[0]
     assert sorted(entry["transaction_id"] for entry in logged(log)) == ["tx-0", "tx-1", "tx-2"]
 
     again = Watch(watcher.sqs, watcher.queue_url)  # a later run: the queue was emptied as it logged
-    assert watch(again, log, follow=False, stop=threading.Event(), say=lines.append) == 0
+    assert watch(again, log, follow=False, stop=threading.Event(), say=lines.append) == []
     assert len(logged(log)) == 3
 
 
@@ -77,7 +77,7 @@ def test_a_republished_alert_is_shown_and_logged_once(
             MessageDeduplicationId=f"late-{attempt}",
         )
     log = tmp_path / "alerts.log"
-    assert watch(watcher, log, follow=False, stop=threading.Event(), say=lambda _: None) == 3
+    assert len(watch(watcher, log, follow=False, stop=threading.Event(), say=lambda _: None)) == 3
     assert sorted(entry["transaction_id"] for entry in logged(log)) == ["tx-0", "tx-1", "tx-late"]
 
 
@@ -109,7 +109,7 @@ def test_following_goes_on_until_stopped(stack: dict[str, str], watcher: Watch, 
 
     publisher = threading.Timer(0.2, SnsAlertPublisher(stack["AlertsTopicArn"]).publish_many, [decisions(2)])
     publisher.start()
-    count = watch(watcher, tmp_path / "alerts.log", follow=True, stop=stop, say=say, wait_s=1)
+    count = len(watch(watcher, tmp_path / "alerts.log", follow=True, stop=stop, say=say, wait_s=1))
     publisher.join()
     assert count == 2  # it waited for alerts published after it started, then stopped
 

@@ -21,6 +21,7 @@ from infra.deploy import (
     drop_event_source_mappings,
     parse_parameters,
     references,
+    served_url,
     translate,
 )
 from infra.emulator import Emulator, EmulatorError, boto_session, client, is_healthy, is_moto
@@ -212,6 +213,27 @@ def test_every_output_resolves(outputs: dict[str, str]) -> None:
     assert outputs["QuarantineQueueArn"].startswith("arn:aws:sqs:")
     assert outputs["DashboardName"] == f"{STACK}-test"
     assert outputs["ScoringFunctionName"] == f"{STACK}-scoring"
+
+
+def test_queue_urls_are_the_emulators_so_the_aws_cli_reaches_them(
+    emulator: Emulator, outputs: dict[str, str]
+) -> None:
+    urls = {key: value for key, value in outputs.items() if key.endswith("QueueUrl")}
+    assert urls
+    listed = set(emulator.client("sqs").list_queues()["QueueUrls"])
+    for url in urls.values():
+        assert url.startswith(emulator.endpoint_url + "/")
+        assert url in listed
+
+
+def test_only_aws_hosted_queue_urls_are_rewritten() -> None:
+    endpoint = "http://127.0.0.1:4566"
+    aws_url = "https://sqs.us-east-1.amazonaws.com/123456789012/q.fifo"
+    assert served_url(aws_url, endpoint) == f"{endpoint}/123456789012/q.fifo"
+    assert served_url(f"{endpoint}/123456789012/q", "http://other:1") == f"{endpoint}/123456789012/q"
+    assert (
+        served_url("arn:aws:sns:us-east-1:123456789012:t", endpoint) == "arn:aws:sns:us-east-1:123456789012:t"
+    )
 
 
 def test_tables_have_the_templates_key_schemas(emulator: Emulator, outputs: dict[str, str]) -> None:

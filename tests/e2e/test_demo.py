@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -13,10 +14,11 @@ import pytest
 
 from fraudwatch.adapters.bundle import MODEL_FILE
 from infra.demo import run_demo, wait_for_decisions
-from infra.demo_report import DemoReport, percentiles
+from infra.demo_report import PATTERN_NOTES, DemoReport, percentiles
 from infra.embedded import RunningHandler, StackError
 from infra.emulator import Emulator, client
 from infra.runner import RunnerStats
+from training.population.patterns import FRAUD_PATTERNS
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +37,7 @@ def report(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> DemoR
         stack_name="fraudwatch-demo-test",
         bundle_dir=tiny_bundle,
         handler_log=tmp_path_factory.mktemp("demo") / "handler.log",
+        alerts_log=tmp_path_factory.mktemp("alerts") / "alerts.log",
     )
     after = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
     assert after == before, "the demo points only itself at the emulator, never what runs after it"
@@ -51,9 +54,15 @@ def test_every_transaction_gets_exactly_one_decision(report: DemoReport) -> None
     assert report.runner["errors"] == 0
 
 
-def test_alerts_on_the_subscription_match_flagged_and_rejected(report: DemoReport) -> None:
+def test_alerts_on_the_subscription_match_flagged_and_rejected_and_are_logged_once(
+    report: DemoReport,
+) -> None:
     expected = {k: v for k, v in report.decisions.items() if k != "APPROVED"}
     assert report.alerts == expected
+    logged = [json.loads(line) for line in Path(report.alerts_log).read_text().splitlines()]
+    assert len(logged) == sum(expected.values())
+    assert len({alert["transaction_id"] for alert in logged}) == len(logged)
+    assert f"appended to {report.alerts_log}" in report.text()
 
 
 def test_precision_and_recall_add_up_to_the_truth(report: DemoReport) -> None:
@@ -68,6 +77,11 @@ def test_precision_and_recall_add_up_to_the_truth(report: DemoReport) -> None:
 def test_latency_and_throughput_are_measured(report: DemoReport) -> None:
     latency = report.latency_ms
     assert 0 <= latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    parts = report.latency_parts_ms
+    assert set(parts) == {"on the stream until read", "batching window", "handler"}
+    assert all(0 <= p["p50"] <= p["p99"] <= p["max"] for p in parts.values())
+    assert parts["handler"]["max"] > 0  # every record waited for its batch's invocation
+    assert "where it goes" in report.text()
     assert report.end_to_end_seconds > 0
     assert report.throughput > 0
     text = report.text()
@@ -158,3 +172,9 @@ def test_quarantined_transactions_fail_the_wait_at_once(bare_stack: tuple[str, d
     )
     with pytest.raises(StackError, match=r"1 of 2 generated transactions were quarantined.*amount"):
         wait_for_decisions(endpoint, outputs, ["tx-1", "tx-2"], _finished_runner(2), 60)
+
+
+def test_every_fraud_pattern_has_a_line_saying_why_it_is_caught_or_not(report: DemoReport) -> None:
+    assert set(PATTERN_NOTES) == set(FRAUD_PATTERNS)
+    for pattern, caught in report.recall_by_pattern.items():
+        assert f"{caught}  {PATTERN_NOTES[pattern]}" in report.text()
