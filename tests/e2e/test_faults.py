@@ -283,7 +283,9 @@ def test_under_faults_every_record_is_decided_alerted_and_quarantined_exactly_on
     assert sorted(run.alert_ids) == sorted(clean.alert_ids)  # every alert received, none twice
     assert len(clean.quarantined) == len(set(clean.quarantined)) == RECORDS // MALFORMED_EVERY
     assert sorted(run.quarantined) == sorted(clean.quarantined)  # every malformed record kept once
-    assert run.stats.retries > 0  # the faults were felt and retried
+    # At 30 % some faults outlast the adapters' own retries and the stream retries their batches; at 10 %
+    # the adapters can absorb every one (a batch's profiles are one transaction, so fewer calls to fail).
+    assert run.stats.retries > 0 or rate < 0.3
 
 
 def test_with_a_retry_limit_what_is_given_up_is_named_then_redriven(
@@ -460,8 +462,8 @@ CRASH_POINTS = [
     ("dynamodb", "BatchWriteItem", "DecisionsTableName", "after"),
     ("sns", "PublishBatch", None, "before"),
     ("sns", "PublishBatch", None, "after"),
-    ("dynamodb", "BatchWriteItem", "ProfilesTableName", "before"),
-    ("dynamodb", "BatchWriteItem", "ProfilesTableName", "after"),
+    ("dynamodb", "TransactWriteItems", "ProfilesTableName", "before"),
+    ("dynamodb", "TransactWriteItems", "ProfilesTableName", "after"),
     ("dynamodb", "BatchWriteItem", "MerchantProfilesTableName", "after"),
 ]
 
@@ -476,7 +478,11 @@ def crash_at(service: Any, outputs: dict[str, str], point: tuple[str, str, str |
     crashed: list[str] = []
 
     def arm(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
-        if not crashed and (table_output is None or outputs[table_output] in params.get("RequestItems", {})):
+        written = {
+            *params.get("RequestItems", {}),
+            *(a["Put"]["TableName"] for a in params.get("TransactItems", [])),
+        }
+        if not crashed and (table_output is None or outputs[table_output] in written):
             context["fraudwatch_crash"] = True
 
     def before(context: dict[str, Any], **kwargs: Any) -> None:

@@ -1,14 +1,18 @@
 """DynamoDB stores of profiles and decisions, with as few calls as DynamoDB allows.
 
-Reads are BatchGetItem (100 keys a call, users' and merchants' together), writes BatchWriteItem (25
-items a call). What DynamoDB leaves unprocessed is retried with backoff a few times, and so is a
-write call that failed transiently; a permanent failure is not retried, nor a failed read call (the
-whole batch waits on it, and its redelivery retries it). What is still unread or unwritten is raised
-as a ProfileStoreError or DecisionStoreError naming the keys, the operation and AWS's error code.
+Reads are BatchGetItem (100 keys a call, users' and merchants' together); decisions and merchant
+profiles are written with BatchWriteItem (25 items a call). User profiles have two writers, the stream
+and the inline API (DESIGN.md, decision 6), so each is written only if its stored version is still the
+one read: TransactWriteItems, 100 conditional puts a call (BatchWriteItem takes no conditions). What
+DynamoDB leaves unprocessed is retried with backoff a few times, and so is a write call that failed
+transiently; a permanent failure is not retried, nor a failed read call (the whole batch waits on it,
+and its redelivery retries it). What is still unread or unwritten is raised as a ProfileStoreError or
+DecisionStoreError naming the keys, the operation and AWS's error code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fraudwatch.adapters.aws import UNPROCESSED_ITEMS, UNPROCESSED_KEYS, Failure, given_up, retry_batch
+from fraudwatch.adapters.aws import (
+    CONDITION_FAILED,
+    UNPROCESSED_ITEMS,
+    UNPROCESSED_KEYS,
+    Failure,
+    given_up,
+    is_transient,
+    retry_batch,
+)
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import Profiles
@@ -30,6 +42,9 @@ if TYPE_CHECKING:
 
 READ_CHUNK = 100
 WRITE_CHUNK = 25
+TRANSACT_CHUNK = 100
+TRANSACT_BYTES = 3_500_000
+"""Bytes of profiles per TransactWriteItems call, under its 4 MB limit with room for keys and names."""
 DECISION_TTL_DAYS = 90
 
 Item = dict[str, Any]
@@ -38,6 +53,9 @@ TableKey = tuple[str, str]
 
 _UNREAD = Failure(UNPROCESSED_KEYS, retryable=True)
 _UNWRITTEN = Failure(UNPROCESSED_ITEMS, retryable=True)
+_CONFLICT = Failure(CONDITION_FAILED, retryable=False)
+_CANCELLED_WITH_OTHERS = Failure("TransactionCanceledException", retryable=True)
+"""An item of a cancelled transaction that was itself fine: written again without the others."""
 
 
 class DynamoProfileStore:
@@ -65,23 +83,86 @@ class DynamoProfileStore:
     def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
         """The stored profiles of these users and merchants; raises ProfileStoreError when a read fails."""
         states = self._states({self.table_name: user_ids, self.merchant_table_name: merchant_ids})
+        users = {}
+        for user_id, (state, version) in states[self.table_name].items():
+            users[user_id] = profile = UserProfile.from_json(user_id, state)
+            profile.version = version
         return Profiles(
-            {u: UserProfile.from_json(u, state) for u, state in states[self.table_name].items()},
-            {m: MerchantProfile.from_json(m, state) for m, state in states[self.merchant_table_name].items()},
+            users,
+            {m: MerchantProfile.from_json(m, s) for m, (s, _) in states[self.merchant_table_name].items()},
         )
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write user profiles; raises ProfileStoreError naming the user ids left unwritten."""
-        return self._put(self.table_name, {p.user_id: p.to_json() for p in profiles})
+        """Write user profiles, each only if its stored version is the one read; return the conflicts.
+
+        A conflict is a user whose profile another writer changed since it was read: nothing of it is
+        written, and the caller re-reads and recomputes it. The profiles written get their new version.
+        Raises ProfileStoreError naming the user ids a failure left unwritten.
+        """
+        by_id = {p.user_id: p for p in profiles}
+        states = {user_id: p.to_json() for user_id, p in by_id.items()}
+        now = datetime.now(UTC).isoformat()
+
+        def write(chunk: list[str]) -> list[tuple[str, Failure]]:
+            return self._transact(chunk, by_id, states, now)
+
+        given: list[tuple[str, Failure]] = []
+        for chunk in _transact_chunks(states):
+            given += retry_batch(write, chunk, self._sleep)
+        failed = [(user_id, failure) for user_id, failure in given if failure is not _CONFLICT]
+        if failed:
+            operation = "TransactWriteItems"
+            raise given_up(ProfileStoreError, failed, operation=operation, resource=self.table_name)
+        return {user_id for user_id, _ in given}
+
+    def _transact(
+        self, chunk: list[str], profiles: dict[str, UserProfile], states: dict[str, str], now: str
+    ) -> list[tuple[str, Failure]]:
+        """One TransactWriteItems of conditional puts; return the users not written, and why.
+
+        A transaction is all or nothing: when some of its users conflict, the others are returned as
+        retryable and go again in a transaction of their own. Its ClientRequestToken is made from its
+        content, so a retry of a call whose response was lost changes nothing (for 10 minutes).
+        """
+        actions: list[Any] = [self._conditional_put(profiles[u], states[u], now) for u in chunk]
+        token = hashlib.sha256(
+            "\n".join(f"{u} {profiles[u].version} {states[u]}" for u in chunk).encode()
+        ).hexdigest()[:36]
+        try:
+            self._client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+        except (ClientError, BotoCoreError) as exc:
+            return _cancelled(chunk, exc)
+        for user_id in chunk:
+            profiles[user_id].version += 1
+        return []
+
+    def _conditional_put(self, profile: UserProfile, state: str, now: str) -> dict[str, Any]:
+        put: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": {
+                "user_id": {"S": profile.user_id},
+                "state": {"S": state},
+                "version": {"N": str(profile.version + 1)},
+                "updated_at": {"S": now},
+            },
+        }
+        # Version 0 is a profile never stored, or stored before profiles had versions.
+        if profile.version:
+            put["ConditionExpression"] = "version = :read"
+            put["ExpressionAttributeValues"] = {":read": {"N": str(profile.version)}}
+        else:
+            put["ConditionExpression"] = "attribute_not_exists(version)"
+        return {"Put": put}
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
         """Write merchant profiles; raises ProfileStoreError naming the merchant ids left unwritten."""
         return self._put(self.merchant_table_name, {p.merchant_id: p.to_json() for p in profiles})
 
-    def _states(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, str]]:
-        """Per table, id -> stored state of the wanted ids, every table's keys sharing each call's 100."""
+    def _states(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, tuple[str, int]]]:
+        """Per table, id -> (stored state, version) of the wanted ids, every table's keys sharing each
+        call's 100."""
         keys = [(table, key_id) for table, ids in wanted.items() for key_id in sorted(set(ids))]
-        states: dict[str, dict[str, str]] = {table: {} for table in wanted}
+        states: dict[str, dict[str, tuple[str, int]]] = {table: {} for table in wanted}
 
         def read(chunk: list[TableKey]) -> list[tuple[TableKey, Failure]]:
             return self._batch_get(chunk, states)
@@ -106,7 +187,7 @@ class DynamoProfileStore:
         return batch_write(self._client, table, items, key=key, error=ProfileStoreError, sleep=self._sleep)
 
     def _batch_get(
-        self, keys: list[TableKey], states: dict[str, dict[str, str]]
+        self, keys: list[TableKey], states: dict[str, dict[str, tuple[str, int]]]
     ) -> list[tuple[TableKey, Failure]]:
         """One BatchGetItem of these keys over their tables into `states`; return the keys left unprocessed.
 
@@ -131,7 +212,10 @@ class DynamoProfileStore:
             ) from exc
         for table, items in response.get("Responses", {}).items():
             key = self._keys[table]
-            states[table].update((item[key]["S"], item["state"]["S"]) for item in items)
+            states[table].update(
+                (item[key]["S"], (item["state"]["S"], int(item.get("version", {"N": "0"})["N"])))
+                for item in items
+            )
         return [
             ((table, item_key[self._keys[table]]["S"]), _UNREAD)
             for table, entry in (response.get("UnprocessedKeys") or {}).items()
@@ -184,6 +268,43 @@ class DynamoDecisionStore:
             "decided_at": {"S": d.decided_at},
             "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
         }
+
+
+def _transact_chunks(states: dict[str, str]) -> list[list[str]]:
+    """The ids in chunks of TRANSACT_CHUNK at most, and TRANSACT_BYTES of state at most."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for key_id, state in states.items():
+        cost = len(state) + len(key_id.encode())
+        if len(chunks[-1]) == TRANSACT_CHUNK or (chunks[-1] and size + cost > TRANSACT_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(key_id)
+        size += cost
+    return [chunk for chunk in chunks if chunk]
+
+
+def _cancelled(chunk: list[str], exc: ClientError | BotoCoreError) -> list[tuple[str, Failure]]:
+    """Each id of a failed TransactWriteItems with its failure, from the cancellation reasons if any.
+
+    Reasons come in the order of the actions: `ConditionalCheckFailed` is a conflict (another writer's
+    version), `None` an action that was fine, any other code its own failure (`TransactionConflict`,
+    a concurrent transaction on the item, passes by itself).
+    """
+    failure = Failure.of_exception(exc)
+    reasons = exc.response.get("CancellationReasons") if isinstance(exc, ClientError) else None
+    if not reasons or len(reasons) != len(chunk):
+        return [(key_id, failure) for key_id in chunk]
+    failed: list[tuple[str, Failure]] = []
+    for key_id, reason in zip(chunk, reasons, strict=True):
+        code = str(reason.get("Code") or "None")
+        if code == CONDITION_FAILED:
+            failed.append((key_id, _CONFLICT))
+        elif code == "None":
+            failed.append((key_id, _CANCELLED_WITH_OTHERS))
+        else:
+            failed.append((key_id, Failure(code, is_transient(code), failure.status, exc)))
+    return failed
 
 
 def batch_write(

@@ -16,20 +16,28 @@ class MemoryProfileStore:
 
     def __init__(self) -> None:
         self.items: dict[str, str] = {}
+        self.versions: dict[str, int] = {}
         self.merchant_items: dict[str, str] = {}
 
     def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
         """The stored profiles of these users and merchants."""
         users, merchants = self.items, self.merchant_items
+        read = {u: UserProfile.from_json(u, users[u]) for u in set(user_ids) if u in users}
+        for user_id, profile in read.items():
+            profile.version = self.versions.get(user_id, 0)
         return Profiles(
-            {u: UserProfile.from_json(u, users[u]) for u in set(user_ids) if u in users},
+            read,
             {m: MerchantProfile.from_json(m, merchants[m]) for m in set(merchant_ids) if m in merchants},
         )
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Store every user profile."""
-        self.items.update((p.user_id, p.to_json()) for p in profiles)
-        return set()
+        """Store each user profile whose stored version is the one read; return the others' ids."""
+        conflicts = {p.user_id for p in profiles if self.versions.get(p.user_id, 0) != p.version}
+        for p in profiles:
+            if p.user_id not in conflicts:
+                self.items[p.user_id] = p.to_json()
+                p.version = self.versions[p.user_id] = p.version + 1
+        return conflicts
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
         """Store every merchant profile."""

@@ -26,7 +26,11 @@ class ProfileStore(Protocol):
         ...
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write user profiles; return the user ids that could not be written."""
+        """Write user profiles, each only if its stored version is still `profile.version`.
+
+        Return the user ids whose stored profile another writer changed meanwhile (nothing of theirs
+        written); raise ProfileStoreError naming those a failure left unwritten.
+        """
         ...
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
