@@ -6,6 +6,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from fraudwatch.domain.decision import Decision
+from fraudwatch.domain.inline import InlineDecision
 from fraudwatch.domain.scoring import BatchReport
 from fraudwatch.errors import AwsCallError
 
@@ -57,6 +58,12 @@ def record_batch(report: BatchReport, model_version: str) -> None:
             "model_version": model_version,
         },
     )
+
+
+def record_inline(decided: InlineDecision) -> None:
+    """An inline decision's metrics and log line, as a batch of one (nothing when it was made before)."""
+    if decided.new:
+        record_batch(decided.report, decided.decision.model_version)
 
 
 def error_fields(error: AwsCallError) -> dict[str, object]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import boto3
 from botocore.config import Config
 
@@ -9,8 +11,12 @@ from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
 from fraudwatch.adapters.model import load_model
 from fraudwatch.adapters.sns import SnsAlertPublisher
 from fraudwatch.adapters.sqs import SqsQuarantine
+from fraudwatch.domain.inline import InlineScoring
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 # Standard retry mode retries throttling and 5xx with backoff; timeouts stay well under the function's.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -21,7 +27,27 @@ def build_service(
 ) -> ScoringService:
     """The scoring service wired to DynamoDB, SNS, SQS and the bundled model."""
     session = session or boto3.Session()
+    return _service(
+        settings,
+        session,
+        session.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url),
+        endpoint_url,
+    )
+
+
+def build_inline(
+    settings: Settings, session: boto3.Session | None = None, endpoint_url: str | None = None
+) -> InlineScoring:
+    """The inline API's scoring: the same service, and the decisions read back, on one DynamoDB client."""
+    session = session or boto3.Session()
     dynamodb = session.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
+    service = _service(settings, session, dynamodb, endpoint_url)
+    return InlineScoring(service, DynamoDecisionStore(settings.decisions_table, dynamodb))
+
+
+def _service(
+    settings: Settings, session: boto3.Session, dynamodb: DynamoDBClient, endpoint_url: str | None
+) -> ScoringService:
     sns = session.client("sns", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
     sqs = session.client("sqs", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
     model = load_model(settings.model_dir)

@@ -12,6 +12,7 @@ DecisionStoreError naming the keys, the operation and AWS's error code.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import time
@@ -31,16 +32,18 @@ from fraudwatch.adapters.aws import (
     is_transient,
     retry_batch,
 )
-from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.ports import Profiles
+from fraudwatch.domain.ports import DecisionPage, Profiles
 from fraudwatch.domain.profile import UserProfile
-from fraudwatch.errors import AwsCallError, DecisionStoreError, ProfileStoreError
+from fraudwatch.errors import AwsCallError, DecisionStoreError, InvalidRecordError, ProfileStoreError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 READ_CHUNK = 100
+BY_USER_INDEX = "by-user"
+"""The decisions table's index of a user's decisions over time (template.yaml)."""
 WRITE_CHUNK = 25
 TRANSACT_CHUNK = 100
 TRANSACT_BYTES = 3_500_000
@@ -250,6 +253,40 @@ class DynamoDecisionStore:
             sleep=self._sleep,
         )
 
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision on a transaction, or None; raises DecisionStoreError when the read fails."""
+        try:
+            item = self._client.get_item(
+                TableName=self.table_name, Key={"transaction_id": {"S": transaction_id}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise _read_error(exc, "GetItem", self.table_name) from exc
+        return None if item is None else decision_of(item)
+
+    def by_user(self, user_id: str, since: str | None, limit: int, cursor: str | None) -> DecisionPage:
+        """A user's decisions from `since` on, newest first, through the by-user index (eventually
+        consistent, as every global secondary index is); raises DecisionStoreError."""
+        query: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": BY_USER_INDEX,
+            "KeyConditionExpression": "user_id = :user"
+            + ("" if since is None else " AND decided_at >= :since"),
+            "ExpressionAttributeValues": {":user": {"S": user_id}}
+            | ({} if since is None else {":since": {"S": since}}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor is not None:
+            query["ExclusiveStartKey"] = _start_key(cursor, user_id)
+        try:
+            page = self._client.query(**query)
+        except (ClientError, BotoCoreError) as exc:
+            raise _read_error(exc, "Query", f"{self.table_name}/{BY_USER_INDEX}") from exc
+        last = page.get("LastEvaluatedKey")
+        return DecisionPage(
+            [decision_of(item) for item in page["Items"]], None if not last else _cursor(last)
+        )
+
     def _item(self, d: DecisionRecord) -> Item:
         decided = datetime.fromisoformat(d.decided_at).timestamp()
         return {
@@ -268,6 +305,60 @@ class DynamoDecisionStore:
             "decided_at": {"S": d.decided_at},
             "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
         }
+
+
+def decision_of(item: Item) -> DecisionRecord:
+    """A stored decision item back as the record written (`DynamoDecisionStore._item`'s inverse)."""
+    return DecisionRecord(
+        transaction_id=item["transaction_id"]["S"],
+        user_id=item["user_id"]["S"],
+        merchant_id=item["merchant_id"]["S"],
+        amount=float(item["amount"]["N"]),
+        currency=item["currency"]["S"],
+        transaction_time=item["transaction_time"]["S"],
+        decision=Decision(item["decision"]["S"]),
+        score=float(item["score"]["N"]),
+        model_version=item["model_version"]["S"],
+        thresholds=Thresholds(float(item["flag_threshold"]["N"]), float(item["reject_threshold"]["N"])),
+        decided_at=item["decided_at"]["S"],
+        reasons=tuple(Reason(**reason) for reason in json.loads(item["reasons"]["S"])),
+    )
+
+
+_CURSOR_KEYS = ("transaction_id", "user_id", "decided_at")
+
+
+def _cursor(last_key: Item) -> str:
+    """The next page's cursor: the index's last key, as URL-safe base64 of its JSON."""
+    values = [last_key[name]["S"] for name in _CURSOR_KEYS]
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def _start_key(cursor: str, user_id: str) -> Item:
+    """The index key a cursor stands for; InvalidRecordError for one not made by `_cursor` for this user."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidRecordError("cursor", "not a cursor this API returned") from exc
+    if (
+        not isinstance(values, list)
+        or len(values) != len(_CURSOR_KEYS)
+        or not all(isinstance(v, str) and v for v in values)
+        or values[1] != user_id
+    ):
+        raise InvalidRecordError("cursor", "not a cursor this API returned for this user")
+    return {name: {"S": value} for name, value in zip(_CURSOR_KEYS, values, strict=True)}
+
+
+def _read_error(exc: ClientError | BotoCoreError, operation: str, resource: str) -> DecisionStoreError:
+    failure = Failure.of_exception(exc)
+    return DecisionStoreError(
+        failure.code,
+        retryable=failure.retryable,
+        operation=operation,
+        resource=resource,
+        status=failure.status,
+    )
 
 
 def _transact_chunks(states: dict[str, str]) -> list[list[str]]:

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Sequence
 
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.ports import Profiles
+from fraudwatch.domain.ports import DecisionPage, Profiles
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord
+from fraudwatch.errors import InvalidRecordError
 
 
 class MemoryProfileStore:
@@ -55,6 +56,27 @@ class MemoryDecisionStore:
         """Store every decision (a rewrite replaces, as a DynamoDB put does)."""
         self.items.update((d.transaction_id, d) for d in decisions)
         return set()
+
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision on a transaction, or None."""
+        return self.items.get(transaction_id)
+
+    def by_user(self, user_id: str, since: str | None, limit: int, cursor: str | None) -> DecisionPage:
+        """A user's decisions from `since` on, newest first; the cursor is the count already given."""
+        if cursor is not None and not cursor.isdigit():
+            raise InvalidRecordError("cursor", "not a cursor this store returned")
+        start = int(cursor or 0)
+        mine = sorted(
+            (
+                d
+                for d in self.items.values()
+                if d.user_id == user_id and (since is None or d.decided_at >= since)
+            ),
+            key=lambda d: (d.decided_at, d.transaction_id),
+            reverse=True,
+        )
+        page = mine[start : start + limit]
+        return DecisionPage(page, str(start + limit) if start + limit < len(mine) else None)
 
 
 class MemoryAlertPublisher:

@@ -46,6 +46,27 @@ class DecisionStore(Protocol):
         ...
 
 
+class DecisionPage(NamedTuple):
+    """A page of a user's decisions, newest first, and the cursor of the next page (None: the last)."""
+
+    decisions: list[DecisionRecord]
+    next: str | None
+
+
+class DecisionReader(Protocol):
+    """Decisions read back: one by transaction id, or a user's over time."""
+
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision on a transaction, or None; raises DecisionStoreError."""
+        ...
+
+    def by_user(self, user_id: str, since: str | None, limit: int, cursor: str | None) -> DecisionPage:
+        """A user's decisions decided at or after `since` (ISO 8601 UTC), newest first, `limit` a page,
+        after the page whose `next` is `cursor`; raises InvalidRecordError on a cursor not from here,
+        DecisionStoreError when the read fails."""
+        ...
+
+
 class AlertPublisher(Protocol):
     """Alerts for FLAGGED and REJECTED decisions."""
 
