@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "infra.runner",
     "infra.producer",
     "infra.redrive",
+    "infra.serve",
 )
 
 

@@ -170,3 +170,11 @@ def test_a_store_failure_is_503_with_retry_after_and_the_profile_unchanged(api: 
     assert response["headers"]["Retry-After"] == "1"
     assert api.profiles.items == {}
     assert api.call("POST", "/v1/transactions", payment())["statusCode"] == 200  # asked again: decided
+
+
+def test_the_committed_openapi_document_is_the_one_the_code_generates():
+    from fraudwatch.http_api import openapi_document
+    from infra.template import REPO_ROOT
+
+    committed = (REPO_ROOT / "docs" / "openapi.json").read_text()
+    assert committed == openapi_document(), "run `fraudwatch openapi` and commit docs/openapi.json"

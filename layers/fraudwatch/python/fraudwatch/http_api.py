@@ -259,8 +259,22 @@ def build_app(backend: Backend, on_decision: Callable[[InlineDecision], None] | 
     return app
 
 
-def openapi_document(app: Any) -> str:
+class _Unwired:
+    """A backend for documenting the routes only: it decides nothing."""
+
+    def decide(self, body: bytes) -> InlineDecision:
+        raise NotImplementedError("documentation only")
+
+    def decision(self, transaction_id: str) -> DecisionRecord | None:
+        raise NotImplementedError("documentation only")
+
+    def user_decisions(self, user_id: str, since: str | None, limit: int, after: str | None) -> DecisionPage:
+        raise NotImplementedError("documentation only")
+
+
+def openapi_document(app: Any = None) -> str:
     """The API's OpenAPI document, generated from the routes, with its IAM (SigV4) security scheme."""
+    app = app or build_app(_Unwired())
     from aws_lambda_powertools.event_handler.openapi.models import APIKey
 
     document: str = app.get_openapi_json_schema(
@@ -286,6 +300,12 @@ def openapi_document(app: Any) -> str:
     for operations in parsed["paths"].values():
         for operation in operations.values():
             operation["responses"].pop("422", None)
+    referenced = json.dumps(parsed["paths"])
+    schemas = parsed.get("components", {}).get("schemas", {})
+    while unused := [name for name in schemas if f"#/components/schemas/{name}" not in referenced]:
+        for name in unused:
+            del schemas[name]
+        referenced = json.dumps([parsed["paths"], schemas])
     return json.dumps(parsed, indent=2, sort_keys=True) + "\n"
 
 
