@@ -65,8 +65,11 @@ class NaiveHandler:
             self.handle(_stream_record(raw))
         return {"batchItemFailures": []}
 
-    def handle(self, record: StreamRecord) -> None:
-        """Validate, read the profile, score, write decision, alert, write profile: one record."""
+    def handle(self, record: StreamRecord) -> DecisionRecord | None:
+        """Validate, read the profile, score, write decision, alert, write profile: one record.
+
+        Returns the decision, or None for a record quarantined or already applied.
+        """
         from fraudwatch.domain.features import apply, features
         from fraudwatch.domain.transaction import parse_transaction
         from fraudwatch.errors import InvalidRecordError
@@ -75,10 +78,10 @@ class NaiveHandler:
             tx = parse_transaction(record.data, received_at=record.arrival_epoch)
         except InvalidRecordError as exc:
             self._quarantine(QuarantinedRecord(record, exc.field, exc.reason))
-            return
+            return None
         profile = self._read_profile(tx.user_id)
         if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
-            return
+            return None
         row = features(profile, self._read_merchant(tx.merchant_id), tx)
         decision = self._decide(tx, row)
         self._dynamodb.put_item(
@@ -97,6 +100,7 @@ class NaiveHandler:
                 "updated_at": {"S": datetime.now(UTC).isoformat()},
             },
         )
+        return decision
 
     def _read_profile(self, user_id: str) -> Any:
         from fraudwatch.domain.profile import UserProfile

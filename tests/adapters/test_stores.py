@@ -373,3 +373,39 @@ def test_a_profile_stored_before_versions_is_read_as_version_0_and_written_once(
 
     assert store(stack).put_many([first]) == set()
     assert store(stack).put_many([second]) == {"user-1"}
+
+
+def test_the_emulators_one_copy_per_transaction_still_rolls_a_cancelled_transaction_back(stack):
+    from infra.emulator import copy_each_table_once
+
+    copy_each_table_once()
+    writer = store(stack)
+    writer.put_many([profile(f"user-{i}", [5.0]) for i in range(5)])
+    read = writer.get_many([f"user-{i}" for i in range(5)]).users
+    writer.put_many([read["user-2"]])  # another writer: user-2 moves on
+    dynamodb = boto3.client("dynamodb")
+    items: Any = [
+        {
+            "Put": {
+                "TableName": stack["ProfilesTableName"],
+                "Item": {"user_id": {"S": user_id}, "state": {"S": "{}"}, "version": {"N": "2"}},
+                "ConditionExpression": "version = :read",
+                "ExpressionAttributeValues": {":read": {"N": "1"}},
+            }
+        }
+        for user_id in read
+    ]
+
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(TransactItems=items)
+
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    after = writer.get_many(list(read)).users
+    assert {u: p.version for u, p in after.items()} == {
+        "user-0": 1,
+        "user-1": 1,
+        "user-2": 2,
+        "user-3": 1,
+        "user-4": 1,
+    }
+    assert all(after[u] == read[u] for u in read if u != "user-2")  # nothing of the others was written
