@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 from bench._common import CATEGORIES, REPO_ROOT, machine, model_bundle, table
 from bench.naive_handler import NaiveHandler
 from fraudwatch.domain.records import StreamRecord
-from infra.serve import HOST, Containers, serving
+from infra.serve import HOST, Containers, in_background, serving
 
 CLIENTS = (1, 8)
 CONTAINERS = 8
@@ -117,13 +117,8 @@ def naive_serving(naive: NaiveHandler, cpu_ms: list[float]) -> Iterator[str]:
 
     server = ThreadingHTTPServer((HOST, 0), Request)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{HOST}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with in_background(server) as url:
+        yield url
 
 
 class Payments:

@@ -47,13 +47,18 @@ class Containers:
 
     @classmethod
     def load(
-        cls, outputs: Mapping[str, str], endpoint_url: str | None, bundle: Path, count: int
+        cls,
+        outputs: Mapping[str, str],
+        endpoint_url: str | None,
+        bundle: Path,
+        count: int,
+        environment: Mapping[str, str] | None = None,
     ) -> Containers:
-        """`count` cold starts of the real handler."""
+        """`count` cold starts of the real handler; `environment` overrides the template's variables."""
         from infra.emulator import emulator_environment
 
         idle: queue.Queue[Handler] = queue.Queue()
-        overrides = emulator_environment(endpoint_url) if endpoint_url else None
+        overrides = {**(emulator_environment(endpoint_url) if endpoint_url else {}), **(environment or {})}
         for _ in range(count):
             idle.put(
                 load_handler(
@@ -164,7 +169,13 @@ def make_server(containers: Containers, port: int = DEFAULT_PORT, *, log: bool =
 @contextlib.contextmanager
 def serving(containers: Containers, port: int = 0, *, log: bool = True) -> Iterator[str]:
     """Serve in a background thread; yields the base URL; stops on exit."""
-    server = make_server(containers, port, log=log)
+    with in_background(make_server(containers, port, log=log)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def in_background(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run any HTTP server of 127.0.0.1 on a thread; yields its base URL; shuts it down on exit."""
     thread = threading.Thread(target=server.serve_forever, name="fraudwatch-serve", daemon=True)
     thread.start()
     try:

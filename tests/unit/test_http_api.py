@@ -13,7 +13,7 @@ from fraudwatch.errors import ProfileStoreError
 from fraudwatch.http_api import build_app
 from infra.http_event import http_api_event
 from tests.fakes import FakeProfileStore
-from tests.unit.test_scoring import T0, AmountModel, _iso
+from tests.unit.test_scoring import T0, AmountModel, record
 
 JSON = {"content-type": "application/json"}
 
@@ -43,17 +43,8 @@ class Api:
 def payment(
     tx: str = "tx-1", user: str = "user-1", amount: float = 20.0, minutes: float = 0, **changes
 ) -> bytes:
-    body = {
-        "transaction_id": tx,
-        "user_id": user,
-        "merchant_id": "merch-1",
-        "amount": amount,
-        "currency": "USD",
-        "timestamp": _iso(T0 + minutes * 60),
-        "category": "grocery",
-        **changes,
-    }
-    return json.dumps(body).encode()
+    """A valid transaction's JSON (test_scoring's record), under its own id."""
+    return record(0, user=user, amount=amount, minutes=minutes, transaction_id=tx, **changes).data
 
 
 @pytest.fixture
