@@ -583,6 +583,37 @@ def _create_permission(lambda_: Any, props: dict[str, Any], name: str) -> str:
     return physical_id
 
 
+def _version(lambda_: Any, arn: str) -> dict[str, Any]:
+    config = lambda_.get_function_configuration(FunctionName=arn)
+    return {"Version": config["Version"], "Arn": config["FunctionArn"]}
+
+
+def _publish_version(lambda_: Any, props: dict[str, Any], name: str) -> str:
+    """A published version of the function (AutoPublishAlias) where the endpoint made none."""
+    params = {k: v for k, v in props.items() if k in ("FunctionName", "Description", "CodeSha256")}
+    return str(lambda_.publish_version(**params)["FunctionArn"])
+
+
+def _alias(lambda_: Any, arn: str) -> dict[str, Any]:
+    function, _, name = arn.rpartition(":")
+    alias = lambda_.get_alias(FunctionName=function, Name=name)
+    return {"Arn": alias["AliasArn"], "Name": alias["Name"]}
+
+
+def _create_alias(lambda_: Any, props: dict[str, Any], name: str) -> str:
+    """The alias (AutoPublishAlias) on the published version; a redeploy points it at the new one."""
+    from botocore.exceptions import ClientError
+
+    target = {"FunctionName": props["FunctionName"], "Name": props["Name"]}
+    try:
+        lambda_.get_alias(**target)
+    except ClientError as exc:
+        if not _missing(exc):
+            raise
+        return str(lambda_.create_alias(**target, FunctionVersion=str(props["FunctionVersion"]))["AliasArn"])
+    return str(lambda_.update_alias(**target, FunctionVersion=str(props["FunctionVersion"]))["AliasArn"])
+
+
 KINDS: dict[str, Kind] = {
     "AWS::Kinesis::Stream": Kind("kinesis", _stream),
     "AWS::DynamoDB::Table": Kind("dynamodb", _table),
@@ -599,6 +630,8 @@ KINDS: dict[str, Kind] = {
     "AWS::ApiGatewayV2::Api": Kind("apigatewayv2", _http_api, _create_http_api),
     "AWS::ApiGatewayV2::Stage": Kind("apigatewayv2", _api_stage, _create_api_stage),
     "AWS::Lambda::Permission": Kind("lambda", _permission, _create_permission),
+    "AWS::Lambda::Version": Kind("lambda", _version, _publish_version),
+    "AWS::Lambda::Alias": Kind("lambda", _alias, _create_alias),
 }
 
 

@@ -278,6 +278,8 @@ def test_the_inline_api_routes_each_need_iam_and_invoke_the_api_function_with_it
     assert [s["StageName"] for s in apigatewayv2.get_stages(ApiId=api_id)["Items"]] == ["$default"]
     config = lambda_.get_function_configuration(FunctionName=outputs["ScoringApiFunctionName"])
     assert config["Handler"] == "app.lambda_handler"
+    alias = lambda_.get_alias(FunctionName=outputs["ScoringApiFunctionName"], Name="live")
+    assert alias["FunctionVersion"].isdigit()  # a published version (SnapStart applies to those)
     assert len(config["Layers"]) == 3
     policy = json.loads(lambda_.get_policy(FunctionName=outputs["ScoringApiFunctionName"])["Policy"])
     arns = [s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in policy["Statement"]]
