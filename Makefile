@@ -91,6 +91,7 @@ bench: setup ## the budgets' benchmarks (scoring CPU, AWS calls, cold start, tra
 	$(PY) -m bench.scoring_cpu
 	$(PY) -m bench.aws_calls
 	$(PY) -m bench.cold_start
+	$(PY) -m bench.api
 	$(PY) -m bench.training_pipeline
 	$(PY) -m bench.backtest
 	$(PY) -m bench.rules

@@ -1,7 +1,8 @@
 """AWS calls per batch of 100 records through the real adapters on moto, against the naive way.
 
 Ours: the handler's own wiring (`fraudwatch.wiring.build_service`: BatchGetItem for the batch's user
-and merchant profiles together, BatchWriteItem for decisions, user and merchant profiles,
+and merchant profiles together, BatchWriteItem for decisions and merchant profiles, TransactWriteItems
+for user profiles (conditional on the version read, 100 a call),
 PublishBatch for alerts, SendMessageBatch for quarantine). Naive: per transaction GetItem (user),
 GetItem (merchant), PutItem (user), PutItem (decision), and one Publish per alert; per label GetItem
 and PutItem (merchant). Calls are counted with botocore's `provide-client-params` event, once per API
@@ -71,7 +72,9 @@ class CallCounter:
     def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         """botocore `provide-client-params` handler: one call per invocation."""
         label = model.name
-        tables = params.get("RequestItems") or {}
+        tables = params.get("RequestItems") or {
+            action["TableName"]: None for item in params.get("TransactItems", []) for action in item.values()
+        }
         table_name = params.get("TableName")
         if tables:
             label += f" ({', '.join(sorted(self.tables.get(t, t) for t in tables))})"

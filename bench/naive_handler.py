@@ -73,9 +73,12 @@ class NaiveHandler:
         for record in batch:
             self.handle(record)
 
-    def handle(self, record: StreamRecord) -> None:
+    def handle(self, record: StreamRecord) -> DecisionRecord | None:
         """Validate; a transaction: read the profiles, score, write decision, alert, write profile; a
-        label: count it in its merchant's profile. One record."""
+        label: count it in its merchant's profile. One record.
+
+        Returns the decision, or None for a label or a record quarantined or already applied.
+        """
         from fraudwatch.domain.events import parse_event
         from fraudwatch.domain.features import apply, features
         from fraudwatch.errors import InvalidRecordError
@@ -84,14 +87,14 @@ class NaiveHandler:
             event = parse_event(record.data, received_at=record.arrival_epoch)
         except InvalidRecordError as exc:
             self._quarantine(QuarantinedRecord(record, exc.field, exc.reason))
-            return
+            return None
         if isinstance(event, Label):
             self._count_label(record, event)
-            return
+            return None
         tx = event
         profile = self._read_profile(tx.user_id)
         if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
-            return
+            return None
         row = features(profile, self._read_merchant(tx.merchant_id), tx)
         decision = self._decide(tx, row)
         self._dynamodb.put_item(
@@ -103,6 +106,7 @@ class NaiveHandler:
         apply(profile, tx)
         profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
         self._put_profile(self._settings.profiles_table, "user_id", tx.user_id, profile.to_json())
+        return decision
 
     def _count_label(self, record: StreamRecord, label: Label) -> None:
         from fraudwatch.domain.features import apply_label

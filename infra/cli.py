@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "infra.redrive",
     "infra.alerts",
     "infra.controls",
+    "infra.serve",
 )
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1

@@ -260,7 +260,67 @@ def _run_on_stack(
     report.rate, report.alerts_log = rate, str(alerts_log)
     if fed is not None:
         report.labels = fed._asdict()
+    step("score a few payments through the inline API")
+    with handler.log.open("a") as sink, contextlib.redirect_stdout(sink):
+        report.api = score_through_api(endpoint, outputs, handler.bundle_dir, truth, seed)
     return report
+
+
+API_PAYMENTS = 4
+
+
+def score_through_api(
+    endpoint_url: str,
+    outputs: Mapping[str, str],
+    bundle_dir: Path,
+    truth: Sequence[Mapping[str, Any]],
+    seed: int,
+    count: int = API_PAYMENTS,
+) -> list[dict[str, Any]]:
+    """A few new payments of the run's users, each posted twice to POST /v1/transactions through
+    `fraudwatch serve`'s server and the real API handler: the decision, its score, whether the second
+    answer was the same, and how long the first took. Every other one is 30 times its user's amount."""
+    import urllib.request
+
+    from infra.serve import Containers, serving
+
+    def post(url: str, body: bytes) -> tuple[dict[str, Any], float]:
+        request = urllib.request.Request(  # noqa: S310 - the local server's own http URL
+            f"{url}/v1/transactions", body, {"content-type": "application/json"}
+        )
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - as above
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer, (time.perf_counter() - started) * 1000
+
+    by_user = {str(tx["user_id"]): tx for tx in truth}
+    containers = Containers.load(outputs, endpoint_url, bundle_dir, 1, {"POWERTOOLS_LOG_LEVEL": "WARNING"})
+    scored = []
+    with serving(containers, log=False) as url:
+        for i, tx in enumerate(list(by_user.values())[:count]):
+            payment = {
+                "transaction_id": f"api-{seed}-{i}",
+                "user_id": tx["user_id"],
+                "merchant_id": tx["merchant_id"],
+                "amount": round(float(tx["amount"]) * (30 if i % 2 else 1), 2),
+                "currency": tx["currency"],
+                "timestamp": datetime.now(UTC).isoformat(),
+                "category": tx["category"],
+            }
+            body = json.dumps(payment).encode()
+            first, took_ms = post(url, body)
+            again, _ = post(url, body)
+            scored.append(
+                {
+                    "transaction_id": payment["transaction_id"],
+                    "amount": payment["amount"],
+                    "decision": first["decision"],
+                    "score": first["score"],
+                    "same_again": first == again,
+                    "ms": took_ms,
+                }
+            )
+    return scored
 
 
 class LabelsFed(NamedTuple):

@@ -48,6 +48,8 @@ class DemoReport:
     """Transactions per second produced (None: as fast as the producer could)."""
     alerts_log: str = ""
     """Where the alerts were appended, one JSON line each."""
+    api: list[dict[str, Any]] = field(default_factory=list)
+    """Payments posted twice to the inline API after the run (`score_through_api`)."""
     """The run's transactions labelled on the stream once decided (LabelsFed's fields); empty: none."""
 
     @property
@@ -104,6 +106,7 @@ class DemoReport:
                 f"merchants' from the history (holding {self.seeded['labels']:,} labels known by its end, "
                 f"{self.seeded['fraud_labels']:,} fraud)",
                 self._labels_line(),
+                *self._api_lines(),
             ]
         )
 
@@ -121,6 +124,21 @@ class DemoReport:
             return "                 (no timings from the runner)"
         where = ", ".join(f"{name} {p['p50']:.0f}/{p['p99']:.0f}" for name, p in parts.items())
         return f"  where it goes   p50/p99 ms per record: {where}"
+
+    def _api_lines(self) -> list[str]:
+        if not self.api:
+            return []
+        same = sum(p["same_again"] for p in self.api)
+        lines = [
+            f"inline API       {len(self.api)} new payments posted twice each to POST /v1/transactions "
+            f"(fraudwatch serve, the real handler): the same decision the second time for {same}"
+        ]
+        lines += [
+            f"                 {p['transaction_id']}  {p['amount']:>10,.2f}  {p['decision']:<8} "
+            f"score {p['score']:.3f}  first answer in {p['ms']:.0f} ms"
+            for p in self.api
+        ]
+        return lines
 
     def _labels_line(self) -> str:
         if not self.labels:

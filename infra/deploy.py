@@ -3,8 +3,9 @@
 Like `sam deploy`, without Docker: the code and layers are zipped to an S3 bucket on the endpoint, the
 SAM transform (aws-sam-translator) turns the template into plain CloudFormation, and CloudFormation
 creates or updates the stack. Then every resource of the translated template is looked up through its
-own service's API; one the endpoint skipped (moto's CloudFormation has no CloudWatch alarms, and drops
-a function's layers) is created through that API from the template's own properties, and anything
+own service's API; one the endpoint skipped (moto's CloudFormation has no CloudWatch alarms and no
+API Gateway v2, and drops a function's layers) is created through that API from the template's own
+properties, and anything
 else missing is an error naming it. Nothing here lists resources by name: all comes from the template.
 """
 
@@ -536,6 +537,105 @@ def _mapping(lambda_: Any, uuid: str) -> dict[str, Any]:
     return {"Arn": lambda_.get_event_source_mapping(UUID=uuid)["EventSourceMappingArn"]}
 
 
+def _http_api(apigatewayv2: Any, api_id: str) -> dict[str, Any]:
+    api = apigatewayv2.get_api(ApiId=api_id)
+    return {"ApiId": api["ApiId"], "ApiEndpoint": api.get("ApiEndpoint", "")}
+
+
+def _create_http_api(apigatewayv2: Any, props: dict[str, Any], name: str) -> str:
+    """An HTTP API from its OpenAPI body (routes, integrations, IAM authorisation); a redeploy reimports."""
+    tag = {"fraudwatch:logical-id": name}
+    existing = [a for a in apigatewayv2.get_apis()["Items"] if a.get("Tags") == tag]
+    if existing:
+        api_id = str(existing[0]["ApiId"])
+    else:
+        api_id = str(apigatewayv2.create_api(Name=name, ProtocolType="HTTP", Tags=tag)["ApiId"])
+    body = props["Body"]
+    apigatewayv2.reimport_api(ApiId=api_id, Body=json.dumps(body))
+    # moto imports the routes but not their authorisation: set what the body's security asks for.
+    sigv4 = {
+        name
+        for name, scheme in body.get("components", {}).get("securitySchemes", {}).items()
+        if scheme.get("x-amazon-apigateway-authtype") == "awsSigv4"
+    }
+    for route in apigatewayv2.get_routes(ApiId=api_id)["Items"]:
+        method, _, path = route["RouteKey"].partition(" ")
+        security = body.get("paths", {}).get(path, {}).get(method.lower(), {}).get("security", [])
+        if any(sigv4 & set(requirement) for requirement in security):
+            apigatewayv2.update_route(ApiId=api_id, RouteId=route["RouteId"], AuthorizationType="AWS_IAM")
+    return api_id
+
+
+def _api_stage(apigatewayv2: Any, physical_id: str) -> dict[str, Any]:
+    api_id, _, stage_name = physical_id.partition("/")
+    stage = apigatewayv2.get_stage(ApiId=api_id, StageName=stage_name)
+    return {"StageName": stage["StageName"]}
+
+
+def _create_api_stage(apigatewayv2: Any, props: dict[str, Any], name: str) -> str:
+    physical_id = f"{props['ApiId']}/{props['StageName']}"
+    try:
+        _api_stage(apigatewayv2, physical_id)
+    except Exception as exc:
+        if not _missing(exc):
+            raise
+        shape = apigatewayv2.meta.service_model.operation_model("CreateStage").input_shape
+        apigatewayv2.create_stage(**coerce_to_shape(props, shape))
+    return physical_id
+
+
+def _permission(lambda_: Any, physical_id: str) -> dict[str, Any]:
+    function, _, sid = physical_id.partition("|")
+    statements = json.loads(lambda_.get_policy(FunctionName=function)["Policy"]).get("Statement", [])
+    if not any(s.get("Sid") == sid for s in statements):
+        raise LookupError(physical_id)
+    return {}
+
+
+def _create_permission(lambda_: Any, props: dict[str, Any], name: str) -> str:
+    physical_id = f"{props['FunctionName']}|{name}"
+    try:
+        _permission(lambda_, physical_id)
+    except LookupError:
+        lambda_.add_permission(StatementId=name, **props)
+    except Exception as exc:
+        if not _missing(exc):
+            raise
+        lambda_.add_permission(StatementId=name, **props)
+    return physical_id
+
+
+def _version(lambda_: Any, arn: str) -> dict[str, Any]:
+    config = lambda_.get_function_configuration(FunctionName=arn)
+    return {"Version": config["Version"], "Arn": config["FunctionArn"]}
+
+
+def _publish_version(lambda_: Any, props: dict[str, Any], name: str) -> str:
+    """A published version of the function (AutoPublishAlias) where the endpoint made none."""
+    params = {k: v for k, v in props.items() if k in ("FunctionName", "Description", "CodeSha256")}
+    return str(lambda_.publish_version(**params)["FunctionArn"])
+
+
+def _alias(lambda_: Any, arn: str) -> dict[str, Any]:
+    function, _, name = arn.rpartition(":")
+    alias = lambda_.get_alias(FunctionName=function, Name=name)
+    return {"Arn": alias["AliasArn"], "Name": alias["Name"]}
+
+
+def _create_alias(lambda_: Any, props: dict[str, Any], name: str) -> str:
+    """The alias (AutoPublishAlias) on the published version; a redeploy points it at the new one."""
+    from botocore.exceptions import ClientError
+
+    target = {"FunctionName": props["FunctionName"], "Name": props["Name"]}
+    try:
+        lambda_.get_alias(**target)
+    except ClientError as exc:
+        if not _missing(exc):
+            raise
+        return str(lambda_.create_alias(**target, FunctionVersion=str(props["FunctionVersion"]))["AliasArn"])
+    return str(lambda_.update_alias(**target, FunctionVersion=str(props["FunctionVersion"]))["AliasArn"])
+
+
 KINDS: dict[str, Kind] = {
     "AWS::Kinesis::Stream": Kind("kinesis", _stream),
     "AWS::DynamoDB::Table": Kind("dynamodb", _table),
@@ -550,6 +650,11 @@ KINDS: dict[str, Kind] = {
     "AWS::Logs::LogGroup": Kind("logs", _log_group),
     "AWS::CloudWatch::Alarm": Kind("cloudwatch", _alarm, _create_alarm),
     "AWS::CloudWatch::Dashboard": Kind("cloudwatch", _dashboard, _create_dashboard),
+    "AWS::ApiGatewayV2::Api": Kind("apigatewayv2", _http_api, _create_http_api),
+    "AWS::ApiGatewayV2::Stage": Kind("apigatewayv2", _api_stage, _create_api_stage),
+    "AWS::Lambda::Permission": Kind("lambda", _permission, _create_permission),
+    "AWS::Lambda::Version": Kind("lambda", _version, _publish_version),
+    "AWS::Lambda::Alias": Kind("lambda", _alias, _create_alias),
 }
 
 

@@ -49,14 +49,16 @@ class LocalContext:
         return self.timeout_ms
 
 
-def function_environment(outputs: Mapping[str, str], template: Path = TEMPLATE) -> dict[str, str]:
-    """The function's environment variables as the template states them, resolved against the outputs."""
+def function_environment(
+    outputs: Mapping[str, str], template: Path = TEMPLATE, function: str = FUNCTION
+) -> dict[str, str]:
+    """A function's environment variables as the template states them, resolved against the outputs."""
     doc = load_template(template)
     refs = {_ref(out["Value"]): outputs[name] for name, out in doc["Outputs"].items() if name in outputs}
     defaults = {name: str(p.get("Default", "")) for name, p in doc.get("Parameters", {}).items()}
     global_function = doc.get("Globals", {}).get("Function", {})
     variables: dict[str, Any] = dict(global_function.get("Environment", {}).get("Variables", {}))
-    variables.update(doc["Resources"][FUNCTION]["Properties"].get("Environment", {}).get("Variables", {}))
+    variables.update(doc["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {}))
     env = {}
     for name, value in variables.items():
         ref = _ref(value)
@@ -77,22 +79,34 @@ def load_handler(
     bundle_dir: Path = DEFAULT_BUNDLE,
     endpoint_url: str | None = None,
     overrides: Mapping[str, str] | None = None,
+    function: str = FUNCTION,
 ) -> Handler:
-    """Set the function's environment in this process and import the real handler (a cold start)."""
-    env = function_environment(outputs)
+    """Set a function's environment in this process and import its real handler (a cold start).
+
+    The handler is the template's own: the function's `CodeUri` and `Handler` (module.function).
+    """
+    env = function_environment(outputs, function=function)
     env["MODEL_DIR"] = str(bundle_dir)
     env.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     if endpoint_url:
         env["AWS_ENDPOINT_URL"] = endpoint_url
     env.update(overrides or {})
     os.environ.update(env)
-    spec = importlib.util.spec_from_file_location(f"scoring_app_{uuid.uuid4().hex}", HANDLER_FILE)
+    handler_file, name = handler_location(function)
+    spec = importlib.util.spec_from_file_location(f"{handler_file.stem}_{uuid.uuid4().hex}", handler_file)
     if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the handler from {HANDLER_FILE}")
+        raise ImportError(f"cannot load the handler from {handler_file}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    handler: Handler = module.lambda_handler
+    handler: Handler = getattr(module, name)
     return handler
+
+
+def handler_location(function: str = FUNCTION, template: Path = TEMPLATE) -> tuple[Path, str]:
+    """The file and the name of a function's handler, from its CodeUri and Handler in the template."""
+    props = load_template(template)["Resources"][function]["Properties"]
+    module, _, name = props["Handler"].rpartition(".")
+    return template.parent / props["CodeUri"] / f"{module.replace('.', '/')}.py", name
 
 
 def _ref(value: Any) -> str | None:

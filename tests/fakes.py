@@ -28,6 +28,7 @@ from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import Profiles
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord
+from fraudwatch.errors import ProfileStoreError
 
 
 class _Faults:
@@ -57,6 +58,7 @@ class FakeProfileStore(_Faults, MemoryProfileStore):
     def __init__(self) -> None:
         _Faults.__init__(self)
         MemoryProfileStore.__init__(self)
+        self.before_put: Callable[[], object] | None = None
 
     def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
         """The stored profiles of these users and merchants."""
@@ -64,11 +66,19 @@ class FakeProfileStore(_Faults, MemoryProfileStore):
         return super().get_many(user_ids, merchant_ids)
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Store the profiles not chosen to fail."""
+        """Store the profiles not chosen to fail, each if its version is the one read; return conflicts.
+
+        `before_put`, when set, runs once before the write: another writer racing this one.
+        """
         self._enter()
+        if self.before_put is not None:
+            race, self.before_put = self.before_put, None
+            race()
         failed = self._failing(p.user_id for p in profiles)
-        super().put_many([p for p in profiles if p.user_id not in failed])
-        return failed
+        conflicts = super().put_many([p for p in profiles if p.user_id not in failed])
+        if failed:
+            raise ProfileStoreError("Injected", operation="TransactWriteItems", unwritten=failed)
+        return conflicts
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
         """Store the merchant profiles not chosen to fail."""

@@ -293,6 +293,28 @@ def test_function_has_its_layers_and_no_event_source_mapping(
     assert lambda_.list_event_source_mappings()["EventSourceMappings"] == []
 
 
+def test_the_inline_api_routes_each_need_iam_and_invoke_the_api_function_with_its_layers(
+    emulator: Emulator, outputs: dict[str, str]
+) -> None:
+    apigatewayv2, lambda_ = emulator.client("apigatewayv2"), emulator.client("lambda")
+    api_id = outputs["ScoringApiUrl"].removeprefix("https://").split(".", 1)[0]
+    routes = apigatewayv2.get_routes(ApiId=api_id)["Items"]
+    events = sam_resources("AWS::Serverless::Function")["ScoringApiFunction"]["Events"].values()
+    expected = {f"{e['Properties']['Method']} {e['Properties']['Path']}" for e in events}
+    assert {r["RouteKey"] for r in routes} == expected
+    assert {r.get("AuthorizationType") for r in routes} == {"AWS_IAM"}
+    assert [s["StageName"] for s in apigatewayv2.get_stages(ApiId=api_id)["Items"]] == ["$default"]
+    config = lambda_.get_function_configuration(FunctionName=outputs["ScoringApiFunctionName"])
+    assert config["Handler"] == "app.lambda_handler"
+    alias = lambda_.get_alias(FunctionName=outputs["ScoringApiFunctionName"], Name="live")
+    assert alias["FunctionVersion"].isdigit()  # a published version (SnapStart applies to those)
+    assert len(config["Layers"]) == 3
+    policy = json.loads(lambda_.get_policy(FunctionName=outputs["ScoringApiFunctionName"])["Policy"])
+    arns = [s["Condition"]["ArnLike"]["AWS:SourceArn"] for s in policy["Statement"]]
+    assert len(arns) == len(expected)
+    assert all(f":{api_id}/" in arn for arn in arns)
+
+
 def test_stream_tables_topic_and_queues_are_usable(emulator: Emulator, outputs: dict[str, str]) -> None:
     kinesis = emulator.client("kinesis")
     kinesis.put_record(StreamName=outputs["StreamName"], Data=b'{"probe": 1}', PartitionKey="u1")

@@ -120,7 +120,9 @@ AWS_ECHO = f"One or more parameter values were invalid: card_number {PAN}, amoun
 
 def fail_decision_writes(handler, table: str, times: int, code: str) -> None:
     """The decisions table answers `code` to the first `times` writes, with a message echoing card data."""
-    client = inspect.unwrap(handler).__globals__["service"]._decisions._client
+    wired = inspect.unwrap(handler).__globals__
+    service = wired["service"] if "service" in wired else wired["scoring"].service  # the API's
+    client = service._decisions._client
     left = {"n": times}
 
     def fail(params, **kwargs):
@@ -248,3 +250,45 @@ def test_the_function_never_logs_its_events() -> None:
     variables = function["Environment"]["Variables"]
     assert str(variables.get("POWERTOOLS_LOGGER_LOG_EVENT", "false")).lower() == "false"
     assert "inject_lambda_context\n" in HANDLER_FILE.read_text()  # no log_event=True argument
+
+
+@pytest.fixture
+def api_handler(stack, tiny_bundle, restore_environ, log_level):
+    return load_handler(
+        stack,
+        bundle_dir=tiny_bundle,
+        overrides={"POWERTOOLS_LOG_LEVEL": log_level},
+        function="ScoringApiFunction",
+    )
+
+
+def test_the_api_logs_no_card_or_personal_data_whatever_it_is_sent(
+    api_handler, stack, service_log, capfd, caplog, log_level
+):
+    from infra.http_event import http_api_event
+
+    def post(body: bytes, content_type: str = "application/json") -> dict[str, Any]:
+        event = http_api_event("POST", "/v1/transactions", headers={"content-type": content_type}, body=body)
+        response: dict[str, Any] = api_handler(event, LocalContext(function_name="ScoringApiFunction"))
+        return response
+
+    valid = transaction("u-api", 1, AMOUNTS[0], **PERSONAL)
+    statuses = [post(_json(valid))["statusCode"], post(_json(valid))["statusCode"]]
+    statuses += [post(data)["statusCode"] for _, data in MALFORMED]
+    statuses.append(post(_json(valid), "text/plain")["statusCode"])
+    throttle_first_decision_writes(api_handler, stack["DecisionsTableName"], times=4)
+    statuses.append(post(_json(transaction("u-api", 2, AMOUNTS[1], **PERSONAL)))["statusCode"])
+
+    assert statuses[:2] == [200, 200]
+    assert set(statuses[2 : 2 + len(MALFORMED)]) <= {400, 413}
+    assert statuses[-2:] == [415, 503]
+    assert_no_card_or_personal_data(everything_logged(service_log, capfd, caplog), log_level)
+    assert batch_lines(service_log)  # the decision made was logged: ids and counts
+
+
+def test_the_api_function_never_logs_its_events() -> None:
+    function = load_template()["Resources"]["ScoringApiFunction"]["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert str(variables.get("POWERTOOLS_LOGGER_LOG_EVENT", "false")).lower() == "false"
+    source = (HANDLER_FILE.parent.parent / "api" / "app.py").read_text()
+    assert "log_event" not in source

@@ -175,9 +175,7 @@ def test_users_and_merchants_share_each_read_call_one_hundred_keys_at_a_time(sta
 
 
 def test_unprocessed_writes_and_reads_are_retried_for_both_tables(stack):
-    client = HalfProcessed(boto3.client("dynamodb"))
-    assert store(stack, client).put_many([profile(f"user-{i}", [5.0]) for i in range(10)]) == set()
-    assert client.calls == 2
+    assert store(stack).put_many([profile(f"user-{i}", [5.0]) for i in range(10)]) == set()
     client = HalfProcessed(boto3.client("dynamodb"))
     assert store(stack, client).put_merchants([merchant(f"merch-{i}", 1, 0) for i in range(10)]) == set()
     assert client.calls == 2
@@ -313,3 +311,101 @@ def test_unsendable_quarantine_records_are_reported(aws):
     assert raised.value.unwritten == frozenset({"42"})
     assert (raised.value.code, raised.value.retryable) == ("AWS.SimpleQueueService.NonExistentQueue", False)
     assert (raised.value.operation, raised.value.resource) == ("SendMessageBatch", "missing")
+
+
+class RecordingTransactions:
+    """A DynamoDB client that records each TransactWriteItems call's puts and passes it on."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.transactions: list[list[str]] = []
+
+    def transact_write_items(self, **kwargs):
+        self.transactions.append([a["Put"]["Item"]["user_id"]["S"] for a in kwargs["TransactItems"]])
+        return self._client.transact_write_items(**kwargs)
+
+    def batch_get_item(self, RequestItems):
+        return self._client.batch_get_item(RequestItems=RequestItems)
+
+
+def test_user_profiles_are_written_conditionally_one_hundred_a_transaction_with_their_version(stack):
+    client = RecordingTransactions(boto3.client("dynamodb"))
+    profiles = [profile(f"user-{i}", [5.0]) for i in range(150)]
+
+    assert store(stack, client).put_many(profiles) == set()
+
+    assert [len(t) for t in client.transactions] == [100, 50]
+    assert {p.version for p in profiles} == {1}
+    read = store(stack).get_many(["user-7"]).users["user-7"]
+    assert (read, read.version) == (profiles[7], 1)
+
+
+def test_a_profile_another_writer_changed_since_the_read_is_a_conflict_and_the_others_are_written(stack):
+    writer = store(stack)
+    writer.put_many([profile("user-1", [5.0]), profile("user-2", [6.0])])
+    mine = writer.get_many(["user-1", "user-2"]).users
+    theirs = writer.get_many(["user-1"]).users["user-1"]
+    theirs.count = 99
+    assert writer.put_many([theirs]) == set()  # the other writer wins the race
+    mine["user-1"].count = mine["user-2"].count = 7
+    brand_new = profile("user-3", [1.0])
+    also_new = profile("user-1", [2.0])  # "new" to a writer that found none, but one exists
+
+    conflicts = writer.put_many([mine["user-1"], mine["user-2"], brand_new])
+
+    assert conflicts == {"user-1"}
+    stored = writer.get_many(["user-1", "user-2", "user-3"]).users
+    assert (stored["user-1"].count, stored["user-1"].version) == (99, 2)
+    assert (stored["user-2"].count, stored["user-2"].version) == (7, 2)
+    assert stored["user-3"].version == 1
+    assert writer.put_many([also_new]) == {"user-1"}
+
+
+def test_a_profile_stored_before_versions_is_read_as_version_0_and_written_once(stack):
+    dynamodb = boto3.client("dynamodb")
+    legacy = profile("user-1", [5.0])
+    dynamodb.put_item(
+        TableName=stack["ProfilesTableName"],
+        Item={"user_id": {"S": "user-1"}, "state": {"S": legacy.to_json()}},
+    )
+    first, second = (store(stack).get_many(["user-1"]).users["user-1"] for _ in range(2))
+    assert first.version == second.version == 0
+
+    assert store(stack).put_many([first]) == set()
+    assert store(stack).put_many([second]) == {"user-1"}
+
+
+def test_the_emulators_one_copy_per_transaction_still_rolls_a_cancelled_transaction_back(stack):
+    from infra.emulator import copy_each_table_once
+
+    copy_each_table_once()
+    writer = store(stack)
+    writer.put_many([profile(f"user-{i}", [5.0]) for i in range(5)])
+    read = writer.get_many([f"user-{i}" for i in range(5)]).users
+    writer.put_many([read["user-2"]])  # another writer: user-2 moves on
+    dynamodb = boto3.client("dynamodb")
+    items: Any = [
+        {
+            "Put": {
+                "TableName": stack["ProfilesTableName"],
+                "Item": {"user_id": {"S": user_id}, "state": {"S": "{}"}, "version": {"N": "2"}},
+                "ConditionExpression": "version = :read",
+                "ExpressionAttributeValues": {":read": {"N": "1"}},
+            }
+        }
+        for user_id in read
+    ]
+
+    with pytest.raises(ClientError) as cancelled:
+        dynamodb.transact_write_items(TransactItems=items)
+
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    after = writer.get_many(list(read)).users
+    assert {u: p.version for u, p in after.items()} == {
+        "user-0": 1,
+        "user-1": 1,
+        "user-2": 2,
+        "user-3": 1,
+        "user-4": 1,
+    }
+    assert all(after[u] == read[u] for u in read if u != "user-2")  # nothing of the others was written

@@ -27,11 +27,13 @@ from tests.adapters.conftest import (  # noqa: F401 - fixtures shared with the a
 
 @dataclass
 class Embedded:
-    """The template deployed on a moto server in its own process, with the real handler loaded."""
+    """The template deployed on a moto server in its own process, with the real handlers loaded."""
 
     endpoint_url: str
     outputs: dict[str, str]
     handler: Handler
+    api_handler: Handler
+    """The inline API's (ScoringApiFunction), on the same stack."""
 
     def client(self, service: str) -> Any:
         """A boto3 client for one service on the emulator."""
@@ -50,18 +52,26 @@ def deployed(endpoint_url: str, stage: str, bundle: Path) -> Embedded:
     outputs = deploy(
         endpoint_url, stack_name=f"fraudwatch-{stage}", parameters={"Stage": stage, "ShardCount": "2"}
     )
+    handler, api_handler = (
+        _loaded(outputs, bundle, endpoint_url, function)
+        for function in ("ScoringFunction", "ScoringApiFunction")
+    )
+    return Embedded(endpoint_url, outputs, handler, api_handler)
+
+
+def _loaded(outputs: dict[str, str], bundle: Path, endpoint_url: str, function: str) -> Handler:
     saved = dict(os.environ)
     try:
-        handler = load_handler(
+        return load_handler(
             outputs,
             bundle_dir=bundle,
             endpoint_url=endpoint_url,
             overrides=emulator_environment(endpoint_url),
+            function=function,
         )
     finally:  # the handler's clients are built; the rest of the session keeps its own environment
         os.environ.clear()
         os.environ.update(saved)
-    return Embedded(endpoint_url, outputs, handler)
 
 
 def scan(dynamodb: Any, table: str, key: str) -> dict[str, dict[str, Any]]:

@@ -109,6 +109,17 @@ def test_users_and_merchants_start_from_the_history_and_the_report_says_so(repor
     assert report.to_dict()["seeded"] == seeded
 
 
+def test_a_few_payments_are_decided_through_the_api_the_same_way_twice_and_reported(
+    report: DemoReport,
+) -> None:
+    assert report.api
+    assert all(p["same_again"] for p in report.api)
+    assert {p["decision"] for p in report.api} <= {"APPROVED", "FLAGGED", "REJECTED"}
+    assert all(0.0 <= p["score"] <= 1.0 for p in report.api)
+    assert report.api[0]["transaction_id"] in report.text()
+    assert report.transactions == TRANSACTIONS  # the API's payments come after, and count apart
+
+
 def test_a_broken_bundle_fails_naming_the_step(tiny_bundle: Path, tmp_path: Path) -> None:
     broken = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, broken)

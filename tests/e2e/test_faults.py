@@ -460,8 +460,8 @@ CRASH_POINTS = [
     ("dynamodb", "BatchWriteItem", "DecisionsTableName", "after"),
     ("sns", "PublishBatch", None, "before"),
     ("sns", "PublishBatch", None, "after"),
-    ("dynamodb", "BatchWriteItem", "ProfilesTableName", "before"),
-    ("dynamodb", "BatchWriteItem", "ProfilesTableName", "after"),
+    ("dynamodb", "TransactWriteItems", "ProfilesTableName", "before"),
+    ("dynamodb", "TransactWriteItems", "ProfilesTableName", "after"),
     ("dynamodb", "BatchWriteItem", "MerchantProfilesTableName", "after"),
 ]
 
@@ -476,7 +476,11 @@ def crash_at(service: Any, outputs: dict[str, str], point: tuple[str, str, str |
     crashed: list[str] = []
 
     def arm(params: dict[str, Any], context: dict[str, Any], **kwargs: Any) -> None:
-        if not crashed and (table_output is None or outputs[table_output] in params.get("RequestItems", {})):
+        written = {
+            *params.get("RequestItems", {}),
+            *(a["Put"]["TableName"] for a in params.get("TransactItems", [])),
+        }
+        if not crashed and (table_output is None or outputs[table_output] in written):
             context["fraudwatch_crash"] = True
 
     def before(context: dict[str, Any], **kwargs: Any) -> None:

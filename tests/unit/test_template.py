@@ -24,6 +24,8 @@ OUTPUTS = {
     "QuarantineQueueArn",
     "OnFailureQueueUrl",
     "ScoringFunctionName",
+    "ScoringApiFunctionName",
+    "ScoringApiUrl",
     "DashboardName",
 }
 LAYERS = ("MlRuntimeLayer", "FraudwatchLayer", "ModelLayer")
@@ -76,9 +78,12 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _statements(transformed: dict[str, Any]) -> list[dict[str, Any]]:
+def _statements(transformed: dict[str, Any], role: str | None = None) -> list[dict[str, Any]]:
+    """Every statement of every role and policy, or of one role's own policies."""
     statements = []
-    for resource in transformed["Resources"].values():
+    for logical_id, resource in transformed["Resources"].items():
+        if role is not None and logical_id != role:
+            continue
         if resource["Type"] == "AWS::IAM::Role":
             for policy in resource["Properties"].get("Policies", []):
                 statements += policy["PolicyDocument"]["Statement"]
@@ -264,11 +269,17 @@ def test_every_statement_names_its_resources_and_no_action_wildcard(transformed:
             assert set(actions) <= RESOURCE_WILDCARD_ALLOWED, statement
 
 
-def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: dict[str, Any]) -> None:
+def _grants(transformed: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """Action -> the logical ids of the resources one role may do it on."""
     grants: dict[str, set[str]] = {}
-    for statement in _statements(transformed):
+    for statement in _statements(transformed, role):
         for action in _as_list(statement["Action"]):
             grants.setdefault(action, set()).update(_refs(statement["Resource"]))
+    return grants
+
+
+def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: dict[str, Any]) -> None:
+    grants = _grants(transformed, "ScoringFunctionRole")
     tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
     for action in ("BatchGetItem", "BatchWriteItem", "PutItem"):
         assert grants[f"dynamodb:{action}"] == tables, action
@@ -290,9 +301,42 @@ def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: di
     assert "cloudwatch:PutMetricData" not in grants  # metrics leave as EMF log lines
 
 
-def test_function_role_is_the_scoped_one(transformed: dict[str, Any]) -> None:
-    fn = resources_of_type(transformed, "AWS::Lambda::Function")["ScoringFunction"]
-    assert fn["Properties"]["Role"] == {"Fn::GetAtt": ["ScoringFunctionRole", "Arn"]}
+def test_api_function_may_do_exactly_what_it_needs_and_nothing_of_the_stream_or_queues(
+    transformed: dict[str, Any],
+) -> None:
+    grants = _grants(transformed, "ScoringApiFunctionRole")
+    tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
+    for action in ("BatchGetItem", "BatchWriteItem", "PutItem"):
+        assert grants[f"dynamodb:{action}"] == tables, action
+    assert grants["dynamodb:GetItem"] == tables | {"RulesTable"}  # the rules in force, by key
+    assert grants["dynamodb:Scan"] == {"ListsTable"}  # the lists, as the stream function reads them
+    assert grants["dynamodb:Query"] == {"DecisionsTable"}  # its by-user index only
+    assert grants["sns:Publish"] == {"AlertsTopic"}
+    assert grants["logs:PutLogEvents"] == {"ScoringApiFunctionLogGroup"}
+    assert not {a for a in grants if a.startswith(("kinesis:", "sqs:", "cloudwatch:"))}
+    query = next(
+        s for s in _statements(transformed, "ScoringApiFunctionRole") if s["Action"] == "dynamodb:Query"
+    )
+    assert query["Resource"] == {"Fn::Sub": "${DecisionsTable.Arn}/index/by-user"}
+
+
+@pytest.mark.parametrize("function", ["ScoringFunction", "ScoringApiFunction"])
+def test_function_role_is_the_scoped_one(transformed: dict[str, Any], function: str) -> None:
+    fn = resources_of_type(transformed, "AWS::Lambda::Function")[function]
+    assert fn["Properties"]["Role"] == {"Fn::GetAtt": [f"{function}Role", "Arn"]}
+
+
+def test_every_api_route_needs_iam_authorisation(transformed: dict[str, Any]) -> None:
+    (api,) = resources_of_type(transformed, "AWS::ApiGatewayV2::Api").values()
+    body = api["Properties"]["Body"]
+    schemes = body["components"]["securitySchemes"]
+    operations = [op for path in body["paths"].values() for op in path.values()]
+    assert len(operations) == 3
+    for operation in operations:
+        (requirement,) = operation["security"]
+        (scheme,) = requirement
+        assert schemes[scheme]["x-amazon-apigateway-authtype"] == "awsSigv4"
+        assert operation["x-amazon-apigateway-integration"]["payloadFormatVersion"] == "2.0"
 
 
 # ---------------------------------------------------------------- encryption

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from fraudwatch.domain.decision import Decision
+from fraudwatch.domain.inline import InlineDecision
 from fraudwatch.domain.scoring import BatchReport
 from fraudwatch.errors import AwsCallError
 
@@ -74,6 +75,12 @@ def record_rule_matches(report: BatchReport) -> None:
             default_dimensions={"service": "fraudwatch"},
         ) as metric:
             metric.add_dimension(name="rule", value=code)
+
+
+def record_inline(decided: InlineDecision) -> None:
+    """An inline decision's metrics and log line, as a batch of one (nothing when it was made before)."""
+    if decided.new:
+        record_batch(decided.report, decided.decision.model_version)
 
 
 def error_fields(error: AwsCallError) -> dict[str, object]:

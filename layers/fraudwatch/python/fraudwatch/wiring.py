@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import boto3
+import botocore.session
 from botocore.config import Config
 
 from fraudwatch.adapters.controls import CachedControls, ControlsStore
@@ -10,8 +13,13 @@ from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
 from fraudwatch.adapters.model import load_model
 from fraudwatch.adapters.sns import SnsAlertPublisher
 from fraudwatch.adapters.sqs import SqsQuarantine
+from fraudwatch.domain.inline import InlineScoring
+from fraudwatch.domain.ports import Model
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 # Standard retry mode retries throttling and 5xx with backoff; timeouts stay well under the function's.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -22,10 +30,49 @@ def build_service(
 ) -> ScoringService:
     """The scoring service wired to DynamoDB, SNS, SQS and the bundled model."""
     session = session or boto3.Session()
+    return _service(
+        settings,
+        session,
+        session.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url),
+        endpoint_url,
+    )
+
+
+def fresh_session(loaded: boto3.Session) -> boto3.Session:
+    """A new session (credentials resolved again, no connection shared) that reuses the service models
+    `loaded` has read: reading them again is most of a client's cost (tens of milliseconds)."""
+    core = botocore.session.get_session()
+    core.register_component("data_loader", loaded._session.get_component("data_loader"))
+    return boto3.Session(botocore_session=core, region_name=loaded.region_name)
+
+
+def build_inline(
+    settings: Settings,
+    session: boto3.Session | None = None,
+    endpoint_url: str | None = None,
+    model: Model | None = None,
+) -> InlineScoring:
+    """The inline API's scoring: the same service, and the decisions read back, on one DynamoDB client.
+
+    `model`, when given, is used instead of loading the bundle (new clients around a loaded model, as
+    after a SnapStart restore).
+    """
+    session = session or boto3.Session()
     dynamodb = session.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
+    service = _service(settings, session, dynamodb, endpoint_url, model)
+    return InlineScoring(service, DynamoDecisionStore(settings.decisions_table, dynamodb))
+
+
+def _service(
+    settings: Settings,
+    session: boto3.Session,
+    dynamodb: DynamoDBClient,
+    endpoint_url: str | None,
+    model: Model | None = None,
+) -> ScoringService:
     sns = session.client("sns", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
     sqs = session.client("sqs", config=CLIENT_CONFIG, endpoint_url=endpoint_url)
-    model = load_model(settings.model_dir)
+    model = model or load_model(settings.model_dir)
     controls = None
     if settings.lists_table and settings.rules_table:
         store = ControlsStore(settings.lists_table, settings.rules_table, dynamodb)

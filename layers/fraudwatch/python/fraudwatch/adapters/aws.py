@@ -54,8 +54,12 @@ SERVER_ERROR_CODES = frozenset(
         "RequestTimeout",
         "RequestTimeoutException",
         "ReplicatedWriteConflictException",
+        # a TransactWriteItems cancelled because another transaction was writing the same item
+        "TransactionConflict",
     }
 )
+CONDITION_FAILED = "ConditionalCheckFailed"
+"""A conditional write's condition did not hold: another writer changed the item since it was read."""
 UNPROCESSED_ITEMS = "UnprocessedItems"
 UNPROCESSED_KEYS = "UnprocessedKeys"
 """The codes given to what DynamoDB still leaves unprocessed (throttled) at the last attempt."""

@@ -1,14 +1,19 @@
 """DynamoDB stores of profiles and decisions, with as few calls as DynamoDB allows.
 
-Reads are BatchGetItem (100 keys a call, users' and merchants' together), writes BatchWriteItem (25
-items a call). What DynamoDB leaves unprocessed is retried with backoff a few times, and so is a
-write call that failed transiently; a permanent failure is not retried, nor a failed read call (the
-whole batch waits on it, and its redelivery retries it). What is still unread or unwritten is raised
-as a ProfileStoreError or DecisionStoreError naming the keys, the operation and AWS's error code.
+Reads are BatchGetItem (100 keys a call, users' and merchants' together); decisions and merchant
+profiles are written with BatchWriteItem (25 items a call). User profiles have two writers, the stream
+and the inline API (DESIGN.md, decision 6), so each is written only if its stored version is still the
+one read: TransactWriteItems, 100 conditional puts a call (BatchWriteItem takes no conditions). What
+DynamoDB leaves unprocessed is retried with backoff a few times, and so is a write call that failed
+transiently; a permanent failure is not retried, nor a failed read call (the whole batch waits on it,
+and its redelivery retries it). What is still unread or unwritten is raised as a ProfileStoreError or
+DecisionStoreError naming the keys, the operation and AWS's error code.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,18 +23,31 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fraudwatch.adapters.aws import UNPROCESSED_ITEMS, UNPROCESSED_KEYS, Failure, given_up, retry_batch
-from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.adapters.aws import (
+    CONDITION_FAILED,
+    UNPROCESSED_ITEMS,
+    UNPROCESSED_KEYS,
+    Failure,
+    given_up,
+    is_transient,
+    retry_batch,
+)
+from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.ports import Profiles
+from fraudwatch.domain.ports import DecisionPage, Profiles
 from fraudwatch.domain.profile import UserProfile
-from fraudwatch.errors import AwsCallError, DecisionStoreError, ProfileStoreError
+from fraudwatch.errors import AwsCallError, DecisionStoreError, InvalidRecordError, ProfileStoreError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 READ_CHUNK = 100
+BY_USER_INDEX = "by-user"
+"""The decisions table's index of a user's decisions over time (template.yaml)."""
 WRITE_CHUNK = 25
+TRANSACT_CHUNK = 100
+TRANSACT_BYTES = 3_500_000
+"""Bytes of profiles per TransactWriteItems call, under its 4 MB limit with room for keys and names."""
 DECISION_TTL_DAYS = 90
 
 Item = dict[str, Any]
@@ -38,6 +56,9 @@ TableKey = tuple[str, str]
 
 _UNREAD = Failure(UNPROCESSED_KEYS, retryable=True)
 _UNWRITTEN = Failure(UNPROCESSED_ITEMS, retryable=True)
+_CONFLICT = Failure(CONDITION_FAILED, retryable=False)
+_CANCELLED_WITH_OTHERS = Failure("TransactionCanceledException", retryable=True)
+"""An item of a cancelled transaction that was itself fine: written again without the others."""
 STATE = "state"
 """The attribute that holds a stored profile: its JSON (`UserProfile.to_json`, `MerchantProfile.to_json`)."""
 
@@ -77,23 +98,82 @@ class DynamoProfileStore:
     def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
         """The stored profiles of these users and merchants; raises ProfileStoreError when a read fails."""
         states = self._states({self.table_name: user_ids, self.merchant_table_name: merchant_ids})
+        users = {}
+        for user_id, (state, version) in states[self.table_name].items():
+            users[user_id] = profile = UserProfile.from_json(user_id, state)
+            profile.version = version
         return Profiles(
-            {u: UserProfile.from_json(u, state) for u, state in states[self.table_name].items()},
-            {m: MerchantProfile.from_json(m, state) for m, state in states[self.merchant_table_name].items()},
+            users,
+            {m: MerchantProfile.from_json(m, s) for m, (s, _) in states[self.merchant_table_name].items()},
         )
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write user profiles; raises ProfileStoreError naming the user ids left unwritten."""
-        return self._put(self.table_name, {p.user_id: p.to_json() for p in profiles})
+        """Write user profiles, each only if its stored version is the one read; return the conflicts.
+
+        A conflict is a user whose profile another writer changed since it was read: nothing of it is
+        written, and the caller re-reads and recomputes it. The profiles written get their new version.
+        Raises ProfileStoreError naming the user ids a failure left unwritten.
+        """
+        by_id = {p.user_id: p for p in profiles}
+        states = {user_id: p.to_json() for user_id, p in by_id.items()}
+        now = datetime.now(UTC).isoformat()
+
+        def write(chunk: list[str]) -> list[tuple[str, Failure]]:
+            return self._transact(chunk, by_id, states, now)
+
+        given: list[tuple[str, Failure]] = []
+        for chunk in _transact_chunks(states):
+            given += retry_batch(write, chunk, self._sleep)
+        failed = [(user_id, failure) for user_id, failure in given if failure is not _CONFLICT]
+        if failed:
+            operation = "TransactWriteItems"
+            raise given_up(ProfileStoreError, failed, operation=operation, resource=self.table_name)
+        return {user_id for user_id, _ in given}
+
+    def _transact(
+        self, chunk: list[str], profiles: dict[str, UserProfile], states: dict[str, str], now: str
+    ) -> list[tuple[str, Failure]]:
+        """One TransactWriteItems of conditional puts; return the users not written, and why.
+
+        A transaction is all or nothing: when some of its users conflict, the others are returned as
+        retryable and go again in a transaction of their own. Its ClientRequestToken is made from its
+        content, so a retry of a call whose response was lost changes nothing (for 10 minutes).
+        """
+        actions: list[Any] = [self._conditional_put(profiles[u], states[u], now) for u in chunk]
+        token = hashlib.sha256(
+            "\n".join(f"{u} {profiles[u].version} {states[u]}" for u in chunk).encode()
+        ).hexdigest()[:36]
+        try:
+            self._client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
+        except (ClientError, BotoCoreError) as exc:
+            return _cancelled(chunk, exc)
+        for user_id in chunk:
+            profiles[user_id].version += 1
+        return []
+
+    def _conditional_put(self, profile: UserProfile, state: str, now: str) -> dict[str, Any]:
+        put: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": profile_item("user_id", profile.user_id, state, now)
+            | {"version": {"N": str(profile.version + 1)}},
+        }
+        # Version 0 is a profile never stored, or stored before profiles had versions.
+        if profile.version:
+            put["ConditionExpression"] = "version = :read"
+            put["ExpressionAttributeValues"] = {":read": {"N": str(profile.version)}}
+        else:
+            put["ConditionExpression"] = "attribute_not_exists(version)"
+        return {"Put": put}
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
         """Write merchant profiles; raises ProfileStoreError naming the merchant ids left unwritten."""
         return self._put(self.merchant_table_name, {p.merchant_id: p.to_json() for p in profiles})
 
-    def _states(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, str]]:
-        """Per table, id -> stored state of the wanted ids, every table's keys sharing each call's 100."""
+    def _states(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, tuple[str, int]]]:
+        """Per table, id -> (stored state, version) of the wanted ids, every table's keys sharing each
+        call's 100."""
         keys = [(table, key_id) for table, ids in wanted.items() for key_id in sorted(set(ids))]
-        states: dict[str, dict[str, str]] = {table: {} for table in wanted}
+        states: dict[str, dict[str, tuple[str, int]]] = {table: {} for table in wanted}
 
         def read(chunk: list[TableKey]) -> list[tuple[TableKey, Failure]]:
             return self._batch_get(chunk, states)
@@ -116,7 +196,7 @@ class DynamoProfileStore:
         return batch_write(self._client, table, items, key=key, error=ProfileStoreError, sleep=self._sleep)
 
     def _batch_get(
-        self, keys: list[TableKey], states: dict[str, dict[str, str]]
+        self, keys: list[TableKey], states: dict[str, dict[str, tuple[str, int]]]
     ) -> list[tuple[TableKey, Failure]]:
         """One BatchGetItem of these keys over their tables into `states`; return the keys left unprocessed.
 
@@ -141,7 +221,10 @@ class DynamoProfileStore:
             ) from exc
         for table, items in response.get("Responses", {}).items():
             key = self._keys[table]
-            states[table].update((item[key]["S"], stored_state(item)) for item in items)
+            states[table].update(
+                (item[key]["S"], (stored_state(item), int(item.get("version", {"N": "0"})["N"])))
+                for item in items
+            )
         return [
             ((table, item_key[self._keys[table]]["S"]), _UNREAD)
             for table, entry in (response.get("UnprocessedKeys") or {}).items()
@@ -176,6 +259,40 @@ class DynamoDecisionStore:
             sleep=self._sleep,
         )
 
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision on a transaction, or None; raises DecisionStoreError when the read fails."""
+        try:
+            item = self._client.get_item(
+                TableName=self.table_name, Key={"transaction_id": {"S": transaction_id}}, ConsistentRead=True
+            ).get("Item")
+        except (ClientError, BotoCoreError) as exc:
+            raise _read_error(exc, "GetItem", self.table_name) from exc
+        return None if item is None else decision_of(item)
+
+    def by_user(self, user_id: str, since: str | None, limit: int, cursor: str | None) -> DecisionPage:
+        """A user's decisions from `since` on, newest first, through the by-user index (eventually
+        consistent, as every global secondary index is); raises DecisionStoreError."""
+        query: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": BY_USER_INDEX,
+            "KeyConditionExpression": "user_id = :user"
+            + ("" if since is None else " AND decided_at >= :since"),
+            "ExpressionAttributeValues": {":user": {"S": user_id}}
+            | ({} if since is None else {":since": {"S": since}}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor is not None:
+            query["ExclusiveStartKey"] = _start_key(cursor, user_id)
+        try:
+            page = self._client.query(**query)
+        except (ClientError, BotoCoreError) as exc:
+            raise _read_error(exc, "Query", f"{self.table_name}/{BY_USER_INDEX}") from exc
+        last = page.get("LastEvaluatedKey")
+        return DecisionPage(
+            [decision_of(item) for item in page["Items"]], None if not last else _cursor(last)
+        )
+
     def _item(self, d: DecisionRecord) -> Item:
         decided = datetime.fromisoformat(d.decided_at).timestamp()
         return {
@@ -201,6 +318,99 @@ def _rules_attributes(d: DecisionRecord) -> Item:
     if not d.rules_version:
         return {}
     return {"rules_version": {"S": d.rules_version}, "rule_reasons": {"S": json.dumps(list(d.rule_reasons))}}
+
+
+def decision_of(item: Item) -> DecisionRecord:
+    """A stored decision item back as the record written (`DynamoDecisionStore._item`'s inverse)."""
+    return DecisionRecord(
+        transaction_id=item["transaction_id"]["S"],
+        user_id=item["user_id"]["S"],
+        merchant_id=item["merchant_id"]["S"],
+        amount=float(item["amount"]["N"]),
+        currency=item["currency"]["S"],
+        transaction_time=item["transaction_time"]["S"],
+        decision=Decision(item["decision"]["S"]),
+        score=float(item["score"]["N"]),
+        model_version=item["model_version"]["S"],
+        thresholds=Thresholds(float(item["flag_threshold"]["N"]), float(item["reject_threshold"]["N"])),
+        decided_at=item["decided_at"]["S"],
+        reasons=tuple(Reason(**reason) for reason in json.loads(item["reasons"]["S"])),
+        rule_reasons=tuple(json.loads(item["rule_reasons"]["S"])) if "rule_reasons" in item else (),
+        rules_version=item.get("rules_version", {}).get("S", ""),
+    )
+
+
+_CURSOR_KEYS = ("transaction_id", "user_id", "decided_at")
+
+
+def _cursor(last_key: Item) -> str:
+    """The next page's cursor: the index's last key, as URL-safe base64 of its JSON."""
+    values = [last_key[name]["S"] for name in _CURSOR_KEYS]
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def _start_key(cursor: str, user_id: str) -> Item:
+    """The index key a cursor stands for; InvalidRecordError for one not made by `_cursor` for this user."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidRecordError("cursor", "not a cursor this API returned") from exc
+    if (
+        not isinstance(values, list)
+        or len(values) != len(_CURSOR_KEYS)
+        or not all(isinstance(v, str) and v for v in values)
+        or values[1] != user_id
+    ):
+        raise InvalidRecordError("cursor", "not a cursor this API returned for this user")
+    return {name: {"S": value} for name, value in zip(_CURSOR_KEYS, values, strict=True)}
+
+
+def _read_error(exc: ClientError | BotoCoreError, operation: str, resource: str) -> DecisionStoreError:
+    failure = Failure.of_exception(exc)
+    return DecisionStoreError(
+        failure.code,
+        retryable=failure.retryable,
+        operation=operation,
+        resource=resource,
+        status=failure.status,
+    )
+
+
+def _transact_chunks(states: dict[str, str]) -> list[list[str]]:
+    """The ids in chunks of TRANSACT_CHUNK at most, and TRANSACT_BYTES of state at most."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for key_id, state in states.items():
+        cost = len(state) + len(key_id.encode())
+        if len(chunks[-1]) == TRANSACT_CHUNK or (chunks[-1] and size + cost > TRANSACT_BYTES):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(key_id)
+        size += cost
+    return [chunk for chunk in chunks if chunk]
+
+
+def _cancelled(chunk: list[str], exc: ClientError | BotoCoreError) -> list[tuple[str, Failure]]:
+    """Each id of a failed TransactWriteItems with its failure, from the cancellation reasons if any.
+
+    Reasons come in the order of the actions: `ConditionalCheckFailed` is a conflict (another writer's
+    version), `None` an action that was fine, any other code its own failure (`TransactionConflict`,
+    a concurrent transaction on the item, passes by itself).
+    """
+    failure = Failure.of_exception(exc)
+    reasons = exc.response.get("CancellationReasons") if isinstance(exc, ClientError) else None
+    if not reasons or len(reasons) != len(chunk):
+        return [(key_id, failure) for key_id in chunk]
+    failed: list[tuple[str, Failure]] = []
+    for key_id, reason in zip(chunk, reasons, strict=True):
+        code = str(reason.get("Code") or "None")
+        if code == CONDITION_FAILED:
+            failed.append((key_id, _CONFLICT))
+        elif code == "None":
+            failed.append((key_id, _CANCELLED_WITH_OTHERS))
+        else:
+            failed.append((key_id, Failure(code, is_transient(code), failure.status, exc)))
+    return failed
 
 
 def batch_write(

@@ -6,9 +6,10 @@ from collections.abc import Iterable, Sequence
 
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.ports import Profiles
+from fraudwatch.domain.ports import DecisionPage, Profiles
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord
+from fraudwatch.errors import InvalidRecordError
 
 
 class MemoryProfileStore:
@@ -16,20 +17,28 @@ class MemoryProfileStore:
 
     def __init__(self) -> None:
         self.items: dict[str, str] = {}
+        self.versions: dict[str, int] = {}
         self.merchant_items: dict[str, str] = {}
 
     def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
         """The stored profiles of these users and merchants."""
         users, merchants = self.items, self.merchant_items
+        read = {u: UserProfile.from_json(u, users[u]) for u in set(user_ids) if u in users}
+        for user_id, profile in read.items():
+            profile.version = self.versions.get(user_id, 0)
         return Profiles(
-            {u: UserProfile.from_json(u, users[u]) for u in set(user_ids) if u in users},
+            read,
             {m: MerchantProfile.from_json(m, merchants[m]) for m in set(merchant_ids) if m in merchants},
         )
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Store every user profile."""
-        self.items.update((p.user_id, p.to_json()) for p in profiles)
-        return set()
+        """Store each user profile whose stored version is the one read; return the others' ids."""
+        conflicts = {p.user_id for p in profiles if self.versions.get(p.user_id, 0) != p.version}
+        for p in profiles:
+            if p.user_id not in conflicts:
+                self.items[p.user_id] = p.to_json()
+                p.version = self.versions[p.user_id] = p.version + 1
+        return conflicts
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
         """Store every merchant profile."""
@@ -47,6 +56,27 @@ class MemoryDecisionStore:
         """Store every decision (a rewrite replaces, as a DynamoDB put does)."""
         self.items.update((d.transaction_id, d) for d in decisions)
         return set()
+
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision on a transaction, or None."""
+        return self.items.get(transaction_id)
+
+    def by_user(self, user_id: str, since: str | None, limit: int, cursor: str | None) -> DecisionPage:
+        """A user's decisions from `since` on, newest first; the cursor is the count already given."""
+        if cursor is not None and not cursor.isdigit():
+            raise InvalidRecordError("cursor", "not a cursor this store returned")
+        start = int(cursor or 0)
+        mine = sorted(
+            (
+                d
+                for d in self.items.values()
+                if d.user_id == user_id and (since is None or d.decided_at >= since)
+            ),
+            key=lambda d: (d.decided_at, d.transaction_id),
+            reverse=True,
+        )
+        page = mine[start : start + limit]
+        return DecisionPage(page, str(start + limit) if start + limit < len(mine) else None)
 
 
 class MemoryAlertPublisher:

@@ -26,7 +26,11 @@ class ProfileStore(Protocol):
         ...
 
     def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write user profiles; return the user ids that could not be written."""
+        """Write user profiles, each only if its stored version is still `profile.version`.
+
+        Return the user ids whose stored profile another writer changed meanwhile (nothing of theirs
+        written); raise ProfileStoreError naming those a failure left unwritten.
+        """
         ...
 
     def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
@@ -39,6 +43,27 @@ class DecisionStore(Protocol):
 
     def put_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
         """Write decisions; return the transaction ids that could not be written."""
+        ...
+
+
+class DecisionPage(NamedTuple):
+    """A page of a user's decisions, newest first, and the cursor of the next page (None: the last)."""
+
+    decisions: list[DecisionRecord]
+    next: str | None
+
+
+class DecisionReader(Protocol):
+    """Decisions read back: one by transaction id, or a user's over time."""
+
+    def get(self, transaction_id: str) -> DecisionRecord | None:
+        """The decision on a transaction, or None; raises DecisionStoreError."""
+        ...
+
+    def by_user(self, user_id: str, since: str | None, limit: int, cursor: str | None) -> DecisionPage:
+        """A user's decisions decided at or after `since` (ISO 8601 UTC), newest first, `limit` a page,
+        after the page whose `next` is `cursor`; raises InvalidRecordError on a cursor not from here,
+        DecisionStoreError when the read fails."""
         ...
 
 

@@ -81,6 +81,10 @@ class UserProfile(Ledger):
     checkpoints: dict[str, int] = field(default_factory=dict)
     windows: tuple[int, tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
     """The long windows' features of one day, cached (never stored): they change only at midnight."""
+    version: int = field(default=0, compare=False)
+    """The stored item's version when read (0: none stored yet); a write is conditional on it, since the
+    stream and the inline API both write user profiles (DESIGN.md, decision 6). Kept beside the state,
+    not in it: two profiles are equal by content whatever writes led to them."""
 
     def to_json(self) -> str:
         """The compact JSON the profile store keeps.

@@ -16,6 +16,9 @@ class StreamRecord:
     partition_key: str | None = None
     """The key the producer put it with, when known: a transaction's must be its user id, a label's its
     merchant id, so that one shard (one writer at a time) holds each profile's updates."""
+    from_shard: bool = True
+    """False for a transaction that did not come from a shard (the inline API's): no checkpoint counts
+    it, only its transaction id among those its profile has applied."""
 
     @property
     def sequence(self) -> int:

@@ -13,6 +13,13 @@ recomputes the same features, score and decision (the decision write is an overw
 the alert is sent again with the same id). Once the profile is written, a redelivered record is
 recognised and changes nothing. A merchant profile stands alone: if its write fails, its labels are
 retried.
+
+Two writers, the stream and the inline API, update user profiles (DESIGN.md, decision 6), so a user
+profile is written only if its stored version is still the one read. When another writer got there
+first, nothing of that profile is written; its user's records are scored again against the profile
+re-read (records the other writer applied meanwhile are now duplicates), their decisions and alerts
+written again, and the profile written again, CONFLICT_ROUNDS times at most before the records are
+left to the stream's retry. The others' records are decided already: a conflict costs only its user's.
 """
 
 from __future__ import annotations
@@ -42,6 +49,11 @@ from fraudwatch.errors import (
     QuarantineError,
 )
 
+CONFLICT_ROUNDS = 4
+"""Scorings of one user's records in one batch at most, while other writers keep changing its profile."""
+VERSION_CONFLICT = "VersionConflict"
+"""The code of the error reported when a user's profile kept changing under every round."""
+
 
 @dataclass(slots=True)
 class BatchReport:
@@ -52,6 +64,8 @@ class BatchReport:
     """Labels counted in their merchants' profiles."""
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
     duplicates: int = 0
+    conflicts: int = 0
+    """Users whose profile another writer changed between this batch's read and write (scored again)."""
     misrouted: int = 0
     """Valid records put with another partition key than their profile's id (processed all the same: their
     profile may have two writers at once, and an update can be lost)."""
@@ -126,20 +140,67 @@ class ScoringService:
             report.failed.extend(record for record, _ in labels)
             return report
         learnt = self._learn(labels, merchants, report, redrive)
-        pending, touched = self._apply(valid, users, merchants, report, redrive)
-        decided = self._decide(pending)
-        failed_users = self._write(decided, pending, touched, report)
+        self._score(valid, users, merchants, report, redrive)
         self._write_merchants(learnt, merchants, report)
-        decided_epoch = self._clock()
-        for p, decision in zip(pending, decided, strict=True):
-            if p.tx.user_id in failed_users:
-                report.failed.append(p.record)
-            else:
-                report.decisions.append(decision)
-                latency_s = max(decided_epoch - p.record.arrival_epoch, 0.0)
-                if latency_s <= LATENCY_HORIZON_S:
-                    report.latencies_ms.append(latency_s * 1000)
         return report
+
+    def decide_one(self, record: StreamRecord, tx: Transaction) -> BatchReport:
+        """Score one transaction already validated (the inline API's), as a record of the stream would be.
+
+        The record is not from a shard: only its transaction id makes it idempotent. The report holds its
+        decision, or counts it as a duplicate, or lists it as failed (with the errors).
+        """
+        report = BatchReport()
+        try:
+            users, merchants = self._read([(record, tx)], [])
+        except ProfileStoreError as exc:
+            report.errors.append(exc)
+            report.failed.append(record)
+            return report
+        self._score([(record, tx)], users, merchants, report, redrive=True)
+        return report
+
+    def _score(
+        self,
+        valid: list[tuple[StreamRecord, Transaction]],
+        users: dict[str, UserProfile],
+        merchants: dict[str, MerchantProfile],
+        report: BatchReport,
+        redrive: bool,
+    ) -> None:
+        """Score, decide and write, again for the users whose profile another writer changed meanwhile."""
+        for attempt in range(CONFLICT_ROUNDS):
+            pending, touched, duplicates = self._apply(valid, users, merchants, redrive)
+            decided = self._decide(pending)
+            failed_users, conflicts = self._write(decided, pending, touched, report)
+            report.duplicates += sum(n for user_id, n in duplicates.items() if user_id not in conflicts)
+            decided_epoch = self._clock()
+            for p, decision in zip(pending, decided, strict=True):
+                if p.tx.user_id in conflicts:
+                    continue
+                if p.tx.user_id in failed_users:
+                    report.failed.append(p.record)
+                else:
+                    report.decisions.append(decision)
+                    latency_s = max(decided_epoch - p.record.arrival_epoch, 0.0)
+                    if latency_s <= LATENCY_HORIZON_S:
+                        report.latencies_ms.append(latency_s * 1000)
+            if not conflicts:
+                return
+            report.conflicts += len(conflicts)
+            valid = [(record, tx) for record, tx in valid if tx.user_id in conflicts]
+            if attempt == CONFLICT_ROUNDS - 1:
+                break
+            try:
+                users = self._profiles.get_many(conflicts).users
+            except ProfileStoreError as exc:
+                report.errors.append(exc)
+                report.failed.extend(record for record, _ in valid)
+                return
+        report.errors.append(
+            ProfileStoreError(VERSION_CONFLICT, operation="conditional profile write", unwritten=conflicts)
+        )
+        report.failed.extend(record for record, _ in valid)
 
     def _parse(
         self, records: Sequence[StreamRecord], report: BatchReport
@@ -198,28 +259,31 @@ class ScoringService:
         valid: list[tuple[StreamRecord, Transaction]],
         profiles: dict[str, UserProfile],
         merchants: dict[str, MerchantProfile],
-        report: BatchReport,
         redrive: bool,
-    ) -> tuple[list[_Pending], dict[str, UserProfile]]:
-        """Per user, in stream order: features against the profile so far, then the profile update."""
+    ) -> tuple[list[_Pending], dict[str, UserProfile], dict[str, int]]:
+        """Per user, in stream order: features against the profile so far, then the profile update.
+
+        Returns the records to decide, the profiles they changed, and the duplicates skipped per user.
+        """
         by_user: dict[str, list[tuple[StreamRecord, Transaction]]] = defaultdict(list)
         for record, tx in valid:
             by_user[tx.user_id].append((record, tx))
         pending: list[_Pending] = []
         touched: dict[str, UserProfile] = {}
+        duplicates: dict[str, int] = defaultdict(int)
         for user_id, items in by_user.items():
             profile = profiles.get(user_id) or UserProfile(user_id)
             items.sort(key=lambda item: (item[0].shard_id, item[0].sequence))
             for record, tx in items:
-                checkpointed_shard = None if redrive else record.shard_id
-                if profile.has_applied(tx.transaction_id, checkpointed_shard, record.sequence):
-                    report.duplicates += 1
+                shard = record.shard_id if record.from_shard else None
+                if profile.has_applied(tx.transaction_id, None if redrive else shard, record.sequence):
+                    duplicates[user_id] += 1
                     continue
                 pending.append(_Pending(record, tx, features(profile, merchants.get(tx.merchant_id), tx)))
                 apply(profile, tx)
-                profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
+                profile.mark_applied(tx.transaction_id, shard, record.sequence)
                 touched[user_id] = profile
-        return pending, touched
+        return pending, touched, duplicates
 
     def _learn(
         self,
@@ -305,16 +369,22 @@ class ScoringService:
         pending: list[_Pending],
         touched: dict[str, UserProfile],
         report: BatchReport,
-    ) -> set[str]:
-        """Write decisions, alerts, then profiles; return the users whose records must be retried."""
+    ) -> tuple[set[str], set[str]]:
+        """Write decisions, alerts, then profiles; return the users whose records must be retried, and
+        the users whose profile another writer changed since it was read (nothing of theirs written)."""
         user_of = {p.tx.transaction_id: p.tx.user_id for p in pending}
         unwritten = _attempt(self._decisions.put_many, decided, DecisionStoreError, report)
         alerts = [d for d in decided if d.is_alert and d.transaction_id not in unwritten]
         unwritten |= _attempt(self._alerts.publish_many, alerts, AlertPublishError, report)
         failed_users = {user_of[tx_id] for tx_id in unwritten}
         ready = [profile for user_id, profile in touched.items() if user_id not in failed_users]
-        failed_users |= _attempt(self._profiles.put_many, ready, ProfileStoreError, report)
-        return failed_users
+        try:
+            conflicts = self._profiles.put_many(ready) if ready else set()
+        except ProfileStoreError as exc:
+            report.errors.append(exc)
+            failed_users |= set(exc.unwritten or (p.user_id for p in ready))
+            conflicts = set()
+        return failed_users, conflicts
 
 
 def _attempt[T](

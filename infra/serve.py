@@ -1,0 +1,268 @@
+"""`fraudwatch serve`: the inline API on 127.0.0.1, each request handed to the real Lambda handler.
+
+What `sam local start-api` does, without Docker: every HTTP request becomes an API Gateway HTTP API
+event (payload format 2.0, `infra.http_event`) for the real `ScoringApiFunction` handler, loaded in
+this process with the template's own environment, against the embedded stack (a detached `fraudwatch
+stack up`, or an emulator and deploy of its own). Its answer goes back as the HTTP response.
+
+Like Lambda, one handler instance serves one request at a time: `--containers` instances (each its own
+cold start) serve that many requests at once. Signatures are not checked (the deployed API checks
+IAM, SigV4): the server listens on 127.0.0.1 only. `GET /openapi.json` returns the API's OpenAPI
+document, generated from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import queue
+import sys
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from infra.http_event import http_api_event
+from infra.invoke import DEFAULT_BUNDLE, Handler, LocalContext, load_handler
+from infra.state import add_stack_options
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 3000
+FUNCTION = "ScoringApiFunction"
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""API Gateway's own limit on a request body: beyond it the API answers 413 without calling Lambda."""
+OPENAPI_PATH = "/openapi.json"
+
+
+@dataclass
+class Containers:
+    """Loaded handlers, each serving one request at a time, as Lambda's execution environments do."""
+
+    idle: queue.Queue[Handler]
+
+    @classmethod
+    def load(
+        cls,
+        outputs: Mapping[str, str],
+        endpoint_url: str | None,
+        bundle: Path,
+        count: int,
+        environment: Mapping[str, str] | None = None,
+    ) -> Containers:
+        """`count` cold starts of the real handler; `environment` overrides the template's variables."""
+        from infra.emulator import emulator_environment
+
+        idle: queue.Queue[Handler] = queue.Queue()
+        overrides = {**(emulator_environment(endpoint_url) if endpoint_url else {}), **(environment or {})}
+        for _ in range(count):
+            idle.put(
+                load_handler(
+                    outputs,
+                    bundle_dir=bundle,
+                    endpoint_url=endpoint_url,
+                    overrides=overrides,
+                    function=FUNCTION,
+                )
+            )
+        return cls(idle)
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Run one event on an idle handler (waiting for one)."""
+        handler = self.idle.get()
+        try:
+            return handler(event, LocalContext(function_name=FUNCTION, timeout_ms=10_000))
+        finally:
+            self.idle.put(handler)
+
+
+def make_server(containers: Containers, port: int = DEFAULT_PORT, *, log: bool = True) -> ThreadingHTTPServer:
+    """The HTTP server on 127.0.0.1:`port` (0: a free one), not yet serving; `log`: a line per request."""
+    from fraudwatch.http_api import openapi_document
+
+    document = openapi_document().encode()
+
+    class Request(BaseHTTPRequestHandler):
+        server_version = "fraudwatch-serve"
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path == OPENAPI_PATH:
+                self._send(HTTPStatus.OK, {"content-type": "application/json"}, document)
+                return
+            self._invoke()
+
+        def do_POST(self) -> None:
+            self._invoke()
+
+        def do_PUT(self) -> None:
+            self._invoke()
+
+        def do_DELETE(self) -> None:
+            self._invoke()
+
+        def do_PATCH(self) -> None:
+            self._invoke()
+
+        def _invoke(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._send(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    {"content-type": "application/json"},
+                    b'{"message":"Request Entity Too Large"}',
+                )
+                return
+            body = self.rfile.read(length) if length else b""
+            url = urlsplit(self.path)
+            event = http_api_event(
+                self.command,
+                url.path,
+                query=url.query,
+                headers=dict(self.headers.items()),
+                body=body,
+                source_ip=self.client_address[0],
+            )
+            response = containers.invoke(event)
+            payload = response.get("body") or ""
+            data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
+            headers = dict(response.get("headers") or {})
+            self._send(
+                HTTPStatus(int(response.get("statusCode", 200))), headers, data, response.get("cookies")
+            )
+
+        def _send(
+            self,
+            status: HTTPStatus,
+            headers: Mapping[str, str],
+            data: bytes,
+            cookies: list[str] | None = None,
+        ) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            for cookie in cookies or []:
+                self.send_header("set-cookie", cookie)
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """One line per request on stderr: method, path, status (no bodies, no query values)."""
+            if not log:
+                return
+            sys.stderr.write(
+                f"{self.command} {urlsplit(self.path).path} {args[1] if len(args) > 1 else ''}\n"
+            )
+
+    server = ThreadingHTTPServer((HOST, port), Request)
+    server.daemon_threads = True
+    return server
+
+
+@contextlib.contextmanager
+def serving(containers: Containers, port: int = 0, *, log: bool = True) -> Iterator[str]:
+    """Serve in a background thread; yields the base URL; stops on exit."""
+    with in_background(make_server(containers, port, log=log)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def in_background(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Run any HTTP server of 127.0.0.1 on a thread; yields its base URL; shuts it down on exit."""
+    thread = threading.Thread(target=server.serve_forever, name="fraudwatch-serve", daemon=True)
+    thread.start()
+    try:
+        yield f"http://{HOST}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fraudwatch.errors import FraudwatchError
+    from infra.state import read_stack_outputs, stack_endpoint
+
+    outputs = read_stack_outputs(Path(args.outputs))
+    endpoint = args.endpoint or stack_endpoint(Path(args.outputs))
+    with contextlib.ExitStack() as stack:
+        try:
+            if not outputs:
+                outputs, endpoint = stack.enter_context(_own_stack(args.stack_name))
+            elif endpoint:
+                from infra.embedded import use_emulator_credentials
+
+                use_emulator_credentials(endpoint)
+            containers = Containers.load(outputs, endpoint, Path(args.bundle), args.containers)
+            server = make_server(containers, args.port)
+        except (OSError, KeyError, FraudwatchError) as exc:
+            print(f"fraudwatch serve: {exc}", file=sys.stderr)
+            return 1
+        url = f"http://{HOST}:{server.server_address[1]}"
+        print(f"the inline API on {url} ({args.containers} handler(s), stack on {endpoint or 'AWS'})")
+        print(f"  curl -s {url}/v1/decisions/<transaction_id>   (more in the README; {url}{OPENAPI_PATH})")
+        print("Ctrl-C stops it", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return 0
+
+
+@contextlib.contextmanager
+def _own_stack(stack_name: str) -> Iterator[tuple[dict[str, str], str]]:
+    """An emulator and the template deployed on it, for as long as the server runs."""
+    from infra.deploy import deploy
+    from infra.emulator import Emulator
+    from infra.embedded import use_emulator_credentials
+
+    print("no running stack recorded: starting the embedded one (emulator + deploy)", file=sys.stderr)
+    with Emulator(in_process=True) as emulator:
+        outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
+        use_emulator_credentials(emulator.endpoint_url)
+        yield outputs, emulator.endpoint_url
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from fraudwatch.http_api import openapi_document
+
+    document = openapi_document()
+    if args.out == "-":
+        sys.stdout.write(document)
+    else:
+        Path(args.out).write_text(document)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add `serve` (the Docker-free `sam local start-api`) and `openapi` (the API's document)."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="the inline scoring API on 127.0.0.1, on the real handler (no Docker)",
+        description="Serve the inline API on 127.0.0.1: each request runs the real ScoringApiFunction "
+        "handler as an HTTP API (payload v2) event, against the stack `fraudwatch stack up --detach` "
+        "recorded, or an embedded stack of its own.",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+    )
+    parser.add_argument(
+        "--containers", type=int, default=4, help="handler instances, one request each at a time"
+    )
+    parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), help="model bundle directory")
+    parser.add_argument("--stack-name", default="fraudwatch", help="stack name when deploying its own")
+    add_stack_options(parser)
+    parser.set_defaults(run=_serve)
+    doc = subparsers.add_parser("openapi", help="write the inline API's OpenAPI document (generated)")
+    doc.add_argument("--out", default="docs/openapi.json", help="file, or - for stdout")
+    doc.set_defaults(run=_openapi)

@@ -1,0 +1,54 @@
+"""SnapStart on the inline API: the restore hook gives a resumed environment new clients around the same
+model, and it still decides."""
+
+import inspect
+import json
+from datetime import UTC, datetime
+
+import snapshot_restore_py
+
+from infra.http_event import http_api_event
+from infra.invoke import LocalContext, load_handler
+from infra.template import load_template
+
+
+def test_after_a_restore_the_api_has_new_aws_clients_the_same_model_and_still_decides(
+    stack, tiny_bundle, restore_environ
+):
+    handler = load_handler(stack, bundle_dir=tiny_bundle, function="ScoringApiFunction")
+    wired = inspect.unwrap(handler).__globals__
+    before = wired["scoring"]
+    hooks = [hook for hook, _, _ in snapshot_restore_py.get_after_restore() if hook is wired["after_restore"]]
+    assert len(hooks) == 1  # registered by the handler's module, as SnapStart runs it after a restore
+
+    hooks[0]()
+
+    after = wired["scoring"]
+    assert after is not before
+    assert after.service._profiles._client is not before.service._profiles._client
+    assert after.service._alerts._client is not before.service._alerts._client
+    assert after.service._model is before.service._model  # the snapshot's model, not loaded again
+    body = {
+        "transaction_id": "tx-restored-1",
+        "user_id": "user-restored",
+        "merchant_id": "merch-1",
+        "amount": 12.5,
+        "currency": "USD",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "category": "grocery",
+    }
+    event = http_api_event(
+        "POST",
+        "/v1/transactions",
+        headers={"content-type": "application/json"},
+        body=json.dumps(body).encode(),
+    )
+    response = handler(event, LocalContext(function_name="ScoringApiFunction"))
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["transaction_id"] == "tx-restored-1"
+
+
+def test_the_api_function_is_snapstarted_on_a_published_alias():
+    props = load_template()["Resources"]["ScoringApiFunction"]["Properties"]
+    assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert props["AutoPublishAlias"] == "live"

@@ -1,0 +1,104 @@
+"""`fraudwatch serve` on the embedded stack, through real HTTP: curl for the main flow, and schemathesis
+generating requests from the OpenAPI document, against which the server must never answer a 5xx."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+
+from infra.serve import Containers, serving
+from tests.e2e.conftest import Embedded
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def base_url(embedded: Embedded, tiny_bundle: Any) -> Iterator[str]:
+    """The local server on a free port, two handler instances, on the session's embedded stack."""
+    containers = Containers.load(embedded.outputs, embedded.endpoint_url, tiny_bundle, count=2)
+    with serving(containers) as url:
+        yield url
+
+
+def curl(*args: str) -> tuple[int, dict[str, Any]]:
+    """Run curl; the HTTP status and the JSON body."""
+    done = subprocess.run(
+        ["curl", "-sS", "-w", "\n%{http_code}", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    body, _, status = done.stdout.rpartition("\n")
+    return int(status), json.loads(body)
+
+
+def test_curl_a_payment_twice_then_get_it_and_the_users_decisions(base_url: str):
+    user = f"user-curl-{uuid.uuid4().hex[:8]}"
+    payment = {
+        "transaction_id": f"tx-curl-{uuid.uuid4().hex[:8]}",
+        "user_id": user,
+        "merchant_id": "merch-curl",
+        "amount": 1234.5,
+        "currency": "GBP",
+        "timestamp": datetime.fromtimestamp(time.time() - 30, UTC).isoformat(),
+        "category": "electronics",
+    }
+    post = ["-X", "POST", f"{base_url}/v1/transactions", "-H", "content-type: application/json"]
+
+    first = curl(*post, "-d", json.dumps(payment))
+    again = curl(*post, "-d", json.dumps(payment))
+    by_id = curl(f"{base_url}/v1/decisions/{payment['transaction_id']}")
+    listed = curl(f"{base_url}/v1/users/{user}/decisions?limit=10")
+
+    assert first[0] == again[0] == by_id[0] == listed[0] == 200
+    assert first[1] == again[1] == by_id[1]
+    assert first[1]["decision"] in {"APPROVED", "FLAGGED", "REJECTED"}
+    assert [d["transaction_id"] for d in listed[1]["decisions"]] == [payment["transaction_id"]]
+    assert listed[1]["next"] is None
+
+
+def test_curl_bad_requests_get_their_status_and_the_field(base_url: str):
+    post = ["-X", "POST", f"{base_url}/v1/transactions"]
+    assert curl(*post, "-H", "content-type: text/plain", "-d", "{}")[0] == 415
+    status, body = curl(*post, "-H", "content-type: application/json", "-d", '{"amount": -1}')
+    assert (status, body["field"]) == (400, "transaction_id")
+    assert curl(*post, "-H", "content-type: application/json", "-d", "x" * 5000)[0] == 413
+    assert curl(f"{base_url}/v1/decisions/tx-never-seen")[0] == 404
+
+
+OPERATIONS = [
+    ("POST", "/v1/transactions"),
+    ("GET", "/v1/decisions/{transaction_id}"),
+    ("GET", "/v1/users/{user_id}/decisions"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_no_request_the_openapi_document_describes_gets_a_server_error(base_url: str, method: str, path: str):
+    """Schemathesis reads the server's own document and generates requests for one operation, valid and
+    not (bodies, path and query parameters); every answer must be below 500."""
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    operations = {(op.method.upper(), op.path): op for op in (r.ok() for r in schema.get_all_operations())}  # type: ignore[union-attr]
+    assert set(operations) == set(OPERATIONS)  # the document the server serves names every route
+    statuses: list[int] = []
+
+    @given(case=operations[(method, path)].as_strategy())
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    def call(case: Any) -> None:
+        response = case.call_and_validate(base_url=base_url, checks=[not_a_server_error])
+        statuses.append(response.status_code)
+
+    call()
+    assert statuses
+    assert max(statuses) < 500
