@@ -199,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from infra.deploy import deploy
+    from infra.embedded import use_emulator_credentials
     from infra.emulator import Emulator
     from infra.invoke import function_environment
-    from infra.embedded import use_emulator_credentials
 
     bundle = model_bundle()
     print(f"machine: {machine()}")

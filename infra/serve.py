@@ -222,8 +222,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _own_stack(stack_name: str) -> Iterator[tuple[dict[str, str], str]]:
     """An emulator and the template deployed on it, for as long as the server runs."""
     from infra.deploy import deploy
-    from infra.emulator import Emulator
     from infra.embedded import use_emulator_credentials
+    from infra.emulator import Emulator
 
     print("no running stack recorded: starting the embedded one (emulator + deploy)", file=sys.stderr)
     with Emulator(in_process=True) as emulator:
