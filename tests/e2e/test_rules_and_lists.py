@@ -18,6 +18,7 @@ import pytest
 from infra.cli import main
 from infra.emulator import emulator_environment
 from infra.events import event_from_transactions
+from infra.http_event import http_api_event
 from infra.invoke import Handler, LocalContext, load_handler
 from tests.e2e.conftest import Embedded
 
@@ -26,21 +27,33 @@ MAX_AGE_S = 1.0
 MERCHANT = "merch-rules-e2e"
 
 
-@pytest.fixture(scope="module")
-def handler(embedded: Embedded, tiny_bundle: Path) -> Iterator[Handler]:
-    """The real handler on the embedded stack, its rules and lists cached for MAX_AGE_S."""
+def _load(embedded: Embedded, bundle: Path, function: str) -> Handler:
+    """A function's real handler on the embedded stack, its rules and lists cached for MAX_AGE_S."""
     saved = dict(os.environ)
     try:
-        yield load_handler(
+        return load_handler(
             embedded.outputs,
-            bundle_dir=tiny_bundle,
+            bundle_dir=bundle,
             endpoint_url=embedded.endpoint_url,
             overrides=emulator_environment(embedded.endpoint_url)
             | {"CONTROLS_MAX_AGE_SECONDS": str(MAX_AGE_S)},
+            function=function,
         )
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def handler(embedded: Embedded, tiny_bundle: Path) -> Handler:
+    """The stream's handler."""
+    return _load(embedded, tiny_bundle, "ScoringFunction")
+
+
+@pytest.fixture(scope="module")
+def api_handler(embedded: Embedded, tiny_bundle: Path) -> Handler:
+    """The inline API's handler."""
+    return _load(embedded, tiny_bundle, "ScoringApiFunction")
 
 
 @pytest.fixture
@@ -110,6 +123,44 @@ def test_a_merchant_blocked_with_one_command_rejects_the_next_payment_there(
     assert main(["lists", "remove", "blocked_merchants", MERCHANT, "--outputs", outputs_file]) == 0
     stale()
     assert "list:blocked_merchants" not in json.loads(payments.pay()["rule_reasons"]["S"])
+
+
+def test_the_inline_api_rejects_a_payment_at_a_blocked_merchant_too(
+    embedded: Embedded, api_handler: Handler, outputs_file: str
+):
+    merchant = "merch-rules-e2e-api"
+
+    def post(n: int) -> dict[str, Any]:
+        body = {
+            "transaction_id": f"api-rules-e2e-{n}",
+            "user_id": "user-rules-e2e-api",
+            "merchant_id": merchant,
+            "amount": 12.5,
+            "currency": "EUR",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "category": "electronics",
+        }
+        event = http_api_event(
+            "POST",
+            "/v1/transactions",
+            headers={"content-type": "application/json"},
+            body=json.dumps(body).encode(),
+        )
+        response = api_handler(event, LocalContext(function_name="ScoringApiFunction"))
+        assert response["statusCode"] == 200, response
+        answer: dict[str, Any] = json.loads(response["body"])
+        return answer
+
+    assert "list:blocked_merchants" not in post(1)["rule_reasons"]
+    assert main(["lists", "add", "blocked_merchants", merchant, "--why", "seen in a fraud ring",
+                 "--outputs", outputs_file]) == 0  # fmt: skip
+    stale()
+    try:
+        blocked = post(2)
+        assert blocked["decision"] == "REJECTED"
+        assert blocked["rule_reasons"] == ["list:blocked_merchants"]
+    finally:
+        assert main(["lists", "remove", "blocked_merchants", merchant, "--outputs", outputs_file]) == 0
 
 
 def test_a_broken_rules_document_is_refused_and_the_version_in_force_keeps_deciding(
