@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from fraudwatch.adapters.controls import ACTIVE, CachedControls, ControlsStore
+from fraudwatch.adapters.dynamodb import decision_of
 from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import ListEntry
@@ -171,7 +172,7 @@ def test_the_wired_service_rejects_a_blocked_merchants_payment_with_its_list(sta
     item = boto3.client("dynamodb").get_item(
         TableName=stack["DecisionsTableName"], Key={"transaction_id": {"S": "tx-1"}}
     )["Item"]
-    assert json.loads(item["rule_reasons"]["S"]) == ["list:blocked_merchants"]
+    assert decision_of(item).rule_reasons == ("list:blocked_merchants",)
     assert item["rules_version"]["S"] == "none"
 
 

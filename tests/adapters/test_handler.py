@@ -12,7 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from fraudwatch.adapters.bundle import CARD_FILE, FEATURES_FILE, MODEL_FILE, THRESHOLDS_FILE
-from fraudwatch.adapters.dynamodb import stored_state
+from fraudwatch.adapters.dynamodb import decision_of, stored_state
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.errors import BundleError, ConfigurationError
 from infra.events import contract_payload, event_from_payloads, event_from_transactions, instant, label_body
@@ -97,7 +97,7 @@ def test_every_record_gets_a_decision_and_its_user_a_profile(handler, stack):
     assert written["big-user-a-0"]["decision"]["S"] == "REJECTED"
     assert written["tx-user-a-0"]["decision"]["S"] == "APPROVED"
     assert written["big-user-a-0"]["model_version"]["S"] == "tiny-test-1"
-    assert json.loads(written["big-user-a-0"]["reasons"]["S"])  # the top reasons explain the alert
+    assert decision_of(written["big-user-a-0"]).reasons  # the top reasons explain the alert
     assert json.loads(profiles(stack)["user-a"])["n"] == 9
 
 

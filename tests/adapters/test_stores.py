@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fraudwatch.adapters.aws import ATTEMPTS
-from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore, stored_state
+from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore, decision_of, stored_state
 from fraudwatch.adapters.sns import SnsAlertPublisher
 from fraudwatch.adapters.sqs import SqsQuarantine
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
@@ -254,9 +254,10 @@ def test_decisions_are_queryable_by_user_over_time_and_expire(stack):
     ]
     assert item["decision"]["S"] == "REJECTED"
     assert float(item["score"]["N"]) == 0.73
-    assert json.loads(item["reasons"]["S"]) == [
-        {"feature": "amount_zscore", "value": 8.2, "contribution": 1.7}
-    ]
+    assert item["reasons"] == {  # a list of maps, queryable as data
+        "L": [{"M": {"feature": {"S": "amount_zscore"}, "value": {"N": "8.2"}, "contribution": {"N": "1.7"}}}]
+    }
+    assert decision_of(item).reasons == (Reason("amount_zscore", 8.2, 1.7),)
     assert int(item["expires_at"]["N"]) == 1_796_007_601 + 90 * 86400
     by_user = client.query(
         TableName=stack["DecisionsTableName"],
@@ -409,3 +410,29 @@ def test_the_emulators_one_copy_per_transaction_still_rolls_a_cancelled_transact
         "user-4": 1,
     }
     assert all(after[u] == read[u] for u in read if u != "user-2")  # nothing of the others was written
+
+
+def test_a_decision_stored_before_reasons_were_maps_reads_back_the_same(aws: None) -> None:
+    item = {
+        "transaction_id": {"S": "tx-old"},
+        "user_id": {"S": "user-1"},
+        "merchant_id": {"S": "merch-1"},
+        "amount": {"N": "12.5"},
+        "currency": {"S": "EUR"},
+        "transaction_time": {"S": "2026-11-30T03:00:00+00:00"},
+        "decision": {"S": "FLAGGED"},
+        "score": {"N": "0.6"},
+        "model_version": {"S": "m-1"},
+        "flag_threshold": {"N": "0.5"},
+        "reject_threshold": {"N": "0.9"},
+        "decided_at": {"S": "2026-11-30T03:00:01+00:00"},
+        "reasons": {"S": '[{"feature": "amount", "value": null, "contribution": 0.4}]'},
+        "rules_version": {"S": "v1"},
+        "rule_reasons": {"S": '["rule:night"]'},
+    }
+    decided = decision_of(item)
+    assert decided.reasons == (Reason("amount", None, 0.4),)
+    assert decided.rule_reasons == ("rule:night",)
+    rewritten = DynamoDecisionStore("decisions")._item(decided)
+    assert rewritten["reasons"]["L"][0]["M"]["value"] == {"NULL": True}
+    assert decision_of(rewritten) == decided

@@ -307,17 +307,55 @@ class DynamoDecisionStore:
             "model_version": {"S": d.model_version},
             "flag_threshold": {"N": repr(d.thresholds.flag)},
             "reject_threshold": {"N": repr(d.thresholds.reject)},
-            "reasons": {"S": json.dumps([r._asdict() for r in d.reasons])},
+            "reasons": {"L": [{"M": _reason_attributes(r)} for r in d.reasons]},
             "decided_at": {"S": d.decided_at},
             "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
         } | _rules_attributes(d)
 
 
+def _reason_attributes(reason: Reason) -> Item:
+    """One feature's contribution as a map DynamoDB can query (a missing value is NULL)."""
+    value = {"NULL": True} if reason.value is None else {"N": repr(reason.value)}
+    return {
+        "feature": {"S": reason.feature},
+        "value": value,
+        "contribution": {"N": repr(reason.contribution)},
+    }
+
+
+def _reason_of(attributes: Item) -> Reason:
+    value = attributes["value"]
+    return Reason(
+        attributes["feature"]["S"],
+        None if "NULL" in value else float(value["N"]),
+        float(attributes["contribution"]["N"]),
+    )
+
+
+def _reasons_of(attribute: Item) -> tuple[Reason, ...]:
+    """The reasons of a stored decision: a list of maps, or the JSON string items written before held."""
+    if "S" in attribute:
+        return tuple(Reason(**reason) for reason in json.loads(attribute["S"]))
+    return tuple(_reason_of(entry["M"]) for entry in attribute["L"])
+
+
 def _rules_attributes(d: DecisionRecord) -> Item:
-    """The rules version and the rules and lists that matched, where rules were consulted."""
+    """The rules version and the codes of the rules and lists that matched, where rules were consulted."""
     if not d.rules_version:
         return {}
-    return {"rules_version": {"S": d.rules_version}, "rule_reasons": {"S": json.dumps(list(d.rule_reasons))}}
+    return {
+        "rules_version": {"S": d.rules_version},
+        "rule_reasons": {"L": [{"S": code} for code in d.rule_reasons]},
+    }
+
+
+def _rule_reasons_of(item: Item) -> tuple[str, ...]:
+    attribute = item.get("rule_reasons")
+    if attribute is None:
+        return ()
+    if "S" in attribute:  # written before codes were a list
+        return tuple(json.loads(attribute["S"]))
+    return tuple(entry["S"] for entry in attribute["L"])
 
 
 def decision_of(item: Item) -> DecisionRecord:
@@ -334,8 +372,8 @@ def decision_of(item: Item) -> DecisionRecord:
         model_version=item["model_version"]["S"],
         thresholds=Thresholds(float(item["flag_threshold"]["N"]), float(item["reject_threshold"]["N"])),
         decided_at=item["decided_at"]["S"],
-        reasons=tuple(Reason(**reason) for reason in json.loads(item["reasons"]["S"])),
-        rule_reasons=tuple(json.loads(item["rule_reasons"]["S"])) if "rule_reasons" in item else (),
+        reasons=_reasons_of(item["reasons"]),
+        rule_reasons=_rule_reasons_of(item),
         rules_version=item.get("rules_version", {}).get("S", ""),
     )
 
