@@ -1,6 +1,9 @@
 """The batch's EMF metrics: every decision's value is emitted, within CloudWatch's 100 values a metric."""
 
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -70,3 +73,28 @@ def test_a_batch_without_decisions_emits_no_distribution(capsys: pytest.CaptureF
     assert "Score" not in document
     assert "DecisionLatency" not in document
     assert document["Scored"] == [0]
+
+
+TRACING_PROBE = """
+import sys
+from fraudwatch.observability import traced
+def handler(event, context):
+    return event
+wrapped = traced(handler)
+print(wrapped is handler, "aws_xray_sdk.core" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("disabled", "expected"), [("true", "True False"), ("false", "False True")])
+def test_the_handler_is_traced_only_when_tracing_is_on(disabled: str, expected: str) -> None:
+    """Off (POWERTOOLS_TRACE_DISABLED): the handler as it is, and the X-Ray SDK never imported."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "AWS_"))},
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "AWS_LAMBDA_FUNCTION_NAME": "fraudwatch-scoring",
+        "POWERTOOLS_TRACE_DISABLED": disabled,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", TRACING_PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split("\n")[0] == expected
