@@ -30,11 +30,18 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
-from bench._common import REPO_ROOT, Bundle, TransactionStream, machine, median, model_bundle, table, verdict
+from bench._common import (
+    REPO_ROOT,
+    Bundle,
+    machine,
+    median,
+    stream_parser,
+    table,
+    verdict,
+)
 from bench.cold_start import _environment
-from bench.scoring_cpu import BATCH, _service, _time_batched, _time_naive, _warmed_profiles
+from bench.scoring_cpu import BATCH, _service, _time_batched, _time_naive, scene
 from fraudwatch.adapters.memory import MemoryDecisionStore
-from fraudwatch.adapters.model import load_model
 from fraudwatch.domain.controls import Controls, FixedControls
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
@@ -48,14 +55,10 @@ APP = REPO_ROOT / "functions" / "scoring" / "app.py"
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the three ways in one run, alternating, and print the table."""
     args = _parser().parse_args(argv)
-    bundle = model_bundle()
-    model = load_model(bundle.path)
-    stream = TransactionStream(users=args.users, seed=1, fraud_rate=0.01)
-    warmup = stream.batches(args.warmup_batches)
-    timed = stream.batches(args.batches)
+    setup = scene(args)
+    bundle, model, timed, history = setup.bundle, setup.model, setup.timed, setup.history
     events = [kinesis_event(batch) for batch in timed]
     naive_records = [r for batch in timed for r in batch][: args.naive_records]
-    history = _warmed_profiles(model, warmup)
     app = load_app(bundle)  # freezes what its cold start built, as in Lambda
     controls = FixedControls(Controls())
     gc.freeze()  # and the bench's own setup
@@ -93,11 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=60, help="distinct card holders (default 60)")
-    parser.add_argument("--batches", type=int, default=100, help="timed batches of 100 (default 100)")
-    parser.add_argument("--warmup-batches", type=int, default=30, help="untimed, to build profiles")
-    parser.add_argument("--repeats", type=int, default=7, help="alternating passes of each way (default 7)")
+    parser = stream_parser(__doc__.splitlines()[0], batches=100, repeats="alternating passes of each way")
     parser.add_argument("--naive-records", type=int, default=300, help="records per naive pass")
     parser.add_argument("--naive-repeats", type=int, default=3, help="naive passes (default 3)")
     return parser
