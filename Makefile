@@ -87,7 +87,8 @@ sam-build: tools ## sam build: the function and its three layers, locally (needs
 	$(SAM) build
 
 .PHONY: bench
-bench: setup ## the budgets' benchmarks (scoring CPU, AWS calls, cold start, training, backtest replay, rules); figures in docs/benchmarks.md
+bench: setup ## the budgets' benchmarks (handler CPU, scoring CPU, AWS calls, cold start, training, backtest replay, rules); figures in docs/benchmarks.md
+	$(PY) -m bench.handler_cpu
 	$(PY) -m bench.scoring_cpu
 	$(PY) -m bench.aws_calls
 	$(PY) -m bench.cold_start

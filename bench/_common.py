@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import json
 import math
@@ -270,6 +271,18 @@ def _cell(value: object) -> str:
 
 def _numeric(text: str) -> bool:
     return text.lstrip("+-").replace(",", "").replace(".", "").replace("x", "").isdigit()
+
+
+def stream_parser(description: str, *, batches: int, repeats: str) -> argparse.ArgumentParser:
+    """A bench's options for the generated stream: users, timed and warm-up batches, passes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--users", type=int, default=60, help="distinct card holders (default 60)")
+    parser.add_argument(
+        "--batches", type=int, default=batches, help=f"timed batches of 100 (default {batches})"
+    )
+    parser.add_argument("--warmup-batches", type=int, default=30, help="untimed, to build profiles")
+    parser.add_argument("--repeats", type=int, default=7, help=f"{repeats} (default 7)")
+    return parser
 
 
 def median(values: Sequence[float]) -> float:

@@ -13,7 +13,6 @@ decisions can be compared.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
 from fraudwatch.domain.transaction import Transaction
+from fraudwatch.kinesis_batch import stream_record
 
 TOP_REASONS = 3
 
@@ -65,7 +65,7 @@ class NaiveHandler:
 
     def __call__(self, event: Mapping[str, Any], context: Any) -> dict[str, list[Any]]:
         """Handle the records one after another; report no partial failure."""
-        self.handle_batch([_stream_record(raw) for raw in event["Records"]])
+        self.handle_batch([stream_record(raw) for raw in event["Records"]])
         return {"batchItemFailures": []}
 
     def handle_batch(self, batch: list[StreamRecord]) -> None:
@@ -175,17 +175,6 @@ class NaiveHandler:
         entry = dict(SqsQuarantine(self._settings.quarantine_queue_url, self._sqs)._entry("0", item))
         del entry["Id"]
         self._sqs.send_message(QueueUrl=self._settings.quarantine_queue_url, **entry)
-
-
-def _stream_record(raw: Mapping[str, Any]) -> StreamRecord:
-    """The record's bytes and position, dug out of the event's dict by hand (the naive way)."""
-    kinesis = raw["kinesis"]
-    return StreamRecord(
-        shard_id=str(raw["eventID"]).split(":", 1)[0],
-        sequence_number=str(kinesis["sequenceNumber"]),
-        data=base64.b64decode(kinesis["data"]),
-        arrival_epoch=float(kinesis["approximateArrivalTimestamp"]),
-    )
 
 
 def naive_handler(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> NaiveHandler:

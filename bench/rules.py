@@ -16,9 +16,8 @@ import gc
 import time
 from collections.abc import Callable, Sequence
 
-from bench._common import TransactionStream, machine, median, model_bundle, table, verdict
-from bench.scoring_cpu import BATCH, _time_batched, _warmed_profiles
-from fraudwatch.adapters.model import load_model
+from bench._common import TransactionStream, machine, median, stream_parser, table, verdict
+from bench.scoring_cpu import BATCH, _time_batched, scene
 from fraudwatch.domain.controls import Controls, FixedControls
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.features import FEATURE_NAMES
@@ -95,12 +94,8 @@ def stream_transactions(stream: TransactionStream, n: int) -> list[Transaction]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Time both sides in one run, alternating, and print the tables."""
     args = _parser().parse_args(argv)
-    bundle = model_bundle()
-    model = load_model(bundle.path)
-    stream = TransactionStream(users=args.users, seed=1, fraud_rate=0.01)
-    warmup = stream.batches(args.warmup_batches)
-    timed = stream.batches(args.batches)
-    history = _warmed_profiles(model, warmup)
+    setup = scene(args)
+    bundle, model, timed, history = setup.bundle, setup.model, setup.timed, setup.history
     controls = Controls(bench_rules(), bench_lists(TransactionStream(users=args.users, seed=1)))
     gc.freeze()
     plain: list[float] = []
@@ -132,12 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=60, help="distinct card holders (default 60)")
-    parser.add_argument("--batches", type=int, default=60, help="timed batches of 100 (default 60)")
-    parser.add_argument("--warmup-batches", type=int, default=30, help="untimed, to build profiles")
-    parser.add_argument("--repeats", type=int, default=7, help="alternating passes of each side (default 7)")
-    return parser
+    return stream_parser(__doc__.splitlines()[0], batches=60, repeats="alternating passes of each side")
 
 
 def _print_parts(controls: Controls, transactions: list[Transaction]) -> None:

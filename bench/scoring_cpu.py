@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bench._common import Bundle, TransactionStream, machine, median, model_bundle, table, verdict
+from bench._common import (
+    Bundle,
+    TransactionStream,
+    machine,
+    median,
+    model_bundle,
+    stream_parser,
+    table,
+    verdict,
+)
 from fraudwatch.adapters.bundle import MODEL_FILE
 from fraudwatch.adapters.memory import (
     MemoryAlertPublisher,
@@ -55,17 +64,33 @@ class Run:
     """Of which the model call (naive: the DataFrame and predict_proba)."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure both ways in one run and print the tables."""
-    args = _parser().parse_args(argv)
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """What the CPU benches time: the model, the timed batches, and the profiles warmed before them."""
+
+    bundle: Bundle
+    model: XGBoostModel
+    timed: list[list[StreamRecord]]
+    history: MemoryProfileStore
+
+
+def scene(args: argparse.Namespace) -> Scene:
+    """The model bundle, then `args.warmup_batches` of the generated stream into profiles, then
+    `args.batches` to time (`stream_parser`'s options)."""
     bundle = model_bundle()
     model = load_model(bundle.path)
     stream = TransactionStream(users=args.users, seed=1, fraud_rate=0.01)
     warmup = stream.batches(args.warmup_batches)
     timed = stream.batches(args.batches)
-    naive_records = [r for batch in timed for r in batch][: args.naive_records]
+    return Scene(bundle, model, timed, _warmed_profiles(model, warmup))
 
-    history = _warmed_profiles(model, warmup)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure both ways in one run and print the tables."""
+    args = _parser().parse_args(argv)
+    setup = scene(args)
+    bundle, model, timed, history = setup.bundle, setup.model, setup.timed, setup.history
+    naive_records = [r for batch in timed for r in batch][: args.naive_records]
     gc.freeze()  # as the handler does after its cold start: the setup is left out of full collections
     ours = [_time_batched(model, history, timed) for _ in range(args.repeats)]
     naive = [_time_naive(model, bundle, history, naive_records) for _ in range(args.naive_repeats)]
@@ -84,11 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=60, help="distinct card holders (default 60)")
-    parser.add_argument("--batches", type=int, default=200, help="timed batches of 100 (default 200)")
-    parser.add_argument("--warmup-batches", type=int, default=30, help="untimed, to build profiles")
-    parser.add_argument("--repeats", type=int, default=7, help="timed passes of ours (default 7)")
+    parser = stream_parser(__doc__.splitlines()[0], batches=200, repeats="timed passes of ours")
     parser.add_argument("--naive-records", type=int, default=500, help="records per naive pass")
     parser.add_argument("--naive-repeats", type=int, default=3, help="timed passes of naive (default 3)")
     return parser

@@ -12,7 +12,7 @@ from snapshot_restore_py import register_after_restore
 
 from fraudwatch.adapters.model import load_model
 from fraudwatch.http_api import build_app
-from fraudwatch.observability import logger, metrics, record_inline, tracer
+from fraudwatch.observability import logger, metrics, record_inline, traced
 from fraudwatch.settings import Settings
 from fraudwatch.wiring import build_inline, fresh_session
 
@@ -39,7 +39,7 @@ register_after_restore(after_restore)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Route one HTTP API request; the answer is the decision, or the error with its field and reason."""

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fraudwatch.kinesis_batch import ScoringBatchProcessor
-from fraudwatch.observability import logger, metrics, record_batch, tracer
+from fraudwatch.observability import logger, metrics, record_batch, traced
 from fraudwatch.settings import Settings
 from fraudwatch.wiring import build_service
 
@@ -30,7 +30,7 @@ def record_handler(record: KinesisStreamRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@traced
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Score a Kinesis batch; the response lists only the records to retry."""

@@ -10,7 +10,9 @@ event-source mapping retries from there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import binascii
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
@@ -37,23 +39,30 @@ class ScoringBatchProcessor(BatchProcessor):
         """Reset Powertools' results, then score every record of the batch; the per-record outcomes
         are collected afterwards, as Powertools processes each record."""
         super()._prepare()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
-        report = self.service.process([stream_record(KinesisStreamRecord(raw)) for raw in self.records])
+        report = self.service.process([stream_record(raw) for raw in self.records])
         self._failed = {record.sequence_number for record in report.failed}
         if self._on_report is not None:
             self._on_report(report)
 
     def raise_if_failed(self, record: KinesisStreamRecord) -> None:
         """The record handler's whole job: raise for a record that must be retried."""
-        if record.kinesis.sequence_number in self._failed:
+        if self._failed and record.kinesis.sequence_number in self._failed:
             raise RecordNotProcessed(f"record {record.kinesis.sequence_number} will be retried")
 
 
-def stream_record(record: KinesisStreamRecord) -> StreamRecord:
-    """The domain's view of a Kinesis record."""
+def stream_record(record: Mapping[str, Any]) -> StreamRecord:
+    """The domain's view of a Kinesis record: the event's dict, or Powertools' `KinesisStreamRecord` of it.
+
+    Read by key rather than through a `KinesisStreamRecord` built for the purpose: the batch is read
+    once, and the typed class costs a wrapper object per property read (6 µs a record in all). The
+    data is decoded as `KinesisStreamRecordPayload.data_as_bytes` decodes it (`base64.b64decode`,
+    which is `binascii.a2b_base64` after a type check).
+    """
+    kinesis = record["kinesis"]
     return StreamRecord(
-        shard_id=record.event_id.split(":", 1)[0],
-        sequence_number=record.kinesis.sequence_number,
-        data=record.kinesis.data_as_bytes(),
-        arrival_epoch=record.kinesis.approximate_arrival_timestamp,
-        partition_key=record.kinesis.partition_key,
+        shard_id=record["eventID"].split(":", 1)[0],
+        sequence_number=kinesis["sequenceNumber"],
+        data=binascii.a2b_base64(kinesis["data"]),
+        arrival_epoch=kinesis["approximateArrivalTimestamp"],
+        partition_key=kinesis["partitionKey"],
     )

@@ -1,0 +1,100 @@
+"""The batch's EMF metrics: every decision's value is emitted, within CloudWatch's 100 values a metric."""
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
+from fraudwatch.domain.scoring import BatchReport
+from fraudwatch.observability import MAX_EMF_VALUES, metrics, record_batch
+
+THRESHOLDS = Thresholds(flag=0.5, reject=0.9)
+
+
+def decision(i: int) -> DecisionRecord:
+    score = (i % 97) / 97
+    return DecisionRecord(
+        f"tx-{i}",
+        f"user-{i % 7}",
+        "m-1",
+        10.0 + i,
+        "USD",
+        "2026-12-06T02:00:00+00:00",
+        THRESHOLDS.decide(score),
+        score,
+        "model-7",
+        THRESHOLDS,
+        "2026-12-06T02:00:01+00:00",
+    )
+
+
+def emitted(out: str) -> list[dict[str, Any]]:
+    documents = (json.loads(line) for line in out.splitlines() if line.startswith("{"))
+    return [d for d in documents if "_aws" in d]
+
+
+@pytest.mark.parametrize("size", [1, 100, 101, 250])
+def test_every_score_and_latency_is_emitted_in_documents_of_at_most_100_values(
+    size: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    decisions = [decision(i) for i in range(size)]
+    latencies = [float(i) + 0.5 for i in range(size - 1)]  # one old arrival: no latency
+    record_batch(BatchReport(decisions=decisions, latencies_ms=latencies), model_version="model-7")
+    metrics.flush_metrics()
+    documents = emitted(capsys.readouterr().out)
+
+    assert [v for d in documents for v in d.get("Score", [])] == [d.score for d in decisions]
+    assert [v for d in documents for v in d.get("DecisionLatency", [])] == latencies
+    for document in documents:
+        (directive,) = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "Fraudwatch"
+        assert directive["Dimensions"] == [["service"]]
+        assert document["service"] == "fraudwatch"
+        assert document["model_version"] == "model-7"
+        units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+        for name in ("Score", "DecisionLatency"):
+            if name in document:
+                assert 1 <= len(document[name]) <= MAX_EMF_VALUES
+                assert units[name] == ("None" if name == "Score" else "Milliseconds")
+    (counts,) = [d for d in documents if "Scored" in d]
+    kinds = {kind: sum(d.decision is kind for d in decisions) for kind in Decision}
+    assert counts["Scored"] == [size]
+    assert [counts[kind.value.capitalize()] for kind in Decision] == [[kinds[kind]] for kind in Decision]
+
+
+def test_a_batch_without_decisions_emits_no_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    record_batch(BatchReport(), model_version="model-7")
+    metrics.flush_metrics()
+    (document,) = emitted(capsys.readouterr().out)
+    assert "Score" not in document
+    assert "DecisionLatency" not in document
+    assert document["Scored"] == [0]
+
+
+TRACING_PROBE = """
+import sys
+from fraudwatch.observability import traced
+def handler(event, context):
+    return event
+wrapped = traced(handler)
+print(wrapped is handler, "aws_xray_sdk.core" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("disabled", "expected"), [("true", "True False"), ("false", "False True")])
+def test_the_handler_is_traced_only_when_tracing_is_on(disabled: str, expected: str) -> None:
+    """Off (POWERTOOLS_TRACE_DISABLED): the handler as it is, and the X-Ray SDK never imported."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "AWS_"))},
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "AWS_LAMBDA_FUNCTION_NAME": "fraudwatch-scoring",
+        "POWERTOOLS_TRACE_DISABLED": disabled,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", TRACING_PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split("\n")[0] == expected
