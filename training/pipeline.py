@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,38 +205,31 @@ def run_training(
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """`fraudwatch train`."""
-    from fraudwatch.errors import FraudwatchError
+    """`fraudwatch train`; its errors are printed by infra.cli (a bad --data file: exit 2)."""
     from training.io import read_transactions
 
     steps = Steps(total=5)
     started = time.perf_counter()
-    try:
-        if args.data is not None:
-            with steps.step("read", f"reading {args.data}"):
-                frame = read_transactions(args.data, labelled=True)
-            source = str(args.data)
-        else:
-            with steps.step(
-                "generate", f"generating {args.transactions:,} transactions over {args.days} days"
-            ):
-                frame = generated_history(args.transactions, args.days, args.seed, progress=True)
-            source = f"generated: {args.transactions:,} transactions, {args.days} days, seed {args.seed}"
-        run = run_training(
-            frame,
-            source=source,
-            bundle_dir=args.bundle,
-            reports_dir=args.reports,
-            seed=args.seed,
-            nthread=args.threads,
-            label_delay=args.label_delay_days * 86400,
-            checked=args.data is not None,
-            progress=True,
-            steps=steps,
-        )
-    except FraudwatchError as exc:
-        print(f"fraudwatch train: error: {exc}", file=sys.stderr)
-        return 1
+    if args.data is not None:
+        with steps.step("read", f"reading {args.data}"):
+            frame = read_transactions(args.data, labelled=True)
+        source = str(args.data)
+    else:
+        with steps.step("generate", f"generating {args.transactions:,} transactions over {args.days} days"):
+            frame = generated_history(args.transactions, args.days, args.seed, progress=True)
+        source = f"generated: {args.transactions:,} transactions, {args.days} days, seed {args.seed}"
+    run = run_training(
+        frame,
+        source=source,
+        bundle_dir=args.bundle,
+        reports_dir=args.reports,
+        seed=args.seed,
+        nthread=args.threads,
+        label_delay=args.label_delay_days * 86400,
+        checked=args.data is not None,
+        progress=True,
+        steps=steps,
+    )
     print(summary(run, time.perf_counter() - started))
     return 0
 
@@ -265,22 +257,17 @@ def summary(run: TrainingRun, seconds: float) -> str:
 
 
 def run_score_file(args: argparse.Namespace) -> int:
-    """`fraudwatch score-file`."""
+    """`fraudwatch score-file`; its errors are printed by infra.cli (a bad file or bundle: exit 2)."""
     from fraudwatch.adapters.model import load_model
-    from fraudwatch.errors import FraudwatchError
     from training.io import read_transactions
     from training.score import score_frame, write_table
 
-    try:
-        model = load_model(args.bundle)
-        frame = read_transactions(args.data, labelled=False)
-        scored = score_frame(
-            frame, model, source=str(args.data), label_delay=args.label_delay_days * 86400, progress=True
-        )
-        write_table(scored, args.out)
-    except FraudwatchError as exc:
-        print(f"fraudwatch score-file: error: {exc}", file=sys.stderr)
-        return 1
+    model = load_model(args.bundle)
+    frame = read_transactions(args.data, labelled=False)
+    scored = score_frame(
+        frame, model, source=str(args.data), label_delay=args.label_delay_days * 86400, progress=True
+    )
+    write_table(scored, args.out)
     counts = scored["decision"].value_counts()
     decided = ", ".join(
         f"{name} {int(counts.get(name, 0)):,}" for name in ("APPROVED", "FLAGGED", "REJECTED")

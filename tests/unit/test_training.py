@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import numpy as np
@@ -10,20 +9,11 @@ import pandas as pd
 import pytest
 
 from fraudwatch.domain.features import FEATURE_NAMES
+from infra.cli import main
 from tests.fakes import tiny_history
-from training import pipeline
 from training.features import compute_features
 from training.io import DataFileError, read_transactions
 from training.train import ThresholdTargets, TrainingError, choose_thresholds, operating_points, time_split
-
-
-def main(argv: list[str]) -> int:
-    """The training commands as `fraudwatch` runs them (without the other modules' commands)."""
-    parser = argparse.ArgumentParser(prog="fraudwatch")
-    pipeline.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
 
 # --- time split
 
@@ -230,7 +220,7 @@ def test_train_command_reports_a_bad_file_in_one_line_and_writes_nothing(history
     bundle = tmp_path / "bundle"
     status = main(["train", "--data", str(path), "--bundle", str(bundle), "--reports", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
-    assert status == 1
+    assert status == 2  # the input's fault: a usage error
     assert err == f"fraudwatch train: error: {path}: column 'amount', row 10: 'ten' is not a number"
     assert not bundle.exists()
     assert not (tmp_path / "r").exists()

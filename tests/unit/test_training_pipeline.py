@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pandas as pd
@@ -10,6 +9,7 @@ import pytest
 
 from fraudwatch.adapters.model import load_model
 from fraudwatch.domain.features import FEATURE_NAMES
+from infra.cli import main
 from tests.fakes import tiny_history
 from training import pipeline
 from training.bundle import write_bundle
@@ -17,14 +17,6 @@ from training.evaluate import PLOTS, evaluate
 from training.features import compute_features
 from training.fit import thresholds_file
 from training.train import predict
-
-
-def main(argv: list[str]) -> int:
-    """The training commands as `fraudwatch` runs them (without the other modules' commands)."""
-    parser = argparse.ArgumentParser(prog="fraudwatch")
-    pipeline.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +128,9 @@ def test_score_file_without_a_bundle_fails_in_one_line(history, tmp_path, capsys
     out = tmp_path / "o.csv"
     status = main(["score-file", "--data", str(data), "--out", str(out), "--bundle", str(tmp_path / "none")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert status == 1
+    assert status == 2  # the bundle it was given cannot be used: a usage error
     assert len(err) == 1
+    assert err[0].startswith("fraudwatch score-file: error: ")
     assert "missing model.ubj" in err[0]
     assert not out.exists()
 
