@@ -187,7 +187,10 @@ def test_unsorted_input_names_both_rows(history, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--train-days", "30"], "the test period would start at 2026-10-05T00:00:00+00:00"),
+        (
+            ["--train-days", "30"],
+            "the test period from 2026-10-05T00:00:00+00:00 to the end of the file has no transactions",
+        ),
         (["--test-days", "20"], "the test period of 20 days would end at"),
     ],
 )

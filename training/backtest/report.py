@@ -125,15 +125,17 @@ def periods_table(
 ) -> dict[str, Any]:
     """Each period's bounds, rows and frauds; the training period also as its fitting and validation parts."""
     bounds = periods.describe()
-    last = float(epochs.max())
+    first, last = float(epochs.min()), float(epochs.max())
     out = {}
     for name, (start, end) in bounds.items():
         mask = (epochs >= start) & (epochs < end)
+        start = max(start, math.floor(first / DAY) * DAY)
         out[name] = _period(start, min(end, math.floor(last / DAY) * DAY + DAY), mask, labels)
     out["fitting"] = _period(periods.origin, split.validation_start, split.train, labels)
     out["validation"] = _period(split.validation_start, periods.train_end, split.validation, labels)
-    order = ("training", "fitting", "validation", "gap", "test")
-    return {name: out[name] for name in order}
+    # The warm-up is shown when the training starts after the file does.
+    order = ("warm-up", "training", "fitting", "validation", "gap", "test")
+    return {name: out[name] for name in order if name != "warm-up" or out[name]["rows"]}
 
 
 def _period(start: float, end: float, mask: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -193,7 +195,8 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
         ],
         "",
         "Training uses the training period only: its earliest 80% of transactions fit the model, the rest "
-        "stop the boosting early and choose the thresholds. The gap is neither trained on nor scored.",
+        "stop the boosting early and choose the thresholds. The warm-up (before the training start) and "
+        "the gap are replayed, so the profiles know them, but neither trained on nor scored.",
         "",
         f"Replay: {replay['transactions']:,} transactions through the Lambda's profile updates and "
         f"features in {replay['seconds']:.1f} s ({replay['tx_per_second']:,.0f} tx/s).",
