@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from training.bundle import git_state, libraries, model_version, write_bundle
 from training.evaluate import Evaluation, evaluate, write_report
 from training.features import FeatureMatrix
-from training.io import LABEL, PATTERN
+from training.io import LABEL, PATTERN, defaulted_columns
 from training.steps import Steps
 from training.train import ThresholdChoice, TimeSplit, TrainedModel, choose_thresholds, predict, train_model
 
@@ -152,6 +152,7 @@ def model_card(
             "users": int(frame["user_id"].nunique()),
             "patterns": patterns,
             "label_delay_days": label_delay / 86400,
+            "defaulted_columns": defaulted_columns(frame),
             "periods": {
                 name: _period(epochs[mask], labels[mask])
                 for name, mask in (

@@ -22,7 +22,7 @@ from training.backtest.metrics import FALSE_POSITIVE_RATE, Figures, figures
 from training.backtest.periods import Periods, iso
 from training.evaluate import Evaluation, evaluate, importance, save_figure, without_nan
 from training.features import FeatureMatrix
-from training.io import LABEL, PATTERN
+from training.io import LABEL, PATTERN, defaulted_columns, defaults_note
 from training.score import write_table
 from training.train import TimeSplit
 
@@ -85,6 +85,7 @@ def write_outputs(
             "rows": len(frame),
             "frauds": int(labels.sum()),
             "label_delay_days": config.label_delay / DAY,
+            "defaulted_columns": defaulted_columns(frame),
         },
         "periods": periods_table(periods, split, matrix.epochs, labels),
         "replay": {
@@ -185,7 +186,8 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
         "# Backtest",
         "",
         f"Source: {data['source']} ({data['rows']:,} transactions, {data['frauds']:,} fraud). "
-        f"Labels fed back {data['label_delay_days']:g} days after each transaction.",
+        f"Labels fed back {data['label_delay_days']:g} days after each transaction. "
+        + defaults_note(data["defaulted_columns"]),
         "",
         "| period | from | to (exclusive) | transactions | fraud |",
         "| --- | --- | --- | --- | --- |",
