@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fraudwatch.domain.features import DAY
 from fraudwatch.errors import FraudwatchError
 from training.backtest.config import BacktestConfig, PeriodBounds, parse_bound
+from training.defaults import CARD_TOP_K
 from training.generate import at_least
 from training.pipeline import DEFAULT_SEED, add_label_delay_option
 from training.steps import Steps
@@ -81,9 +82,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--top-k",
         type=at_least(1),
-        default=50,
+        default=CARD_TOP_K,
         metavar="K",
-        help="cards an analyst reviews per day, for the daily top-k precision (default 50)",
+        help="cards an analyst reviews per day, for the card precision top-k: each day's k riskiest cards "
+        f"not already caught on an earlier day (default {CARD_TOP_K})",
     )
     parser.add_argument(
         "--out",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
+from training.defaults import CARD_TOP_K
 from training.pipeline import DEFAULT_SEED
 
 
@@ -44,7 +45,7 @@ class BacktestConfig:
     """Period bounds given as dates; each wins over the day count it replaces."""
     label_delay: float = DEFAULT_LABEL_DELAY
     """Seconds after its transaction that a fraud label becomes known."""
-    top_k: int = 50
+    top_k: int = CARD_TOP_K
     compare: bool = True
     seed: int = DEFAULT_SEED
     nthread: int = 2

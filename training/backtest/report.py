@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from fraudwatch.domain.features import DAY, MERCHANT_FEATURES
 from training.backtest.metrics import FALSE_POSITIVE_RATE, Figures, figures
 from training.backtest.periods import Periods, iso
+from training.baseline import BASELINE, BASELINE_NOTE
+from training.comparison import fraud_patterns, side_by_side
 from training.evaluate import Evaluation, evaluate, importance, save_figure, without_nan
 from training.features import FeatureMatrix
 from training.io import LABEL, PATTERN, defaulted_columns, defaults_note
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 PLOTS = ("roc_curve.png", "pr_curve.png", "daily_top_k.png")
 WITH, WITHOUT = "with_merchant_risk", "without_merchant_risk"
-TITLES = {WITH: "with merchant risk", WITHOUT: "without merchant risk"}
+TITLES = {WITH: "with merchant risk", BASELINE: "baseline", WITHOUT: "without merchant risk"}
 
 
 def write_outputs(
@@ -42,6 +43,7 @@ def write_outputs(
     split: TimeSplit,
     periods: Periods,
     scores: np.ndarray,
+    baseline: np.ndarray,
     without: np.ndarray | None,
     decisions: list[str],
     model: Any,
@@ -66,13 +68,17 @@ def write_outputs(
     if PATTERN in frame.columns:
         patterns = frame[PATTERN].to_numpy(dtype=str)[test]
         tested[PATTERN] = patterns
+    tested["score_baseline"] = baseline
     if without is not None:
         tested["score_without_merchant_risk"] = without
     write_table(tested, staging / ("scores.csv" if config.csv else "scores.parquet"))
 
     epochs, cards, y = matrix.epochs[test], frame["user_id"].to_numpy(dtype=str)[test], labels[test]
-    results = {WITH: figures(scores, y, patterns, epochs, cards, config.top_k)}
-    all_scores = {WITH: scores}
+    results = {
+        WITH: figures(scores, y, patterns, epochs, cards, config.top_k),
+        BASELINE: figures(baseline, y, patterns, epochs, cards, config.top_k),
+    }
+    all_scores = {WITH: scores, BASELINE: baseline}
     if without is not None:
         results[WITHOUT] = figures(without, y, patterns, epochs, cards, config.top_k)
         all_scores[WITHOUT] = without
@@ -99,11 +105,7 @@ def write_outputs(
             "reject": model.thresholds.reject,
             "merchant_gain": {name: gain[name] for name in MERCHANT_FEATURES},
         },
-        "test_frauds_by_pattern": (
-            {p: int((y & (patterns == p)).sum()) for p in sorted(set(patterns[y].tolist()))}
-            if patterns is not None
-            else {}
-        ),
+        "test_frauds_by_pattern": fraud_patterns(y, patterns),
         "top_k": config.top_k,
         "false_positive_rate": FALSE_POSITIVE_RATE,
         "models": {name: figure.to_dict() for name, figure in results.items()},
@@ -169,19 +171,6 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
     """The Markdown report: periods, replay speed, the models side by side, the bundle's decisions."""
     data, replay, model = metrics["data"], metrics["replay"], metrics["model"]
     names = list(results)
-    main = results[WITH]
-    k = main.top_k
-    header = (
-        "| metric | " + " | ".join(TITLES[n] for n in names) + (" | change |" if len(names) > 1 else " |")
-    )
-    rule = "| --- " * (len(names) + 1 + (len(names) > 1)) + "|"
-    rows: list[tuple[str, Callable[[Figures], float], str]] = [
-        ("ROC AUC", lambda f: f.roc_auc, "{:.4f}"),
-        ("average precision", lambda f: f.average_precision, "{:.4f}"),
-        ("recall at 1% FPR", lambda f: f.at_fpr.recall, "{:.1%}"),
-        ("precision at 1% FPR", lambda f: f.at_fpr.precision, "{:.1%}"),
-        (f"daily top-{k} precision per card (mean)", lambda f: f.mean_top_k_precision, "{:.1%}"),
-    ]
     lines = [
         "# Backtest",
         "",
@@ -205,33 +194,14 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
         "",
         "## Side by side (test period)",
         "",
-        header,
-        rule,
-        *[_side_by_side(label, [getter(results[n]) for n in names], form) for label, getter, form in rows],
+        f"The baseline: {BASELINE_NOTE}",
         "",
+        *side_by_side(results, TITLES, metrics["test_frauds_by_pattern"]),
         "The 1% FPR threshold is set on each model's own test-period negatives: "
         + ", ".join(f"{TITLES[n]} {results[n].at_fpr.threshold:.4f}" for n in names)
         + ".",
         "",
     ]
-    if main.pattern_recall:
-        lines += [
-            "## Recall per fraud pattern at 1% FPR",
-            "",
-            "| pattern | fraud transactions | "
-            + " | ".join(TITLES[n] for n in names)
-            + (" | change |" if len(names) > 1 else " |"),
-            "| --- " * (len(names) + 2 + (len(names) > 1)) + "|",
-            *[
-                _side_by_side(
-                    f"{pattern} | {count:,}",
-                    [results[n].pattern_recall.get(pattern, math.nan) for n in names],
-                    "{:.1%}",
-                )
-                for pattern, count in metrics["test_frauds_by_pattern"].items()
-            ],
-            "",
-        ]
     lines += [
         f"## Decisions of the bundle ({model['version']})",
         "",
@@ -257,21 +227,6 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
         "",
     ]
     return "\n".join(lines)
-
-
-def _side_by_side(label: str, values: list[float], form: str) -> str:
-    cells = [_cell(value, form) for value in values]
-    if len(values) > 1:
-        change = values[0] - values[1]
-        percent = form.endswith("%}")
-        cells.append(
-            "n/a" if math.isnan(change) else (f"{change * 100:+.1f} pts" if percent else f"{change:+.4f}")
-        )
-    return f"| {label} | " + " | ".join(cells) + " |"
-
-
-def _cell(value: float, form: str) -> str:
-    return "n/a" if math.isnan(value) else form.format(value)
 
 
 def _percent(value: float) -> str:

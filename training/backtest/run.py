@@ -124,6 +124,7 @@ def run_backtest(
                 split=split,
                 periods=periods,
                 scores=scores,
+                baseline=fitted.baseline,
                 without=without,
                 decisions=decisions,
                 model=lambda_model,
