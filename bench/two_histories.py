@@ -36,6 +36,9 @@ def run(kind: str, seed: int, transactions: int, directory: Path) -> dict[str, d
         == 0
     )
     models = json.loads((out / "metrics.json").read_text())["models"]
+    for name in ("with_merchant_risk", "baseline"):
+        recall = ", ".join(f"{p} {r:.1%}" for p, r in models[name]["pattern_recall"].items())
+        print(f"{kind} seed {seed} {name}: recall at 1% FPR per pattern: {recall}")
     return {name: {m: float(models[name][m]) for m in METRICS} for name in ("with_merchant_risk", "baseline")}
 
 
