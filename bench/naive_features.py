@@ -45,7 +45,7 @@ def _user(tx: object, mine: pd.DataFrame) -> tuple[float, ...]:
     if n:
         mean = float(mine["amount"].mean())
         spread = max(float(mine["amount"].std(ddof=0)), MIN_SPREAD)
-        zscore, to_mean = (amount - mean) / spread, amount / mean
+        zscore, to_mean = (amount - mean) / spread, (amount / mean if mean else NAN)
         since_last = max(t - float(mine["epoch"].max()), 0.0)
     else:
         zscore = to_mean = since_last = NAN

@@ -159,19 +159,23 @@ def write_report(
     scores: np.ndarray,
     labels: np.ndarray,
     card: dict[str, Any],
+    comparison: list[str],
 ) -> Path:
-    """Write report.md, metrics.json and the plots into `directory`; return the report's path."""
+    """Write report.md, metrics.json and the plots into `directory`; return the report's path.
+
+    `comparison` is the Markdown of the model beside the baseline (`training.comparison`).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     _plots(directory, evaluation, scores, labels)
     (directory / "metrics.json").write_text(
         json.dumps(evaluation.to_dict(), indent=2, allow_nan=False) + "\n"
     )
     report = directory / "report.md"
-    report.write_text(render_report(version, evaluation, card))
+    report.write_text(render_report(version, evaluation, card, comparison))
     return report
 
 
-def render_report(version: str, evaluation: Evaluation, card: dict[str, Any]) -> str:
+def render_report(version: str, evaluation: Evaluation, card: dict[str, Any], comparison: list[str]) -> str:
     """The Markdown report."""
     data, imbalance, thresholds = card["data"], card["imbalance"], card["thresholds"]
     lines = [
@@ -190,6 +194,9 @@ def render_report(version: str, evaluation: Evaluation, card: dict[str, Any]) ->
         f"| FLAGGED threshold | {evaluation.at_flag.threshold:.4f} |",
         f"| REJECTED threshold | {evaluation.at_reject.threshold:.4f} |",
         "",
+        "## Beside the baseline (test period)",
+        "",
+        *comparison,
         "## Thresholds",
         "",
         "Chosen on the validation period: " + thresholds["rule"],

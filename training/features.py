@@ -46,7 +46,7 @@ from fraudwatch.domain.profile import UserProfile
 # The contract's own timestamp parser: offline instants are the stream's by construction.
 from fraudwatch.domain.transaction import FIELDS, Transaction, parse_timestamp
 from fraudwatch.errors import InvalidRecordError
-from training.io import LABEL, DataFileError, check_transactions
+from training.io import LABEL, DataFileError, check_transactions, id_texts
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +83,9 @@ def to_transactions(
     """
     epochs, hours = at if at is not None else instants(frame, source=source)
     rows = zip(
-        frame["transaction_id"].tolist(),
-        frame["user_id"].tolist(),
-        frame["merchant_id"].tolist(),
+        id_texts(frame["transaction_id"]).tolist(),
+        id_texts(frame["user_id"]).tolist(),
+        id_texts(frame["merchant_id"]).tolist(),
         frame["amount"].astype("float64").tolist(),
         frame["currency"].tolist(),
         frame["timestamp"].tolist(),
@@ -161,8 +161,8 @@ def compute_features(
     labels: list[Label] = []
     if label_delay is not None and LABEL in frame.columns:
         labels = labels_of(
-            frame["transaction_id"].take(order).tolist(),
-            frame["merchant_id"].take(order).tolist(),
+            id_texts(frame["transaction_id"]).take(order).tolist(),
+            id_texts(frame["merchant_id"]).take(order).tolist(),
             epochs[order],
             frame[LABEL].to_numpy(dtype=bool)[order].tolist(),
             label_delay,
@@ -172,12 +172,12 @@ def compute_features(
     values = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
     if len(tasks) == 1:
         values[order, :USER_WIDTH] = _user_part(*tasks[0], progress=progress)
-        values[:, USER_WIDTH:] = merchant_columns(frame["merchant_id"], epochs, labels)
+        values[:, USER_WIDTH:] = merchant_columns(id_texts(frame["merchant_id"]), epochs, labels)
         return FeatureMatrix(values=values, epochs=epochs, order=order)
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(len(tasks), mp_context=context) as pool:
         futures = {pool.submit(_user_part, *task): rows for task, rows in zip(tasks, parts, strict=True)}
-        values[:, USER_WIDTH:] = merchant_columns(frame["merchant_id"], epochs, labels)
+        values[:, USER_WIDTH:] = merchant_columns(id_texts(frame["merchant_id"]), epochs, labels)
         waiting = tqdm(
             as_completed(futures),
             total=len(futures),

@@ -19,12 +19,19 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from training.backtest.metrics import figures
+from training.baseline import BASELINE, BASELINE_NOTE, baseline_scores
 from training.bundle import git_state, libraries, model_version, write_bundle
+from training.comparison import fraud_patterns, side_by_side
+from training.defaults import CARD_TOP_K
 from training.evaluate import Evaluation, evaluate, write_report
 from training.features import FeatureMatrix
-from training.io import LABEL, PATTERN
+from training.io import LABEL, PATTERN, defaulted_columns, id_texts
 from training.steps import Steps
 from training.train import ThresholdChoice, TimeSplit, TrainedModel, choose_thresholds, predict, train_model
+
+MODEL = "model"
+TITLES = {MODEL: "model", BASELINE: "baseline"}
 
 THRESHOLD_RULE = (
     "REJECTED = the lowest score whose alerts reach precision >= {reject_precision:.2f} "
@@ -47,6 +54,8 @@ class Fitted:
     bundle: Path
     report: Path | None
     """The evaluation report, when a reports directory was given."""
+    baseline: np.ndarray
+    """The baseline's scores of the split's test rows (`training.baseline`)."""
 
 
 def fit(
@@ -75,11 +84,26 @@ def fit(
         thresholds = choose_thresholds(model.validation_scores, labels[split.validation])
     trained_at = datetime.now(UTC).replace(microsecond=0)
     version = model_version(model.booster, trained_at)
-    evaluating = "evaluating on the test period" + (" and writing the report" if reports_dir else "")
+    evaluating = "evaluating on the test period beside the baseline" + (
+        " and writing the report" if reports_dir else ""
+    )
     with steps.step("evaluate", evaluating):
         test_scores = predict(model.booster, matrix.values[split.test])
         patterns = frame[PATTERN].to_numpy(dtype=str)[split.test] if PATTERN in frame.columns else None
         evaluation = evaluate(model.booster, test_scores, labels[split.test], patterns, thresholds)
+        baseline = baseline_scores(
+            frame,
+            split.train | split.validation,
+            split.test,
+            label_delay=label_delay,
+            seed=seed,
+            nthread=nthread,
+        )
+        cards = id_texts(frame["user_id"]).to_numpy(dtype=str)[split.test]
+        results = {
+            name: figures(scored, labels[split.test], patterns, matrix.epochs[split.test], cards, CARD_TOP_K)
+            for name, scored in ((MODEL, test_scores), (BASELINE, baseline))
+        }
         card = model_card(
             version,
             trained_at,
@@ -92,6 +116,10 @@ def fit(
             evaluation,
             label_delay,
         )
+        card["baseline"] = {
+            "what": BASELINE_NOTE,
+            "test": {name: figure.to_dict() for name, figure in results.items()},
+        }
         report = None
         if reports_dir is not None:
             report = write_report(
@@ -101,10 +129,15 @@ def fit(
                 scores=test_scores,
                 labels=labels[split.test],
                 card=card,
+                comparison=[
+                    f"The baseline: {BASELINE_NOTE}",
+                    "",
+                    *side_by_side(results, TITLES, fraud_patterns(labels[split.test], patterns)),
+                ],
             )
     with steps.step("bundle", f"writing the model bundle to {bundle_dir}"):
         bundle = write_bundle(bundle_dir, model.booster, thresholds_file(thresholds), card)
-    return Fitted(version, model, thresholds, evaluation, card, bundle, report)
+    return Fitted(version, model, thresholds, evaluation, card, bundle, report, baseline)
 
 
 def thresholds_file(choice: ThresholdChoice) -> dict[str, Any]:
@@ -152,6 +185,7 @@ def model_card(
             "users": int(frame["user_id"].nunique()),
             "patterns": patterns,
             "label_delay_days": label_delay / 86400,
+            "defaulted_columns": defaulted_columns(frame),
             "periods": {
                 name: _period(epochs[mask], labels[mask])
                 for name, mask in (

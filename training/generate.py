@@ -70,10 +70,10 @@ def write_history(df: pd.DataFrame, path: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def summary(df: pd.DataFrame, seconds: float) -> str:
-    """One line: rows, users, merchants, fraud rate, rows per pattern, seconds."""
+def summary(df: pd.DataFrame, seconds: float, names: tuple[str, ...] = FRAUD_PATTERNS) -> str:
+    """One line: rows, users, merchants, fraud rate, rows per pattern (`names`), seconds."""
     counts = df["fraud_pattern"].value_counts()
-    patterns = ", ".join(f"{name} {int(counts.get(name, 0))}" for name in FRAUD_PATTERNS)
+    patterns = ", ".join(f"{name} {int(counts.get(name, 0))}" for name in names)
     return (
         f"{len(df):,} rows, {df['user_id'].nunique():,} users, {df['merchant_id'].nunique():,} merchants, "
         f"fraud {df['is_fraud'].mean():.2%} ({patterns}) in {seconds:.1f} s"
@@ -85,7 +85,18 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser = subparsers.add_parser(
         "generate",
         help="generate labelled transaction history",
-        description="Generate labelled synthetic card transactions (five fraud patterns) to a file.",
+        description=(
+            "Generate labelled synthetic card transactions to a file: the project's own population "
+            "(--kind project, five fraud patterns), or a second kind written apart from it (--kind second: "
+            "the card-fraud textbook's protocol, four fraud mechanics of its own, integer ids, no currency "
+            "or category; docs/other_history.md)."
+        ),
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("project", "second"),
+        default="project",
+        help="which generator (default: project); --fraud-rate applies to the project's only",
     )
     parser.add_argument(
         "--transactions", type=at_least(MIN_TRANSACTIONS), default=50_000, help="rows (default: 50000)"
@@ -107,12 +118,19 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() not in SUFFIXES:
         print(f"fraudwatch generate: --out {args.out}: use a .parquet or .csv file", file=sys.stderr)
         return 2
-    config = GeneratorConfig(
-        n_transactions=args.transactions, days=args.days, fraud_rate=args.fraud_rate, seed=args.seed
-    )
     began = time.perf_counter()
+    names: tuple[str, ...] = FRAUD_PATTERNS
     try:
-        frame = generate_history(config, progress=True)
+        if args.kind == "second":
+            from training.other_history import PATTERNS, OtherHistoryConfig, other_history
+
+            frame = other_history(OtherHistoryConfig(args.transactions, args.days, args.seed))
+            names = PATTERNS
+        else:
+            config = GeneratorConfig(
+                n_transactions=args.transactions, days=args.days, fraud_rate=args.fraud_rate, seed=args.seed
+            )
+            frame = generate_history(config, progress=True)
     except ValueError as exc:
         print(f"fraudwatch generate: {exc}", file=sys.stderr)
         return 2
@@ -121,7 +139,7 @@ def run_generate(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"fraudwatch generate: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"{args.out}: {summary(frame, time.perf_counter() - began)}")
+    print(f"{args.out}: {summary(frame, time.perf_counter() - began, names)}")
     return 0
 
 

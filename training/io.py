@@ -4,6 +4,11 @@ Every column is checked up front, vectorised, with the same rules as the stream'
 (`fraudwatch.domain.transaction`), so a bad file fails before any work with an error that names the
 column, the (1-based) data row and the reason. Timestamps are parsed later, row by row, by the exact
 function the Lambda uses (see `training.features`), and a bad one is named the same way.
+
+Files are more forgiving than the stream in two ways, since histories come from elsewhere: `currency`
+and `category` may be missing (they get the DEFAULTS, and `is_new_category` is then only "first
+payment"), and ids may be integers as well as text. Ids are checked with the stream's own rule on their
+text, and kept as given: an integer id comes back as an integer.
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ import numpy as np
 import pandas as pd
 
 # The contract's own rules, so a file's checks and the stream's cannot drift apart.
-from fraudwatch.domain.transaction import CATEGORY_PATTERN, CURRENCIES, FIELDS, ID_PATTERN, MAX_AMOUNT
+from fraudwatch.domain.transaction import (
+    AMOUNT_RULE,
+    CATEGORY_PATTERN,
+    CURRENCIES,
+    FIELDS,
+    ID_PATTERN,
+    MAX_AMOUNT,
+    MIN_AMOUNT,
+    id_problem,
+)
 from fraudwatch.errors import UsageError
 
 LABEL = "is_fraud"
@@ -23,7 +37,13 @@ NO_PATTERN = "none"
 IDENTIFIERS = ("transaction_id", "user_id", "merchant_id")
 TEXT_COLUMNS = (*IDENTIFIERS, "currency", "timestamp", "category", PATTERN)
 SUFFIXES = (".csv", ".parquet", ".pq")
-ID_RULE = "must be 1-64 letters, digits, '_', '.', ':' or '-'"
+DEFAULTS = {"currency": "USD", "category": "unspecified"}
+"""What a file without these columns is read with; `defaulted_columns` says which were."""
+DEFAULTED = "fraudwatch_defaulted_columns"
+"""The frame's `attrs` key listing the columns filled with DEFAULTS."""
+REQUIRED = tuple(name for name in FIELDS if name not in DEFAULTS)
+INTEGER_ID = r"-?(?:0|[1-9][0-9]{0,17})"
+"""A CSV id column whose every value is written like this is read as integers (it fits int64)."""
 CATEGORY_RULE = "must be 1-32 lowercase letters, digits or '_'"
 
 
@@ -43,17 +63,26 @@ def read_transactions(path: Path, *, labelled: bool) -> pd.DataFrame:
 
 
 def check_transactions(frame: pd.DataFrame, *, source: str, labelled: bool) -> None:
-    """Check (and normalise in place) a frame of transactions; raise DataFileError naming the problem."""
-    required = (*FIELDS, LABEL) if labelled else FIELDS
+    """Check (and normalise in place) a frame of transactions; raise DataFileError naming the problem.
+
+    Missing `currency` and `category` columns are added with DEFAULTS and listed in
+    `frame.attrs[DEFAULTED]`.
+    """
+    required = (*REQUIRED, LABEL) if labelled else REQUIRED
     missing = [name for name in required if name not in frame.columns]
     if missing:
         raise DataFileError(
-            f"{source}: missing column {missing[0]!r} (a transaction file needs {', '.join(required)})"
+            f"{source}: missing column {missing[0]!r} (a transaction file needs {', '.join(required)}; "
+            f"{' and '.join(DEFAULTS)} are optional)"
         )
     if frame.empty:
         raise DataFileError(f"{source}: no transactions")
+    defaulted = [name for name in DEFAULTS if name not in frame.columns]
+    for name in defaulted:
+        frame[name] = DEFAULTS[name]
+    frame.attrs[DEFAULTED] = defaulted
     for name in IDENTIFIERS:
-        _check_pattern(frame, name, ID_PATTERN.pattern, ID_RULE, source)
+        _check_id(frame, name, source)
     _check_pattern(frame, "category", CATEGORY_PATTERN.pattern, CATEGORY_RULE, source)
     _check_currency(frame, source)
     _check_amount(frame, source)
@@ -65,6 +94,31 @@ def check_transactions(frame: pd.DataFrame, *, source: str, labelled: bool) -> N
         frame[PATTERN] = frame[PATTERN].fillna(NO_PATTERN).astype(str)
 
 
+def defaulted_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns a checked frame was missing and got DEFAULTS for."""
+    return list(frame.attrs.get(DEFAULTED, []))
+
+
+def defaults_note(columns: list[str]) -> str:
+    """What a report says about columns read with DEFAULTS ("" when none were)."""
+    if not columns:
+        return ""
+    given = ", ".join(f"{name} {DEFAULTS[name]!r}" for name in columns)
+    note = f"Not in the file, read with defaults: {given}."
+    if "category" in columns:
+        note += " With one category for all, is_new_category only marks a user's first payment."
+    return note
+
+
+def id_texts(series: pd.Series) -> pd.Series:
+    """An id column as the text the stream would carry (integers in decimal)."""
+    return series if series.dtype == object and _all_text(series) else series.astype(str)
+
+
+def _all_text(series: pd.Series) -> bool:
+    return all(type(value) is str for value in series.tolist())
+
+
 def _read(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
@@ -74,7 +128,11 @@ def _read(path: Path) -> pd.DataFrame:
     try:
         if suffix == ".csv":
             # Text columns stay text ("007" is an id, not 7) and empty cells stay "" so they are named.
-            return pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False)
+            frame = pd.read_csv(path, dtype=dict.fromkeys(TEXT_COLUMNS, str), keep_default_na=False)
+            for name in IDENTIFIERS:
+                if name in frame.columns and frame[name].str.fullmatch(INTEGER_ID).all():
+                    frame[name] = frame[name].astype("int64")
+            return frame
         return pd.read_parquet(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise DataFileError(f"{path}: cannot read: {exc}") from exc
@@ -97,6 +155,31 @@ def _text(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
         row = _first(~is_str)
         raise _fail(source, column, row, series.iloc[row], "is not text")
     return series
+
+
+def _check_id(frame: pd.DataFrame, column: str, source: str) -> None:
+    """Ids are text or integers, and their text follows the stream's rule (`id_problem`).
+
+    The ASCII ids of ID_PATTERN, all valid on the stream, are matched vectorised; the rest one by one.
+    """
+    series = frame[column]
+    if pd.api.types.is_integer_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        return
+    is_id = np.array(
+        [
+            type(v) is str or (isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_))
+            for v in series.tolist()
+        ],
+        dtype=bool,
+    )
+    if not is_id.all():
+        row = _first(~is_id)
+        raise _fail(source, column, row, series.iloc[row], "is not an id (text or an integer)")
+    texts = series.astype(str)
+    for row in np.flatnonzero(~texts.str.fullmatch(ID_PATTERN.pattern).to_numpy(dtype=bool)).tolist():
+        problem = id_problem(str(texts.iat[row]))
+        if problem is not None:
+            raise _fail(source, column, row, series.iloc[row], f"is not an id: {problem}")
 
 
 def _check_pattern(frame: pd.DataFrame, column: str, pattern: str, reason: str, source: str) -> None:
@@ -123,13 +206,13 @@ def _check_amount(frame: pd.DataFrame, source: str) -> None:
     for bad, reason in (
         (np.isnan(amount), "is not a number"),
         (~np.isfinite(amount), "is not finite"),
-        (amount <= 0, "must be greater than 0"),
+        (amount < MIN_AMOUNT, AMOUNT_RULE),
         (amount > MAX_AMOUNT, f"exceeds the {MAX_AMOUNT:,.0f} limit"),
     ):
         if bad.any():
             row = _first(bad)
             raise _fail(source, "amount", row, raw.iloc[row], reason)
-    frame["amount"] = amount
+    frame["amount"] = amount + 0.0  # the stream's -0.0 is 0 too
 
 
 def _check_timestamp(frame: pd.DataFrame, source: str) -> None:
@@ -144,7 +227,7 @@ def _check_timestamp(frame: pd.DataFrame, source: str) -> None:
 
 
 def _check_unique_ids(frame: pd.DataFrame, source: str) -> None:
-    duplicated = frame["transaction_id"].duplicated().to_numpy()
+    duplicated = id_texts(frame["transaction_id"]).duplicated().to_numpy()
     if duplicated.any():
         row = _first(duplicated)
         raise _fail(source, "transaction_id", row, frame["transaction_id"].iloc[row], "appears twice")

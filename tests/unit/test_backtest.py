@@ -131,14 +131,18 @@ def test_tied_negatives_never_push_the_rate_over_one_percent():
 def test_daily_top_k_per_card_by_hand():
     day = 86400.0
     # Day 0: card a peaks 0.9 (no fraud), b 0.8 (fraud on another of its payments), c 0.7 (fraud).
-    # Day 1: b 0.6 (fraud), c 0.2; only two cards paid.
+    # Day 1: b 0.6 (fraud), c 0.2; only two cards paid, and a card caught on day 0 is blocked by then.
     epochs = np.array([0, 10, 20, 30, 40, day + 5, day + 6])
     cards = np.array(["a", "b", "b", "c", "a", "b", "c"])
     scores = np.array([0.9, 0.8, 0.1, 0.7, 0.3, 0.6, 0.2])
     labels = np.array([False, False, True, True, False, True, False])
     days = daily_top_k(scores, labels, epochs, cards, k=2)
-    assert [(d.day, d.cards, d.precision) for d in days] == [("1970-01-01", 3, 0.5), ("1970-01-02", 2, 0.5)]
-    assert [d.precision for d in daily_top_k(scores, labels, epochs, cards, k=3)] == [2 / 3, 0.5]
+    assert [(d.day, d.cards, d.precision) for d in days] == [("1970-01-01", 3, 0.5), ("1970-01-02", 1, 0.0)]
+    # k=3 catches b and c on day 0: day 1 has no card left to rank.
+    three = daily_top_k(scores, labels, epochs, cards, k=3)
+    assert (three[0].cards, three[0].precision) == (3, 2 / 3)
+    assert three[1].cards == 0
+    assert np.isnan(three[1].precision)
 
 
 def earlier_backtest(path: Path) -> Path:
@@ -187,7 +191,10 @@ def test_unsorted_input_names_both_rows(history, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--train-days", "30"], "the test period would start at 2026-10-05T00:00:00+00:00"),
+        (
+            ["--train-days", "30"],
+            "the test period from 2026-10-05T00:00:00+00:00 to the end of the file has no transactions",
+        ),
         (["--test-days", "20"], "the test period of 20 days would end at"),
     ],
 )
@@ -256,7 +263,10 @@ def test_csv_output_and_no_comparison(history_file, tmp_path):
     assert main(["backtest", str(history_file), *ARGS, "--no-compare", "--csv", "--out", str(out)]) == 0
     scores = pd.read_csv(out / "scores.csv")
     assert "score_without_merchant_risk" not in scores.columns
-    assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["with_merchant_risk"]
+    assert list(json.loads((out / "metrics.json").read_text())["models"]) == [
+        "with_merchant_risk",
+        "baseline",
+    ]
 
 
 def test_help_explains_every_option(capsys):

@@ -150,9 +150,9 @@ def test_text_ids_that_look_like_numbers_stay_text(history, tmp_path):
     ("column", "value", "message"),
     [
         ("amount", "abc", "column 'amount', row 4: 'abc' is not a number"),
-        ("amount", "-3", "column 'amount', row 4: -3.0 must be greater than 0"),
+        ("amount", "-3", "column 'amount', row 4: -3.0 must not be negative"),
         ("currency", "XXX", "column 'currency', row 4: 'XXX' is not a supported ISO 4217 code"),
-        ("user_id", "bad id", "column 'user_id', row 4: 'bad id' must be 1-64"),
+        ("user_id", "bad id", "column 'user_id', row 4: 'bad id' is not an id: a space at position 3"),
         ("category", "Food", "column 'category', row 4: 'Food' must be 1-32 lowercase"),
         ("is_fraud", "maybe", "column 'is_fraud', row 4: 'maybe' is not a boolean"),
     ],

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.features import DAY
 from fraudwatch.errors import FraudwatchError
-from training.backtest.config import BacktestConfig
+from training.backtest.config import BacktestConfig, PeriodBounds, parse_bound
+from training.defaults import CARD_TOP_K
 from training.generate import at_least
 from training.pipeline import DEFAULT_SEED, add_label_delay_option
 from training.steps import Steps
@@ -32,8 +33,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "feeding each fraud label back after a delay; train on the training period; score the test "
             "period with the same model bundle and decisions the Lambda uses; report ROC AUC, average "
             "precision, recall and precision at 1%% FPR, recall per fraud pattern and the daily top-k "
-            "precision per card, with and without the merchant risk features. Periods start at the UTC "
-            "midnight of the file's first transaction: training, then a gap, then the test."
+            "precision per card, with and without the merchant risk features. By default the periods "
+            "start at the UTC midnight of the file's first transaction: training, then a gap, then the "
+            "test; --train-start and the other dates place them anywhere, and everything before the "
+            "training start is replayed to warm the profiles but not trained on."
         ),
     )
     parser.add_argument(
@@ -56,13 +59,33 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         metavar="DAYS",
         help="days of test after the gap (default: the rest of the file)",
     )
+    for option, what in (
+        (
+            "--train-start",
+            "start of training (default: the first transaction's UTC midnight); "
+            "earlier transactions only warm the profiles",
+        ),
+        ("--train-end", "end of training, exclusive (default: --train-days after its start)"),
+        ("--test-start", "start of the test (default: --gap-days after the training end)"),
+        (
+            "--test-end",
+            "end of the test, exclusive (default: --test-days after its start, or the file's end)",
+        ),
+    ):
+        parser.add_argument(
+            option,
+            type=_bound,
+            metavar="DATE",
+            help=f"{what}; a date (its UTC midnight) or an ISO 8601 instant",
+        )
     add_label_delay_option(parser)
     parser.add_argument(
         "--top-k",
         type=at_least(1),
-        default=50,
+        default=CARD_TOP_K,
         metavar="K",
-        help="cards an analyst reviews per day, for the daily top-k precision (default 50)",
+        help="cards an analyst reviews per day, for the card precision top-k: each day's k riskiest cards "
+        f"not already caught on an earlier day (default {CARD_TOP_K})",
     )
     parser.add_argument(
         "--out",
@@ -86,6 +109,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(run=run_command)
 
 
+def _bound(text: str) -> float:
+    """argparse's type for a period bound: its own message names the option and the value."""
+    try:
+        return parse_bound(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def run_command(args: argparse.Namespace) -> int:
     """`fraudwatch backtest`: exit 2 on a named input error, with nothing written."""
     from training.backtest.run import check_out, run_backtest, step_count
@@ -95,6 +126,7 @@ def run_command(args: argparse.Namespace) -> int:
         train_days=args.train_days,
         gap_days=args.gap_days,
         test_days=args.test_days,
+        bounds=PeriodBounds(args.train_start, args.train_end, args.test_start, args.test_end),
         label_delay=args.label_delay_days * DAY,
         top_k=args.top_k,
         compare=args.compare,

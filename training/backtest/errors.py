@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fraudwatch.errors import FraudwatchError
+from fraudwatch.errors import UsageError
 
 
-class BacktestError(FraudwatchError):
+class BacktestError(UsageError):
     """The backtest cannot run as asked: periods that do not fit the file, or an --out it must not replace."""

@@ -38,7 +38,8 @@ class AtFalsePositiveRate:
 
 @dataclass(frozen=True, slots=True)
 class DayTopK:
-    """One UTC day's top-k cards: how many cards paid that day, and the share of the top k with a fraud."""
+    """One UTC day's top-k cards: how many cards paid that day (not yet detected), and the top k's share
+    with a fraud."""
 
     day: str
     cards: int
@@ -59,8 +60,9 @@ class Figures:
 
     @property
     def mean_top_k_precision(self) -> float:
-        """The daily top-k precision averaged over the test period's days."""
-        return float(np.mean([d.precision for d in self.daily_top_k])) if self.daily_top_k else math.nan
+        """The daily top-k precision averaged over the test period's days that had cards left to rank."""
+        ranked = [d.precision for d in self.daily_top_k if d.cards]
+        return float(np.mean(ranked)) if ranked else math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN as None)."""
@@ -99,23 +101,25 @@ def daily_top_k(
 ) -> tuple[DayTopK, ...]:
     """Per UTC day: rank the cards by their highest score that day, and take the top k's share with a fraud.
 
-    A card counts as fraudulent on a day when any of its transactions that day is fraud. Ties in the
-    highest score are broken by card id, so the figure is deterministic; a day with fewer than k cards
-    divides by the cards it has.
+    A card counts as fraudulent on a day when any of its transactions that day is fraud. A card found
+    fraudulent in an earlier day's top k is blocked by then, so it leaves the later days' rankings (the
+    textbook's card precision top-k). Ties in the highest score are broken by card id, so the figure is
+    deterministic; a day with fewer than k cards left divides by the cards it has.
     """
     frame = pd.DataFrame(
         {"day": np.floor(epochs / DAY).astype(np.int64), "card": cards, "score": scores, "fraud": labels}
     )
     per_card = frame.groupby(["day", "card"], sort=False).agg(score=("score", "max"), fraud=("fraud", "any"))
     ranked = per_card.reset_index().sort_values(["day", "score", "card"], ascending=[True, False, True])
-    top = ranked.groupby("day", sort=True).head(k).groupby("day", sort=True)["fraud"].mean()
-    cards_per_day = per_card.groupby(level="day").size().reindex(top.index)
-    return tuple(
-        DayTopK(_day(day), cards, precision)
-        for day, cards, precision in zip(
-            top.index.tolist(), cards_per_day.tolist(), top.tolist(), strict=True
-        )
-    )
+    detected: set[object] = set()
+    out = []
+    for day, cards_of_day in ranked.groupby("day", sort=True):
+        left = cards_of_day[~cards_of_day["card"].isin(detected)]
+        top = left.head(k)
+        detected.update(top.loc[top["fraud"], "card"].tolist())
+        precision = float(top["fraud"].mean()) if len(top) else math.nan
+        out.append(DayTopK(_day(int(str(day))), len(left), precision))
+    return tuple(out)
 
 
 def figures(

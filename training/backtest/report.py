@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,9 +19,11 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from fraudwatch.domain.features import DAY, MERCHANT_FEATURES
 from training.backtest.metrics import FALSE_POSITIVE_RATE, Figures, figures
 from training.backtest.periods import Periods, iso
+from training.baseline import BASELINE, BASELINE_NOTE
+from training.comparison import fraud_patterns, side_by_side
 from training.evaluate import Evaluation, evaluate, importance, save_figure, without_nan
 from training.features import FeatureMatrix
-from training.io import LABEL, PATTERN
+from training.io import LABEL, PATTERN, defaulted_columns, defaults_note
 from training.score import write_table
 from training.train import TimeSplit
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 PLOTS = ("roc_curve.png", "pr_curve.png", "daily_top_k.png")
 WITH, WITHOUT = "with_merchant_risk", "without_merchant_risk"
-TITLES = {WITH: "with merchant risk", WITHOUT: "without merchant risk"}
+TITLES = {WITH: "with merchant risk", BASELINE: "baseline", WITHOUT: "without merchant risk"}
 
 
 def write_outputs(
@@ -42,6 +43,7 @@ def write_outputs(
     split: TimeSplit,
     periods: Periods,
     scores: np.ndarray,
+    baseline: np.ndarray,
     without: np.ndarray | None,
     decisions: list[str],
     model: Any,
@@ -66,13 +68,17 @@ def write_outputs(
     if PATTERN in frame.columns:
         patterns = frame[PATTERN].to_numpy(dtype=str)[test]
         tested[PATTERN] = patterns
+    tested["score_baseline"] = baseline
     if without is not None:
         tested["score_without_merchant_risk"] = without
     write_table(tested, staging / ("scores.csv" if config.csv else "scores.parquet"))
 
     epochs, cards, y = matrix.epochs[test], frame["user_id"].to_numpy(dtype=str)[test], labels[test]
-    results = {WITH: figures(scores, y, patterns, epochs, cards, config.top_k)}
-    all_scores = {WITH: scores}
+    results = {
+        WITH: figures(scores, y, patterns, epochs, cards, config.top_k),
+        BASELINE: figures(baseline, y, patterns, epochs, cards, config.top_k),
+    }
+    all_scores = {WITH: scores, BASELINE: baseline}
     if without is not None:
         results[WITHOUT] = figures(without, y, patterns, epochs, cards, config.top_k)
         all_scores[WITHOUT] = without
@@ -85,6 +91,7 @@ def write_outputs(
             "rows": len(frame),
             "frauds": int(labels.sum()),
             "label_delay_days": config.label_delay / DAY,
+            "defaulted_columns": defaulted_columns(frame),
         },
         "periods": periods_table(periods, split, matrix.epochs, labels),
         "replay": {
@@ -98,11 +105,7 @@ def write_outputs(
             "reject": model.thresholds.reject,
             "merchant_gain": {name: gain[name] for name in MERCHANT_FEATURES},
         },
-        "test_frauds_by_pattern": (
-            {p: int((y & (patterns == p)).sum()) for p in sorted(set(patterns[y].tolist()))}
-            if patterns is not None
-            else {}
-        ),
+        "test_frauds_by_pattern": fraud_patterns(y, patterns),
         "top_k": config.top_k,
         "false_positive_rate": FALSE_POSITIVE_RATE,
         "models": {name: figure.to_dict() for name, figure in results.items()},
@@ -125,15 +128,17 @@ def periods_table(
 ) -> dict[str, Any]:
     """Each period's bounds, rows and frauds; the training period also as its fitting and validation parts."""
     bounds = periods.describe()
-    last = float(epochs.max())
+    first, last = float(epochs.min()), float(epochs.max())
     out = {}
     for name, (start, end) in bounds.items():
         mask = (epochs >= start) & (epochs < end)
+        start = max(start, math.floor(first / DAY) * DAY)
         out[name] = _period(start, min(end, math.floor(last / DAY) * DAY + DAY), mask, labels)
     out["fitting"] = _period(periods.origin, split.validation_start, split.train, labels)
     out["validation"] = _period(split.validation_start, periods.train_end, split.validation, labels)
-    order = ("training", "fitting", "validation", "gap", "test")
-    return {name: out[name] for name in order}
+    # The warm-up is shown when the training starts after the file does.
+    order = ("warm-up", "training", "fitting", "validation", "gap", "test")
+    return {name: out[name] for name in order if name != "warm-up" or out[name]["rows"]}
 
 
 def _period(start: float, end: float, mask: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -166,24 +171,12 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
     """The Markdown report: periods, replay speed, the models side by side, the bundle's decisions."""
     data, replay, model = metrics["data"], metrics["replay"], metrics["model"]
     names = list(results)
-    main = results[WITH]
-    k = main.top_k
-    header = (
-        "| metric | " + " | ".join(TITLES[n] for n in names) + (" | change |" if len(names) > 1 else " |")
-    )
-    rule = "| --- " * (len(names) + 1 + (len(names) > 1)) + "|"
-    rows: list[tuple[str, Callable[[Figures], float], str]] = [
-        ("ROC AUC", lambda f: f.roc_auc, "{:.4f}"),
-        ("average precision", lambda f: f.average_precision, "{:.4f}"),
-        ("recall at 1% FPR", lambda f: f.at_fpr.recall, "{:.1%}"),
-        ("precision at 1% FPR", lambda f: f.at_fpr.precision, "{:.1%}"),
-        (f"daily top-{k} precision per card (mean)", lambda f: f.mean_top_k_precision, "{:.1%}"),
-    ]
     lines = [
         "# Backtest",
         "",
         f"Source: {data['source']} ({data['rows']:,} transactions, {data['frauds']:,} fraud). "
-        f"Labels fed back {data['label_delay_days']:g} days after each transaction.",
+        f"Labels fed back {data['label_delay_days']:g} days after each transaction. "
+        + defaults_note(data["defaulted_columns"]),
         "",
         "| period | from | to (exclusive) | transactions | fraud |",
         "| --- | --- | --- | --- | --- |",
@@ -193,40 +186,22 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
         ],
         "",
         "Training uses the training period only: its earliest 80% of transactions fit the model, the rest "
-        "stop the boosting early and choose the thresholds. The gap is neither trained on nor scored.",
+        "stop the boosting early and choose the thresholds. The warm-up (before the training start) and "
+        "the gap are replayed, so the profiles know them, but neither trained on nor scored.",
         "",
         f"Replay: {replay['transactions']:,} transactions through the Lambda's profile updates and "
         f"features in {replay['seconds']:.1f} s ({replay['tx_per_second']:,.0f} tx/s).",
         "",
         "## Side by side (test period)",
         "",
-        header,
-        rule,
-        *[_side_by_side(label, [getter(results[n]) for n in names], form) for label, getter, form in rows],
+        f"The baseline: {BASELINE_NOTE}",
         "",
+        *side_by_side(results, TITLES, metrics["test_frauds_by_pattern"]),
         "The 1% FPR threshold is set on each model's own test-period negatives: "
         + ", ".join(f"{TITLES[n]} {results[n].at_fpr.threshold:.4f}" for n in names)
         + ".",
         "",
     ]
-    if main.pattern_recall:
-        lines += [
-            "## Recall per fraud pattern at 1% FPR",
-            "",
-            "| pattern | fraud transactions | "
-            + " | ".join(TITLES[n] for n in names)
-            + (" | change |" if len(names) > 1 else " |"),
-            "| --- " * (len(names) + 2 + (len(names) > 1)) + "|",
-            *[
-                _side_by_side(
-                    f"{pattern} | {count:,}",
-                    [results[n].pattern_recall.get(pattern, math.nan) for n in names],
-                    "{:.1%}",
-                )
-                for pattern, count in metrics["test_frauds_by_pattern"].items()
-            ],
-            "",
-        ]
     lines += [
         f"## Decisions of the bundle ({model['version']})",
         "",
@@ -252,21 +227,6 @@ def render_report(metrics: dict[str, Any], results: dict[str, Figures], evaluati
         "",
     ]
     return "\n".join(lines)
-
-
-def _side_by_side(label: str, values: list[float], form: str) -> str:
-    cells = [_cell(value, form) for value in values]
-    if len(values) > 1:
-        change = values[0] - values[1]
-        percent = form.endswith("%}")
-        cells.append(
-            "n/a" if math.isnan(change) else (f"{change * 100:+.1f} pts" if percent else f"{change:+.4f}")
-        )
-    return f"| {label} | " + " | ".join(cells) + " |"
-
-
-def _cell(value: float, form: str) -> str:
-    return "n/a" if math.isnan(value) else form.format(value)
 
 
 def _percent(value: float) -> str:

@@ -63,7 +63,9 @@ def run_backtest(
     # The replay's own instants (a bad timestamp is named here), checked before the long replay.
     epochs, hours = instants(frame, source=source)
     check_time_order(epochs, frame["timestamp"], source)
-    periods = plan_periods(epochs, config.train_days, config.gap_days, config.test_days, source)
+    periods = plan_periods(
+        epochs, config.train_days, config.gap_days, config.test_days, source, config.bounds
+    )
 
     with steps.step("replay", f"replaying {len(frame):,} transactions (labels back after the delay)"):
         started = time.perf_counter()
@@ -122,6 +124,7 @@ def run_backtest(
                 split=split,
                 periods=periods,
                 scores=scores,
+                baseline=fitted.baseline,
                 without=without,
                 decisions=decisions,
                 model=lambda_model,

@@ -85,7 +85,8 @@ def user_features(profile: UserProfile, tx: Transaction) -> tuple[float, ...]:
     if n:
         spread = max(math.sqrt(profile.m2 / n), MIN_SPREAD)
         zscore = (tx.amount - profile.mean) / spread
-        to_mean = tx.amount / profile.mean
+        # A user who has only paid 0 (card checks) has no mean to compare with.
+        to_mean = tx.amount / profile.mean if profile.mean else NAN
     else:
         zscore = to_mean = NAN
     last = profile.last_epoch

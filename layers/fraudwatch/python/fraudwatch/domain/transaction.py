@@ -26,6 +26,9 @@ RecursionError (somewhere near 1,500 levels on 3.12, at another depth on other v
 than a JSON error. A bound of our own gives one answer on every Python version and call stack.
 """
 MAX_AMOUNT = 1_000_000.0
+MIN_AMOUNT = 0.0
+"""Zero is an amount: card checks authorise 0, and a run of them is a card-testing signal."""
+AMOUNT_RULE = "must not be negative"
 MAX_FUTURE_SKEW_SECONDS = 3600.0
 MAX_AGE_SECONDS = 7 * 86400.0
 
@@ -35,8 +38,8 @@ points are at most 256 UTF-16 units) and DynamoDB 2,048 bytes (128 code points a
 UTF-8)."""
 ID_RULE = f"ids are 1-{MAX_ID_CHARS} printable characters without spaces"
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
-"""The ASCII ids the stream accepted before issue 11, which `training/io.py` still checks files with
-(vectorised). Every id it matches is valid on the stream; the stream's own rule is `id_problem`."""
+"""The ASCII ids the stream accepted before issue 11: every id it matches is valid on the stream, so
+`training/io.py` matches it vectorised and asks `id_problem`, the one rule, only about the others."""
 CATEGORY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 DYNAMODB_MIN_MAGNITUDE = 1e-130
@@ -310,11 +313,11 @@ def _amount(value: object) -> float:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRecordError("amount", "must be a finite number")
     # Compared before float(): an integer of 400 digits compares exactly, but float() overflows on it.
-    if value <= 0:
-        raise InvalidRecordError("amount", "must be greater than 0")
+    if value < MIN_AMOUNT:
+        raise InvalidRecordError("amount", AMOUNT_RULE)
     if value > MAX_AMOUNT:
         raise InvalidRecordError("amount", f"exceeds the {MAX_AMOUNT:,.0f} limit")
-    return storable_number(float(value), "amount")
+    return storable_number(float(value) + 0.0, "amount")  # + 0.0: -0.0 is stored as 0
 
 
 def storable_number(value: float, field: str) -> float:
