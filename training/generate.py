@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fraudwatch.errors import FraudwatchError, UsageError
 from training.population.config import MAX_FRAUD_RATE, MIN_TRANSACTIONS, SUFFIXES, GeneratorConfig
 from training.population.patterns import FRAUD_PATTERNS
 
@@ -116,8 +116,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run_generate(args: argparse.Namespace) -> int:
     """Generate, write, and print a one-line summary."""
     if args.out.suffix.lower() not in SUFFIXES:
-        print(f"fraudwatch generate: --out {args.out}: use a .parquet or .csv file", file=sys.stderr)
-        return 2
+        raise UsageError(f"--out {args.out}: use a .parquet or .csv file")
     began = time.perf_counter()
     names: tuple[str, ...] = FRAUD_PATTERNS
     try:
@@ -132,13 +131,11 @@ def run_generate(args: argparse.Namespace) -> int:
             )
             frame = generate_history(config, progress=True)
     except ValueError as exc:
-        print(f"fraudwatch generate: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"{exc}; see `fraudwatch generate --help`") from exc
     try:
         write_history(frame, args.out)
     except OSError as exc:
-        print(f"fraudwatch generate: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        raise FraudwatchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
     print(f"{args.out}: {summary(frame, time.perf_counter() - began, names)}")
     return 0
 

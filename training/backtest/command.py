@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             "timestamp): replay it in time order through the Lambda's profile updates and features, "
             "feeding each fraud label back after a delay; train on the training period; score the test "
             "period with the same model bundle and decisions the Lambda uses; report ROC AUC, average "
-            "precision, recall and precision at 1%% FPR, recall per fraud pattern and the daily top-k "
+            "precision, recall and precision at 1% FPR, recall per fraud pattern and the daily top-k "
             "precision per card, with and without the merchant risk features. By default the periods "
             "start at the UTC midnight of the file's first transaction: training, then a gap, then the "
             "test; --train-start and the other dates place them anywhere, and everything before the "
@@ -118,7 +118,8 @@ def _bound(text: str) -> float:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """`fraudwatch backtest`: exit 2 on a named input error, with nothing written."""
+    """`fraudwatch backtest`; its errors are printed by infra.cli: exit 2 on a named input error (nothing
+    written), 1 when the run itself fails."""
     from training.backtest.run import check_out, run_backtest, step_count
     from training.io import read_transactions
 
@@ -136,19 +137,15 @@ def run_command(args: argparse.Namespace) -> int:
     )
     steps = Steps(total=step_count(config) + 1, say=lambda line: print(line, file=sys.stderr))
     started = time.perf_counter()
+    check_out(args.out)
+    with steps.step("read", f"reading {args.file}"):
+        frame = read_transactions(args.file, labelled=True)
     try:
-        check_out(args.out)
-        with steps.step("read", f"reading {args.file}"):
-            frame = read_transactions(args.file, labelled=True)
         run = run_backtest(
             frame, source=str(args.file), out=args.out, config=config, steps=steps, progress=True
         )
-    except FraudwatchError as exc:
-        print(f"fraudwatch backtest: error: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
-        print(f"fraudwatch backtest: error: cannot write {args.out}: {exc}", file=sys.stderr)
-        return 1
+        raise FraudwatchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
     print(summary(run, time.perf_counter() - started))
     return 0
 
