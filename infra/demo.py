@@ -63,9 +63,9 @@ if TYPE_CHECKING:
     from infra.emulator import Emulator
 
 
-DEFAULT_TRANSACTIONS = 6000
-DEFAULT_RATE = 200.0
-"""Transactions per second: a steady stream (30 s by default), so the latency measured is a record's own,
+DEFAULT_TRANSACTIONS = 10_000
+DEFAULT_RATE = 250.0
+"""Transactions per second: a steady stream (40 s by default), so the latency measured is a record's own,
 not the wait of a burst larger than the runner drains at once (`--rate 0` sends one)."""
 DEFAULT_ALERTS_LOG = Path(DEFAULT_LOG)
 
