@@ -80,8 +80,10 @@ class Containers:
             self.idle.put(handler)
 
 
-def make_server(containers: Containers, port: int = DEFAULT_PORT, *, log: bool = True) -> ThreadingHTTPServer:
-    """The HTTP server on 127.0.0.1:`port` (0: a free one), not yet serving; `log`: a line per request."""
+def make_server(
+    containers: Containers, port: int = DEFAULT_PORT, *, log: bool = True, host: str = HOST
+) -> ThreadingHTTPServer:
+    """The HTTP server on `host`:`port` (0: a free one), not yet serving; `log`: a line per request."""
     from fraudwatch.http_api import openapi_document
 
     document = openapi_document().encode()
@@ -161,7 +163,7 @@ def make_server(containers: Containers, port: int = DEFAULT_PORT, *, log: bool =
                 f"{self.command} {urlsplit(self.path).path} {args[1] if len(args) > 1 else ''}\n"
             )
 
-    server = ThreadingHTTPServer((HOST, port), Request)
+    server = ThreadingHTTPServer((host, port), Request)
     server.daemon_threads = True
     return server
 
@@ -187,7 +189,7 @@ def in_background(server: ThreadingHTTPServer) -> Iterator[str]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fraudwatch.errors import FraudwatchError
+    from fraudwatch.errors import UsageError
     from infra.state import read_stack_outputs, stack_endpoint
 
     outputs = read_stack_outputs(Path(args.outputs))
@@ -201,11 +203,10 @@ def _serve(args: argparse.Namespace) -> int:
 
                 use_emulator_credentials(endpoint)
             containers = Containers.load(outputs, endpoint, Path(args.bundle), args.containers)
-            server = make_server(containers, args.port)
-        except (OSError, KeyError, FraudwatchError) as exc:
-            print(f"fraudwatch serve: {exc}", file=sys.stderr)
-            return 1
-        url = f"http://{HOST}:{server.server_address[1]}"
+            server = make_server(containers, args.port, host=args.host)
+        except (OSError, KeyError) as exc:
+            raise UsageError(f"{exc}; check --port, --bundle and --outputs") from exc
+        url = f"http://{args.host}:{server.server_address[1]}"
         print(f"the inline API on {url} ({args.containers} handler(s), stack on {endpoint or 'AWS'})")
         print(f"  curl -s {url}/v1/decisions/<transaction_id>   (more in the README; {url}{OPENAPI_PATH})")
         print("Ctrl-C stops it", flush=True)
@@ -255,6 +256,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+    )
+    parser.add_argument(
+        "--host",
+        default=HOST,
+        help=f"address to listen on (default {HOST}); the server checks no signature, so listen beyond "
+        "loopback only inside a container whose port is published to the host's loopback (infra/docker)",
     )
     parser.add_argument(
         "--containers", type=int, default=4, help="handler instances, one request each at a time"

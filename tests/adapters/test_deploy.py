@@ -433,3 +433,22 @@ def test_localstack_deploy_uses_the_samconfig_environment() -> None:
     assert samconfig["localstack"]["deploy"]["parameters"]["s3_bucket"]
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert "deploy --config-env localstack" in makefile
+
+
+def test_the_local_servers_container_serves_the_real_handler_on_loopback_only() -> None:
+    """Docker's path for `fraudwatch serve` (no engine runs here: its files are checked, not run)."""
+    compose = yaml.safe_load((REPO_ROOT / "infra" / "localstack" / "docker-compose.yml").read_text())
+    serve = compose["services"]["fraudwatch-serve"]
+    assert serve["profiles"] == ["serve"]  # `make localstack-up` starts LocalStack alone
+    assert serve["build"] == {"context": "../..", "dockerfile": "infra/docker/Dockerfile"}
+    assert serve["ports"] == ["127.0.0.1:3000:3000"]  # the server checks no signature
+    assert serve["volumes"] == ["../../layers/model/bundle:/app/layers/model/bundle:ro"]
+    dockerfile = (REPO_ROOT / "infra" / "docker" / "Dockerfile").read_text()
+    assert "FROM python:3.12-slim" in dockerfile  # the Lambda runtime's Python
+    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
+    packages = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    assert set(packages.values()) <= copied  # every package the install needs is in the image
+    cmd = json.loads(dockerfile.split("CMD ", 1)[1].splitlines()[0])
+    assert cmd[:2] == ["fraudwatch", "serve"]
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    assert "USER fraudwatch" in dockerfile  # not root
