@@ -37,6 +37,8 @@ LOGGED_FIELDS = (
 )
 """What an alerts.log line keeps: the decision contract's fields, nothing else a producer may have sent."""
 WAIT_S = 10  # SQS long polling: at most 20
+SEEN_ALERTS = 100_000
+"""Alert ids remembered by one run to show each once: far more than a redelivery's distance."""
 
 
 def watch_queue_name(topic_arn: str) -> str:
@@ -73,7 +75,8 @@ class Watch:
 
     sqs: Any
     queue_url: str
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, None] = field(default_factory=dict)
+    """The alert ids shown in this run, oldest first, SEEN_ALERTS at most (a long --follow stays bounded)."""
 
     def receive(self, wait_s: int) -> Iterator[tuple[dict[str, Any], Callable[[], None]]]:
         """The alerts of one long poll, each with the call that deletes it; repeats are deleted at once."""
@@ -90,7 +93,9 @@ class Watch:
             if alert["transaction_id"] in self.seen:
                 delete()
                 continue
-            self.seen.add(alert["transaction_id"])
+            self.seen[alert["transaction_id"]] = None
+            if len(self.seen) > SEEN_ALERTS:
+                del self.seen[next(iter(self.seen))]
             yield alert, delete
 
 
