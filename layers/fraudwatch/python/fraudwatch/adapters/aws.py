@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,6 +162,26 @@ def given_up[E: AwsCallError](
     )
     raised.__cause__ = failure.cause
     return raised
+
+
+def call_failed[E: AwsCallError](
+    error: type[E],
+    exc: Exception,
+    *,
+    operation: str,
+    resource: str,
+    unwritten: Iterable[str] | None = None,
+) -> E:
+    """The error of one AWS call that raised `exc`, told retryable or permanent (raise it `from exc`)."""
+    failure = Failure.of_exception(exc)
+    return error(
+        failure.code,
+        retryable=failure.retryable,
+        operation=operation,
+        resource=resource,
+        status=failure.status,
+        unwritten=unwritten,
+    )
 
 
 def fifo_id(value: str) -> str:

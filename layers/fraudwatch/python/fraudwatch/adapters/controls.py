@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fraudwatch.adapters.aws import Failure
+from fraudwatch.adapters.aws import call_failed
 from fraudwatch.adapters.dynamodb import batch_write
 from fraudwatch.domain.controls import Controls
 from fraudwatch.domain.lists import ListEntry, ListSnapshot
@@ -169,14 +169,7 @@ class ControlsStore:
         try:
             return call()
         except (ClientError, BotoCoreError) as exc:
-            failure = Failure.of_exception(exc)
-            raise ControlsStoreError(
-                failure.code,
-                retryable=failure.retryable,
-                operation=operation,
-                resource=table,
-                status=failure.status,
-            ) from exc
+            raise call_failed(ControlsStoreError, exc, operation=operation, resource=table) from exc
 
 
 class CachedControls:

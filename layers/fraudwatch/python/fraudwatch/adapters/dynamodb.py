@@ -28,6 +28,7 @@ from fraudwatch.adapters.aws import (
     UNPROCESSED_ITEMS,
     UNPROCESSED_KEYS,
     Failure,
+    call_failed,
     given_up,
     is_transient,
     retry_batch,
@@ -210,13 +211,11 @@ class DynamoProfileStore:
         try:
             response = self._client.batch_get_item(RequestItems=request)
         except (ClientError, BotoCoreError) as exc:
-            failure = Failure.of_exception(exc)
-            raise ProfileStoreError(
-                failure.code,
-                retryable=failure.retryable,
+            raise call_failed(
+                ProfileStoreError,
+                exc,
                 operation="BatchGetItem",
                 resource=", ".join(sorted(request)),
-                status=failure.status,
                 unwritten=(key_id for _, key_id in keys),
             ) from exc
         for table, items in response.get("Responses", {}).items():
@@ -266,7 +265,7 @@ class DynamoDecisionStore:
                 TableName=self.table_name, Key={"transaction_id": {"S": transaction_id}}, ConsistentRead=True
             ).get("Item")
         except (ClientError, BotoCoreError) as exc:
-            raise _read_error(exc, "GetItem", self.table_name) from exc
+            raise call_failed(DecisionStoreError, exc, operation="GetItem", resource=self.table_name) from exc
         return None if item is None else decision_of(item)
 
     def by_user(self, user_id: str, since: str | None, limit: int, cursor: str | None) -> DecisionPage:
@@ -287,7 +286,9 @@ class DynamoDecisionStore:
         try:
             page = self._client.query(**query)
         except (ClientError, BotoCoreError) as exc:
-            raise _read_error(exc, "Query", f"{self.table_name}/{BY_USER_INDEX}") from exc
+            raise call_failed(
+                DecisionStoreError, exc, operation="Query", resource=f"{self.table_name}/{BY_USER_INDEX}"
+            ) from exc
         last = page.get("LastEvaluatedKey")
         return DecisionPage(
             [decision_of(item) for item in page["Items"]], None if not last else _cursor(last)
@@ -401,17 +402,6 @@ def _start_key(cursor: str, user_id: str) -> Item:
     ):
         raise InvalidRecordError("cursor", "not a cursor this API returned for this user")
     return {name: {"S": value} for name, value in zip(_CURSOR_KEYS, values, strict=True)}
-
-
-def _read_error(exc: ClientError | BotoCoreError, operation: str, resource: str) -> DecisionStoreError:
-    failure = Failure.of_exception(exc)
-    return DecisionStoreError(
-        failure.code,
-        retryable=failure.retryable,
-        operation=operation,
-        resource=resource,
-        status=failure.status,
-    )
 
 
 def _transact_chunks(states: dict[str, str]) -> list[list[str]]:
