@@ -124,3 +124,13 @@ def test_invoke_is_a_dry_run_by_default_and_says_what_it_would_have_written(
     assert f"would have written {len(transactions)} decisions, " in summary
     assert f"{len({t.user_id for t in transactions})} user profiles" in summary
     assert summary.endswith(f"{malformed} quarantined records")
+
+
+def test_stack_up_with_a_missing_bundle_fails_naming_the_path_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope-bundle"
+    assert main(["stack", "up", "--bundle", str(missing), "--detach"]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"fraudwatch stack: error: no model bundle at {missing}")
+    assert "--no-runner" in line
