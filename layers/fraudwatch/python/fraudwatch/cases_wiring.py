@@ -84,6 +84,11 @@ def build_cases(settings: CaseSettings, session: boto3.Session | None = None) ->
     )
 
 
+def review_cases(session: boto3.Session, env: Mapping[str, str] = os.environ) -> CaseService | None:
+    """The API's review cases and console (docs/cases.md), where the template gives it a cases table."""
+    return build_cases(CaseSettings.from_env(env), session) if env.get("CASES_TABLE") else None
+
+
 class QueueFigures(Protocol):
     """What the queue's metrics read (DynamoCaseStore)."""
 
