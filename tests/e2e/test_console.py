@@ -243,3 +243,45 @@ def test_chromium_is_debians(stack: dict[str, Any]):
     assert shutil.which("chromium") == CHROMIUM
     version = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, check=True, timeout=30)
     assert version.stdout.startswith("Chromium")
+
+
+def printed(capsys: Any) -> str:
+    """What the command printed, without the EMF lines the handlers behind the runners print meanwhile."""
+    return "\n".join(line for line in capsys.readouterr().out.splitlines() if not line.startswith("{"))
+
+
+def test_the_command_line_lists_shows_assigns_and_closes_a_case(stack: dict[str, Any], capsys: Any):
+    from infra.cli import main
+
+    outputs, state = stack["outputs"], ["--outputs", str(stack["state"])]
+    run = uuid.uuid4().hex[:6]
+    merchant = f"merch-cli-{run}"
+    case_id = put_payments(outputs, f"user-cli-{run}", merchant)
+    cases = DynamoCaseStore(outputs["CasesTableName"])
+    _wait("the case", lambda: cases.get(case_id))
+
+    assert main(["cases", "list", "--merchant", merchant, *state]) == 0
+    listed = printed(capsys)
+    assert case_id in listed
+    assert listed.splitlines()[0].split()[:3] == ["opened", "case", "decision"]
+    assert main(["cases", "assign", case_id, "ana", "--who", "lead", *state]) == 0
+    assert (
+        main(["cases", "close", case_id, "--verdict", "fraud", "--reason", "stolen", "--block", *state]) == 0
+    )
+    assert (
+        main(["cases", "close", case_id, "--verdict", "genuine", "--reason", "oops", "--block", *state]) == 2
+    )
+    assert "block: only a fraud verdict blocks the user" in capsys.readouterr().err
+    assert main(["cases", "show", "tx-never-seen", *state]) == 2
+    assert "no case 'tx-never-seen'" in capsys.readouterr().err
+    assert main(["cases", "show", case_id, *state]) == 0
+    shown = printed(capsys)
+    assert "CLOSED (fraud), assigned to ana" in shown
+    assert "lead  assigned: ana" in shown
+    blocked = client("dynamodb", stack["endpoint"]).get_item(
+        TableName=outputs["ListsTableName"],
+        Key={"list_name": {"S": "blocked_users"}, "value": {"S": f"user-cli-{run}"}},
+    )
+    assert blocked["Item"]["reason"]["S"] == f"case {case_id}: stolen"
+    assert main(["cases", "list", "--status", "closed", "--merchant", merchant, *state]) == 0
+    assert case_id in printed(capsys)
