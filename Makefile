@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv (Python 3.12) with fraudwatch installed for development
 
-demo: setup ## the main job: train if needed, then run the whole stack on the embedded emulator
+demo: setup ## the main job: train if needed, run the whole stack on the embedded emulator, then keep the review console up (Ctrl-C stops)
 	$(VENV)/bin/fraudwatch demo
 
 train: setup ## generate labelled history, train, evaluate and write the model bundle
