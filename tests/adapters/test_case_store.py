@@ -120,7 +120,7 @@ def alert_queue(sqs: Any) -> str:
 
 
 def test_the_cases_function_opens_each_alert_once_through_its_queue(stack, restore_environ):
-    outputs = {**stack, "CasesTableName": create_table("CasesTable")}
+    outputs = stack
     DynamoDecisionStore(stack["DecisionsTableName"]).put_many(
         [decision("tx-before", kind=Decision.APPROVED, decided_at="2026-09-20T00:00:00+00:00")]
     )
@@ -147,7 +147,7 @@ def test_the_cases_function_opens_each_alert_once_through_its_queue(stack, resto
 
 
 def test_the_cases_function_leaves_an_alert_that_is_no_decision_on_its_queue(stack, restore_environ):
-    outputs = {**stack, "CasesTableName": create_table("CasesTable")}
+    outputs = stack
     handler = load_handler(outputs, function="CasesFunction")
     sqs = boto3.client("sqs")
     url = alert_queue(sqs)
@@ -157,7 +157,7 @@ def test_the_cases_function_leaves_an_alert_that_is_no_decision_on_its_queue(sta
 
 
 def test_the_schedule_reports_the_queue_as_metrics(stack, restore_environ, capsys):
-    outputs = {**stack, "CasesTableName": create_table("CasesTable")}
+    outputs = stack
     DynamoCaseStore(outputs["CasesTableName"]).open(open_case(decision(), [], "2026-09-21T11:00:00+00:00"))
     handler = load_handler(outputs, function="CasesFunction")
     from infra.invoke import LocalContext
