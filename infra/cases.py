@@ -51,7 +51,9 @@ def cases_list(args: argparse.Namespace, cases: CaseService) -> str:
     """The queue, oldest first, filtered."""
     from fraudwatch.domain.cases import CaseStatus, QueueFilter
 
-    where = QueueFilter(args.reason, args.rule, args.merchant, CaseStatus(args.status.upper()))
+    where = QueueFilter(
+        args.reason, args.rule, args.merchant, CaseStatus(args.status.upper()), args.assignee, args.user
+    )
     page = cases.queue(where, args.limit, args.cursor)
     if args.json:
         return json.dumps({"cases": [c.to_dict() for c in page.cases], "next": page.next}, indent=2)
@@ -174,6 +176,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listed.add_argument("--reason", help="only cases with this feature among their top reasons")
     listed.add_argument("--rule", help="only cases a rule or list matched, e.g. rule:night-spend")
     listed.add_argument("--merchant", help="only this merchant's cases")
+    listed.add_argument("--assignee", help="only this analyst's cases (e.g. your own)")
+    listed.add_argument("--user", help="only this user's cases")
     listed.add_argument(
         "--limit", type=int, default=20, choices=range(1, 101), metavar="1-100", help="default 20"
     )

@@ -18,6 +18,7 @@ from fraudwatch.domain.cases import (
     CaseStatus,
     QueueFilter,
     Verdict,
+    assigned,
     closed,
     open_case,
 )
@@ -76,6 +77,27 @@ def test_the_queue_is_oldest_first_filtered_and_paged(store: DynamoCaseStore):
     with pytest.raises(InvalidRecordError) as bad:
         store.queue(QueueFilter(), 2, "not-a-cursor")
     assert bad.value.field == "cursor"
+    with pytest.raises(InvalidRecordError):  # a cursor of another index
+        store.queue(QueueFilter(user="user-1"), 2, first.next)
+
+
+def test_an_analysts_and_a_users_cases_come_through_their_indexes(store: DynamoCaseStore):
+    for i in range(3):
+        store.open(open_case(decision(f"tx-{i}", user=f"user-{i % 2}"), [], f"2026-09-21T1{i}:00:00+00:00"))
+    for i in (0, 2):
+        case = store.get(f"tx-{i}")
+        assert case is not None
+        changed = assigned(case, "ana", by="lead", at=f"2026-09-21T13:0{i}:00+00:00")
+        assert changed is not None
+        store.save(changed[0], 0)
+
+    mine = store.queue(QueueFilter(assignee="ana"), 1, None)
+    assert [c.case_id for c in mine.cases] == ["tx-0"]
+    assert mine.next is not None
+    assert [c.case_id for c in store.queue(QueueFilter(assignee="ana"), 5, mine.next).cases] == ["tx-2"]
+    assert [c.case_id for c in store.queue(QueueFilter(user="user-0"), 5, None).cases] == ["tx-0", "tx-2"]
+    assert store.queue(QueueFilter(user="user-0", status=CaseStatus.CLOSED), 5, None).cases == []
+    assert store.queue(QueueFilter(assignee="bob"), 5, None).cases == []
 
 
 def test_the_figures_count_open_cases_the_oldest_and_the_minutes_verdicts(store: DynamoCaseStore):

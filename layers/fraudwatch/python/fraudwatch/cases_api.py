@@ -147,11 +147,13 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
         reason: Annotated[str | None, Query(max_length=64, description="a top reason's feature")] = None,
         rule: Filter = None,
         merchant: Filter = None,
+        assignee: Filter = None,
+        user: Filter = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
         cursor: Annotated[str | None, Query(max_length=2048, description="`next` of the page before")] = None,
     ) -> Response[str]:
         analyst()
-        where = QueueFilter(reason=reason, rule=rule, merchant=merchant, status=CaseStatus(status))
+        where = QueueFilter(reason, rule, merchant, CaseStatus(status), assignee, user)
         page = working().queue(where, limit, cursor)
         return _ok({"cases": [c.to_dict() for c in page.cases], "next": page.next})
 

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 BY_STATUS = "by-status"
 BY_USER = "by-user"
 BY_ASSIGNEE = "by-assignee"
-_CURSOR_KEYS = ("case_id", "status", "status_at")
 
 Item = dict[str, Any]
 
@@ -108,33 +107,42 @@ class DynamoCaseStore:
             raise call_failed(CaseStoreError, exc, operation="PutItem", resource=self.table_name) from exc
 
     def queue(self, where: QueueFilter, limit: int, cursor: str | None) -> CasePage:
-        """Cases of a status, oldest first, filtered; `limit` a page (queried on until it is full)."""
+        """Cases of a status, oldest first, filtered; `limit` a page (queried on until it is full).
+
+        Through `by-status`, or `by-assignee` for an analyst's cases, or `by-user` for a user's (their
+        status then a filter); the other criteria are query filters.
+        """
+        index, key, value = _index_of(where)
+        names = {"#key": key}
+        values: Item = {":key": {"S": value}}
+        filters = []
+        if key != "status":  # DynamoDB refuses a name or a value the expressions do not use
+            names["#status"], values[":status"] = "status", {"S": where.status.value}
+            filters.append("#status = :status")
+        for condition, placeholder, wanted in (
+            ("merchant_id = :merchant", ":merchant", where.merchant),
+            ("contains(rule_reasons, :rule)", ":rule", where.rule),
+            ("contains(reason_features, :reason)", ":reason", where.reason),
+        ):
+            if wanted is not None:
+                filters.append(condition)
+                values[placeholder] = {"S": wanted}
         query: dict[str, Any] = {
             "TableName": self.table_name,
-            "IndexName": BY_STATUS,
-            "KeyConditionExpression": "#status = :status",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":status": {"S": where.status.value}},
+            "IndexName": index,
+            "KeyConditionExpression": "#key = :key",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
             "ScanIndexForward": True,
             "Limit": limit,
         }
-        filters = []
-        if where.merchant is not None:
-            filters.append("merchant_id = :merchant")
-            query["ExpressionAttributeValues"][":merchant"] = {"S": where.merchant}
-        if where.rule is not None:
-            filters.append("contains(rule_reasons, :rule)")
-            query["ExpressionAttributeValues"][":rule"] = {"S": where.rule}
-        if where.reason is not None:
-            filters.append("contains(reason_features, :reason)")
-            query["ExpressionAttributeValues"][":reason"] = {"S": where.reason}
         if filters:
             query["FilterExpression"] = " AND ".join(filters)
         if cursor is not None:
-            query["ExclusiveStartKey"] = _start_key(cursor, where.status)
+            query["ExclusiveStartKey"] = _start_key(cursor, index)
         cases: list[Case] = []
         while True:
-            page = self._call("Query", lambda: self._client.query(**query), index=BY_STATUS)
+            page = self._call("Query", lambda: self._client.query(**query), index=index)
             cases.extend(case_of(item) for item in page.get("Items", []))
             last = page.get("LastEvaluatedKey")
             if not last or len(cases) >= limit:
@@ -142,7 +150,7 @@ class DynamoCaseStore:
             query["ExclusiveStartKey"] = last
         more = len(cases) > limit or bool(last)
         cases = cases[:limit]
-        return CasePage(cases, _cursor(cases[-1]) if cases and more else None)
+        return CasePage(cases, _cursor(cases[-1], index) if cases and more else None)
 
     def count_open(self) -> tuple[int, str | None]:
         """How many cases are open, and when the oldest was opened (None: no open case)."""
@@ -266,22 +274,41 @@ def case_of(item: Item) -> Case:
     )
 
 
-def _cursor(last: Case) -> str:
-    values = [last.case_id, last.status.value, last.status_at]
+INDEX_KEYS = {
+    BY_STATUS: ("status", "status_at"),
+    BY_ASSIGNEE: ("assignee", "status_at"),
+    BY_USER: ("user_id", "opened_at"),
+}
+"""Each index's hash and range key (template.yaml); a page's cursor holds them and the table's key."""
+
+
+def _index_of(where: QueueFilter) -> tuple[str, str, str]:
+    """The index a filter reads, its hash key and the value wanted: an analyst's, a user's, or a status's."""
+    if where.assignee is not None:
+        return BY_ASSIGNEE, "assignee", where.assignee
+    if where.user is not None:
+        return BY_USER, "user_id", where.user
+    return BY_STATUS, "status", where.status.value
+
+
+def _cursor(last: Case, index: str) -> str:
+    item = case_item(last)
+    values = [index, last.case_id, *(item[key]["S"] for key in INDEX_KEYS[index])]
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _start_key(cursor: str, status: CaseStatus) -> Item:
-    """The index key a cursor stands for; InvalidRecordError for one not made here for this status."""
+def _start_key(cursor: str, index: str) -> Item:
+    """The index key a cursor stands for; InvalidRecordError for one not made here for this index."""
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except ValueError as exc:
         raise InvalidRecordError("cursor", "not a cursor this API returned") from exc
     if (
         not isinstance(values, list)
-        or len(values) != len(_CURSOR_KEYS)
+        or len(values) != 4
         or not all(isinstance(v, str) and v for v in values)
-        or values[1] != status.value
+        or values[0] != index
     ):
         raise InvalidRecordError("cursor", "not a cursor this API returned for these cases")
-    return {name: {"S": value} for name, value in zip(_CURSOR_KEYS, values, strict=True)}
+    names = ("case_id", *INDEX_KEYS[index])
+    return {name: {"S": value} for name, value in zip(names, values[1:], strict=True)}

@@ -279,20 +279,25 @@ def verdict_of(raw: str) -> Verdict:
 
 @dataclass(frozen=True, slots=True)
 class QueueFilter:
-    """What `list` narrows the queue to: a reason's feature, a rule or list code, a merchant."""
+    """What `list` narrows the queue to: a reason's feature, a rule or list code, a merchant, an
+    analyst's cases, a user's."""
 
     reason: str | None = None
     rule: str | None = None
     merchant: str | None = None
     status: CaseStatus = CaseStatus.OPEN
+    assignee: str | None = None
+    user: str | None = None
 
     def matches(self, case: Case) -> bool:
-        """Whether a case passes the filter (what the store's query filter does, for the fakes)."""
+        """Whether a case passes the filter (what the store's query does, for the fakes)."""
         return (
             case.status is self.status
             and (self.reason is None or self.reason in case.reason_features)
             and (self.rule is None or self.rule in case.decision.rule_reasons)
             and (self.merchant is None or self.merchant == case.decision.merchant_id)
+            and (self.assignee is None or self.assignee == case.assignee)
+            and (self.user is None or self.user == case.decision.user_id)
         )
 
 
