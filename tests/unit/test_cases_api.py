@@ -124,13 +124,18 @@ def test_statuses_of_the_case_routes(api: Api):
     assert body(api.call("GET", "/v1/cases?status=CLOSED"))["cases"] == []
 
 
-def test_a_case_changed_meanwhile_is_a_409(api: Api):
+def test_a_case_changed_meanwhile_is_a_409_and_nothing_of_the_stale_change_is_written(api: Api):
     read = api.store.cases["tx-1"]
-    api.call("POST", "/v1/cases/tx-1/assign", {"assignee": "bob"})
-    stale_service = CaseService(_Stale(api.store, read), api.labels)
-    with pytest.raises(Exception) as conflict:
-        stale_service.assign("tx-1", "carol", by="ana")
-    assert type(conflict.value).__name__ == "CaseConflict"
+    api.call("POST", "/v1/cases/tx-1/assign", {"assignee": "bob"})  # someone else, after our read
+    stale = CaseService(_Stale(api.store, read), api.labels, clock=lambda: NOW)
+    api.app = build_app(_NoScoring(), cases=stale)
+
+    response = api.call("POST", "/v1/cases/tx-1/close", {"verdict": "fraud", "reason": "seen"})
+
+    assert (response["statusCode"], body(response)["field"]) == (409, "version")
+    assert api.store.cases["tx-1"].assignee == "bob"
+    assert api.store.cases["tx-1"].status is CaseStatus.OPEN
+    assert api.labels.put == []  # no label for a verdict that was not recorded
 
 
 class _Stale(MemoryCaseStore):
