@@ -258,10 +258,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `serve` (the Docker-free `sam local start-api`) and `openapi` (the API's document)."""
     parser = subparsers.add_parser(
         "serve",
-        help="the inline scoring API on 127.0.0.1, on the real handler (no Docker)",
+        help="the inline scoring API and the analysts' console on 127.0.0.1, on the real handler (no Docker)",
         description="Serve the inline API on 127.0.0.1: each request runs the real ScoringApiFunction "
         "handler as an HTTP API (payload v2) event, against the stack `fraudwatch stack up --detach` "
-        "recorded, or an embedded stack of its own.",
+        "recorded, or an embedded stack of its own. The analysts' console is at /console (docs/cases.md).",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
