@@ -190,7 +190,8 @@ def test_kinesis_event_has_every_setting(resources: dict[str, Any]) -> None:
 
 def test_event_source_mapping_survives_the_transform(transformed: dict[str, Any]) -> None:
     mappings = resources_of_type(transformed, "AWS::Lambda::EventSourceMapping").values()
-    (mapping,) = [m for m in mappings if m["Properties"]["FunctionName"] == {"Ref": "ScoringFunction"}]
+    stream = {"Fn::GetAtt": ["TransactionsStream", "Arn"]}  # the other mapping reads the cases queue
+    (mapping,) = [m for m in mappings if m["Properties"]["EventSourceArn"] == stream]
     props = mapping["Properties"]
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
