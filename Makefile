@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv (Python 3.12) with fraudwatch installed for development
 
-demo: setup ## the main job: train if needed, then run the whole stack on the embedded emulator
+demo: setup ## the main job: train if needed, run the whole stack on the embedded emulator, then keep the review console up (Ctrl-C stops)
 	$(VENV)/bin/fraudwatch demo
 
 train: setup ## generate labelled history, train, evaluate and write the model bundle
@@ -40,7 +40,7 @@ backtest: setup ## generate labelled history into data/ and backtest it, with an
 	$(VENV)/bin/fraudwatch backtest data/history.parquet --out data/backtest
 
 # What CI runs (.ci/run): every check that needs no network beyond PyPI, in the order that fails fastest.
-test: setup ## lint, format check, types (bench and tests too), then the test suite: what CI runs (about 6 minutes)
+test: setup browser ## lint, format check, types (bench and tests too), then the test suite: what CI runs (about 6 minutes)
 	@echo "== ruff: lint and format check"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -48,6 +48,20 @@ test: setup ## lint, format check, types (bench and tests too), then the test su
 	$(VENV)/bin/mypy $(TYPED)
 	@echo "== pytest: the suite on 2 workers (about 4 minutes); a dot per test, the slowest listed at the end"
 	$(VENV)/bin/pytest -n 2 -q --durations=5
+
+# The console's browser test drives Debian's own Chromium and its driver (nothing downloads a browser or a
+# driver at test time); CI machines start without them. As root, through apt, once.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+CHROMIUM_PACKAGES := chromium chromium-driver
+
+.PHONY: browser
+browser: ## Debian's chromium and chromium-driver for the console's browser test (apt-get, as root, once)
+	@test -x $(CHROMIUM) -a -x $(CHROMEDRIVER) || { \
+	  echo "== apt: $(CHROMIUM_PACKAGES) for the console's browser test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES) \
+	    || { apt-get update && apt-get install -y --no-install-recommends $(CHROMIUM_PACKAGES); }; }
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check .

@@ -5,7 +5,8 @@ users' and merchants' profiles with the population's history (and the fraud labe
 run the handler behind the runner, produce live transactions, wait for every decision, put each
 transaction's label on the stream and wait until its merchant's profile counts it, and report
 decisions, alerts, precision/recall against the generator's truth, latency, throughput and the labels
-counted.
+counted. Then, unless `--no-console`, the stack stays up with the analysts' console: the FLAGGED
+payments' review cases are open, their labels left to the analysts' verdicts (docs/cases.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,12 +178,15 @@ def run_demo(
     handler_factory: HandlerFactory = real_handler,
     labels: bool = True,
     alerts_log: Path = DEFAULT_ALERTS_LOG,
+    review: Review | None = None,
 ) -> DemoReport:
     """The main job: train if needed → emulator → deploy → runner + handler → produce → decisions →
     the transactions' labels → report.
 
     `handler_factory` swaps the handler (a benchmark runs another one on the same stack, without
-    `labels`).
+    `labels`). `review`, when given, is handed the report with the stack still running (handlers and
+    runners included), and the FLAGGED transactions' labels are left to it: their review cases stay
+    open for analysts, whose verdicts are the merchants' labels (`serve_console`).
     """
     step = Steps()
     try:
@@ -196,7 +200,7 @@ def run_demo(
             outputs = deploy(emulator.endpoint_url, stack_name=stack_name, progress=True)
             handler = HandlerSetup(handler_factory, bundle_dir, handler_log)
             return _run_on_stack(
-                emulator, outputs, truth, rate, timeout_s, handler, step, seed, labels, alerts_log
+                emulator, outputs, truth, rate, timeout_s, handler, step, seed, labels, alerts_log, review
             )
     except _step_errors() as exc:
         raise StackError(f"{step.current}: {exc}") from exc
@@ -213,6 +217,7 @@ def _run_on_stack(
     seed: int,
     labels: bool,
     alerts_log: Path,
+    review: Review | None = None,
 ) -> DemoReport:
     endpoint = emulator.endpoint_url
     use_emulator_credentials(endpoint)
@@ -238,10 +243,13 @@ def _run_on_stack(
             fed: LabelsFed | None = None
             if labels:
                 step("label the transactions on the stream (chargebacks and genuine), count them by merchant")
-                fed = feed_labels(endpoint, outputs, truth, running, timeout_s)
+                reviewed = _flagged(endpoint, outputs) if review else set()
+                unreviewed = [tx for tx in truth if tx["transaction_id"] not in reviewed]
+                fed = feed_labels(endpoint, outputs, unreviewed, running, timeout_s)
             stats = asdict(running.runner.stats)
         finally:
-            running.close()
+            if review is None:
+                running.close()
     step(f"follow the alerts into {alerts_log}")
     alerted = watch(alerts, alerts_log, follow=False, stop=threading.Event(), say=lambda line: None)
     step("report")
@@ -263,7 +271,54 @@ def _run_on_stack(
     step("score a few payments through the inline API")
     with handler.log.open("a") as sink, contextlib.redirect_stdout(sink):
         report.api = score_through_api(endpoint, outputs, handler.bundle_dir, truth, seed)
+    if review is not None:
+        try:
+            with handler_output(handler.log):  # the handlers behind the runners keep printing EMF
+                review(endpoint, outputs, report)
+        finally:
+            running.close()
     return report
+
+
+Review = Callable[[str, Mapping[str, str], "DemoReport"], None]
+"""What runs once the demo has reported, with its stack up: `serve_console` (until Ctrl-C)."""
+
+
+def _flagged(endpoint_url: str, outputs: Mapping[str, str]) -> set[str]:
+    """The FLAGGED transactions: their review cases are opened for analysts to give their verdicts."""
+    decisions = read_decisions(client("dynamodb", endpoint_url), outputs["DecisionsTableName"])
+    return {tx for tx, decision in decisions.items() if decision["decision"] == "FLAGGED"}
+
+
+def serve_console(port: int, bundle_dir: Path = BUNDLE_DIR) -> Review:
+    """Print the report and the console's address, then serve the console (and the API) until Ctrl-C."""
+
+    def review(endpoint_url: str, outputs: Mapping[str, str], report: DemoReport) -> None:
+        from infra.serve import CONSOLE_PATH, Containers, make_server
+
+        out = sys.__stdout__ or sys.stderr
+        containers = Containers.load(outputs, endpoint_url, bundle_dir, count=2)
+        try:
+            server = make_server(containers, port, log=False)
+        except OSError:  # the port is taken: any free one
+            server = make_server(containers, 0, log=False)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        print(report.text(), file=out)
+        print(
+            "\nreview cases: the FLAGGED payments wait for analysts (their labels were left to them) in "
+            f"the console at {url}{CONSOLE_PATH}\nA verdict counts in its merchant's risk from the next "
+            "midnight. Ctrl-C stops everything.",
+            file=out,
+            flush=True,
+        )
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+    return review
 
 
 API_PAYMENTS = 4
@@ -387,8 +442,10 @@ def demo(args: argparse.Namespace) -> int:
         bundle_dir=args.bundle,
         labels=args.labels,
         alerts_log=Path(args.alerts_log),
+        review=serve_console(args.console_port, args.bundle) if args.console else None,
     )
-    print(report.text())
+    if not args.console:
+        print(report.text())
     if args.report_json:
         Path(args.report_json).write_text(json.dumps(report.to_dict(), indent=2))
     print(f"done in {time.perf_counter() - started:.1f} s; everything stopped")
@@ -446,4 +503,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="do not put the transactions' labels (chargebacks and genuine) on the stream once decided",
     )
     parser.add_argument("--report-json", help="also write the report as JSON to this file")
+    parser.add_argument(
+        "--no-console",
+        dest="console",
+        action="store_false",
+        help="stop after the report; by default the stack stays up with the analysts' console on "
+        "127.0.0.1 (the FLAGGED payments' review cases open, their labels left to the analysts) until Ctrl-C",
+    )
+    parser.add_argument("--console-port", type=int, default=3000, help="the console's port (default 3000)")
     parser.set_defaults(run=guarded(demo))

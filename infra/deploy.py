@@ -435,7 +435,7 @@ def _subscription(sns: Any, arn: str) -> dict[str, Any]:
 
 def _create_subscription(sns: Any, props: dict[str, Any], name: str) -> str:
     attributes = {
-        key: str(value).lower() if isinstance(value, bool) else str(value)
+        key: _attribute(value)
         for key, value in props.items()
         if key not in ("TopicArn", "Protocol", "Endpoint", "Region")
     }
@@ -448,6 +448,33 @@ def _create_subscription(sns: Any, props: dict[str, Any], name: str) -> str:
             ReturnSubscriptionArn=True,
         )["SubscriptionArn"]
     )
+
+
+def _attribute(value: Any) -> str:
+    """A subscription attribute as SNS takes it: booleans lower-case, a policy (FilterPolicy) as JSON."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _queue_policy(sqs: Any, physical_id: str) -> dict[str, Any]:
+    for url in physical_id.split("|"):
+        if "Policy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"]).get(
+            "Attributes", {}
+        ):
+            raise LookupError(url)
+    return {}
+
+
+def _create_queue_policy(sqs: Any, props: dict[str, Any], name: str) -> str:
+    """The policy set on each of its queues; its physical id, their URLs."""
+    for url in props["Queues"]:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+    return "|".join(props["Queues"])
+
+
+def _rule(events: Any, name: str) -> dict[str, Any]:
+    return {"Arn": events.describe_rule(Name=name.rsplit("/", 1)[-1])["Arn"]}
 
 
 def _key(kms: Any, key_id: str) -> dict[str, Any]:
@@ -655,6 +682,8 @@ KINDS: dict[str, Kind] = {
     "AWS::Lambda::Permission": Kind("lambda", _permission, _create_permission),
     "AWS::Lambda::Version": Kind("lambda", _version, _publish_version),
     "AWS::Lambda::Alias": Kind("lambda", _alias, _create_alias),
+    "AWS::SQS::QueuePolicy": Kind("sqs", _queue_policy, _create_queue_policy),
+    "AWS::Events::Rule": Kind("events", _rule),
 }
 
 

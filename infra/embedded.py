@@ -90,6 +90,8 @@ class RunningHandler:
     stop: threading.Event
     thread: threading.Thread
     error: list[BaseException] = field(default_factory=list)
+    cases: threading.Thread | None = None
+    """The cases function behind its local SQS runner (review cases opened from the alerts), if started."""
 
     def check(self) -> None:
         """Raise if the runner died."""
@@ -100,6 +102,8 @@ class RunningHandler:
         """Finish the batch in flight and stop."""
         self.stop.set()
         self.thread.join(timeout=60)
+        if self.cases is not None:
+            self.cases.join(timeout=60)
 
 
 def real_handler(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> Handler:
@@ -118,8 +122,11 @@ def start_handler(
     endpoint_url: str,
     bundle_dir: Path = BUNDLE_DIR,
     handler_factory: HandlerFactory = real_handler,
+    *,
+    cases: bool = True,
 ) -> RunningHandler:
-    """Run a handler (by default the real one) behind the local event-source runner, on a thread."""
+    """Run a handler (by default the real one) behind the local event-source runner, on a thread; with
+    `cases`, the cases function behind its queue's runner too (`start_cases`)."""
 
     handler = handler_factory(outputs, endpoint_url, bundle_dir)
     runner = EventSourceRunner(
@@ -145,7 +152,39 @@ def start_handler(
     if not runner.ready.wait(timeout=30) and not running.error:
         raise StackError("the event-source runner did not open the stream's shards within 30 s")
     running.check()
+    if cases and "CasesQueueUrl" in outputs:
+        running.cases = start_cases(outputs, endpoint_url, stop, running.error)
     return running
+
+
+def start_cases(
+    outputs: Mapping[str, str], endpoint_url: str, stop: threading.Event, errors: list[BaseException]
+) -> threading.Thread:
+    """The real cases function (review cases from the alerts) behind the local SQS runner, on a thread."""
+    from infra.queue_runner import QueueRunner
+
+    handler = load_handler(
+        outputs,
+        endpoint_url=endpoint_url,
+        overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+        function="CasesFunction",
+    )
+    runner = QueueRunner(
+        client("sqs", endpoint_url),
+        outputs["CasesQueueUrl"],
+        handler,
+        outputs.get("CasesFunctionName", "CasesFunction"),
+    )
+
+    def run() -> None:
+        try:
+            runner.run(stop)
+        except BaseException as exc:  # reported by RunningHandler.check on the main thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="cases-queue-runner", daemon=True)
+    thread.start()
+    return thread
 
 
 @contextlib.contextmanager

@@ -27,8 +27,10 @@ def http_api_event(
     headers: Mapping[str, str] | None = None,
     body: bytes = b"",
     source_ip: str = "127.0.0.1",
+    caller: str | None = None,
 ) -> dict[str, Any]:
-    """One request as the payload-v2 event API Gateway would send the function."""
+    """One request as the payload-v2 event API Gateway would send the function; `caller`, an IAM ARN, is
+    the identity its IAM authoriser would have verified (`requestContext.authorizer.iam`)."""
     lowered: dict[str, str] = {}
     for name, value in (headers or {}).items():
         key = name.lower()
@@ -64,6 +66,11 @@ def http_api_event(
         },
         "isBase64Encoded": False,
     }
+    if caller is not None:
+        account = caller.split(":")[4] if caller.count(":") >= 5 else event["requestContext"]["accountId"]
+        event["requestContext"]["authorizer"] = {
+            "iam": {"accountId": account, "callerId": caller.rsplit("/", 1)[-1], "userArn": caller}
+        }
     if cookies:
         event["cookies"] = cookies
     if parameters:

@@ -7,8 +7,11 @@ stack up`, or an emulator and deploy of its own). Its answer goes back as the HT
 
 Like Lambda, one handler instance serves one request at a time: `--containers` instances (each its own
 cold start) serve that many requests at once. Signatures are not checked (the deployed API checks
-IAM, SigV4): the server listens on 127.0.0.1 only. `GET /openapi.json` returns the API's OpenAPI
-document, generated from the code.
+IAM, SigV4): the server listens on 127.0.0.1 only, and stands in for the IAM authoriser by handing
+every request the identity of the user who runs it (`LOCAL_CALLER`: whoever can reach loopback here
+is that user), which is who the review cases record as assigning and closing (docs/cases.md). `GET
+/openapi.json` returns the API's OpenAPI document, generated from the code; `/console` is the
+analysts' console.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import getpass
 import queue
 import sys
 import threading
@@ -37,6 +41,9 @@ FUNCTION = "ScoringApiFunction"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway's own limit on a request body: beyond it the API answers 413 without calling Lambda."""
 OPENAPI_PATH = "/openapi.json"
+CONSOLE_PATH = "/console"
+LOCAL_CALLER = f"arn:aws:iam::123456789012:user/{getpass.getuser()}"
+"""The IAM identity of every local request: the user running the server."""
 
 
 @dataclass
@@ -129,6 +136,7 @@ def make_server(
                 headers=dict(self.headers.items()),
                 body=body,
                 source_ip=self.client_address[0],
+                caller=LOCAL_CALLER,
             )
             response = containers.invoke(event)
             payload = response.get("body") or ""
@@ -209,6 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
         url = f"http://{args.host}:{server.server_address[1]}"
         print(f"the inline API on {url} ({args.containers} handler(s), stack on {endpoint or 'AWS'})")
         print(f"  curl -s {url}/v1/decisions/<transaction_id>   (more in the README; {url}{OPENAPI_PATH})")
+        print(f"  the analysts' console: {url}{CONSOLE_PATH}")
         print("Ctrl-C stops it", flush=True)
         try:
             server.serve_forever()
@@ -249,10 +258,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `serve` (the Docker-free `sam local start-api`) and `openapi` (the API's document)."""
     parser = subparsers.add_parser(
         "serve",
-        help="the inline scoring API on 127.0.0.1, on the real handler (no Docker)",
+        help="the inline scoring API and the analysts' console on 127.0.0.1, on the real handler (no Docker)",
         description="Serve the inline API on 127.0.0.1: each request runs the real ScoringApiFunction "
         "handler as an HTTP API (payload v2) event, against the stack `fraudwatch stack up --detach` "
-        "recorded, or an embedded stack of its own.",
+        "recorded, or an embedded stack of its own. The analysts' console is at /console (docs/cases.md).",
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from snapshot_restore_py import register_after_restore
 
 from fraudwatch.adapters.model import load_model
+from fraudwatch.cases_wiring import review_cases
 from fraudwatch.http_api import build_app
 from fraudwatch.observability import logger, metrics, record_inline, traced
 from fraudwatch.settings import Settings
@@ -20,7 +21,7 @@ settings = Settings.from_env()
 model = load_model(settings.model_dir)
 session = boto3.Session()
 scoring = build_inline(settings, session, model=model)
-app = build_app(scoring, on_decision=record_inline)
+app = build_app(scoring, on_decision=record_inline, cases=review_cases(session))
 # As in the stream function: what the cold start built stays out of the collector's full passes.
 gc.freeze()
 
@@ -31,8 +32,9 @@ def after_restore() -> None:
     the retries' jitter."""
     global scoring, app
     random.seed()
-    scoring = build_inline(settings, fresh_session(session), model=model)
-    app = build_app(scoring, on_decision=record_inline)
+    fresh = fresh_session(session)
+    scoring = build_inline(settings, fresh, model=model)
+    app = build_app(scoring, on_decision=record_inline, cases=review_cases(fresh))
 
 
 register_after_restore(after_restore)

@@ -60,6 +60,12 @@ def create_table(logical_id: str) -> str:
     return name
 
 
+def _stream(name: str) -> str:
+    """The transactions stream (the API function puts review verdicts on it as labels)."""
+    boto3.client("kinesis").create_stream(StreamName=name, ShardCount=1)
+    return name
+
+
 @pytest.fixture
 def stack(aws: None) -> dict[str, str]:
     """The template's tables, topic and queues on moto, named as the stack's outputs name them."""
@@ -72,6 +78,8 @@ def stack(aws: None) -> dict[str, str]:
         "DecisionsTableName": create_table("DecisionsTable"),
         "ListsTableName": create_table("ListsTable"),
         "RulesTableName": create_table("RulesTable"),
+        "CasesTableName": create_table("CasesTable"),
+        "StreamName": _stream("test-TransactionsStream"),
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],

@@ -245,6 +245,7 @@ def test_tables_have_the_templates_key_schemas(emulator: Emulator, outputs: dict
         "DecisionsTable",
         "ListsTable",
         "RulesTable",
+        "CasesTable",
     }
     for logical_id, props in tables.items():
         table = dynamodb.describe_table(TableName=outputs[f"{logical_id}Name"])["Table"]
@@ -264,7 +265,10 @@ def test_alarms_exist_although_moto_cloudformation_skips_them(
         alarm = by_name[f"{STACK}-{logical_id}"]
         assert alarm["AlarmActions"] == [outputs["AlarmsTopicArn"]]
         assert alarm["ComparisonOperator"] == props["ComparisonOperator"]
-        assert alarm["Threshold"] == float(props["Threshold"])
+        threshold = props["Threshold"]
+        if isinstance(threshold, dict):  # a parameter's (CaseServiceLevelSeconds), deployed with its default
+            threshold = load_template(TEMPLATE)["Parameters"][threshold["Ref"]]["Default"]
+        assert alarm["Threshold"] == float(threshold)
         assert alarm.get("MetricName") == props.get("MetricName")
     function_alarm = by_name[f"{STACK}-IteratorAgeAlarm"]
     assert function_alarm["Dimensions"] == [{"Name": "FunctionName", "Value": outputs["ScoringFunctionName"]}]
@@ -387,7 +391,10 @@ def test_the_subscription_parameters_subscribe_an_email_to_alarms_and_a_queue_to
         return [(s["Protocol"], s["Endpoint"]) for s in found]
 
     assert subscriptions("AlarmsTopicArn") == [("email", "fraud-ops@example.com")]
-    assert subscriptions("AlertsTopicArn") == [("sqs", inbox_arn)]
+    cases_queue = sqs.get_queue_attributes(QueueUrl=stacked["CasesQueueUrl"], AttributeNames=["QueueArn"])
+    assert sorted(subscriptions("AlertsTopicArn")) == sorted(
+        [("sqs", inbox_arn), ("sqs", cases_queue["Attributes"]["QueueArn"])]
+    )
     sns.publish(
         TopicArn=stacked["AlertsTopicArn"],
         Message=json.dumps({"transaction_id": "tx-1"}),
@@ -401,9 +408,17 @@ def test_the_subscription_parameters_subscribe_an_email_to_alarms_and_a_queue_to
 def test_without_the_subscription_parameters_no_one_is_subscribed(
     emulator: Emulator, outputs: dict[str, str]
 ) -> None:
-    sns = emulator.client("sns")
-    for topic in ("AlarmsTopicArn", "AlertsTopicArn"):
-        assert sns.list_subscriptions_by_topic(TopicArn=outputs[topic])["Subscriptions"] == []
+    sns, sqs = emulator.client("sns"), emulator.client("sqs")
+    assert sns.list_subscriptions_by_topic(TopicArn=outputs["AlarmsTopicArn"])["Subscriptions"] == []
+    # the alerts topic feeds the review cases' queue only, FLAGGED alerts only, its policy letting it send
+    (cases,) = sns.list_subscriptions_by_topic(TopicArn=outputs["AlertsTopicArn"])["Subscriptions"]
+    queue = sqs.get_queue_attributes(QueueUrl=outputs["CasesQueueUrl"], AttributeNames=["QueueArn", "Policy"])
+    assert cases["Endpoint"] == queue["Attributes"]["QueueArn"]
+    attributes = sns.get_subscription_attributes(SubscriptionArn=cases["SubscriptionArn"])["Attributes"]
+    assert json.loads(attributes["FilterPolicy"]) == {"decision": ["FLAGGED"]}
+    assert attributes["RawMessageDelivery"] == "true"
+    (statement,) = json.loads(queue["Attributes"]["Policy"])["Statement"]
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == outputs["AlertsTopicArn"]
 
 
 def test_a_malformed_parameter_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,6 +81,11 @@ OPERATIONS = [
     ("POST", "/v1/transactions"),
     ("GET", "/v1/decisions/{transaction_id}"),
     ("GET", "/v1/users/{user_id}/decisions"),
+    ("GET", "/v1/cases"),
+    ("GET", "/v1/cases/{case_id}"),
+    ("POST", "/v1/cases/{case_id}/assign"),
+    ("POST", "/v1/cases/{case_id}/comments"),
+    ("POST", "/v1/cases/{case_id}/close"),
 ]
 
 

@@ -189,7 +189,9 @@ def test_kinesis_event_has_every_setting(resources: dict[str, Any]) -> None:
 
 
 def test_event_source_mapping_survives_the_transform(transformed: dict[str, Any]) -> None:
-    (mapping,) = resources_of_type(transformed, "AWS::Lambda::EventSourceMapping").values()
+    mappings = resources_of_type(transformed, "AWS::Lambda::EventSourceMapping").values()
+    stream = {"Fn::GetAtt": ["TransactionsStream", "Arn"]}  # the other mapping reads the cases queue
+    (mapping,) = [m for m in mappings if m["Properties"]["EventSourceArn"] == stream]
     props = mapping["Properties"]
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
@@ -301,23 +303,46 @@ def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: di
     assert "cloudwatch:PutMetricData" not in grants  # metrics leave as EMF log lines
 
 
-def test_api_function_may_do_exactly_what_it_needs_and_nothing_of_the_stream_or_queues(
+def test_api_function_may_do_exactly_what_it_needs_and_of_the_stream_only_put_labels(
     transformed: dict[str, Any],
 ) -> None:
     grants = _grants(transformed, "ScoringApiFunctionRole")
     tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
-    for action in ("BatchGetItem", "BatchWriteItem", "PutItem"):
-        assert grants[f"dynamodb:{action}"] == tables, action
-    assert grants["dynamodb:GetItem"] == tables | {"RulesTable"}  # the rules in force, by key
+    assert grants["dynamodb:BatchGetItem"] == tables
+    assert grants["dynamodb:BatchWriteItem"] == tables | {"ListsTable"}  # a fraud verdict's block entry
+    assert grants["dynamodb:PutItem"] == tables | {"CasesTable"}  # cases: conditional puts
+    assert grants["dynamodb:GetItem"] == tables | {"RulesTable", "CasesTable"}  # the rules in force, by key
     assert grants["dynamodb:Scan"] == {"ListsTable"}  # the lists, as the stream function reads them
-    assert grants["dynamodb:Query"] == {"DecisionsTable"}  # its by-user index only
+    assert grants["dynamodb:Query"] == {"DecisionsTable", "CasesTable"}  # one index of each
     assert grants["sns:Publish"] == {"AlertsTopic"}
     assert grants["logs:PutLogEvents"] == {"ScoringApiFunctionLogGroup"}
-    assert not {a for a in grants if a.startswith(("kinesis:", "sqs:", "cloudwatch:"))}
-    query = next(
-        s for s in _statements(transformed, "ScoringApiFunctionRole") if s["Action"] == "dynamodb:Query"
-    )
-    assert query["Resource"] == {"Fn::Sub": "${DecisionsTable.Arn}/index/by-user"}
+    assert grants["kinesis:PutRecord"] == {"TransactionsStream"}  # verdicts as labels, nothing else
+    assert not {a for a in grants if a.startswith(("sqs:", "cloudwatch:"))}
+    assert {a for a in grants if a.startswith("kinesis:")} == {"kinesis:PutRecord"}
+    queries = [
+        s["Resource"]
+        for s in _statements(transformed, "ScoringApiFunctionRole")
+        if s["Action"] == "dynamodb:Query"
+    ]
+    assert queries == [
+        {"Fn::Sub": "${DecisionsTable.Arn}/index/by-user"},
+        {"Fn::Sub": "${CasesTable.Arn}/index/by-status"},
+    ]
+
+
+def test_cases_function_opens_cases_and_reads_only_what_it_needs(transformed: dict[str, Any]) -> None:
+    grants = _grants(transformed, "CasesFunctionRole")
+    assert grants["dynamodb:PutItem"] == {"CasesTable"}
+    assert grants["dynamodb:Query"] == {"CasesTable", "DecisionsTable"}
+    assert {a for a in grants if a.startswith("sqs:")} == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    }
+    assert grants["sqs:ReceiveMessage"] == {"CasesQueue"}
+    assert not {a for a in grants if a.startswith(("kinesis:", "sns:"))}
+    assert "dynamodb:BatchWriteItem" not in grants  # opening is conditional: never a blind batch put
 
 
 @pytest.mark.parametrize("function", ["ScoringFunction", "ScoringApiFunction"])
@@ -331,7 +356,7 @@ def test_every_api_route_needs_iam_authorisation(transformed: dict[str, Any]) ->
     body = api["Properties"]["Body"]
     schemes = body["components"]["securitySchemes"]
     operations = [op for path in body["paths"].values() for op in path.values()]
-    assert len(operations) == 3
+    assert len(operations) == 10  # scoring 3, cases 5, the console 2
     for operation in operations:
         (requirement,) = operation["security"]
         (scheme,) = requirement
@@ -354,6 +379,7 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
         "DecisionsTable",
         "ListsTable",
         "RulesTable",
+        "CasesTable",
     }
     for table in tables.values():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
@@ -361,7 +387,7 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
         assert _props(resources, topic)["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
     assert _props(resources, "AlertsKey")["EnableKeyRotation"] is True
     queues = resources_of_type({"Resources": resources}, "AWS::SQS::Queue")
-    assert set(queues) == {"QuarantineQueue", "OnFailureQueue"}
+    assert set(queues) == {"QuarantineQueue", "OnFailureQueue", "CasesQueue", "CasesDeadLetterQueue"}
     for queue in queues.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
         assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
@@ -394,6 +420,8 @@ def test_every_alarm_notifies_the_alarms_topic(resources: dict[str, Any]) -> Non
         "QuarantineDepthAlarm",
         "RejectedRateSpikeAlarm",
         "MisroutedRecordsAlarm",
+        "OldestOpenCaseAlarm",
+        "CasesDeadLetterAlarm",
     }
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
@@ -420,6 +448,7 @@ def test_rejected_rate_alarm_reads_metrics_the_function_emits(resources: dict[st
     }
     assert read == {("Fraudwatch", "Rejected"), ("Fraudwatch", "Scored")}
     record_batch(BatchReport(latencies_ms=[5.0]), model_version="test")
+    _emit_case_metrics()
     try:
         emitted = set(metrics.metric_set)
     finally:
@@ -436,6 +465,24 @@ def test_rejected_rate_alarm_reads_metrics_the_function_emits(resources: dict[st
     assert fraudwatch_alarms, "the misrouted-records alarm reads a metric of the function's own"
     for props in fraudwatch_alarms:
         assert props["Properties"]["MetricName"] in emitted, props["Properties"]["MetricName"]
+
+
+def _emit_case_metrics() -> None:
+    """What the cases function emits: a case opened, and the schedule's figures of the queue."""
+    from datetime import UTC, datetime
+
+    from fraudwatch.cases_wiring import record_opened, report_queue
+    from fraudwatch.domain.cases import Verdict
+
+    class Figures:
+        def count_open(self) -> tuple[int, str | None]:
+            return 1, "2026-09-21T11:00:00+00:00"
+
+        def verdicts_between(self, start: str, end: str) -> dict[Verdict, int]:
+            return dict.fromkeys(Verdict, 1)
+
+    record_opened(True)
+    report_queue(Figures(), datetime(2026, 9, 21, 12, tzinfo=UTC))
 
 
 # ---------------------------------------------------------------- tooling

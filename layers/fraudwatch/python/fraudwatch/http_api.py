@@ -19,13 +19,13 @@ from collections.abc import Callable
 from datetime import UTC
 from http import HTTPStatus
 from typing import Annotated, Any, Protocol
-from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
+from fraudwatch.domain.cases import CaseService
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.inline import InlineDecision, ScoringUnavailable
 from fraudwatch.domain.ports import DecisionPage
@@ -35,11 +35,11 @@ from fraudwatch.domain.transaction import (
     MAX_AMOUNT,
     MAX_ID_CHARS,
     MAX_PAYLOAD_BYTES,
-    id_problem,
     parse_timestamp,
 )
 from fraudwatch.errors import InvalidRecordError
 from fraudwatch.observability import error_fields, logger
+from fraudwatch.path_params import path_id as _path_id
 
 RETRY_AFTER_SECONDS = 1
 DEFAULT_PAGE = 20
@@ -163,9 +163,18 @@ LIST_RESPONSES: dict[int, OpenAPIResponse] = {
 # ---------------------------------------------------------------------------------------------- the app
 
 
-def build_app(backend: Backend, on_decision: Callable[[InlineDecision], None] | None = None) -> Any:
-    """The resolver with the three routes, wired to `backend`; `on_decision` sees each decision made."""
+def build_app(
+    backend: Backend,
+    on_decision: Callable[[InlineDecision], None] | None = None,
+    cases: CaseService | None = None,
+) -> Any:
+    """The resolver with the three routes, wired to `backend`; `on_decision` sees each decision made;
+    with `cases`, the review cases' routes and console too (fraudwatch.cases_api)."""
     app = APIGatewayHttpResolver(enable_validation=True)
+    if cases is not None:
+        from fraudwatch.cases_api import add_case_routes
+
+        add_case_routes(app, cases)
 
     @app.post(
         "/v1/transactions",
@@ -238,9 +247,14 @@ def build_app(backend: Backend, on_decision: Callable[[InlineDecision], None] | 
 
     def invalid_parameter(exc: RequestValidationError) -> Response[str]:
         first = exc.errors()[0] if exc.errors() else {}
-        location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
+        loc = tuple(first.get("loc", ()))
+        # A body that is no JSON at all is located at ("body", <offset>): the field at fault is the body.
+        location = [
+            str(part) for part in loc if part not in ("query", "path", "body") and not isinstance(part, int)
+        ]
         reason = str(first.get("msg") or first.get("type") or "invalid")
-        return _error(HTTPStatus.BAD_REQUEST, "invalid", ".".join(location) or "request", reason)
+        where = ".".join(location) or ("body" if loc[:1] == ("body",) else "request")
+        return _error(HTTPStatus.BAD_REQUEST, "invalid", where, reason)
 
     def unavailable(exc: ScoringUnavailable) -> Response[str]:
         logger.warning("stores unavailable", extra={"errors": [error_fields(e) for e in exc.errors]})
@@ -274,7 +288,11 @@ class _Unwired:
 
 def openapi_document(app: Any = None) -> str:
     """The API's OpenAPI document, generated from the routes, with its IAM (SigV4) security scheme."""
-    app = app or build_app(_Unwired())
+    if app is None:
+        from fraudwatch.cases_api import add_case_routes
+
+        app = build_app(_Unwired())
+        add_case_routes(app, None)
     from aws_lambda_powertools.event_handler.openapi.models import APIKey
 
     document: str = app.get_openapi_json_schema(
@@ -318,18 +336,6 @@ def _body(raw: str | None, is_base64: bool) -> bytes:
         except binascii.Error as exc:
             raise InvalidRecordError("payload", "not valid base64") from exc
     return raw.encode("utf-8", "surrogatepass")
-
-
-def _path_id(value: str, field: str) -> str:
-    """A path parameter as the id it encodes (the raw path keeps its percent-escapes), validated."""
-    try:
-        decoded = unquote(value, errors="strict")
-    except UnicodeDecodeError as exc:
-        raise InvalidRecordError(field, "percent-escapes that are not UTF-8") from exc
-    problem = id_problem(decoded)
-    if problem is not None:
-        raise InvalidRecordError(field, problem)
-    return decoded
 
 
 def _ok(body: dict[str, Any]) -> Response[str]:

@@ -1,0 +1,439 @@
+"""Review cases: a FLAGGED payment opened for an analyst, worked, and closed with a verdict.
+
+A case is opened once per alerted transaction (its id is the transaction id) from the decision the
+alert carries, with a snapshot of the user's recent decisions. What the alert says never changes
+afterwards: opening is a conditional put, so an alert delivered again opens nothing and can never
+reopen or overwrite a case an analyst has assigned or closed. Everything an analyst does goes through
+the pure transitions below (`assigned`, `commented`, `closed`), each returning the new case and the
+event it adds to the case's history, or None when it changes nothing (closing twice with the same
+verdict, assigning to the one already assigned). The store writes a new case only if its version is
+still the one read, so two analysts cannot lose each other's work.
+
+A verdict teaches the stack: `CaseService.close` puts a label (the existing label contract, partition
+key merchant_id) on the stream, so merchant risk, backtests and retraining see it, and a fraud verdict
+can put the user on the `blocked_users` list.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
+
+from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.lists import MAX_REASON_CHARS, ListEntry
+from fraudwatch.domain.ports import DecisionReader
+from fraudwatch.domain.transaction import id_problem
+from fraudwatch.errors import FraudwatchError, InvalidRecordError
+
+MAX_EVENTS = 200
+"""Events a case's history keeps at most (an item stays far below DynamoDB's 400 KB)."""
+MAX_TEXT_CHARS = 1000
+"""A comment's or a verdict reason's length at most."""
+RECENT_DECISIONS = 10
+"""The user's decisions before the alerted one that a case keeps."""
+BLOCK_LIST = "blocked_users"
+"""Where a fraud verdict puts the user when asked to (a list that rejects the user's payments)."""
+
+
+class CaseStatus(StrEnum):
+    """Where a case is in its life."""
+
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+class Verdict(StrEnum):
+    """An analyst's conclusion on the payment."""
+
+    FRAUD = "fraud"
+    GENUINE = "genuine"
+
+
+class CaseError(FraudwatchError):
+    """Base of the errors of working a case."""
+
+
+class CaseNotFound(CaseError):
+    """No case has this id."""
+
+    def __init__(self, case_id: str) -> None:
+        super().__init__(f"no case {case_id!r}")
+        self.case_id = case_id
+
+
+class CaseConflict(CaseError):
+    """Someone else changed the case since it was read: read it again, then decide again."""
+
+
+class CaseEvent(NamedTuple):
+    """One line of a case's audit trail: when, who, what, and the detail (a verdict, a comment, ...)."""
+
+    at: str
+    by: str
+    action: str
+    detail: str = ""
+
+
+class RecentDecision(NamedTuple):
+    """One of the user's decisions before the alerted one, as the case shows it."""
+
+    transaction_id: str
+    merchant_id: str
+    amount: float
+    currency: str
+    decision: str
+    score: float
+    decided_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A review case: what the alert said (immutable), and the analysts' state and history."""
+
+    decision: DecisionRecord
+    opened_at: str
+    recent: tuple[RecentDecision, ...] = ()
+    status: CaseStatus = CaseStatus.OPEN
+    assignee: str | None = None
+    verdict: Verdict | None = None
+    verdict_reason: str = ""
+    closed_at: str | None = None
+    closed_by: str | None = None
+    history: tuple[CaseEvent, ...] = ()
+    version: int = 0
+    """How many times analysts changed it: the store writes version n+1 only over version n."""
+
+    @property
+    def case_id(self) -> str:
+        """A case per alerted transaction: its id is the transaction's."""
+        return self.decision.transaction_id
+
+    @property
+    def status_at(self) -> str:
+        """When it entered its status: opened (the queue's age), or last given a verdict."""
+        return self.closed_at if self.status is CaseStatus.CLOSED and self.closed_at else self.opened_at
+
+    @property
+    def reason_features(self) -> tuple[str, ...]:
+        """The features among the decision's top reasons (what `--reason` filters on)."""
+        return tuple(reason.feature for reason in self.decision.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the API's body for a case."""
+        return {
+            "case_id": self.case_id,
+            "status": self.status.value,
+            "opened_at": self.opened_at,
+            "assignee": self.assignee,
+            "verdict": None if self.verdict is None else self.verdict.value,
+            "verdict_reason": self.verdict_reason,
+            "closed_at": self.closed_at,
+            "closed_by": self.closed_by,
+            "decision": self.decision.to_dict(),
+            "recent_decisions": [r._asdict() for r in self.recent],
+            "history": [e._asdict() for e in self.history],
+            "version": self.version,
+        }
+
+
+def open_case(decision: DecisionRecord, recent: list[DecisionRecord], opened_at: str) -> Case:
+    """The case an alerted decision opens, with the user's decisions before it (newest first)."""
+    before = [d for d in recent if d.transaction_id != decision.transaction_id][:RECENT_DECISIONS]
+    return Case(
+        decision=decision,
+        opened_at=opened_at,
+        recent=tuple(
+            RecentDecision(
+                d.transaction_id, d.merchant_id, d.amount, d.currency, d.decision.value, d.score, d.decided_at
+            )
+            for d in before
+        ),
+        history=(
+            CaseEvent(opened_at, "fraudwatch", "opened", f"{decision.decision.value} {decision.score:.3f}"),
+        ),
+    )
+
+
+def decision_from_alert(body: Mapping[str, Any]) -> DecisionRecord:
+    """The decision an alert carries (its body is `DecisionRecord.to_dict`); InvalidRecordError names
+    the first field missing or malformed."""
+    try:
+        thresholds = body["thresholds"]
+        return DecisionRecord(
+            transaction_id=_text(body, "transaction_id"),
+            user_id=_text(body, "user_id"),
+            merchant_id=_text(body, "merchant_id"),
+            amount=float(body["amount"]),
+            currency=_text(body, "currency"),
+            transaction_time=_text(body, "transaction_time"),
+            decision=Decision(body["decision"]),
+            score=float(body["score"]),
+            model_version=str(body.get("model_version", "")),
+            thresholds=Thresholds(float(thresholds["flag"]), float(thresholds["reject"])),
+            decided_at=_text(body, "decided_at"),
+            reasons=tuple(
+                Reason(
+                    str(r["feature"]),
+                    None if r.get("value") is None else float(r["value"]),
+                    float(r["contribution"]),
+                )
+                for r in body.get("reasons", [])
+            ),
+            rule_reasons=tuple(str(code) for code in body.get("rule_reasons", [])),
+            rules_version=str(body.get("rules_version", "")),
+        )
+    except KeyError as exc:
+        raise InvalidRecordError(str(exc.args[0]), "missing") from exc
+    except (TypeError, ValueError) as exc:
+        raise InvalidRecordError("alert", f"not a decision record: {exc}") from exc
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = body[name]
+    if not isinstance(value, str) or not value:
+        raise InvalidRecordError(name, "expected a non-empty string")
+    return value
+
+
+# ------------------------------------------------------------------------------------------ transitions
+
+
+def analyst_problem(name: str) -> str | None:
+    """Why `name` cannot name an analyst, or None (an id: no spaces, 1-128 characters)."""
+    return id_problem(name)
+
+
+def _text_problem(text: str, what: str) -> str | None:
+    if not text.strip():
+        return f"{what} is empty"
+    if len(text) > MAX_TEXT_CHARS:
+        return f"{what} is over {MAX_TEXT_CHARS} characters"
+    return None
+
+
+def _with(case: Case, event: CaseEvent, **changes: Any) -> tuple[Case, CaseEvent]:
+    if len(case.history) >= MAX_EVENTS:
+        raise InvalidRecordError("history", f"the case holds {MAX_EVENTS} events, the most it keeps")
+    return replace(case, history=(*case.history, event), version=case.version + 1, **changes), event
+
+
+def assigned(case: Case, assignee: str, *, by: str, at: str) -> tuple[Case, CaseEvent] | None:
+    """The case given to `assignee` (None: already theirs); a closed case is not assigned."""
+    if problem := analyst_problem(assignee):
+        raise InvalidRecordError("assignee", problem)
+    if case.status is CaseStatus.CLOSED:
+        raise InvalidRecordError("status", "the case is closed: it is not assigned any more")
+    if case.assignee == assignee:
+        return None
+    return _with(case, CaseEvent(at, by, "assigned", assignee), assignee=assignee)
+
+
+def commented(case: Case, text: str, *, by: str, at: str) -> tuple[Case, CaseEvent]:
+    """The case with a comment added to its history (open or closed)."""
+    if problem := _text_problem(text, "the comment"):
+        raise InvalidRecordError("comment", problem)
+    return _with(case, CaseEvent(at, by, "commented", text))
+
+
+def closed(case: Case, verdict: Verdict, reason: str, *, by: str, at: str) -> tuple[Case, CaseEvent] | None:
+    """The case closed with a verdict; None when it is closed with this verdict already.
+
+    Closing a closed case with the other verdict changes its verdict, and the history says so, with who
+    and when; the verdict before stays in the history.
+    """
+    if problem := _text_problem(reason, "the reason"):
+        raise InvalidRecordError("reason", problem)
+    if case.status is CaseStatus.CLOSED and case.verdict is verdict:
+        return None
+    if case.status is CaseStatus.CLOSED and case.verdict is not None:
+        action, detail = "verdict changed", f"{case.verdict.value} -> {verdict.value}: {reason}"
+    else:
+        action, detail = "closed", f"{verdict.value}: {reason}"
+    return _with(
+        case,
+        CaseEvent(at, by, action, detail),
+        status=CaseStatus.CLOSED,
+        verdict=verdict,
+        verdict_reason=reason,
+        closed_at=at,
+        closed_by=by,
+    )
+
+
+def verdict_of(raw: str) -> Verdict:
+    """A verdict from its name, or InvalidRecordError naming the field `verdict`."""
+    try:
+        return Verdict(raw.strip().lower())
+    except ValueError:
+        raise InvalidRecordError(
+            "verdict", f"{raw!r} is not one of {', '.join(v.value for v in Verdict)}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------- ports
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """What `list` narrows the queue to: a reason's feature, a rule or list code, a merchant, an
+    analyst's cases, a user's."""
+
+    reason: str | None = None
+    rule: str | None = None
+    merchant: str | None = None
+    status: CaseStatus = CaseStatus.OPEN
+    assignee: str | None = None
+    user: str | None = None
+
+    def matches(self, case: Case) -> bool:
+        """Whether a case passes the filter (what the store's query does, for the fakes)."""
+        return (
+            case.status is self.status
+            and (self.reason is None or self.reason in case.reason_features)
+            and (self.rule is None or self.rule in case.decision.rule_reasons)
+            and (self.merchant is None or self.merchant == case.decision.merchant_id)
+            and (self.assignee is None or self.assignee == case.assignee)
+            and (self.user is None or self.user == case.decision.user_id)
+        )
+
+
+class CasePage(NamedTuple):
+    """Cases oldest first, and the cursor of the next page (None: the last)."""
+
+    cases: list[Case]
+    next: str | None
+
+
+class CaseStore(Protocol):
+    """Cases by id, the queue by status and age."""
+
+    def open(self, case: Case) -> bool:
+        """Store a new case unless one with its id exists; whether it was stored."""
+        ...
+
+    def get(self, case_id: str) -> Case | None:
+        """A case by id (read consistently), or None."""
+        ...
+
+    def save(self, case: Case, read_version: int) -> None:
+        """Write a changed case only if the stored one is still at `read_version` (else CaseConflict)."""
+        ...
+
+    def queue(self, where: QueueFilter, limit: int, cursor: str | None) -> CasePage:
+        """Cases of a status, oldest first (by when they entered it), filtered, a page at a time."""
+        ...
+
+
+class LabelSink(Protocol):
+    """Where verdicts go as labels: the stream, under the label contract."""
+
+    def put_label(self, label: Mapping[str, Any]) -> None:
+        """Put one label record (partition key: its merchant_id)."""
+        ...
+
+
+class ListWriter(Protocol):
+    """The lists store, as far as a verdict needs it."""
+
+    def add(self, entries: list[ListEntry]) -> None:
+        """Put entries on their lists."""
+        ...
+
+
+# -------------------------------------------------------------------------------------------- service
+
+
+@dataclass
+class CaseOpener:
+    """Opens the case an alert asks for, with the user's decisions before it (the cases function)."""
+
+    store: CaseStore
+    decisions: DecisionReader
+    clock: Callable[[], float] = time.time
+
+    def open(self, decision: DecisionRecord) -> bool:
+        """Open the decision's case; False when it is open already (an alert delivered again)."""
+        recent = self.decisions.by_user(decision.user_id, None, RECENT_DECISIONS + 1, None).decisions
+        opened_at = datetime.fromtimestamp(self.clock(), UTC).isoformat()
+        return self.store.open(open_case(decision, recent, opened_at))
+
+
+@dataclass
+class CaseService:
+    """Working cases: what the command line and the HTTP API both call."""
+
+    store: CaseStore
+    labels: LabelSink
+    lists: ListWriter | None = None
+    clock: Callable[[], float] = time.time
+
+    def show(self, case_id: str) -> Case:
+        """A case by id (CaseNotFound)."""
+        case = self.store.get(case_id)
+        if case is None:
+            raise CaseNotFound(case_id)
+        return case
+
+    def queue(self, where: QueueFilter, limit: int = 20, cursor: str | None = None) -> CasePage:
+        """A page of the queue, oldest first."""
+        return self.store.queue(where, limit, cursor)
+
+    def assign(self, case_id: str, assignee: str, *, by: str) -> Case:
+        """Give a case to an analyst (idempotent)."""
+        case = self.show(case_id)
+        changed = assigned(case, assignee, by=by, at=self._now())
+        return case if changed is None else self._save(case, changed[0])
+
+    def comment(self, case_id: str, text: str, *, by: str) -> Case:
+        """Add a comment to a case's history."""
+        case = self.show(case_id)
+        return self._save(case, commented(case, text, by=by, at=self._now())[0])
+
+    def close(self, case_id: str, verdict: Verdict, reason: str, *, by: str, block: bool = False) -> Case:
+        """Close a case with a verdict; put its label on the stream; on fraud, optionally block the user.
+
+        The case is written first (conditionally), then the label: a close that fails after the write is
+        repeated by closing again with the same verdict, which changes nothing in the case and puts the
+        label again, which the merchant's profile counts once (its id is the transaction and verdict).
+        """
+        if block and verdict is not Verdict.FRAUD:
+            raise InvalidRecordError("block", "only a fraud verdict blocks the user")
+        case = self.show(case_id)
+        changed = closed(case, verdict, reason, by=by, at=self._now())
+        if changed is not None:
+            case = self._save(case, changed[0])
+        self.labels.put_label(label_of(case, self._now()))
+        if block:
+            if self.lists is None:
+                raise InvalidRecordError("block", "no lists store is configured here")
+            self.lists.add([block_entry(case, by=by, now=self.clock())])
+        return case
+
+    def _save(self, read: Case, changed: Case) -> Case:
+        self.store.save(changed, read.version)
+        return changed
+
+    def _now(self) -> str:
+        return datetime.fromtimestamp(self.clock(), UTC).isoformat()
+
+
+def label_of(case: Case, labelled_at: str) -> dict[str, Any]:
+    """A closed case's verdict as a label record (domain/label.py's contract)."""
+    assert case.verdict is not None, "only a closed case has a label"
+    return {
+        "event": "label",
+        "transaction_id": case.case_id,
+        "merchant_id": case.decision.merchant_id,
+        "is_fraud": case.verdict is Verdict.FRAUD,
+        "labelled_at": labelled_at,
+    }
+
+
+def block_entry(case: Case, *, by: str, now: float) -> ListEntry:
+    """The block-list entry a fraud verdict puts the user on."""
+    why = f"case {case.case_id}: {case.verdict_reason}"[:MAX_REASON_CHARS]
+    return ListEntry(BLOCK_LIST, case.decision.user_id, by, why, now)
