@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "infra.alerts",
     "infra.controls",
     "infra.serve",
+    "infra.models",
 )
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1

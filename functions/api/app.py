@@ -27,11 +27,11 @@ gc.freeze()
 
 def after_restore() -> None:
     """SnapStart resumes every new environment from one snapshot of the init above: give this one AWS
-    clients of its own (fresh connections and credentials) around the same model, and its own seed for
-    the retries' jitter."""
+    clients of its own (fresh connections and credentials) around the same models (the layer's and the
+    registry's it had loaded), and its own seed for the retries' jitter."""
     global scoring, app
     random.seed()
-    scoring = build_inline(settings, fresh_session(session), model=model)
+    scoring = build_inline(settings, fresh_session(session), model=model, models=scoring.service.models)
     app = build_app(scoring, on_decision=record_inline)
 
 

@@ -60,6 +60,13 @@ def create_table(logical_id: str) -> str:
     return name
 
 
+def create_bucket(logical_id: str, name: str) -> str:
+    """Create a bucket of the template's (moto does not enforce its encryption); return its name."""
+    assert logical_id in template_resources("AWS::S3::Bucket")
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture
 def stack(aws: None) -> dict[str, str]:
     """The template's tables, topic and queues on moto, named as the stack's outputs name them."""
@@ -72,6 +79,9 @@ def stack(aws: None) -> dict[str, str]:
         "DecisionsTableName": create_table("DecisionsTable"),
         "ListsTableName": create_table("ListsTable"),
         "RulesTableName": create_table("RulesTable"),
+        "ModelsTableName": create_table("ModelsTable"),
+        "ModelsBucketName": create_bucket("ModelsBucket", "test-models"),
+        "DriftTableName": create_table("DriftTable"),
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],

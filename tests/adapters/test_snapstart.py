@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import snapshot_restore_py
 
+from fraudwatch.adapters.registry import RegistryModels
 from infra.http_event import http_api_event
 from infra.invoke import LocalContext, load_handler
 from infra.template import load_template
@@ -27,7 +28,11 @@ def test_after_a_restore_the_api_has_new_aws_clients_the_same_model_and_still_de
     assert after is not before
     assert after.service._profiles._client is not before.service._profiles._client
     assert after.service._alerts._client is not before.service._alerts._client
-    assert after.service._model is before.service._model  # the snapshot's model, not loaded again
+    # the snapshot's models, not loaded again, read through the new clients
+    assert after.service.models.current().champion is before.service.models.current().champion
+    restored = after.service.models
+    assert isinstance(restored, RegistryModels)
+    assert restored._registry._dynamodb is after.service._profiles._client
     body = {
         "transaction_id": "tx-restored-1",
         "user_id": "user-restored",
