@@ -1,9 +1,11 @@
-"""`fraudwatch models`: publish bundles, choose the champion and the challenger, roll back, compare, drift.
+"""`fraudwatch models`: publish bundles, choose the champion and the challenger, roll back, compare, drift,
+and the matured labels' daily recall and precision.
 
 Every command talks to the stack's ModelsBucket and ModelsTable (found through its outputs); the
 functions pick a change of the lineup up within MODELS_MAX_AGE_SECONDS (15 s), with no deploy
-(docs/models.md). `drift` is the scheduled step: on AWS a schedule runs it every window; on the
-embedded stack, where moto runs no schedule, the demo or a test calls it.
+(docs/models.md). `drift` (every window) and `matured` (daily) are the scheduled steps: whatever
+schedules jobs runs them (the template has no scheduled function yet: docs/models.md); on the embedded
+stack, where moto runs no schedule, they are run by hand or by the tests.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import argparse
 import getpass
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -159,6 +161,82 @@ def _mix(shared: list[DecisionRecord], titles: dict[str, str]) -> list[str]:
     ]
     header = f"| decision mix | {titles['champion']} | {titles['challenger']} |"
     return [header, "| --- | --- | --- |", *rows, ""]
+
+
+# ---------------------------------------------------------------- matured labels
+
+
+class MaturedDay(NamedTuple):
+    """One UTC day of decisions whose labels have matured: recall and precision at the live decisions
+    (FLAGGED or REJECTED as decided, rules and lists included); NaN where undefined."""
+
+    day: int
+    """Epoch seconds of its midnight (UTC)."""
+    labelled: int
+    frauds: int
+    alerts: int
+    recall: float
+    precision: float
+
+
+def matured_days(
+    decisions: Iterable[DecisionRecord], labels: dict[str, bool], *, now: float, delay_days: float, days: int
+) -> list[MaturedDay]:
+    """The last `days` UTC days whose every transaction is at least `delay_days` old, oldest first: their
+    labelled decisions' recall and precision. A younger day would read as better than it is, its
+    chargebacks not back yet."""
+    last = int((now - delay_days * 86400) // 86400) * 86400 - 86400
+    first = last - (days - 1) * 86400
+    by_day: dict[int, list[tuple[bool, bool]]] = {}
+    for d in decisions:
+        day = int(_epoch(d) // 86400) * 86400
+        if first <= day <= last and d.transaction_id in labels:
+            by_day.setdefault(day, []).append((labels[d.transaction_id], d.is_alert))
+    found = []
+    for day in sorted(by_day):
+        pairs = by_day[day]
+        frauds = sum(fraud for fraud, _ in pairs)
+        alerts = sum(alert for _, alert in pairs)
+        caught = sum(fraud and alert for fraud, alert in pairs)
+        found.append(
+            MaturedDay(
+                day,
+                len(pairs),
+                frauds,
+                alerts,
+                caught / frauds if frauds else float("nan"),
+                caught / alerts if alerts else float("nan"),
+            )
+        )
+    return found
+
+
+def publish_matured(cloudwatch: Any, matured: list[MaturedDay]) -> None:
+    """MaturedRecall and MaturedPrecision, one datapoint a day at its midnight (undefined ones left out)."""
+    data = [
+        {
+            "MetricName": name,
+            "Dimensions": DIMENSIONS,
+            "Timestamp": datetime.fromtimestamp(m.day, UTC),
+            "Value": value,
+        }
+        for m in matured
+        for name, value in (("MaturedRecall", m.recall), ("MaturedPrecision", m.precision))
+        if not np.isnan(value)
+    ]
+    for at in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[at : at + 1000])
+
+
+def matured_report(matured: list[MaturedDay]) -> str:
+    """A line a day."""
+    if not matured:
+        return "no matured day with labelled decisions"
+    return "\n".join(
+        f"{datetime.fromtimestamp(m.day, UTC):%Y-%m-%d}: {m.labelled:,} labelled, {m.frauds:,} fraud, "
+        f"{m.alerts:,} alerted; recall {m.recall:.1%}, precision {m.precision:.1%}"
+        for m in matured
+    )
 
 
 # ---------------------------------------------------------------- drift
@@ -344,23 +422,43 @@ def _changed(state: LineupState) -> str:
     return f"#{state.seq}: {describe(state)}; the functions score with it within 15 s"
 
 
-def _compare(args: argparse.Namespace) -> str:
-    from fraudwatch.adapters.dynamodb import decision_of
-    from infra.emulator import client
+def _labels(path: Path) -> dict[str, bool]:
+    """A labelled file's verdicts by transaction id."""
     from training.io import read_transactions
 
-    stack = _stack(args)
-    frame = read_transactions(Path(args.labels), labelled=True)
-    labels = dict(zip(frame["transaction_id"].astype(str), frame["is_fraud"].astype(bool), strict=True))
-    dynamodb = client("dynamodb", stack.endpoint, stack.region)
-    paginator = dynamodb.get_paginator("scan")
-    items = (
-        item
-        for page in paginator.paginate(TableName=stack.outputs["DecisionsTableName"])
-        for item in page["Items"]
-    )
+    frame = read_transactions(path, labelled=True)
+    return dict(zip(frame["transaction_id"].astype(str), frame["is_fraud"].astype(bool), strict=True))
+
+
+def _decisions(stack: Stack) -> Iterator[DecisionRecord]:
+    """Every stored decision (a Scan: a daily job's read, not the hot path's)."""
+    from fraudwatch.adapters.dynamodb import decision_of
+    from infra.emulator import client
+
+    paginator = client("dynamodb", stack.endpoint, stack.region).get_paginator("scan")
+    for page in paginator.paginate(TableName=stack.outputs["DecisionsTableName"]):
+        yield from (decision_of(item) for item in page["Items"])
+
+
+def _compare(args: argparse.Namespace) -> str:
     matured_before = time.time() - args.label_delay_days * 86400
-    return compare((decision_of(item) for item in items), labels, matured_before=matured_before)
+    return compare(_decisions(_stack(args)), _labels(Path(args.labels)), matured_before=matured_before)
+
+
+def _matured(args: argparse.Namespace) -> str:
+    from infra.emulator import client
+
+    stack = _stack(args)
+    now = time.time() if args.now is None else datetime.fromisoformat(args.now).timestamp()
+    matured = matured_days(
+        _decisions(stack),
+        _labels(Path(args.labels)),
+        now=now,
+        delay_days=args.label_delay_days,
+        days=args.days,
+    )
+    publish_matured(client("cloudwatch", stack.endpoint, stack.region), matured)
+    return matured_report(matured)
 
 
 def _drift(args: argparse.Namespace) -> str:
@@ -403,7 +501,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `models`."""
     models = subparsers.add_parser(
         "models",
-        help="model versions: publish, list, show, challenge, promote, rollback, history, compare, drift",
+        help="model versions and the lineup (publish, promote, rollback, ...), compare, drift, matured",
         description="The stack's model registry (docs/models.md): bundles by version, the champion that "
         "decides and a challenger scored in its shadow, changed without a deploy (in force within 15 s).",
     )
@@ -435,6 +533,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     comparing.add_argument(
         "--label-delay-days", type=float, default=7.0, help="labels count once this old (default 7)"
     )
+    maturing = command("matured", "daily recall and precision of the live decisions, published", _matured)
+    maturing.add_argument("--labels", required=True, help="a labelled file (transaction_id, is_fraud, ...)")
+    maturing.add_argument(
+        "--label-delay-days", type=float, default=7.0, help="a day counts once this much older (default 7)"
+    )
+    maturing.add_argument("--days", type=int, default=7, help="matured days to publish (default 7)")
+    maturing.add_argument("--now", help="ISO 8601 time to measure at (default: now)")
     drift = command("drift", "PSI of the closed windows, published as metrics (the scheduled step)", _drift)
     drift.add_argument("--windows", type=int, default=2, help="closed windows to measure (default 2)")
     drift.add_argument("--window-seconds", type=int, default=900, help="as the function's (default 900)")

@@ -166,6 +166,22 @@ def test_promote_and_rollback_take_effect_for_the_next_batch_and_compare_shows_b
     assert "| ROC AUC |" in report
     assert "| decision mix | champion tiny-test-1 | challenger tiny-test-2 |" in report
     assert "On 120 matured labels (24 fraud)" in report
+    tomorrow = datetime.fromtimestamp(time.time() + 86400, UTC).isoformat()
+    assert stack.models("matured", "--labels", str(tmp_path / "labels.csv"), "--label-delay-days", "0",
+                        "--now", tomorrow) == 0  # fmt: skip
+    (today,) = capsys.readouterr().out.splitlines()
+    assert "120 labelled, 24 fraud" in today
+    published = stack.embedded.client("cloudwatch").get_metric_statistics(
+        Namespace="Fraudwatch",
+        MetricName="MaturedRecall",
+        Dimensions=[{"Name": "service", "Value": "fraudwatch"}],
+        StartTime=datetime.fromtimestamp(time.time() - 2 * 86400, UTC),
+        EndTime=datetime.now(UTC),
+        Period=86400,
+        Statistics=["Minimum"],
+    )["Datapoints"]
+    reported = float(today.split("recall ")[1].split("%")[0]) / 100
+    assert [round(point["Minimum"], 3) for point in published] == [round(reported, 3)]
 
     assert stack.models("promote", "--note", "better on matured labels") == 0
     promoted = pay()

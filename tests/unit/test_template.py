@@ -412,6 +412,7 @@ def test_every_alarm_notifies_the_alarms_topic(resources: dict[str, Any]) -> Non
         "MisroutedRecordsAlarm",
         "ScoreDriftAlarm",
         "FeatureDriftAlarm",
+        "MaturedRecallDropAlarm",
     }
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
@@ -427,8 +428,8 @@ def test_queue_alarms_watch_their_own_queue(resources: dict[str, Any]) -> None:
 
 
 def drift_step_metrics() -> set[str]:
-    """The metric names `fraudwatch models drift` publishes (the scheduled step, beside the function's)."""
-    from infra.models import WindowDrift, publish_drift
+    """The metric names `fraudwatch models drift` and `matured` publish (the scheduled steps)."""
+    from infra.models import MaturedDay, WindowDrift, publish_drift, publish_matured
 
     class Recorder:
         def __init__(self) -> None:
@@ -441,6 +442,7 @@ def drift_step_metrics() -> set[str]:
     recorder = Recorder()
     reference = reference_of(np.zeros((10, len(FEATURE_NAMES))), np.zeros(10))
     publish_drift(recorder, reference, [WindowDrift(0, 10, np.zeros(len(COLUMNS)))])
+    publish_matured(recorder, [MaturedDay(0, 10, 2, 3, 0.5, 1 / 3)])
     return recorder.names
 
 
