@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fraudwatch.adapters.drift import DriftStoreError, DynamoDriftRecorder
+from fraudwatch.adapters.drift import DriftStoreError, FlushingDriftRecorder
 from fraudwatch.domain.drift import (
     ALARM_PSI,
     BINS,
@@ -101,7 +101,7 @@ class FakeStore:
 def test_the_recorder_writes_when_a_window_closes_or_its_flush_period_ends_not_per_batch(reference):
     now = [1000.0]
     store = FakeStore()
-    recorder = DynamoDriftRecorder(store, window_seconds=900, flush_every=60, clock=lambda: now[0])  # type: ignore[arg-type]
+    recorder = FlushingDriftRecorder(store, window_seconds=900, flush_every=60, clock=lambda: now[0])
     rows, scores = _traffic(100, seed=4)
     for second in (1000, 1010, 1020):
         now[0] = second
@@ -119,7 +119,7 @@ def test_the_recorder_writes_when_a_window_closes_or_its_flush_period_ends_not_p
 def test_counts_a_failed_write_left_are_written_at_the_next_flush(reference):
     now = [1000.0]
     store = FakeStore()
-    recorder = DynamoDriftRecorder(store, window_seconds=900, flush_every=0, clock=lambda: now[0])  # type: ignore[arg-type]
+    recorder = FlushingDriftRecorder(store, window_seconds=900, flush_every=0, clock=lambda: now[0])
     rows, scores = _traffic(100, seed=5)
     store.fail = True
     recorder.observe("v1", reference, rows.tolist(), scores.tolist())

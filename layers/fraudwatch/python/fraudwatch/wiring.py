@@ -10,7 +10,7 @@ from botocore.config import Config
 
 from fraudwatch.adapters.bundle import read_bundle
 from fraudwatch.adapters.controls import CachedControls, ControlsStore
-from fraudwatch.adapters.drift import DriftStore, DynamoDriftRecorder
+from fraudwatch.adapters.drift import DriftStore, FlushingDriftRecorder
 from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
 from fraudwatch.adapters.model import load_model
 from fraudwatch.adapters.registry import Member, ModelRegistry, RegistryModels
@@ -84,7 +84,7 @@ def _service(
         controls = CachedControls(store, max_age=settings.controls_max_age)
     drift = None
     if settings.drift_table:
-        drift = DynamoDriftRecorder(
+        drift = FlushingDriftRecorder(
             DriftStore(settings.drift_table, dynamodb),
             window_seconds=settings.drift_window_seconds,
             flush_every=settings.drift_flush_seconds,

@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import numpy as np
@@ -45,6 +45,14 @@ logger = logging.getLogger("fraudwatch.drift")
 
 class DriftStoreError(AwsCallError):
     """The drift table could not be read or written."""
+
+
+class DriftWriter(Protocol):
+    """Where a recorder's flushes go: DriftStore, or adapters.memory.MemoryDriftStore (benches, tests)."""
+
+    def add(self, model_version: str, window: int, writer: str, counts: np.ndarray, expires_at: int) -> None:
+        """Store one writer's counts of a window; raise DriftStoreError when it cannot."""
+        ...
 
 
 class DriftStore:
@@ -100,13 +108,13 @@ class DriftStore:
             raise call_failed(DriftStoreError, exc, operation=operation, resource=self.table) from exc
 
 
-class DynamoDriftRecorder:
+class FlushingDriftRecorder:
     """The scoring service's drift recorder (domain/drift.py): counts per batch in memory, written to the
     drift table when a window closes or `flush_every` seconds have passed."""
 
     def __init__(
         self,
-        store: DriftStore,
+        store: DriftWriter,
         *,
         window_seconds: int = WINDOW_SECONDS,
         flush_every: float = FLUSH_SECONDS,
