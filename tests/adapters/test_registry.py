@@ -91,6 +91,18 @@ def test_a_bundle_the_functions_would_refuse_is_refused_at_publish(
     assert registry.versions() == []
 
 
+def test_a_version_that_is_no_safe_name_is_refused_naming_it(
+    registry: ModelRegistry, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    sneaky = shutil.copytree(tiny_bundle, tmp_path / "sneaky")
+    card = json.loads((sneaky / CARD_FILE).read_text())
+    (sneaky / CARD_FILE).write_text(json.dumps({**card, "version": "../../etc/cron.d"}))
+    with pytest.raises(BundleError, match=r"model version '\.\./\.\./etc/cron\.d'"):
+        registry.publish(sneaky, published_by="eve", now=1.0)
+    with pytest.raises(BundleError, match="model version"):
+        registry.fetch("../x", tmp_path / "cache")
+
+
 def test_challenge_promote_and_rollback_keep_a_history_and_rollback_can_return_to_the_layer(
     registry: ModelRegistry, tiny_bundle: Path, tiny_challenger: Path
 ) -> None:

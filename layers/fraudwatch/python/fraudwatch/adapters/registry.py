@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -57,6 +58,8 @@ LINEUP = "lineup"
 PREFIX = "models"
 LAYER = ""
 """The champion that is the function's own model layer."""
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""What a version may be: it names S3 keys and a directory under /tmp."""
 
 logger = logging.getLogger("fraudwatch.registry")
 
@@ -116,9 +119,9 @@ class ModelRegistry:
         """Upload a bundle under its version; the same bundle again changes nothing, another one under the
         same version is refused (BundleError). Raises BundleError for a bundle this code cannot load."""
         contents = read_bundle(bundle_dir)
-        load_model(
-            bundle_dir
-        )  # a bundle the functions would refuse is refused here, before anyone relies on it
+        checked_version(contents.version)
+        # a bundle the functions would refuse is refused here, before anyone relies on it
+        load_model(bundle_dir)
         digest = hashlib.sha256(contents.model_file.read_bytes()).hexdigest()
         known = self.version(contents.version)
         if known is not None:
@@ -164,7 +167,7 @@ class ModelRegistry:
 
     def fetch(self, version: str, into: Path) -> Path:
         """Download a version's bundle into `into/<version>` (written aside, then renamed in at once)."""
-        target = into / version
+        target = into / checked_version(version)
         if target.is_dir():
             return target
         into.mkdir(parents=True, exist_ok=True)
@@ -253,6 +256,16 @@ class ModelRegistry:
             return call()
         except (ClientError, BotoCoreError) as exc:
             raise call_failed(ModelRegistryError, exc, operation=operation, resource=resource) from exc
+
+
+def checked_version(version: str) -> str:
+    """The version, if it is one the registry can hold; BundleError naming it otherwise."""
+    if not VERSION.fullmatch(version):
+        raise BundleError(
+            f"model version {version!r}: letters, digits, '.', '_' and '-' only, at most 128, "
+            "starting with a letter or a digit"
+        )
+    return version
 
 
 class Member(NamedTuple):
