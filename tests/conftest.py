@@ -11,7 +11,7 @@ from fraudwatch.domain.drift import reference_of
 from fraudwatch.domain.features import FEATURE_NAMES
 
 
-def tiny_model(bundle: Path, version: str, rounds: int) -> Path:
+def tiny_model(bundle: Path, version: str, rounds: int, flag: float = 0.5, reject: float = 0.9) -> Path:
     """A small real model bundle: fraud when the amount is far above the user's usual or velocity is
     high; its card carries the reference distribution of its training rows (for drift)."""
     rng = np.random.default_rng(0)
@@ -34,7 +34,10 @@ def tiny_model(bundle: Path, version: str, rounds: int) -> Path:
     )
     reference = reference_of(x.astype(np.float64), booster.predict(data), ("amount", "amount_zscore"))
     save_bundle(
-        bundle, booster, {"flag": 0.5, "reject": 0.9}, {"version": version, "reference": reference.to_dict()}
+        bundle,
+        booster,
+        {"flag": flag, "reject": reject},
+        {"version": version, "reference": reference.to_dict()},
     )
     return bundle
 
@@ -47,5 +50,6 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_challenger(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Another version of it (tiny-test-2: fewer trees, so other scores), to publish and promote."""
-    return tiny_model(tmp_path_factory.mktemp("challenger"), "tiny-test-2", rounds=5)
+    """Another version of it (tiny-test-2: fewer trees, so other scores, and thresholds 0.4 / 0.8), to
+    publish and promote."""
+    return tiny_model(tmp_path_factory.mktemp("challenger"), "tiny-test-2", rounds=5, flag=0.4, reject=0.8)

@@ -21,7 +21,7 @@ from fraudwatch.adapters.registry import (
 )
 from fraudwatch.domain.decision import Thresholds
 from fraudwatch.domain.drift import COLUMNS, SLOTS
-from fraudwatch.errors import BundleError, UsageError
+from fraudwatch.errors import BundleError, ConfigurationError, UsageError
 from infra.models import challenge, promote, rollback
 from tests.adapters.conftest import create_table
 
@@ -184,7 +184,7 @@ def test_the_functions_score_with_the_layer_until_a_promotion_and_fetch_a_versio
     lineup = source.current()
     assert lineup.challenger is not None
     assert lineup.challenger.version == "tiny-test-2"
-    assert lineup.challenger_thresholds == Thresholds(0.5, 0.95)  # the deploy-time override applies
+    assert lineup.challenger_thresholds == Thresholds(0.4, 0.95)  # its own, with the deploy-time override
     calls.operations.clear()
     promote(registry, None, by="ana", note="", now=3.0)
     calls.operations.clear()
@@ -220,6 +220,27 @@ def test_a_version_built_for_other_features_is_refused_and_the_lineup_kept(
     promote(registry, "tiny-test-2", by="ana", note="", now=2.0)
     assert source.current().champion.version == "tiny-test-1"
     assert read_bundle(tiny_bundle).version == "tiny-test-1"
+
+
+def test_a_version_whose_thresholds_the_override_breaks_is_refused_and_the_lineup_kept(
+    registry: ModelRegistry, tiny_bundle: Path, tiny_challenger: Path, tmp_path: Path
+) -> None:
+    class Override:
+        """FLAG_THRESHOLD/REJECT_THRESHOLD that fit the layer's bundle, not the challenger's."""
+
+        def __call__(self, bundled: Thresholds) -> Thresholds:
+            if bundled == Thresholds(0.4, 0.8):
+                raise ConfigurationError("FLAG_THRESHOLD/REJECT_THRESHOLD: thresholds must satisfy ...")
+            return bundled
+
+    override = Override()
+    registry.publish(tiny_challenger, published_by="ana", now=1.0)
+    source = RegistryModels(
+        registry, load_member(tiny_bundle), thresholds=override, cache_dir=tmp_path, max_age=0, clock=Clock()
+    )
+    assert source.current().champion.version == "tiny-test-1"
+    promote(registry, "tiny-test-2", by="ana", note="", now=2.0)
+    assert source.current().champion.version == "tiny-test-1"
 
 
 def test_drift_counts_from_several_writers_add_up_per_window_and_a_rewrite_counts_once(aws: None) -> None:

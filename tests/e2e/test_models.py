@@ -24,7 +24,7 @@ import xgboost as xgb
 
 from fraudwatch.adapters.bundle import MODEL_FILE, THRESHOLDS_FILE, save_bundle
 from fraudwatch.adapters.dynamodb import decision_of
-from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.decision import DecisionRecord, Thresholds
 from fraudwatch.domain.drift import reference_of
 from infra.cli import main
 from infra.emulator import emulator_environment
@@ -186,7 +186,7 @@ def test_promote_and_rollback_take_effect_for_the_next_batch_and_compare_shows_b
     assert stack.models("promote", "--note", "better on matured labels") == 0
     promoted = pay()
     assert (promoted.model_version, promoted.challenger) == ("tiny-test-2", None)
-    assert promoted.thresholds.flag == 0.5
+    assert promoted.thresholds == Thresholds(0.4, 0.8)  # the promoted version's own
 
     assert stack.models("rollback", "--note", "regression") == 0
     assert pay().model_version == "tiny-test-1"

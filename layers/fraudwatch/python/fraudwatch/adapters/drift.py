@@ -128,6 +128,7 @@ class FlushingDriftRecorder:
         self._next_flush = clock() + flush_every
         self._writer = uuid.uuid4().hex[:12]
         self._flushes = 0
+        self._window: int | None = None
         self.write_errors = 0
 
     def observe(
@@ -144,7 +145,9 @@ class FlushingDriftRecorder:
         counts = bin_counts(reference, rows, scores)
         held = self._pending.get(key)
         self._pending[key] = counts if held is None else held + counts
-        if now >= self._next_flush or any(w != window for _, w in self._pending):
+        closed = self._window is not None and window != self._window
+        self._window = window
+        if now >= self._next_flush or closed:
             self.flush(now)
 
     def flush(self, now: float | None = None) -> None:

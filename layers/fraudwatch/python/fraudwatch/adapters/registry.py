@@ -19,7 +19,8 @@ by default): a promotion or rollback takes effect within that, plus a batch. A v
 first time is fetched into /tmp once per container (four GetObjects) and loaded; versions no longer in
 the lineup are dropped. A read or fetch that fails keeps the lineup in force and is tried again after
 `retry_after` seconds; a version that cannot be loaded here (corrupt, or built for other features) is
-refused, logged, and the lineup in force kept until the pointer changes again.
+refused, logged, and the lineup in force kept until the pointer changes again; so is one whose
+thresholds the deploy-time override (FLAG_THRESHOLD, REJECT_THRESHOLD) would make inconsistent.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from fraudwatch.domain.decision import Thresholds
 from fraudwatch.domain.drift import Reference
 from fraudwatch.domain.lineup import Lineup
 from fraudwatch.domain.ports import Model
-from fraudwatch.errors import AwsCallError, BundleError
+from fraudwatch.errors import AwsCallError, BundleError, ConfigurationError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -335,10 +336,12 @@ class RegistryModels:
         if wanted not in (self._wanted, self._refused):
             try:
                 members = {version: self._member(version) for version in wanted if version}
+                champion = members.get(state.champion, self._fallback)
+                lineup = self._lineup_of(champion, members.get(state.challenger))
             except ModelRegistryError as exc:
                 self._failed("model not fetched: keeping the lineup in force", exc)
                 return
-            except BundleError as exc:
+            except ConfigurationError as exc:  # a bundle it cannot load, or thresholds the override breaks
                 self._refused = wanted
                 logger.error(
                     "lineup refused: keeping the one in force",
@@ -346,9 +349,7 @@ class RegistryModels:
                 )
                 self._next_read = now + self._max_age
                 return
-            champion = members.get(state.champion, self._fallback)
-            self._lineup = self._lineup_of(champion, members.get(state.challenger))
-            self._members, self._wanted = members, wanted
+            self._lineup, self._members, self._wanted = lineup, members, wanted
             logger.info(
                 "lineup in force",
                 extra={"champion": champion.model.version, "challenger": state.challenger, "seq": state.seq},
