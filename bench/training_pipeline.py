@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{'total':<10} {total:7.1f} s   {verdict} the {BUDGET_SECONDS:.0f} s budget "
         f"(load average now {os.getloadavg()[0]:.1f})"
     )
-    rounds = ", ".join(f"{c.name} {c.best_iteration + 1}" for c in run.model.candidates)
+    tried = ", ".join(f"{c.name} {c.validation_average_precision:.4f}" for c in run.model.candidates)
     print(
         f"model: test ROC AUC {run.evaluation.roc_auc:.4f}, "
         f"average precision {run.evaluation.average_precision:.4f}; "
-        f"imbalance kept {run.model.chosen.name}; rounds {rounds}"
+        f"{run.model.search} search kept {run.model.chosen.name} "
+        f"({run.model.chosen.best_iteration + 1} rounds); "
+        f"mean fold AP: {tried}"
     )
     _features_beside_naive(frame, args.naive_rows)
     return 0 if total <= BUDGET_SECONDS else 1

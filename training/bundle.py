@@ -21,6 +21,7 @@ import numpy as np
 import xgboost as xgb
 
 from fraudwatch.adapters.bundle import CARD_MARKDOWN, save_bundle
+from training.selection import selection_lines
 
 
 def model_version(booster: xgb.Booster, trained_at: datetime) -> str:
@@ -88,7 +89,7 @@ def swap_in(staging: Path, bundle_dir: Path) -> None:
 def render_card(card: dict[str, Any]) -> str:
     """The human-readable model card."""
     data, test = card["data"], card["metrics"]["test"]
-    thresholds, imbalance = card["thresholds"], card["imbalance"]
+    thresholds = card["thresholds"]
     lines = [
         f"# Model card: {card['version']}",
         "",
@@ -142,12 +143,9 @@ def render_card(card: dict[str, Any]) -> str:
             for p in test["patterns"]
         ],
         "",
-        "## Imbalance",
+        "## Model selection",
         "",
-        f"Kept `{imbalance['chosen']}` (scale_pos_weight {imbalance['scale_pos_weight']:.2f}), "
-        "the best validation average precision among: "
-        + ", ".join(f"{c['name']} {c['validation_average_precision']:.4f}" for c in imbalance["candidates"])
-        + ".",
+        *selection_lines(card["selection"]),
         "",
         "## Limits",
         "",

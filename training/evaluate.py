@@ -19,6 +19,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.features import FEATURE_NAMES
 from training.io import NO_PATTERN
+from training.selection import selection_lines
 from training.train import Operating, ThresholdChoice, TrainingError
 
 GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -177,7 +178,7 @@ def write_report(
 
 def render_report(version: str, evaluation: Evaluation, card: dict[str, Any], comparison: list[str]) -> str:
     """The Markdown report."""
-    data, imbalance, thresholds = card["data"], card["imbalance"], card["thresholds"]
+    data, thresholds = card["data"], card["thresholds"]
     lines = [
         f"# Model {version}: evaluation on the test period",
         "",
@@ -226,18 +227,9 @@ def render_report(version: str, evaluation: Evaluation, card: dict[str, Any], co
             for p in evaluation.patterns
         ],
         "",
-        "## Imbalance",
+        "## Model selection",
         "",
-        f"Kept `{imbalance['chosen']}` (scale_pos_weight {imbalance['scale_pos_weight']:.2f}): "
-        "the best validation average precision of",
-        "",
-        "| weighting | scale_pos_weight | rounds | validation average precision |",
-        "| --- | --- | --- | --- |",
-        *[
-            f"| {c['name']} | {c['scale_pos_weight']:.2f} | {c['best_iteration'] + 1} | "
-            f"{c['validation_average_precision']:.4f} |"
-            for c in imbalance["candidates"]
-        ],
+        *selection_lines(card["selection"]),
         "",
         "## Feature importance (share of total gain)",
         "",

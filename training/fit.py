@@ -28,12 +28,19 @@ from training.evaluate import Evaluation, evaluate, write_report
 from training.features import FeatureMatrix
 from training.io import LABEL, PATTERN, defaulted_columns, id_texts
 from training.reference import training_reference
+from training.selection import DEFAULT_SEARCH
 from training.steps import Steps
 from training.train import ThresholdChoice, TimeSplit, TrainedModel, choose_thresholds, predict, train_model
 
 MODEL = "model"
 TITLES = {MODEL: "model", BASELINE: "baseline"}
 
+SELECTION_RULE = (
+    "each configuration trained on every fold (rows before the fold's validation window, less the label "
+    "delay) and early-stopped on its window; the best mean average precision over the folds kept, then "
+    "refitted on the training and validation periods with its mean stopping rounds; thresholds chosen on "
+    "its last fold's scores of the validation period (out of sample)"
+)
 THRESHOLD_RULE = (
     "REJECTED = the lowest score whose alerts reach precision >= {reject_precision:.2f} "
     "(with at least {min_alerts} alerts); FLAGGED = the highest score that still reaches "
@@ -72,6 +79,7 @@ def fit(
     nthread: int,
     steps: Steps,
     training: str,
+    search: str = DEFAULT_SEARCH,
     progress: bool = False,
 ) -> Fitted:
     """Train on the split, choose thresholds on its validation rows, evaluate on its test rows, write
@@ -81,7 +89,17 @@ def fit(
     """
     labels = frame[LABEL].to_numpy(dtype=bool)
     with steps.step("train", training):
-        model = train_model(matrix.values, labels, split, seed=seed, nthread=nthread, progress=progress)
+        model = train_model(
+            matrix.values,
+            labels,
+            split,
+            epochs=matrix.epochs,
+            gap=label_delay,
+            search=search,
+            seed=seed,
+            nthread=nthread,
+            progress=progress,
+        )
         thresholds = choose_thresholds(model.validation_scores, labels[split.validation])
     trained_at = datetime.now(UTC).replace(microsecond=0)
     version = model_version(model.booster, trained_at)
@@ -205,11 +223,23 @@ def model_card(
             "params": model.params,
             "rounds": model.booster.num_boosted_rounds(),
         },
-        "imbalance": {
+        "selection": {
+            "search": model.search,
+            "rule": SELECTION_RULE,
+            "label_delay_gap_days": model.gap / 86400,
+            "folds": [
+                {
+                    "validation_start": _instant(fold.start),
+                    "training_rows": int(fold.train.sum()),
+                    "validation_rows": int(fold.validation.sum()),
+                    "validation_frauds": int(labels[fold.validation].sum()),
+                }
+                for fold in model.folds
+            ],
             "chosen": model.chosen.name,
             "scale_pos_weight": model.chosen.scale_pos_weight,
-            "rule": "the weighting with the best validation average precision",
-            "candidates": [asdict(c) for c in model.candidates],
+            "rounds": model.chosen.best_iteration + 1,
+            "candidates": [c.to_dict() for c in model.candidates],
         },
         "thresholds": thresholds_file(thresholds),
         "metrics": {
@@ -223,10 +253,14 @@ def model_card(
     }
 
 
+def _instant(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
 def _period(epochs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return {
-        "start": datetime.fromtimestamp(float(epochs.min()), UTC).isoformat(),
-        "end": datetime.fromtimestamp(float(epochs.max()), UTC).isoformat(),
+        "start": _instant(float(epochs.min())),
+        "end": _instant(float(epochs.max())),
         "rows": len(epochs),
         "frauds": int(labels.sum()),
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
+from training.selection import DEFAULT_SEARCH, add_search_option
 from training.steps import Steps
 
 # Before anything loads xgboost: passive OpenMP waiting (why: training/train.py).
@@ -74,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--threads", type=_positive_int, default=2, help="XGBoost threads (default 2: these machines' cores)"
     )
     add_label_delay_option(train)
+    add_search_option(train)
     train.set_defaults(run=run_train)
 
     score = subparsers.add_parser(
@@ -160,6 +162,7 @@ def run_training(
     seed: int = DEFAULT_SEED,
     nthread: int = 2,
     label_delay: float = DEFAULT_LABEL_DELAY,
+    search: str = DEFAULT_SEARCH,
     checked: bool = False,
     progress: bool = False,
     steps: Steps | None = None,
@@ -188,7 +191,8 @@ def run_training(
         seed=seed,
         nthread=nthread,
         steps=steps,
-        training="training XGBoost on the earliest 70%, early stopping on the next 15%",
+        training="choosing XGBoost's configuration on time-ordered folds of the earliest 85%, then refitting",
+        search=search,
         progress=progress,
     )
     assert fitted.report is not None  # a reports directory was given
@@ -226,6 +230,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         nthread=args.threads,
         label_delay=args.label_delay_days * 86400,
+        search=args.search,
         checked=args.data is not None,
         progress=True,
         steps=steps,
@@ -242,7 +247,8 @@ def summary(run: TrainingRun, seconds: float) -> str:
         f"model {run.version} trained in {seconds:.1f} s",
         f"  test period: {e.transactions:,} transactions, {e.frauds:,} fraud; "
         f"ROC AUC {e.roc_auc:.4f}, average precision {e.average_precision:.4f}",
-        f"  imbalance: {run.model.chosen.name} (scale_pos_weight {run.model.chosen.scale_pos_weight:.2f})",
+        f"  chosen: {run.model.chosen.name} ({run.model.search} search, mean fold average precision "
+        f"{run.model.chosen.validation_average_precision:.4f}, {run.model.chosen.best_iteration + 1} rounds)",
         f"  FLAGGED  >= {t.flag.threshold:.4f}: test precision {e.at_flag.precision:.3f}, "
         f"recall {e.at_flag.recall:.3f}, {e.at_flag.alert_share:.2%} of transactions",
         f"  REJECTED >= {t.reject.threshold:.4f}: test precision {e.at_reject.precision:.3f}, "

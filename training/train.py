@@ -1,19 +1,16 @@
-"""Training: a time-based split, XGBoost with early stopping, the imbalance choice, and the thresholds.
+"""Training: a time-based split, XGBoost chosen on time-ordered folds and refitted, and the thresholds.
 
-Time, not chance, separates the sets: the model learns on the earliest period, stops early and gets
-its thresholds on the next, and is judged on the latest, as it will be used.
-
-Imbalance: fraud is about 1% of transactions. Three weightings of the positive class are trained,
-none, sqrt(neg/pos) and neg/pos, and the one with the best validation average precision is kept (the
-ranking is what thresholds act on; weighting shifts the scores, and thresholds are chosen after).
+Time, not chance, separates the sets: the model learns on the earliest period, gets its thresholds on
+the next, and is judged on the latest, as it will be used. Its configuration (tree method, histogram
+resolution, depth, learning rate, leaf weight, rounds, and the weighting of the positive class, fraud
+being about 1% of transactions) is chosen on folds inside the training period (training.selection);
+weighting shifts the scores, which the thresholds, chosen after, absorb.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # XGBoost's OpenMP threads spin while they wait; on a busy 2-core machine the spinning takes the cores
@@ -28,6 +25,7 @@ from tqdm import tqdm
 
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.errors import FraudwatchError
+from training.selection import DEFAULT_SEARCH, SEARCHES, WEIGHTINGS, Candidate, Config, Fold, best, time_folds
 
 TRAIN_SHARE = 0.70
 VALIDATION_SHARE = 0.15
@@ -49,13 +47,6 @@ BASE_PARAMS: dict[str, Any] = {
     "max_bin": 256,
 }
 
-WEIGHTINGS: dict[str, Callable[[float], float]] = {
-    "none": lambda ratio: 1.0,
-    "sqrt": math.sqrt,
-    "balanced": lambda ratio: ratio,
-}
-"""scale_pos_weight as a function of neg/pos in the training period."""
-
 
 class TrainingError(FraudwatchError):
     """The data cannot train a model (a period without fraud, too few rows)."""
@@ -72,25 +63,22 @@ class TimeSplit:
     test_start: float
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One imbalance weighting as trained: its weight, stopping round and validation figures."""
-
-    name: str
-    scale_pos_weight: float
-    best_iteration: int
-    validation_average_precision: float
-
-
 @dataclass(slots=True)
 class TrainedModel:
-    """The kept Booster (cut at its best round), how it was chosen, and its validation scores."""
+    """The refitted Booster, how its configuration was chosen, and its out-of-sample validation scores."""
 
     booster: xgb.Booster
     chosen: Candidate
     candidates: list[Candidate]
     params: dict[str, Any]
     validation_scores: np.ndarray
+    """The chosen configuration's scores of the validation period, from its last fold's model (which
+    did not train on that period): the thresholds are chosen on them."""
+    search: str = DEFAULT_SEARCH
+    folds: list[Fold] = field(default_factory=list)
+    gap: float = 0.0
+    """Seconds left out before each fold's window: the label delay, or 0 when the training period is
+    too short for it."""
 
 
 def time_split(
@@ -121,63 +109,140 @@ def train_model(
     labels: np.ndarray,
     split: TimeSplit,
     *,
+    epochs: np.ndarray,
+    gap: float = 0.0,
+    search: str = DEFAULT_SEARCH,
     seed: int = 7,
-    weightings: tuple[str, ...] = tuple(WEIGHTINGS),
     nthread: int = 2,
     progress: bool = False,
     feature_names: tuple[str, ...] = FEATURE_NAMES,
 ) -> TrainedModel:
-    """Train one model per weighting with early stopping on validation; keep the best by average precision.
+    """Try the search's configurations on time-ordered folds of the training and validation periods
+    (`gap` seconds of labels not yet back before each fold's window), keep the best by mean average
+    precision, and refit it on both periods with its mean stopping rounds (training.selection).
 
     `nthread` beyond the free cores slows XGBoost down badly (its threads spin); tests pass 1.
     `feature_names` names the columns of `values` (a subset of the features, for a comparison model).
     """
-    y_train, y_val = labels[split.train], labels[split.validation]
-    positives = int(y_train.sum())
-    if positives == 0 or not y_val.any():
-        period = "training" if positives == 0 else "validation"
+    if search not in SEARCHES:
+        raise TrainingError(f"unknown search {search!r}: expected one of {', '.join(SEARCHES)}")
+    plan = SEARCHES[search]
+    folds = time_folds(epochs, split.train, split.validation, plan.folds, gap)
+    if gap and not labels[folds[-1].train].any():
+        # A training period not much longer than the label delay (a week's training, labels back in
+        # seven days) would leave the last fold nothing to learn from: its labels are taken as known.
+        gap = 0.0
+        folds = time_folds(epochs, split.train, split.validation, plan.folds, gap)
+    last = folds[-1]
+    if not labels[last.train].any() or not labels[split.validation].any():
+        period = "validation" if labels[last.train].any() else "training"
         raise TrainingError(f"the {period} period has no fraud: use more data or a higher fraud rate")
-    ratio = (len(y_train) - positives) / positives
+    folds = [fold for fold in folds[:-1] if labels[fold.train].any() and labels[fold.validation].any()] + [
+        last
+    ]
     features = list(feature_names)
-    x_train = values[split.train].astype(np.float32)
-    dtrain = xgb.QuantileDMatrix(x_train, label=y_train, feature_names=features, missing=np.nan)
-    x_val = values[split.validation].astype(np.float32)
-    dval = xgb.DMatrix(x_val, label=y_val, feature_names=features, missing=np.nan)
-    best: tuple[Candidate, xgb.Booster, np.ndarray] | None = None
-    candidates = []
-    for name in weightings:
-        weight = WEIGHTINGS[name](ratio)
-        params = {**BASE_PARAMS, "seed": seed, "nthread": nthread, "scale_pos_weight": weight}
-        booster = _fit(params, dtrain, dval, f"train ({name})", progress)
-        scores = predict(booster, x_val)
-        candidate = Candidate(
-            name, weight, booster.num_boosted_rounds() - 1, float(average_precision_score(y_val, scores))
+    tried: dict[str, list[tuple[float, int]]] = {config.name: [] for config in plan.configs}
+    last_scores: dict[str, np.ndarray] = {}
+    for number, fold in enumerate(folds, 1):
+        matrices = _FoldMatrices(values, labels, fold, features)
+        for config in plan.configs:
+            label = f"fold {number}/{len(folds)} {config.name}"
+            booster = _fit(_params(config, matrices.ratio, seed, nthread), matrices, config, label, progress)
+            scores = predict(booster, matrices.x_validation)
+            tried[config.name].append(
+                (float(average_precision_score(matrices.y_validation, scores)), booster.num_boosted_rounds())
+            )
+            if fold is last:
+                last_scores[config.name] = scores
+    period = split.train | split.validation
+    ratio = _ratio(labels[period])
+    candidates = [
+        Candidate(
+            config.name,
+            config.params,
+            config.weighting,
+            WEIGHTINGS[config.weighting](ratio),
+            tuple(ap for ap, _ in tried[config.name]),
+            tuple(rounds for _, rounds in tried[config.name]),
         )
-        candidates.append(candidate)
-        if best is None or candidate.validation_average_precision > best[0].validation_average_precision:
-            best = (candidate, booster, scores)
-    assert best is not None  # weightings is never empty
-    chosen, booster, scores = best
-    params = {**BASE_PARAMS, "seed": seed, "nthread": nthread, "scale_pos_weight": chosen.scale_pos_weight}
-    return TrainedModel(booster, chosen, candidates, params, scores)
+        for config in plan.configs
+    ]
+    chosen = best(candidates)
+    config = next(c for c in plan.configs if c.name == chosen.name)
+    params = _params(config, ratio, seed, nthread)
+    refit = _FoldMatrices(values, labels, Fold(period, period, 0.0, 0.0), features)
+    booster = _refit(params, refit, config, chosen.best_iteration + 1, progress)
+    return TrainedModel(booster, chosen, candidates, params, last_scores[chosen.name], search, folds, gap)
+
+
+def _ratio(labels: np.ndarray) -> float:
+    """neg/pos of these rows (at least one positive)."""
+    positives = max(int(labels.sum()), 1)
+    return (len(labels) - positives) / positives
+
+
+def _params(config: Config, ratio: float, seed: int, nthread: int) -> dict[str, Any]:
+    weight = WEIGHTINGS[config.weighting](ratio)
+    return {**BASE_PARAMS, **config.params, "seed": seed, "nthread": nthread, "scale_pos_weight": weight}
+
+
+class _FoldMatrices:
+    """A fold's rows as XGBoost takes them, the training matrix built once per histogram resolution."""
+
+    def __init__(self, values: np.ndarray, labels: np.ndarray, fold: Fold, features: list[str]) -> None:
+        self._x = values[fold.train].astype(np.float32)
+        self._y = labels[fold.train]
+        self._features = features
+        self._built: dict[object, xgb.DMatrix] = {}
+        self.ratio = _ratio(self._y)
+        self.x_validation = values[fold.validation].astype(np.float32)
+        self.y_validation = labels[fold.validation]
+        self.validation = xgb.DMatrix(
+            self.x_validation, label=self.y_validation, feature_names=features, missing=np.nan
+        )
+
+    def train(self, params: dict[str, Any]) -> xgb.DMatrix:
+        """The training matrix for these parameters: quantised at their resolution for `hist`, plain
+        for `exact` (which a QuantileDMatrix cannot serve)."""
+        key = "exact" if params["tree_method"] == "exact" else params["max_bin"]
+        if key not in self._built:
+            if key == "exact":
+                self._built[key] = xgb.DMatrix(
+                    self._x, label=self._y, feature_names=self._features, missing=np.nan
+                )
+            else:
+                self._built[key] = xgb.QuantileDMatrix(
+                    self._x, label=self._y, feature_names=self._features, missing=np.nan, max_bin=key
+                )
+        return self._built[key]
 
 
 def _fit(
-    params: dict[str, Any], dtrain: xgb.DMatrix, dval: xgb.DMatrix, label: str, progress: bool
+    params: dict[str, Any], matrices: _FoldMatrices, config: Config, label: str, progress: bool
 ) -> xgb.Booster:
     """Boost until validation's aucpr stops improving; return the Booster cut at its best round."""
     with tqdm(total=MAX_ROUNDS, desc=label, unit="round", disable=not progress, leave=False) as bar:
         booster = xgb.train(
             params,
-            dtrain,
+            matrices.train(params),
             num_boost_round=MAX_ROUNDS,
-            evals=[(dval, "validation")],
+            evals=[(matrices.validation, "validation")],
             early_stopping_rounds=EARLY_STOPPING_ROUNDS,
             verbose_eval=False,
             callbacks=[_Progress(bar)],
         )
-    # The returned model holds the rounds after the best one too; the bundle keeps only the best.
+    # The returned model holds the rounds after the best one too; only the best are kept.
     return booster[: booster.best_iteration + 1]
+
+
+def _refit(
+    params: dict[str, Any], matrices: _FoldMatrices, config: Config, rounds: int, progress: bool
+) -> xgb.Booster:
+    """Boost a fixed number of rounds on the whole training period (nothing left to stop early on)."""
+    with tqdm(
+        total=rounds, desc=f"refit {config.name}", unit="round", disable=not progress, leave=False
+    ) as bar:
+        return xgb.train(params, matrices.train(params), num_boost_round=rounds, callbacks=[_Progress(bar)])
 
 
 class _Progress(xgb.callback.TrainingCallback):

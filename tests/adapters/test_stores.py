@@ -94,7 +94,7 @@ def profile(user_id: str, amounts: list[float]) -> UserProfile:
     p = UserProfile(user_id, count=len(amounts), mean=sum(amounts) / len(amounts))
     p.recent_epochs = [1.0 * i for i in range(len(amounts))]
     p.recent_amounts = amounts
-    p.merchants = {"merch-1": None}
+    p.merchants.touch("merch-1")
     p.mark_applied("tx-1", "shardId-000000000000", 12345678901234567890123456789)
     return p
 

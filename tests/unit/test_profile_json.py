@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-from collections import deque
 
 import pytest
 
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.profile import MAX_APPLIED_IDS, UserProfile
+from fraudwatch.domain.profile import MAX_APPLIED_IDS, MAX_CATEGORIES, MAX_MERCHANTS, RecentKeys, UserProfile
 
 SHARD = "shardId-000000000000"
 OTHER_SHARD = "shardId-000000000001"
@@ -78,10 +77,10 @@ def test_every_float_comes_back_bit_for_bit():
         last_epoch=epochs[-1],
         recent_epochs=epochs,
         recent_amounts=values[:200],
-        categories=dict.fromkeys(["grocery", "travel"]),
-        merchants=dict.fromkeys(f"m-{i}" for i in range(50)),
+        categories=RecentKeys(MAX_CATEGORIES, ["grocery", "travel"]),
+        merchants=RecentKeys(MAX_MERCHANTS, (f"m-{i}" for i in range(50))),
         days={20_000 + i: [i + 1, values[i]] for i in range(31)},
-        applied_ids=deque((f"tx-{i}" for i in range(80)), maxlen=MAX_APPLIED_IDS),
+        applied_ids=RecentKeys(MAX_APPLIED_IDS, (f"tx-{i}" for i in range(80))),
         checkpoints={SHARD: SEQUENCE},
     )
     copy = UserProfile.from_json("u-1", profile.to_json())

@@ -64,7 +64,7 @@ def test_the_bundle_files_follow_the_contract(trained):
     assert card["version"] == run.version
     assert card["data"]["rows"] == 4000
     assert set(card["data"]["periods"]) == {"training", "validation", "test"}
-    assert card["imbalance"]["chosen"] in {c["name"] for c in card["imbalance"]["candidates"]}
+    assert card["selection"]["chosen"] in {c["name"] for c in card["selection"]["candidates"]}
     assert set(card["libraries"]) == {"xgboost", "numpy", "python"}
     assert card["metrics"]["test"]["roc_auc"] > 0.8  # the tiny history's fraud is easy to see
     assert run.version in (bundle / "model_card.md").read_text()
@@ -109,14 +109,16 @@ def test_a_failed_bundle_write_leaves_the_old_bundle(trained, tmp_path):
 def test_score_file_scores_every_transaction_in_time_order(trained, history, tmp_path, capsys):
     _, root = trained
     data = tmp_path / "in.csv"
-    history.drop(columns=["is_fraud", "fraud_pattern"]).iloc[::-1].to_csv(data, index=False)
+    unlabelled = history.drop(columns=["is_fraud", "fraud_pattern"])
+    unlabelled.iloc[::-1].to_csv(data, index=False)
     out = tmp_path / "scores.parquet"
     assert main(["score-file", "--data", str(data), "--out", str(out), "--bundle", str(root / "bundle")]) == 0
     scored = pd.read_parquet(out)
     model = load_model(root / "bundle")
     assert list(scored.columns) == ["transaction_id", "timestamp", "score", "decision"]
     assert scored["transaction_id"].tolist() == history["transaction_id"].tolist()
-    expected = model.score(compute_features(history.copy()).values.tolist())
+    # No labels in the file, so no merchant risk: the same features as the unlabelled history's.
+    expected = model.score(compute_features(unlabelled.copy()).values.tolist())
     assert scored["score"].tolist() == expected
     assert scored["decision"].tolist() == [model.thresholds.decide(s).value for s in expected]
     assert "scored 4,000 transactions" in capsys.readouterr().out

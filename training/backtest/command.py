@@ -14,6 +14,7 @@ from training.backtest.config import BacktestConfig, PeriodBounds, parse_bound
 from training.defaults import CARD_TOP_K
 from training.generate import at_least
 from training.pipeline import DEFAULT_SEED, add_label_delay_option
+from training.selection import add_search_option
 from training.steps import Steps
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
             help=f"{what}; a date (its UTC midnight) or an ISO 8601 instant",
         )
     add_label_delay_option(parser)
+    add_search_option(parser)
     parser.add_argument(
         "--top-k",
         type=at_least(1),
@@ -133,6 +135,7 @@ def run_command(args: argparse.Namespace) -> int:
         compare=args.compare,
         seed=args.seed,
         nthread=args.threads,
+        search=args.search,
         csv=args.csv,
     )
     steps = Steps(total=step_count(config) + 1, say=lambda line: print(line, file=sys.stderr))

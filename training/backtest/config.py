@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
 from training.defaults import CARD_TOP_K
 from training.pipeline import DEFAULT_SEED
+from training.selection import DEFAULT_SEARCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,4 +50,6 @@ class BacktestConfig:
     compare: bool = True
     seed: int = DEFAULT_SEED
     nthread: int = 2
+    search: str = DEFAULT_SEARCH
+    """The model selection search (training.selection.SEARCHES)."""
     csv: bool = False

@@ -95,6 +95,7 @@ def run_backtest(
             nthread=config.nthread,
             steps=steps,
             training=f"training with merchant risk on {fitting:,} rows, validating on {validation:,}",
+            search=config.search,
             progress=progress,
         )
         without = None
@@ -106,6 +107,9 @@ def run_backtest(
                     matrix.values[:, columns],
                     labels,
                     split,
+                    epochs=matrix.epochs,
+                    gap=config.label_delay,
+                    search=config.search,
                     seed=config.seed,
                     nthread=config.nthread,
                     progress=progress,

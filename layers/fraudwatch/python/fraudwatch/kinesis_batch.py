@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.base import FailureResponse, SuccessResponse
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from fraudwatch.domain.records import StreamRecord
@@ -43,6 +44,15 @@ class ScoringBatchProcessor(BatchProcessor):
         self._failed = {record.sequence_number for record in report.failed}
         if self._on_report is not None:
             self._on_report(report)
+
+    def _process_record(self, record: dict[str, Any]) -> SuccessResponse | FailureResponse:
+        """A record scored and written is a success as it is, with no Powertools record class built for it
+        and no handler called (the raw record is what Powertools keeps for successes); one to retry goes
+        through Powertools' own path, record handler and all, to be reported, logged and counted as a
+        failure there."""
+        if not self._failed or record["kinesis"]["sequenceNumber"] not in self._failed:
+            return self.success_handler(record=record, result=None)
+        return super()._process_record(record)
 
     def raise_if_failed(self, record: KinesisStreamRecord) -> None:
         """The record handler's whole job: raise for a record that must be retried."""

@@ -30,15 +30,22 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_
 
 
 def build_service(
-    settings: Settings, session: boto3.Session | None = None, endpoint_url: str | None = None
+    settings: Settings,
+    session: boto3.Session | None = None,
+    endpoint_url: str | None = None,
+    model: Model | None = None,
+    models: ModelSource | None = None,
 ) -> ScoringService:
-    """The scoring service wired to DynamoDB, SNS, SQS and the bundled model."""
+    """The scoring service wired to DynamoDB, SNS, SQS and the bundled model (or `model`, already loaded,
+    and `models`' lineup and loaded versions: new clients around them, as after a SnapStart restore)."""
     session = session or boto3.Session()
     return _service(
         settings,
         session,
         session.client("dynamodb", config=CLIENT_CONFIG, endpoint_url=endpoint_url),
         endpoint_url,
+        model,
+        models,
     )
 
 

@@ -29,7 +29,7 @@ from bisect import bisect_right
 
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.profile import KEPT_DAYS, MAX_CATEGORIES, MAX_MERCHANTS, MAX_RECENT, UserProfile
+from fraudwatch.domain.profile import KEPT_DAYS, MAX_RECENT, UserProfile
 from fraudwatch.domain.transaction import Transaction
 
 HOUR = 3600.0
@@ -190,8 +190,8 @@ def apply(profile: UserProfile, tx: Transaction) -> None:
         del amounts[:drop]
     profile.last_epoch = newest
 
-    _touch(profile.categories, tx.category, MAX_CATEGORIES)
-    _touch(profile.merchants, tx.merchant_id, MAX_MERCHANTS)
+    profile.categories.touch(tx.category)
+    profile.merchants.touch(tx.merchant_id)
 
     _count_in_day(profile, int(tx.epoch // DAY), tx.amount)
 
@@ -224,11 +224,3 @@ def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) 
         bucket[1] += value
     if owner.windows is not None and owner.windows[0] != day:
         owner.windows = None
-
-
-def _touch(recent: dict[str, None], key: str, bound: int) -> None:
-    """Move `key` to the most recent end of an insertion-ordered dict of at most `bound` keys."""
-    recent.pop(key, None)
-    recent[key] = None
-    if len(recent) > bound:
-        del recent[next(iter(recent))]

@@ -14,7 +14,6 @@ ring of recent ids that user profiles keep; here a label's id is its transaction
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,9 +23,9 @@ from fraudwatch.domain.profile import (
     KEPT_DAYS,
     MAX_APPLIED_IDS,
     Ledger,
+    RecentKeys,
     checkpoints_to_json,
     load_state,
-    words,
 )
 
 __all__ = ["KEPT_DAYS", "MerchantCache", "MerchantProfile"]
@@ -39,7 +38,7 @@ class MerchantProfile(Ledger):
     merchant_id: str
     days: dict[int, list[int]] = field(default_factory=dict)
     """UTC day number a label became known → [labels, of which fraud]."""
-    applied_ids: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_APPLIED_IDS))
+    applied_ids: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_APPLIED_IDS))
     checkpoints: dict[str, int] = field(default_factory=dict)
     windows: tuple[int, tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
     """The features of one day, cached (never stored): they change only at midnight."""
@@ -49,7 +48,7 @@ class MerchantProfile(Ledger):
         return orjson.dumps(
             {
                 "d": [[day, *counts] for day, counts in self.days.items()],
-                "ids": " ".join(self.applied_ids),
+                "ids": self.applied_ids.joined(),
                 "cp": checkpoints_to_json(self.checkpoints),
             }
         ).decode()
@@ -61,7 +60,7 @@ class MerchantProfile(Ledger):
         return cls(
             merchant_id=merchant_id,
             days={day: [labels, frauds] for day, labels, frauds in state["d"]},
-            applied_ids=deque(words(state["ids"]), maxlen=MAX_APPLIED_IDS),
+            applied_ids=RecentKeys.from_joined(MAX_APPLIED_IDS, state["ids"]),
             checkpoints=state["cp"],
         )
 
