@@ -195,6 +195,24 @@ def test_the_functions_score_with_the_layer_until_a_promotion_and_fetch_a_versio
     assert (tmp_path / "cache" / "tiny-test-2").is_dir()
 
 
+def test_after_a_restore_the_lineup_is_read_again_at_once_and_loaded_versions_are_kept(
+    registry: ModelRegistry, tiny_bundle: Path, tiny_challenger: Path, tmp_path: Path
+) -> None:
+    clock, calls = Clock(), CountingCalls()
+    registry.publish(tiny_challenger, published_by="ana", now=1.0)
+    challenge(registry, "tiny-test-2", by="ana", note="", now=2.0)
+    snapshot = _source(registry, tiny_bundle, tmp_path / "cache", clock)
+    loaded = snapshot.current().challenger
+    promote(registry, "tiny-test-2", by="ana", note="", now=3.0)  # while the snapshot sleeps
+    fresh = ModelRegistry(BUCKET, registry.table, s3=boto3.client("s3"), dynamodb=boto3.client("dynamodb"))
+    fresh._s3.meta.events.register("provide-client-params.*.*", calls)
+    fresh._dynamodb.meta.events.register("provide-client-params.*.*", calls)
+    restored = snapshot.rewired(fresh)
+    lineup = restored.current()  # within the snapshot's max_age, all the same
+    assert lineup.champion is loaded
+    assert calls.operations == ["GetItem"]  # the lineup, through the new client; nothing fetched
+
+
 def test_a_failed_read_keeps_the_lineup_in_force_and_is_retried_soon(
     registry: ModelRegistry, tiny_bundle: Path, tmp_path: Path
 ) -> None:

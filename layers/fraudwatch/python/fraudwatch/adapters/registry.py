@@ -319,10 +319,12 @@ class RegistryModels:
 
     def rewired(self, registry: ModelRegistry) -> RegistryModels:
         """The same lineup and loaded versions, read through another registry's clients (new connections
-        and credentials after a SnapStart restore): nothing is fetched or loaded again."""
+        and credentials after a SnapStart restore): nothing is fetched or loaded again, but the lineup is
+        read again at the next batch, since the snapshot's may be days old."""
         twin = copy.copy(self)
         twin._registry = registry
         twin._members = dict(self._members)
+        twin._next_read = float("-inf")
         return twin
 
     def _read(self, now: float) -> None:
