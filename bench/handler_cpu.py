@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from bench._common import (
     REPO_ROOT,
     Bundle,
@@ -40,9 +42,21 @@ from bench._common import (
     verdict,
 )
 from bench.cold_start import _environment
-from bench.scoring_cpu import BATCH, _service, _time_batched, _time_naive, scene
-from fraudwatch.adapters.memory import MemoryDecisionStore
-from fraudwatch.domain.controls import Controls, FixedControls
+from bench.scoring_cpu import BATCH, _profile_store, _service, _time_batched, _time_naive, scene
+from fraudwatch.adapters.drift import FlushingDriftRecorder
+from fraudwatch.adapters.memory import (
+    MemoryAlertPublisher,
+    MemoryDecisionStore,
+    MemoryDriftStore,
+    MemoryProfileStore,
+    MemoryQuarantine,
+)
+from fraudwatch.adapters.model import load_model
+from fraudwatch.domain.controls import Controls, ControlsSource, FixedControls
+from fraudwatch.domain.drift import reference_of
+from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.lineup import FixedLineup, Lineup
+from fraudwatch.domain.ports import Model
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from infra.events import lambda_record
@@ -63,11 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     controls = FixedControls(Controls())
     gc.freeze()  # and the bench's own setup
 
+    challenger = load_model(bundle.path)  # a second copy: the shadow scores with its own booster
     handler: list[float] = []
+    shadowed: list[float] = []
     service: list[float] = []
     naive: list[float] = []
     for i in range(args.repeats):
         handler.append(_time_handler(app, _service(model, history, controls), events))
+        shadowed.append(_time_handler(app, _shadowed_service(model, challenger, history, controls), events))
         service.append(_time_batched(model, history, timed, controls).cpu_us)
         if i < args.naive_repeats:
             naive.append(_time_naive(model, bundle, history, naive_records, n_jobs=1).cpu_us)
@@ -82,12 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rows = [
         ("real handler (lambda_handler, Powertools)", median(handler), min(handler), max(handler)),
+        ("  with a challenger and drift counted", median(shadowed), min(shadowed), max(shadowed)),
         ("service alone (ScoringService.process)", median(service), min(service), max(service)),
         ("naive (per record, DataFrame, n_jobs=1)", median(naive), min(naive), max(naive)),
     ]
     print(table(("way", "CPU us/rec (median)", "min", "max"), rows))
     wrapper = [h - s for h, s in zip(handler, service, strict=True)]
+    added = [s - h for s, h in zip(shadowed, handler, strict=True)]
     print(f"\nthe handler's wrapper (paired: handler - service): {median(wrapper):.1f} us/record")
+    print(f"a challenger and drift (paired: with them - without): {median(added):+.1f} us/record")
     print(
         f"budget <= {BUDGET_US:.0f} us/record for the real handler: {median(handler):.1f} us "
         f"({verdict(median(handler), BUDGET_US)}); naive / handler = {median(naive) / median(handler):,.0f}x"
@@ -136,6 +156,25 @@ def load_app(bundle: Bundle) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _shadowed_service(
+    model: Model, challenger: Model, history: MemoryProfileStore, controls: ControlsSource
+) -> ScoringService:
+    """The service as issue 19 runs it: a challenger scored in the champion's shadow, drift counted per batch
+    against a reference (a synthetic one: only its shape matters to the CPU), written once a minute."""
+    rng = np.random.default_rng(0)
+    reference = reference_of(rng.normal(size=(1000, len(FEATURE_NAMES))), rng.uniform(size=1000))
+    lineup = Lineup(model, model.thresholds, challenger, challenger.thresholds, reference)
+    return ScoringService(
+        profiles=_profile_store(history),
+        decisions=MemoryDecisionStore(),
+        alerts=MemoryAlertPublisher(),
+        quarantine=MemoryQuarantine(),
+        models=FixedLineup(lineup),
+        controls=controls,
+        drift=FlushingDriftRecorder(MemoryDriftStore()),
+    )
 
 
 def _time_handler(app: ModuleType, service: ScoringService, events: list[dict[str, Any]]) -> float:

@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "infra.controls",
     "infra.serve",
     "infra.cases",
+    "infra.models",
 )
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1

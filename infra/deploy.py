@@ -499,6 +499,18 @@ def _role(iam: Any, name: str) -> dict[str, Any]:
     return {"Arn": role["Arn"], "RoleId": role["RoleId"]}
 
 
+def _bucket(s3: Any, name: str) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError as exc:  # HeadBucket has no body: its code is the bare status, 404
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            raise LookupError(name) from exc
+        raise
+    return {"Arn": f"arn:aws:s3:::{name}", "BucketName": name}
+
+
 def _log_group(logs: Any, name: str) -> dict[str, Any]:
     groups = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
     match = [g for g in groups if g["logGroupName"] == name]
@@ -666,6 +678,7 @@ def _create_alias(lambda_: Any, props: dict[str, Any], name: str) -> str:
 KINDS: dict[str, Kind] = {
     "AWS::Kinesis::Stream": Kind("kinesis", _stream),
     "AWS::DynamoDB::Table": Kind("dynamodb", _table),
+    "AWS::S3::Bucket": Kind("s3", _bucket),
     "AWS::SQS::Queue": Kind("sqs", _queue),
     "AWS::SNS::Topic": Kind("sns", _topic),
     "AWS::SNS::Subscription": Kind("sns", _subscription, _create_subscription),
@@ -867,6 +880,31 @@ def attach_layers(stack: Stack, resolver: Resolver) -> list[str]:
     return fixed
 
 
+def configure_buckets(stack: Stack, resolver: Resolver) -> list[str]:
+    """Give each bucket the versioning and public access block the template states (moto's
+    CloudFormation creates the bucket with its encryption but ignores both)."""
+    fixed = []
+    for logical_id, resource in stack.cfn["Resources"].items():
+        if resource["Type"] != "AWS::S3::Bucket" or not _wanted(resource, resolver):
+            continue
+        props, s3, bucket = (
+            resolver(resource.get("Properties", {})),
+            stack.client("s3"),
+            stack.refs[logical_id],
+        )
+        versioning = props.get("VersioningConfiguration", {}).get("Status")
+        if versioning and s3.get_bucket_versioning(Bucket=bucket).get("Status") != versioning:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versioning})
+            fixed.append(logical_id)
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+    for logical_id in fixed:
+        log.info("%s: versioning set through the API: the endpoint ignored it", logical_id)
+    return fixed
+
+
 def check_tables(stack: Stack, resolver: Resolver) -> None:
     """Every table's key schema and global indexes are the template's."""
     for logical_id, resource in stack.cfn["Resources"].items():
@@ -968,6 +1006,7 @@ def deploy(
     resolver = Resolver(cfn, parameters, pseudo, stack.refs, stack.get_att)
     reconcile(stack, resolver)
     attach_layers(stack, resolver)
+    configure_buckets(stack, resolver)
     check_tables(stack, resolver)
     steps.update()
 

@@ -7,6 +7,7 @@ can live side by side (a clean run beside a faulty one). Nothing here reaches a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,14 +54,26 @@ def build_stack(prefix: str) -> dict[str, str]:
     queues["AlertInbox"] = subscribe_queue(sns, sqs, topic_arn, f"{prefix}-AlertInbox")
     stream = f"{prefix}-transactions"
     boto3.client("kinesis").create_stream(StreamName=stream, ShardCount=1)
+    buckets = {b: bucket_name(prefix, b) for b in resources_of_type(load_template(), "AWS::S3::Bucket")}
+    for bucket in buckets.values():
+        boto3.client("s3").create_bucket(Bucket=bucket)
     return {
         "StreamName": stream,
-        **{f"{logical_id}Name": name for logical_id, name in tables.items()},  # as the outputs name them
+        **{f"{logical_id}Name": name for logical_id, name in {**tables, **buckets}.items()},  # as outputs do
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],
         "AlertInboxUrl": queues["AlertInbox"],
     }
+
+
+def bucket_name(prefix: str, logical_id: str) -> str:
+    """A valid bucket name for `prefix`-`logical_id`: lower case, at most 63 characters (a digest keeps
+    long ones apart)."""
+    name = f"{prefix}-{logical_id}".lower().replace("_", "-")
+    if len(name) <= 63:
+        return name
+    return f"{name[:54]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 @contextmanager

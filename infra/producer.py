@@ -293,6 +293,13 @@ def live_transactions(
     yield from ending_now(iter_live(config, start=now, limit=count), now=now, span=last - first)
 
 
+def scaled_amounts(transactions: Iterable[dict[str, Any]], factor: float) -> Iterator[dict[str, Any]]:
+    """The transactions with their amounts times `factor`: shifted traffic, to see the drift alarms fire
+    (docs/models.md)."""
+    for tx in transactions:
+        yield {**tx, "amount": round(float(tx["amount"]) * factor, 2)}
+
+
 def file_transactions(path: Path, count: int | None, now: datetime | None = None) -> list[dict[str, Any]]:
     """The first `count` transactions of a CSV/Parquet file in time order, shifted to end now."""
     from training.io import read_transactions
@@ -347,6 +354,10 @@ def _produce_command(args: argparse.Namespace) -> int:
             records = file_transactions(Path(args.file), args.count)
         else:
             records = list(live_transactions(args.count or DEFAULT_COUNT, args.seed))
+        if args.amount_factor != 1.0:
+            if args.labels:
+                raise ValueError("--amount-factor shifts transactions, not labels")
+            records = list(scaled_amounts(records, args.amount_factor))
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     what = "labels" if args.labels else "transactions"
@@ -410,6 +421,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="when the labels became known, ISO 8601 with a UTC offset (default: now)",
     )
     parser.add_argument("--put-times", help="write {transaction_id: put time} as JSON to this file")
+    parser.add_argument(
+        "--amount-factor",
+        type=_positive_float,
+        default=1.0,
+        help="multiply every amount (3: shifted traffic that the drift alarms catch; default 1)",
+    )
     parser.set_defaults(run=_produce_command)
 
 

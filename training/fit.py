@@ -27,6 +27,7 @@ from training.defaults import CARD_TOP_K
 from training.evaluate import Evaluation, evaluate, write_report
 from training.features import FeatureMatrix
 from training.io import LABEL, PATTERN, defaulted_columns, id_texts
+from training.reference import training_reference
 from training.selection import DEFAULT_SEARCH
 from training.steps import Steps
 from training.train import ThresholdChoice, TimeSplit, TrainedModel, choose_thresholds, predict, train_model
@@ -134,6 +135,9 @@ def fit(
             evaluation,
             label_delay,
         )
+        card["reference"] = training_reference(
+            model.booster, matrix.values[split.validation], model.validation_scores
+        ).to_dict()
         card["baseline"] = {
             "what": BASELINE_NOTE,
             "test": {name: figure.to_dict() for name, figure in results.items()},

@@ -28,12 +28,12 @@ gc.freeze()
 
 def after_restore() -> None:
     """SnapStart resumes every new environment from one snapshot of the init above: give this one AWS
-    clients of its own (fresh connections and credentials) around the same model, and its own seed for
-    the retries' jitter."""
+    clients of its own (fresh connections and credentials) around the same models (the layer's and the
+    registry's it had loaded), and its own seed for the retries' jitter."""
     global scoring, app
     random.seed()
     fresh = fresh_session(session)
-    scoring = build_inline(settings, fresh, model=model)
+    scoring = build_inline(settings, fresh, model=model, models=scoring.service.models)
     app = build_app(scoring, on_decision=record_inline, cases=review_cases(fresh))
 
 

@@ -33,11 +33,14 @@ gc.freeze()
 
 def after_restore() -> None:
     """SnapStart resumes every new environment from one snapshot of the init above: give this one AWS
-    clients of its own (fresh connections and credentials) around the same model, and its own seed for
-    the retries' jitter. The processor keeps no state between batches but its service."""
+    clients of its own (fresh connections and credentials) around the same models (the layer's and the
+    registry's it had loaded), and its own seed for the retries' jitter. The processor keeps no state
+    between batches but its service."""
     global service
     random.seed()
-    service = processor.service = build_service(settings, fresh_session(session), model=model)
+    service = processor.service = build_service(
+        settings, fresh_session(session), model=model, models=service.models
+    )
 
 
 register_after_restore(after_restore)

@@ -66,6 +66,13 @@ def _stream(name: str) -> str:
     return name
 
 
+def create_bucket(logical_id: str, name: str) -> str:
+    """Create a bucket of the template's (moto does not enforce its encryption); return its name."""
+    assert logical_id in template_resources("AWS::S3::Bucket")
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture
 def stack(aws: None) -> dict[str, str]:
     """The template's tables, topic and queues on moto, named as the stack's outputs name them."""
@@ -80,6 +87,9 @@ def stack(aws: None) -> dict[str, str]:
         "RulesTableName": create_table("RulesTable"),
         "CasesTableName": create_table("CasesTable"),
         "StreamName": _stream("test-TransactionsStream"),
+        "ModelsTableName": create_table("ModelsTable"),
+        "ModelsBucketName": create_bucket("ModelsBucket", "test-models"),
+        "DriftTableName": create_table("DriftTable"),
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],

@@ -17,9 +17,12 @@ import boto3
 
 from bench._common import TransactionStream
 from bench.aws_calls import BUDGET, CallCounter, profile_keys, table_labels, with_labels
+from fraudwatch.adapters.bundle import BUNDLE_FILES
+from fraudwatch.adapters.registry import ModelRegistry
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.settings import Settings
 from fraudwatch.wiring import build_service
+from infra.models import challenge
 
 
 def counted_service(stack: Mapping[str, str], bundle: Path) -> tuple[ScoringService, CallCounter]:
@@ -102,4 +105,43 @@ def test_a_batch_over_20_users_reads_once_writes_their_profiles_once_and_keeps_t
     assert reads(calls) == 1
     assert calls["TransactWriteItems (profiles)"] == 1
     assert sum(n for op, n in calls.items() if op.startswith(("GetItem", "PutItem", "Publish "))) == 0
+    assert calls.total() <= BUDGET
+
+
+def test_the_model_registry_and_drift_cost_no_call_in_a_steady_batch_only_their_periodic_reads(
+    stack, tiny_bundle, tiny_challenger, tmp_path
+):
+    """With the lineup read every 15 s and drift written every 60 s, a batch between two of those reads
+    spends what it spent before (the first batch of a container reads the lineup once)."""
+    session = boto3.Session(region_name="us-east-1")
+    env = {
+        "PROFILES_TABLE": stack["ProfilesTableName"],
+        "MERCHANT_PROFILES_TABLE": stack["MerchantProfilesTableName"],
+        "DECISIONS_TABLE": stack["DecisionsTableName"],
+        "ALERTS_TOPIC_ARN": stack["AlertsTopicArn"],
+        "QUARANTINE_QUEUE_URL": stack["QuarantineQueueUrl"],
+        "MODEL_DIR": str(tiny_bundle),
+        "MODELS_BUCKET": stack["ModelsBucketName"],
+        "MODELS_TABLE": stack["ModelsTableName"],
+        "DRIFT_TABLE": stack["DriftTableName"],
+        "MODEL_CACHE_DIR": str(tmp_path),
+    }
+    registry = ModelRegistry(stack["ModelsBucketName"], stack["ModelsTableName"])
+    registry.publish(tiny_challenger, published_by="test", now=1.0)
+    challenge(registry, "tiny-test-2", by="test", note="", now=2.0)
+    counter = CallCounter(table_labels(env) | {stack["ModelsTableName"]: "models"})
+    session.events.register("provide-client-params.*.*", counter)
+    service = build_service(Settings.from_env(env), session)
+    cold = counter.take()
+    assert cold["GetItem (models)"] == 1  # the lineup, read once at cold start
+    assert cold["GetObject"] == len(BUNDLE_FILES)  # the challenger fetched once
+    stream = TransactionStream(users=300, seed=9, fraud_rate=0.0)
+    service.process(stream.batch(100, distinct_users=95))
+    counter.take()
+
+    report = service.process(stream.batch(100, distinct_users=95))
+
+    calls = counter.take()
+    assert all(d.challenger is not None for d in report.decisions)
+    assert not {op for op in calls if "models" in op or op.startswith(("GetObject", "PutItem"))}
     assert calls.total() <= BUDGET

@@ -246,12 +246,25 @@ def test_tables_have_the_templates_key_schemas(emulator: Emulator, outputs: dict
         "ListsTable",
         "RulesTable",
         "CasesTable",
+        "ModelsTable",
+        "DriftTable",
     }
     for logical_id, props in tables.items():
         table = dynamodb.describe_table(TableName=outputs[f"{logical_id}Name"])["Table"]
         assert table["KeySchema"] == props["KeySchema"]
         indexes = {i["IndexName"]: i["KeySchema"] for i in table.get("GlobalSecondaryIndexes", [])}
         assert indexes == {i["IndexName"]: i["KeySchema"] for i in props.get("GlobalSecondaryIndexes", [])}
+
+
+def test_the_models_bucket_is_deployed_versioned_and_encrypted(
+    emulator: Emulator, outputs: dict[str, str]
+) -> None:
+    s3 = emulator.client("s3")
+    bucket = outputs["ModelsBucketName"]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    (rule,) = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
 
 
 def test_alarms_exist_although_moto_cloudformation_skips_them(

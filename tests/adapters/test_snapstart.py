@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import boto3
 import snapshot_restore_py
 
+from fraudwatch.adapters.registry import RegistryModels
 from infra.events import event_from_transactions
 from infra.http_event import http_api_event
 from infra.invoke import LocalContext, load_handler
@@ -29,7 +30,11 @@ def test_after_a_restore_the_api_has_new_aws_clients_the_same_model_and_still_de
     assert after is not before
     assert after.service._profiles._client is not before.service._profiles._client
     assert after.service._alerts._client is not before.service._alerts._client
-    assert after.service._model is before.service._model  # the snapshot's model, not loaded again
+    # the snapshot's models, not loaded again, read through the new clients
+    assert after.service.models.current().champion is before.service.models.current().champion
+    restored = after.service.models
+    assert isinstance(restored, RegistryModels)
+    assert restored._registry._dynamodb is after.service._profiles._client
     body = {
         "transaction_id": "tx-restored-1",
         "user_id": "user-restored",
@@ -72,7 +77,11 @@ def test_after_a_restore_the_stream_function_has_new_aws_clients_the_same_model_
     assert after is wired["service"]  # the one the batch's metrics name the model version of
     assert after._profiles._client is not before._profiles._client
     assert after._quarantine._client is not before._quarantine._client
-    assert after._model is before._model
+    # the snapshot's models, not loaded again, read through the new clients
+    assert after.models.current().champion is before.models.current().champion
+    restored = after.models
+    assert isinstance(restored, RegistryModels)
+    assert restored._registry._dynamodb is after._profiles._client
     payload = {
         "transaction_id": "tx-restored-stream-1",
         "user_id": "user-restored",

@@ -24,6 +24,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, HOUR
+from fraudwatch.domain.lineup import FixedLineup
 from fraudwatch.domain.profile import MAX_RECENT
 from fraudwatch.kinesis_batch import stream_record
 from infra.events import contract_payload, label_of, label_payload, lambda_record, malformed_payloads
@@ -219,8 +220,9 @@ class ModelSpy:
 def spied(stack, tiny_bundle, restore_environ) -> tuple[Handler, ModelSpy]:
     handler = load_handler(stack, bundle_dir=tiny_bundle)
     service = inspect.unwrap(handler).__globals__["service"]
-    spy = ModelSpy(service._model)
-    service._model = spy
+    lineup = service.models.current()
+    spy = ModelSpy(lineup.champion)
+    service._models = FixedLineup(lineup._replace(champion=spy))
     return handler, spy
 
 

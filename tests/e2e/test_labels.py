@@ -28,6 +28,7 @@ import pytest
 from fraudwatch.adapters.dynamodb import stored_state
 from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, features
+from fraudwatch.domain.lineup import FixedLineup
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.transaction import Transaction
@@ -289,12 +290,13 @@ def test_every_batch_redelivered_counts_each_label_once(labels_stack, since):
 def spy(labels_stack: Embedded) -> Iterator[ModelSpy]:
     """The stack's handler scoring through a spy that keeps each feature row it scores."""
     service = inspect.unwrap(labels_stack.handler).__globals__["service"]
-    original = service._model
-    service._model = ModelSpy(original)
+    original = service._models
+    spied = ModelSpy(original.current().champion)
+    service._models = FixedLineup(original.current()._replace(champion=spied))
     try:
-        yield service._model
+        yield spied
     finally:
-        service._model = original
+        service._models = original
 
 
 def payment(tx_id: str, user: str, merchant: str, amount: float) -> dict[str, Any]:

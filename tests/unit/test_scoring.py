@@ -244,8 +244,7 @@ def test_an_unreadable_profile_store_fails_every_valid_record_and_writes_nothing
 
 
 def test_deploy_time_thresholds_override_the_bundles():
-    svc, ports = service()
-    svc.thresholds = Thresholds(flag=0.5, reject=0.55)
+    svc, ports = service(thresholds=Thresholds(flag=0.5, reject=0.55))
     svc.process(batch())
     assert ports["decisions"].items["tx-2"].decision is Decision.REJECTED
 

@@ -8,8 +8,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from fraudwatch.domain.decision import Decision, DecisionRecord, ShadowVerdict, Thresholds
+from fraudwatch.domain.drift import COLUMNS, reference_of
+from fraudwatch.domain.features import FEATURE_NAMES
 from infra.template import REPO_ROOT, TEMPLATE, load_template, resources_of_type
 
 OUTPUTS = {
@@ -283,10 +287,13 @@ def _grants(transformed: dict[str, Any], role: str) -> dict[str, set[str]]:
 def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: dict[str, Any]) -> None:
     grants = _grants(transformed, "ScoringFunctionRole")
     tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
-    for action in ("BatchGetItem", "BatchWriteItem", "PutItem"):
+    for action in ("BatchGetItem", "BatchWriteItem"):
         assert grants[f"dynamodb:{action}"] == tables, action
-    assert grants["dynamodb:GetItem"] == tables | {"RulesTable"}  # the rules in force, read only
+    assert grants["dynamodb:PutItem"] == tables | {"DriftTable"}  # live drift counts, a container's own items
+    # the rules in force and the lineup of models, read only
+    assert grants["dynamodb:GetItem"] == tables | {"RulesTable", "ModelsTable"}
     assert grants["dynamodb:Scan"] == {"ListsTable"}
+    assert grants["s3:GetObject"] == {"ModelsBucket"}  # models/* only: the bundles
     assert {a for a in grants if a.startswith("dynamodb:")} == {
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
@@ -311,8 +318,11 @@ def test_api_function_may_do_exactly_what_it_needs_and_of_the_stream_only_put_la
     assert grants["dynamodb:BatchGetItem"] == tables
     assert grants["dynamodb:BatchWriteItem"] == tables | {"ListsTable"}  # a fraud verdict's block entry
     assert grants["dynamodb:PutItem"] == tables | {"CasesTable"}  # cases: conditional puts
-    assert grants["dynamodb:GetItem"] == tables | {"RulesTable", "CasesTable"}  # the rules in force, by key
+    # by key: the rules in force, the model lineup, a case
+    assert grants["dynamodb:GetItem"] == tables | {"RulesTable", "ModelsTable", "CasesTable"}
     assert grants["dynamodb:Scan"] == {"ListsTable"}  # the lists, as the stream function reads them
+    assert grants["s3:GetObject"] == {"ModelsBucket"}
+    assert "DriftTable" not in grants["dynamodb:PutItem"]  # drift is the stream's to count
     assert grants["dynamodb:Query"] == {"DecisionsTable", "CasesTable"}  # one index of each
     assert grants["sns:Publish"] == {"AlertsTopic"}
     assert grants["logs:PutLogEvents"] == {"ScoringApiFunctionLogGroup"}
@@ -380,9 +390,16 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
         "ListsTable",
         "RulesTable",
         "CasesTable",
+        "ModelsTable",
+        "DriftTable",
     }
     for table in tables.values():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
+    bucket = _props(resources, "ModelsBucket")
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
     for topic in ("AlertsTopic", "AlarmsTopic"):
         assert _props(resources, topic)["KmsMasterKeyId"] == {"Ref": "AlertsKey"}
     assert _props(resources, "AlertsKey")["EnableKeyRotation"] is True
@@ -422,6 +439,9 @@ def test_every_alarm_notifies_the_alarms_topic(resources: dict[str, Any]) -> Non
         "MisroutedRecordsAlarm",
         "OldestOpenCaseAlarm",
         "CasesDeadLetterAlarm",
+        "ScoreDriftAlarm",
+        "FeatureDriftAlarm",
+        "MaturedRecallDropAlarm",
     }
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmsTopic"}]
@@ -436,8 +456,28 @@ def test_queue_alarms_watch_their_own_queue(resources: dict[str, Any]) -> None:
         assert dimension["Value"] == {"Fn::GetAtt": [queue_id, "QueueName"]}
 
 
+def drift_step_metrics() -> set[str]:
+    """The metric names `fraudwatch models drift` and `matured` publish (the scheduled steps)."""
+    from infra.models import MaturedDay, WindowDrift, publish_drift, publish_matured
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.names: set[str] = set()
+
+        def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:
+            assert Namespace == "Fraudwatch"
+            self.names |= {datum["MetricName"] for datum in MetricData}
+
+    recorder = Recorder()
+    reference = reference_of(np.zeros((10, len(FEATURE_NAMES))), np.zeros(10))
+    publish_drift(recorder, reference, [WindowDrift(0, 10, np.zeros(len(COLUMNS)))])
+    publish_matured(recorder, [MaturedDay(0, 10, 2, 3, 0.5, 1 / 3)])
+    return recorder.names
+
+
 def test_rejected_rate_alarm_reads_metrics_the_function_emits(resources: dict[str, Any]) -> None:
-    """The alarm's metric names are exactly ones fraudwatch.observability emits (docs/metrics.md)."""
+    """The alarm's metric names are exactly ones fraudwatch.observability emits (docs/metrics.md), or the
+    drift step publishes."""
     from fraudwatch.domain.scoring import BatchReport
     from fraudwatch.observability import metrics, record_batch
 
@@ -447,10 +487,15 @@ def test_rejected_rate_alarm_reads_metrics_the_function_emits(resources: dict[st
         if "MetricStat" in q
     }
     assert read == {("Fraudwatch", "Rejected"), ("Fraudwatch", "Scored")}
-    record_batch(BatchReport(latencies_ms=[5.0]), model_version="test")
+    shadow = ShadowVerdict("v2", 0.2, Decision.APPROVED)
+    decided = DecisionRecord(
+        "tx-1", "u", "m", 1.0, "EUR", "2026-01-01T00:00:00+00:00", Decision.APPROVED, 0.1, "v1",
+        Thresholds(0.5, 0.9), "2026-01-01T00:00:01+00:00", challenger=shadow,
+    )  # fmt: skip
+    record_batch(BatchReport(decisions=[decided], latencies_ms=[5.0]), model_version="test")
     _emit_case_metrics()
     try:
-        emitted = set(metrics.metric_set)
+        emitted = set(metrics.metric_set) | drift_step_metrics()
     finally:
         metrics.clear_metrics()
     assert {name for _, name in read} <= emitted

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from fraudwatch.adapters.bundle import read_bundle
 from fraudwatch.adapters.model import load_model
 from fraudwatch.domain.features import FEATURE_NAMES
 from infra.cli import main
@@ -68,6 +70,15 @@ def test_the_bundle_files_follow_the_contract(trained):
     assert set(card["libraries"]) == {"xgboost", "numpy", "python"}
     assert card["metrics"]["test"]["roc_auc"] > 0.8  # the tiny history's fraud is easy to see
     assert run.version in (bundle / "model_card.md").read_text()
+
+
+def test_the_card_holds_the_reference_distribution_the_lambda_measures_drift_against(trained):
+    _, root = trained
+    reference = read_bundle(root / "bundle").reference
+    assert reference is not None
+    np.testing.assert_allclose(reference.shares.sum(axis=1), 1.0)
+    assert len(reference.top_features) == 5
+    assert set(reference.top_features) <= set(FEATURE_NAMES)
 
 
 def test_the_report_has_its_metrics_and_plots(trained):

@@ -50,6 +50,11 @@ def record_batch(report: BatchReport, model_version: str) -> None:
     counts = Counter(decision.decision for decision in report.decisions)
     metrics.add_metadata(key="model_version", value=model_version)
     add_distribution("Score", MetricUnit.NoUnit, [decision.score for decision in report.decisions])
+    add_distribution(
+        "ChallengerScore",
+        MetricUnit.NoUnit,
+        [d.challenger.score for d in report.decisions if d.challenger is not None],
+    )
     add_distribution("DecisionLatency", MetricUnit.Milliseconds, report.latencies_ms)
     metrics.add_metric(name="Scored", unit=MetricUnit.Count, value=len(report.decisions))
     for kind in Decision:

@@ -31,6 +31,16 @@ class Settings:
     rules_table: str | None = None
     controls_max_age: float = 30.0
     """Seconds the function keeps the rules and lists it read (CONTROLS_MAX_AGE_SECONDS, 0-300)."""
+    models_bucket: str | None = None
+    """With models_table: the model registry (none: the layer's bundle scores alone). docs/models.md."""
+    models_table: str | None = None
+    models_max_age: float = 15.0
+    """Seconds the function keeps the lineup it read (MODELS_MAX_AGE_SECONDS, 0-300)."""
+    model_cache_dir: Path = Path("/tmp/models")  # noqa: S108 - Lambda's only writable directory
+    drift_table: str | None = None
+    """Where live drift counts go (none: drift is not measured)."""
+    drift_window_seconds: int = 900
+    drift_flush_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -45,6 +55,7 @@ class Settings:
             flag_threshold=_probability(env, "FLAG_THRESHOLD"),
             reject_threshold=_probability(env, "REJECT_THRESHOLD"),
             **_controls(env),
+            **_models(env),
         )
 
     def thresholds(self, bundled: Thresholds) -> Thresholds:
@@ -76,6 +87,25 @@ def _controls(env: Mapping[str, str]) -> dict[str, Any]:
         "lists_table": lists or None,
         "rules_table": rules or None,
         "controls_max_age": 30.0 if max_age is None else max_age,
+    }
+
+
+def _models(env: Mapping[str, str]) -> dict[str, Any]:
+    """MODELS_BUCKET and MODELS_TABLE, both or neither, with MODELS_MAX_AGE_SECONDS; the DRIFT_ settings."""
+    bucket, table = env.get("MODELS_BUCKET", "").strip(), env.get("MODELS_TABLE", "").strip()
+    if bool(bucket) != bool(table):
+        raise ConfigurationError("MODELS_BUCKET and MODELS_TABLE go together: set both, or neither")
+    max_age = _number(env, "MODELS_MAX_AGE_SECONDS", 0.0, 300.0)
+    window = _number(env, "DRIFT_WINDOW_SECONDS", 1.0, 86400.0)
+    flush = _number(env, "DRIFT_FLUSH_SECONDS", 0.0, 900.0)
+    return {
+        "models_bucket": bucket or None,
+        "models_table": table or None,
+        "models_max_age": 15.0 if max_age is None else max_age,
+        "model_cache_dir": Path(env.get("MODEL_CACHE_DIR") or "/tmp/models"),  # noqa: S108
+        "drift_table": env.get("DRIFT_TABLE", "").strip() or None,
+        "drift_window_seconds": 900 if window is None else int(window),
+        "drift_flush_seconds": 60.0 if flush is None else flush,
     }
 
 

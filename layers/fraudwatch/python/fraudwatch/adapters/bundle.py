@@ -2,10 +2,12 @@
 
 A bundle is a directory: `model.ubj` (the XGBoost Booster), `features.json` (the ordered feature
 names), `thresholds.json` (flag and reject scores, and whatever else training records about them)
-and `model_card.json` (version, data, metrics, libraries). Training adds `model_card.md` for people;
-the Lambda never reads it. `save_bundle` writes the files, `read_bundle` reads them back and refuses
-a bundle that is incomplete or made for other features than this code's; loading the Booster itself
-is the model adapter's (`fraudwatch.adapters.model`). Nothing here imports xgboost.
+and `model_card.json` (version, data, metrics, libraries, and the `reference` distribution of
+every feature and of the score that drift is measured against: `fraudwatch.domain.drift`). Training
+adds `model_card.md` for people; the Lambda never reads it. `save_bundle` writes the files,
+`read_bundle` reads them back and refuses a bundle that is incomplete or made for other features
+than this code's; loading the Booster itself is the model adapter's (`fraudwatch.adapters.model`).
+Nothing here imports xgboost.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.decision import Thresholds
+from fraudwatch.domain.drift import Reference
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.errors import BundleError, StaleBundleError
 
@@ -40,6 +43,8 @@ class BundleContents:
     thresholds: Thresholds
     version: str
     model_file: Path
+    reference: Reference | None = None
+    """None for a bundle trained before drift was measured: it scores, without drift."""
 
 
 def save_bundle(
@@ -71,9 +76,15 @@ def read_bundle(bundle_dir: Path) -> BundleContents:
     try:
         thresholds = Thresholds(flag=float(limits["flag"]), reject=float(limits["reject"]))
         version = str(card["version"])
+        reference = None if card.get("reference") is None else Reference.from_dict(card["reference"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"model bundle {bundle_dir} is corrupt: {exc}") from exc
-    return BundleContents(features, thresholds, version, bundle_dir / MODEL_FILE)
+    return BundleContents(features, thresholds, version, bundle_dir / MODEL_FILE, reference)
+
+
+def read_card(bundle_dir: Path) -> dict[str, Any]:
+    """A bundle's model card (`model_card.json`), as training wrote it."""
+    return _read_json(bundle_dir / CARD_FILE)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:

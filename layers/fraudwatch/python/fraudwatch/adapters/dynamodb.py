@@ -33,7 +33,7 @@ from fraudwatch.adapters.aws import (
     is_transient,
     retry_batch,
 )
-from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, ShadowVerdict, Thresholds
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import DecisionPage, Profiles
 from fraudwatch.domain.profile import UserProfile
@@ -296,22 +296,26 @@ class DynamoDecisionStore:
 
     def _item(self, d: DecisionRecord) -> Item:
         decided = datetime.fromisoformat(d.decided_at).timestamp()
-        return {
-            "transaction_id": {"S": d.transaction_id},
-            "user_id": {"S": d.user_id},
-            "merchant_id": {"S": d.merchant_id},
-            "amount": {"N": repr(d.amount)},
-            "currency": {"S": d.currency},
-            "transaction_time": {"S": d.transaction_time},
-            "decision": {"S": d.decision.value},
-            "score": {"N": repr(d.score)},
-            "model_version": {"S": d.model_version},
-            "flag_threshold": {"N": repr(d.thresholds.flag)},
-            "reject_threshold": {"N": repr(d.thresholds.reject)},
-            "reasons": {"L": [{"M": _reason_attributes(r)} for r in d.reasons]},
-            "decided_at": {"S": d.decided_at},
-            "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
-        } | _rules_attributes(d)
+        return (
+            {
+                "transaction_id": {"S": d.transaction_id},
+                "user_id": {"S": d.user_id},
+                "merchant_id": {"S": d.merchant_id},
+                "amount": {"N": repr(d.amount)},
+                "currency": {"S": d.currency},
+                "transaction_time": {"S": d.transaction_time},
+                "decision": {"S": d.decision.value},
+                "score": {"N": repr(d.score)},
+                "model_version": {"S": d.model_version},
+                "flag_threshold": {"N": repr(d.thresholds.flag)},
+                "reject_threshold": {"N": repr(d.thresholds.reject)},
+                "reasons": {"L": [{"M": _reason_attributes(r)} for r in d.reasons]},
+                "decided_at": {"S": d.decided_at},
+                "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
+            }
+            | _rules_attributes(d)
+            | _challenger_attributes(d)
+        )
 
 
 def _reason_attributes(reason: Reason) -> Item:
@@ -350,6 +354,27 @@ def _rules_attributes(d: DecisionRecord) -> Item:
     }
 
 
+def _challenger_attributes(d: DecisionRecord) -> Item:
+    """The challenger's version, score and would-be decision, beside the champion's (none without one)."""
+    if d.challenger is None:
+        return {}
+    return {
+        "challenger_version": {"S": d.challenger.model_version},
+        "challenger_score": {"N": repr(d.challenger.score)},
+        "challenger_decision": {"S": d.challenger.decision.value},
+    }
+
+
+def _challenger_of(item: Item) -> ShadowVerdict | None:
+    if "challenger_version" not in item:
+        return None
+    return ShadowVerdict(
+        item["challenger_version"]["S"],
+        float(item["challenger_score"]["N"]),
+        Decision(item["challenger_decision"]["S"]),
+    )
+
+
 def _rule_reasons_of(item: Item) -> tuple[str, ...]:
     attribute = item.get("rule_reasons")
     if attribute is None:
@@ -376,6 +401,7 @@ def decision_of(item: Item) -> DecisionRecord:
         reasons=_reasons_of(item["reasons"]),
         rule_reasons=_rule_reasons_of(item),
         rules_version=item.get("rules_version", {}).get("S", ""),
+        challenger=_challenger_of(item),
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import DecisionPage, Profiles
@@ -101,3 +103,14 @@ class MemoryQuarantine:
         """Keep every record."""
         self.records.extend(items)
         return set()
+
+
+class MemoryDriftStore:
+    """Drift counts by (model version, window, writer): DriftTable's items, kept in memory."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, int, str], np.ndarray] = {}
+
+    def add(self, model_version: str, window: int, writer: str, counts: np.ndarray, expires_at: int) -> None:
+        """Keep one writer's counts of a window (the same writer again replaces them)."""
+        self.items[(model_version, window, writer)] = counts.copy()

@@ -47,6 +47,15 @@ class Reason(NamedTuple):
     contribution: float
 
 
+class ShadowVerdict(NamedTuple):
+    """A challenger's view of a transaction: stored beside the decision, never acted on, never alerted."""
+
+    model_version: str
+    score: float
+    decision: Decision
+    """Its own thresholds' verdict, before rules and lists."""
+
+
 class DecisionRecord(NamedTuple):
     """The decision contract: what is written to the decisions table and sent as an alert.
 
@@ -69,6 +78,8 @@ class DecisionRecord(NamedTuple):
     """The rules and lists that matched (`rule:<id>`, `list:<name>`), the one that decided first."""
     rules_version: str = ""
     """The rules document in force ("" where no rules were consulted: backtests of the model alone)."""
+    challenger: ShadowVerdict | None = None
+    """The challenger's score and would-be decision, when one was in the lineup (domain/lineup.py)."""
 
     @classmethod
     def for_transaction(
@@ -83,6 +94,7 @@ class DecisionRecord(NamedTuple):
         reasons: tuple[Reason, ...] = (),
         rule_reasons: tuple[str, ...] = (),
         rules_version: str = "",
+        challenger: ShadowVerdict | None = None,
     ) -> DecisionRecord:
         """The decision on one transaction, its ids and amount taken from the transaction."""
         return cls(
@@ -100,6 +112,7 @@ class DecisionRecord(NamedTuple):
             reasons,
             rule_reasons,
             rules_version,
+            challenger,
         )
 
     @property
@@ -108,9 +121,12 @@ class DecisionRecord(NamedTuple):
         return self.decision is not Decision.APPROVED
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the alert body and the stored item's fields)."""
+        """A JSON-ready dict: the alert body and the API's answer. The challenger's verdict is left out:
+        it is the fraud team's to compare (`fraudwatch models compare`), never the payer's to act on."""
+        fields = self._asdict()
+        del fields["challenger"]
         return {
-            **self._asdict(),
+            **fields,
             "decision": self.decision.value,
             "thresholds": asdict(self.thresholds),
             "reasons": [reason._asdict() for reason in self.reasons],

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fraudwatch.domain.controls import ControlsSource, Judgement
-from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
+from fraudwatch.domain.decision import Decision, DecisionRecord, ShadowVerdict, Thresholds
+from fraudwatch.domain.drift import DriftRecorder
 from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.features import DAY, apply, apply_label, features
 from fraudwatch.domain.label import Label
+from fraudwatch.domain.lineup import FixedLineup, Lineup, ModelSource
 from fraudwatch.domain.merchant import MerchantCache, MerchantProfile
 from fraudwatch.domain.ports import AlertPublisher, DecisionStore, Model, ProfileStore, Quarantine
 from fraudwatch.domain.profile import UserProfile
@@ -101,24 +103,47 @@ class ScoringService:
         decisions: DecisionStore,
         alerts: AlertPublisher,
         quarantine: Quarantine,
-        model: Model,
+        model: Model | None = None,
         thresholds: Thresholds | None = None,
         top_reasons: int = 3,
         clock: Callable[[], float] = time.time,
         merchant_cache: MerchantCache | None = None,
         controls: ControlsSource | None = None,
+        models: ModelSource | None = None,
+        drift: DriftRecorder | None = None,
     ) -> None:
+        """Score with `models` (the lineup read at run time), or else with `model` alone at `thresholds`
+        (its own by default)."""
         self._profiles = profiles
         self._merchant_cache = merchant_cache or MerchantCache()
         self._decisions = decisions
         self._alerts = alerts
         self._quarantine = quarantine
-        self._model = model
-        self.model_version = model.version
-        self.thresholds = thresholds or model.thresholds
+        if models is None:
+            if model is None:
+                raise TypeError("ScoringService needs a model or a source of models")
+            models = FixedLineup(Lineup(model, thresholds or model.thresholds))
+        self._models = models
+        self._lineup = models.current()
         self._top_reasons = top_reasons
         self._clock = clock
         self._controls = controls
+        self._drift = drift
+
+    @property
+    def models(self) -> ModelSource:
+        """Where the lineup comes from (a new service after a SnapStart restore keeps it)."""
+        return self._models
+
+    @property
+    def model_version(self) -> str:
+        """The champion's version, as the last batch scored with it."""
+        return self._lineup.champion.version
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The champion's thresholds, as the last batch decided with them."""
+        return self._lineup.thresholds
 
     def process(self, records: Sequence[StreamRecord], *, redrive: bool = False) -> BatchReport:
         """Process one batch; records of `report.failed` must be redelivered.
@@ -327,33 +352,41 @@ class ScoringService:
     def _decide(self, pending: list[_Pending]) -> list[DecisionRecord]:
         if not pending:
             return []
+        lineup = self._lineup = self._models.current()
+        champion = lineup.champion
         rows = [p.row for p in pending]
-        scores = self._model.score(rows)
-        judged, rules_version = self._judge(pending, scores)
+        scores = champion.score(rows)
+        judged, rules_version = self._judge(pending, scores, lineup.thresholds)
         verdicts = [j.decision for j in judged]
         alerting = [i for i, verdict in enumerate(verdicts) if verdict is not Decision.APPROVED]
         reasons = dict(
-            zip(alerting, self._model.explain([rows[i] for i in alerting], self._top_reasons), strict=True)
+            zip(alerting, champion.explain([rows[i] for i in alerting], self._top_reasons), strict=True)
         )
+        shadows = _shadow(lineup, rows)
+        if self._drift is not None and lineup.reference is not None:
+            self._drift.observe(champion.version, lineup.reference, rows, scores)
         decided_at = datetime.fromtimestamp(self._clock(), UTC).isoformat()
         return [
             DecisionRecord.for_transaction(
                 p.tx,
                 decision=verdicts[i],
                 score=float(scores[i]),
-                model_version=self._model.version,
-                thresholds=self.thresholds,
+                model_version=champion.version,
+                thresholds=lineup.thresholds,
                 decided_at=decided_at,
                 reasons=reasons.get(i, ()),
                 rule_reasons=judged[i].matched,
                 rules_version=rules_version,
+                challenger=shadows[i],
             )
             for i, p in enumerate(pending)
         ]
 
-    def _judge(self, pending: list[_Pending], scores: Sequence[float]) -> tuple[list[Judgement], str]:
+    def _judge(
+        self, pending: list[_Pending], scores: Sequence[float], thresholds: Thresholds
+    ) -> tuple[list[Judgement], str]:
         """The model's verdicts, then what rules and lists say (domain/controls.py); the rules' version."""
-        verdicts = [self.thresholds.decide(score) for score in scores]
+        verdicts = [thresholds.decide(score) for score in scores]
         if self._controls is None:
             return [_MODEL_ALONE[verdict] for verdict in verdicts], ""
         controls = self._controls.current()
@@ -385,6 +418,18 @@ class ScoringService:
             failed_users |= set(exc.unwritten or (p.user_id for p in ready))
             conflicts = set()
         return failed_users, conflicts
+
+
+def _shadow(lineup: Lineup, rows: list[tuple[float, ...]]) -> Sequence[ShadowVerdict | None]:
+    """The challenger's verdict on each row, from one predict call (none without a challenger)."""
+    challenger, thresholds = lineup.challenger, lineup.challenger_thresholds
+    if challenger is None or thresholds is None:
+        return [None] * len(rows)
+    version = challenger.version
+    return [
+        ShadowVerdict(version, score, thresholds.decide(score))
+        for score in map(float, challenger.score(rows))
+    ]
 
 
 def _attempt[T](
