@@ -171,12 +171,12 @@ def compute_features(
     tasks = [(frame.take(rows)[list(FIELDS)], epochs[rows], hours[rows]) for rows in parts]
     values = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
     if len(tasks) == 1:
-        values[order, :USER_WIDTH] = _user_part(*tasks[0], progress=progress)
+        values[order, :USER_WIDTH] = user_columns(*tasks[0], progress=progress)
         values[:, USER_WIDTH:] = merchant_columns(id_texts(frame["merchant_id"]), epochs, labels)
         return FeatureMatrix(values=values, epochs=epochs, order=order)
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(len(tasks), mp_context=context) as pool:
-        futures = {pool.submit(_user_part, *task): rows for task, rows in zip(tasks, parts, strict=True)}
+        futures = {pool.submit(user_columns, *task): rows for task, rows in zip(tasks, parts, strict=True)}
         values[:, USER_WIDTH:] = merchant_columns(id_texts(frame["merchant_id"]), epochs, labels)
         waiting = tqdm(
             as_completed(futures),
@@ -211,10 +211,15 @@ def _partition(users: pd.Series, order: np.ndarray, workers: int) -> list[np.nda
     return [order[codes == worker] for worker in range(workers)]
 
 
-def _user_part(
+def user_columns(
     frame: pd.DataFrame, epochs: np.ndarray, hours: np.ndarray, progress: bool = False
 ) -> np.ndarray:
-    """The user features of the frame's rows (in time order), a row per row."""
+    """The user features of the frame's rows (in time order), a row per row.
+
+    The frame holds whole users (every transaction of each of its users), so any partition of a
+    history by user gives the same bits: the processes here share the replay this way, and so do the
+    Dask workers of `training.distributed`.
+    """
     transactions = to_transactions(frame, at=(epochs, hours))
     with _without_cycle_collection():
         rows = Replay().run(transactions, range(len(transactions)), progress)
@@ -222,14 +227,36 @@ def _user_part(
 
 
 def merchant_columns(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
-    """The merchant features of every row: its merchant's profile with `labels` (in time order) replayed.
+    """The merchant features of every row: its merchant's profile with `labels` (in time order) replayed."""
+    if not labels:
+        return np.tile(np.array(NO_MERCHANT, dtype=np.float64), (len(epochs), 1))
+    days = merchant_days(merchant_ids, epochs, labels)
+    rows: np.ndarray = days.values[days.pair_of_row]
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantDays:
+    """The merchant features of each (merchant, UTC day) pair that rows fall on."""
+
+    merchant_ids: list[str]
+    """Each pair's merchant."""
+    days: np.ndarray
+    """Each pair's UTC day (epoch seconds // DAY), int64."""
+    values: np.ndarray
+    """Each pair's MERCHANT_FEATURES, float64."""
+    pair_of_row: np.ndarray
+    """Each row's pair."""
+
+
+def merchant_days(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[Label]) -> MerchantDays:
+    """The merchant features of the (merchant, day) pairs of the rows, with `labels` (in time order) replayed.
 
     A transaction reads only the labels known before its day's midnight (`merchant_features`), so each
     (merchant, day) pair is computed once, at that midnight, with every label of earlier days applied.
+    A merchant's profile reads only its own labels: any partition of the rows and their labels by
+    merchant gives the same pairs.
     """
-    width = len(MERCHANT_FEATURES)
-    if not labels:
-        return np.tile(np.array(NO_MERCHANT, dtype=np.float64), (len(epochs), 1))
     codes, uniques = pd.factorize(merchant_ids)
     names = uniques.tolist()
     days = np.floor_divide(epochs, DAY).astype(np.int64)
@@ -240,7 +267,7 @@ def merchant_columns(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequen
     by_day = np.argsort(pair_days, kind="stable")
     replay = Replay()
     merchants = replay.merchants
-    rows = np.empty((len(pairs), width), dtype=np.float64)
+    rows = np.empty((len(pairs), len(MERCHANT_FEATURES)), dtype=np.float64)
     next_label, n_labels = 0, len(labels)
     with _without_cycle_collection():
         for pair, code, offset in zip(
@@ -251,7 +278,12 @@ def merchant_columns(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequen
                 replay.label(labels[next_label])
                 next_label += 1
             rows[pair] = merchant_features(merchants.get(names[code]), day)
-    return rows[inverse.reshape(-1)]
+    return MerchantDays(
+        merchant_ids=[names[code] for code in pair_codes.tolist()],
+        days=pair_days + first,
+        values=rows,
+        pair_of_row=inverse.reshape(-1),
+    )
 
 
 def labels_of(
