@@ -30,7 +30,15 @@ from training.io import LABEL, PATTERN, defaulted_columns, id_texts
 from training.reference import training_reference
 from training.selection import DEFAULT_SEARCH
 from training.steps import Steps
-from training.train import ThresholdChoice, TimeSplit, TrainedModel, choose_thresholds, predict, train_model
+from training.train import (
+    Boosting,
+    ThresholdChoice,
+    TimeSplit,
+    TrainedModel,
+    choose_thresholds,
+    predict,
+    train_model,
+)
 
 MODEL = "model"
 TITLES = {MODEL: "model", BASELINE: "baseline"}
@@ -81,11 +89,13 @@ def fit(
     training: str,
     search: str = DEFAULT_SEARCH,
     progress: bool = False,
+    boosting: Boosting | None = None,
 ) -> Fitted:
     """Train on the split, choose thresholds on its validation rows, evaluate on its test rows, write
     the model card into the bundle at `bundle_dir` (and the evaluation report under `reports_dir`).
 
-    `frame` is the labelled history whose rows `matrix` holds; `training` says what the train step does.
+    `frame` is the labelled history whose rows `matrix` holds; `training` says what the train step does;
+    `boosting` boosts the models on a Dask cluster instead of this process (`training.distributed`).
     """
     labels = frame[LABEL].to_numpy(dtype=bool)
     with steps.step("train", training):
@@ -99,6 +109,7 @@ def fit(
             seed=seed,
             nthread=nthread,
             progress=progress,
+            boosting=boosting,
         )
         thresholds = choose_thresholds(model.validation_scores, labels[split.validation])
     trained_at = datetime.now(UTC).replace(microsecond=0)

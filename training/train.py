@@ -10,8 +10,9 @@ weighting shifts the scores, which the thresholds, chosen after, absorb.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 # XGBoost's OpenMP threads spin while they wait; on a busy 2-core machine the spinning takes the cores
 # from the thread doing the work (measured on 700,000 rows: 438 ms a round instead of 131). Passive
@@ -116,6 +117,7 @@ def train_model(
     nthread: int = 2,
     progress: bool = False,
     feature_names: tuple[str, ...] = FEATURE_NAMES,
+    boosting: Boosting | None = None,
 ) -> TrainedModel:
     """Try the search's configurations on time-ordered folds of the training and validation periods
     (`gap` seconds of labels not yet back before each fold's window), keep the best by mean average
@@ -123,6 +125,8 @@ def train_model(
 
     `nthread` beyond the free cores slows XGBoost down badly (its threads spin); tests pass 1.
     `feature_names` names the columns of `values` (a subset of the features, for a comparison model).
+    `boosting` boosts the folds' models somewhere else than this process (on a Dask cluster,
+    `training.distributed.train`); the search, the folds and the choice are the same.
     """
     if search not in SEARCHES:
         raise TrainingError(f"unknown search {search!r}: expected one of {', '.join(SEARCHES)}")
@@ -141,14 +145,18 @@ def train_model(
         last
     ]
     features = list(feature_names)
+
+    def here(fold: Fold) -> FoldBoosting:
+        return _FoldMatrices(values, labels, fold, features, progress)
+
+    boost = boosting or here
     tried: dict[str, list[tuple[float, int]]] = {config.name: [] for config in plan.configs}
     last_scores: dict[str, np.ndarray] = {}
     for number, fold in enumerate(folds, 1):
-        matrices = _FoldMatrices(values, labels, fold, features)
+        matrices = boost(fold)
         for config in plan.configs:
             label = f"fold {number}/{len(folds)} {config.name}"
-            booster = _fit(_params(config, matrices.ratio, seed, nthread), matrices, config, label, progress)
-            scores = predict(booster, matrices.x_validation)
+            booster, scores = matrices.fit(_params(config, matrices.ratio, seed, nthread), label)
             tried[config.name].append(
                 (float(average_precision_score(matrices.y_validation, scores)), booster.num_boosted_rounds())
             )
@@ -170,9 +178,31 @@ def train_model(
     chosen = best(candidates)
     config = next(c for c in plan.configs if c.name == chosen.name)
     params = _params(config, ratio, seed, nthread)
-    refit = _FoldMatrices(values, labels, Fold(period, period, 0.0, 0.0), features)
-    booster = _refit(params, refit, config, chosen.best_iteration + 1, progress)
+    refit = boost(Fold(period, period, 0.0, 0.0))
+    booster = refit.refit(params, chosen.best_iteration + 1, f"refit {config.name}")
     return TrainedModel(booster, chosen, candidates, params, last_scores[chosen.name], search, folds, gap)
+
+
+class FoldBoosting(Protocol):
+    """One fold's rows, where its models are boosted."""
+
+    ratio: float
+    """neg/pos of the fold's training rows."""
+    y_validation: np.ndarray
+    """The labels of its validation rows, in row order."""
+
+    def fit(self, params: dict[str, Any], label: str) -> tuple[xgb.Booster, np.ndarray]:
+        """Boost until validation's aucpr stops improving; the Booster cut at its best round, and its
+        scores of the validation rows in row order."""
+        ...
+
+    def refit(self, params: dict[str, Any], rounds: int, label: str) -> xgb.Booster:
+        """Boost a fixed number of rounds on the training rows (nothing left to stop early on)."""
+        ...
+
+
+Boosting = Callable[[Fold], FoldBoosting]
+"""Where a fold's models are boosted: this process (`_FoldMatrices`) or a cluster."""
 
 
 def _ratio(labels: np.ndarray) -> float:
@@ -187,12 +217,16 @@ def _params(config: Config, ratio: float, seed: int, nthread: int) -> dict[str, 
 
 
 class _FoldMatrices:
-    """A fold's rows as XGBoost takes them, the training matrix built once per histogram resolution."""
+    """A fold's rows as XGBoost takes them in this process, the training matrix built once per histogram
+    resolution (a FoldBoosting)."""
 
-    def __init__(self, values: np.ndarray, labels: np.ndarray, fold: Fold, features: list[str]) -> None:
+    def __init__(
+        self, values: np.ndarray, labels: np.ndarray, fold: Fold, features: list[str], progress: bool = False
+    ) -> None:
         self._x = values[fold.train].astype(np.float32)
         self._y = labels[fold.train]
         self._features = features
+        self._progress = progress
         self._built: dict[object, xgb.DMatrix] = {}
         self.ratio = _ratio(self._y)
         self.x_validation = values[fold.validation].astype(np.float32)
@@ -216,33 +250,26 @@ class _FoldMatrices:
                 )
         return self._built[key]
 
+    def fit(self, params: dict[str, Any], label: str) -> tuple[xgb.Booster, np.ndarray]:
+        """Boost until validation's aucpr stops improving; the Booster cut at its best round, its scores."""
+        with tqdm(total=MAX_ROUNDS, desc=label, unit="round", disable=not self._progress, leave=False) as bar:
+            booster = xgb.train(
+                params,
+                self.train(params),
+                num_boost_round=MAX_ROUNDS,
+                evals=[(self.validation, "validation")],
+                early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+                verbose_eval=False,
+                callbacks=[_Progress(bar)],
+            )
+        # The returned model holds the rounds after the best one too; only the best are kept.
+        booster = booster[: booster.best_iteration + 1]
+        return booster, predict(booster, self.x_validation)
 
-def _fit(
-    params: dict[str, Any], matrices: _FoldMatrices, config: Config, label: str, progress: bool
-) -> xgb.Booster:
-    """Boost until validation's aucpr stops improving; return the Booster cut at its best round."""
-    with tqdm(total=MAX_ROUNDS, desc=label, unit="round", disable=not progress, leave=False) as bar:
-        booster = xgb.train(
-            params,
-            matrices.train(params),
-            num_boost_round=MAX_ROUNDS,
-            evals=[(matrices.validation, "validation")],
-            early_stopping_rounds=EARLY_STOPPING_ROUNDS,
-            verbose_eval=False,
-            callbacks=[_Progress(bar)],
-        )
-    # The returned model holds the rounds after the best one too; only the best are kept.
-    return booster[: booster.best_iteration + 1]
-
-
-def _refit(
-    params: dict[str, Any], matrices: _FoldMatrices, config: Config, rounds: int, progress: bool
-) -> xgb.Booster:
-    """Boost a fixed number of rounds on the whole training period (nothing left to stop early on)."""
-    with tqdm(
-        total=rounds, desc=f"refit {config.name}", unit="round", disable=not progress, leave=False
-    ) as bar:
-        return xgb.train(params, matrices.train(params), num_boost_round=rounds, callbacks=[_Progress(bar)])
+    def refit(self, params: dict[str, Any], rounds: int, label: str) -> xgb.Booster:
+        """Boost a fixed number of rounds on the whole training period (nothing left to stop early on)."""
+        with tqdm(total=rounds, desc=label, unit="round", disable=not self._progress, leave=False) as bar:
+            return xgb.train(params, self.train(params), num_boost_round=rounds, callbacks=[_Progress(bar)])
 
 
 class _Progress(xgb.callback.TrainingCallback):
