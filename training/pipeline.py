@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY
+from training.distributed.options import add_engine_options, engine_from
 from training.selection import DEFAULT_SEARCH, add_search_option
 from training.steps import Steps
 
@@ -25,6 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if TYPE_CHECKING:
     import pandas as pd
 
+    from training.distributed.engine import DaskEngine
     from training.evaluate import Evaluation
     from training.train import ThresholdChoice, TrainedModel
 
@@ -76,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     add_label_delay_option(train)
     add_search_option(train)
+    add_engine_options(train)
     train.set_defaults(run=run_train)
 
     score = subparsers.add_parser(
@@ -166,8 +169,10 @@ def run_training(
     checked: bool = False,
     progress: bool = False,
     steps: Steps | None = None,
+    engine: DaskEngine | None = None,
 ) -> TrainingRun:
-    """Features → fit (train → thresholds → evaluate → bundle), for a labelled frame."""
+    """Features → fit (train → thresholds → evaluate → bundle), for a labelled frame; on a Dask cluster
+    with `engine`."""
     from training.features import compute_features
     from training.fit import fit
     from training.io import check_transactions
@@ -177,9 +182,13 @@ def run_training(
     with steps.step("features", f"features of {len(frame):,} transactions (replaying each user's history)"):
         if not checked:
             check_transactions(frame, source=source, labelled=True)
-        matrix = compute_features(
-            frame, source=source, check=False, label_delay=label_delay, progress=progress
-        )
+        if engine is not None:
+            matrix = engine.features(frame, source=source, label_delay=label_delay)
+        else:
+            matrix = compute_features(
+                frame, source=source, check=False, label_delay=label_delay, progress=progress
+            )
+    boosting = engine.boosting() if engine is not None else None
     fitted = fit(
         frame,
         matrix,
@@ -191,9 +200,11 @@ def run_training(
         seed=seed,
         nthread=nthread,
         steps=steps,
-        training="choosing XGBoost's configuration on time-ordered folds of the earliest 85%, then refitting",
+        training="choosing XGBoost's configuration on time-ordered folds of the earliest 85%, then refitting"
+        + (" (xgboost.dask, on the cluster)" if boosting is not None else ""),
         search=search,
         progress=progress,
+        boosting=boosting,
     )
     assert fitted.report is not None  # a reports directory was given
     return TrainingRun(
@@ -222,19 +233,21 @@ def run_train(args: argparse.Namespace) -> int:
         with steps.step("generate", f"generating {args.transactions:,} transactions over {args.days} days"):
             frame = generated_history(args.transactions, args.days, args.seed, progress=True)
         source = f"generated: {args.transactions:,} transactions, {args.days} days, seed {args.seed}"
-    run = run_training(
-        frame,
-        source=source,
-        bundle_dir=args.bundle,
-        reports_dir=args.reports,
-        seed=args.seed,
-        nthread=args.threads,
-        label_delay=args.label_delay_days * 86400,
-        search=args.search,
-        checked=args.data is not None,
-        progress=True,
-        steps=steps,
-    )
+    with engine_from(args, args.data) as engine:
+        run = run_training(
+            frame,
+            source=source,
+            bundle_dir=args.bundle,
+            reports_dir=args.reports,
+            seed=args.seed,
+            nthread=args.threads,
+            label_delay=args.label_delay_days * 86400,
+            search=args.search,
+            checked=args.data is not None,
+            progress=True,
+            steps=steps,
+            engine=engine,
+        )
     print(summary(run, time.perf_counter() - started))
     return 0
 

@@ -163,7 +163,7 @@ def train_model(
             if fold is last:
                 last_scores[config.name] = scores
     period = split.train | split.validation
-    ratio = _ratio(labels[period])
+    ratio = positive_ratio(labels[period])
     candidates = [
         Candidate(
             config.name,
@@ -205,7 +205,7 @@ Boosting = Callable[[Fold], FoldBoosting]
 """Where a fold's models are boosted: this process (`_FoldMatrices`) or a cluster."""
 
 
-def _ratio(labels: np.ndarray) -> float:
+def positive_ratio(labels: np.ndarray) -> float:
     """neg/pos of these rows (at least one positive)."""
     positives = max(int(labels.sum()), 1)
     return (len(labels) - positives) / positives
@@ -228,7 +228,7 @@ class _FoldMatrices:
         self._features = features
         self._progress = progress
         self._built: dict[object, xgb.DMatrix] = {}
-        self.ratio = _ratio(self._y)
+        self.ratio = positive_ratio(self._y)
         self.x_validation = values[fold.validation].astype(np.float32)
         self.y_validation = labels[fold.validation]
         self.validation = xgb.DMatrix(

@@ -12,6 +12,7 @@ from fraudwatch.domain.features import DAY
 from fraudwatch.errors import FraudwatchError
 from training.backtest.config import BacktestConfig, PeriodBounds, parse_bound
 from training.defaults import CARD_TOP_K
+from training.distributed.options import add_engine_options, engine_from
 from training.generate import at_least
 from training.pipeline import DEFAULT_SEED, add_label_delay_option
 from training.selection import add_search_option
@@ -108,6 +109,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--threads", type=at_least(1), default=2, help="XGBoost threads (default 2: these machines' cores)"
     )
+    add_engine_options(parser)
     parser.set_defaults(run=run_command)
 
 
@@ -144,9 +146,16 @@ def run_command(args: argparse.Namespace) -> int:
     with steps.step("read", f"reading {args.file}"):
         frame = read_transactions(args.file, labelled=True)
     try:
-        run = run_backtest(
-            frame, source=str(args.file), out=args.out, config=config, steps=steps, progress=True
-        )
+        with engine_from(args, args.file) as engine:
+            run = run_backtest(
+                frame,
+                source=str(args.file),
+                out=args.out,
+                config=config,
+                steps=steps,
+                progress=True,
+                engine=engine,
+            )
     except OSError as exc:
         raise FraudwatchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
     print(summary(run, time.perf_counter() - started))

@@ -10,7 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from training.io import LABEL, check_transactions
 from training.score import score_rows
 from training.steps import Steps
 from training.train import predict, train_model
+
+if TYPE_CHECKING:
+    from training.distributed.engine import DaskEngine
 
 OUTPUT_MARKERS = ("metrics.json", "report.md")
 """Files that make an existing --out recognisably an earlier backtest's, safe to replace."""
@@ -50,11 +53,12 @@ def run_backtest(
     checked: bool = True,
     steps: Steps | None = None,
     progress: bool = False,
+    engine: DaskEngine | None = None,
 ) -> BacktestRun:
     """Replay, train, score and report; write `out` whole or not at all.
 
     `frame` is a labelled history as `training.io.read_transactions` returns it (`checked=False`
-    checks it here).
+    checks it here). `engine` replays and trains on a Dask cluster instead of this machine.
     """
     steps = steps or Steps(total=step_count(config), say=lambda _: None)
     check_out(out)
@@ -69,18 +73,22 @@ def run_backtest(
 
     with steps.step("replay", f"replaying {len(frame):,} transactions (labels back after the delay)"):
         started = time.perf_counter()
-        matrix = compute_features(
-            frame,
-            source=source,
-            check=False,
-            label_delay=config.label_delay,
-            progress=progress,
-            at=(epochs, hours),
-        )
+        if engine is not None:
+            matrix = engine.features(frame, source=source, label_delay=config.label_delay, at=(epochs, hours))
+        else:
+            matrix = compute_features(
+                frame,
+                source=source,
+                check=False,
+                label_delay=config.label_delay,
+                progress=progress,
+                at=(epochs, hours),
+            )
         replay_seconds = time.perf_counter() - started
     split = fitting_split(matrix.epochs, periods, source)
     labels = frame[LABEL].to_numpy(dtype=bool)
 
+    boosting = engine.boosting() if engine is not None else None
     staging = _staging(out)
     try:
         fitting, validation = int(split.train.sum()), int(split.validation.sum())
@@ -94,9 +102,11 @@ def run_backtest(
             seed=config.seed,
             nthread=config.nthread,
             steps=steps,
-            training=f"training with merchant risk on {fitting:,} rows, validating on {validation:,}",
+            training=f"training with merchant risk on {fitting:,} rows, validating on {validation:,}"
+            + (" (xgboost.dask, on the cluster)" if boosting is not None else ""),
             search=config.search,
             progress=progress,
+            boosting=boosting,
         )
         without = None
         if config.compare:

@@ -1,0 +1,94 @@
+"""`--engine`, `--scheduler`, `--workers` and `--features`: the options of `backtest` and `train` that
+move their replay and training to a Dask cluster. Nothing here imports Dask: the command line starts
+quickly, and without `--engine dask` Dask is never loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fraudwatch.errors import UsageError
+
+if TYPE_CHECKING:
+    from training.distributed.engine import DaskEngine
+
+ENGINES = ("local", "dask")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options that choose where the replay and the training run."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this machine's processes (default); dask: the replay and the XGBoost training on a "
+        "Dask cluster (xgboost.dask), the same features bit for bit (docs/dask.md)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="the Dask scheduler to use with --engine dask (tcp://host:8786); default: a LocalCluster here",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="workers of the LocalCluster without --scheduler (default 2: these machines' cores)",
+    )
+    parser.add_argument(
+        "--train-here",
+        action="store_true",
+        help="with --engine dask, train on this machine on the cluster's features instead of with "
+        "xgboost.dask: the same model, bit for bit, as without --engine dask",
+    )
+    parser.add_argument(
+        "--features",
+        metavar="DIR_OR_URL",
+        help="with --engine dask, also write the feature matrix as a Parquet dataset there (a directory "
+        "or an fsspec URL such as s3://bucket/prefix), replaced whole when complete",
+    )
+
+
+@contextmanager
+def engine_from(args: argparse.Namespace, history: Path | None) -> Iterator[DaskEngine | None]:
+    """The Dask engine the options ask for (connected, closed after), or None for this machine's.
+
+    `history` is the command's input file: a Parquet one the workers read themselves, any other is
+    sent to them from here.
+    """
+    if args.engine != "dask":
+        for option in ("scheduler", "features", "train_here"):
+            if getattr(args, option) not in (None, False):
+                raise UsageError(f"--{option.replace('_', '-')} needs --engine dask")
+        yield None
+        return
+    if getattr(args, "search", None) == "wide" and not args.train_here:
+        # Its exact-tree configurations train on one machine only (`training.distributed.train`).
+        raise UsageError(
+            "--search wide needs --train-here with --engine dask (XGBoost trains exact trees "
+            "on one machine only)"
+        )
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    from training.distributed.cluster import connect
+    from training.distributed.engine import DaskEngine
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    parquet = history is not None and history.suffix.lower() in (".parquet", ".pq")
+    with connect(args.scheduler, workers=args.workers, say=say) as client:
+        yield DaskEngine(
+            client,
+            history=str(history.resolve()) if parquet and history is not None else None,
+            features_out=args.features,
+            train_here=args.train_here,
+            progress=True,
+            say=say,
+        )
