@@ -162,6 +162,11 @@ def test_train_on_a_local_cluster_writes_a_bundle_trained_with_xgboost_dask(hist
 def test_the_dask_options_need_engine_dask(history_file, tmp_path, capsys):
     assert main(["backtest", str(history_file), "--scheduler", "tcp://127.0.0.1:8786"]) == 2
     assert "--scheduler needs --engine dask" in capsys.readouterr().err
+    assert main(["train", "--data", str(history_file), "--workers", "4"]) == 2
+    assert "--workers needs --engine dask" in capsys.readouterr().err
+    options = ["--engine", "dask", "--scheduler", "tcp://127.0.0.1:8786", "--workers", "4"]
+    assert main(["backtest", str(history_file), *options]) == 2
+    assert "--workers is for the LocalCluster, not --scheduler's, got 4" in capsys.readouterr().err
 
 
 def test_a_scheduler_out_of_reach_is_a_cluster_error_naming_it():

@@ -37,7 +37,6 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=2,
         metavar="N",
         help="workers of the LocalCluster without --scheduler (default 2: these machines' cores)",
     )
@@ -63,7 +62,7 @@ def engine_from(args: argparse.Namespace, history: Path | None) -> Iterator[Dask
     sent to them from here.
     """
     if args.engine != "dask":
-        for option in ("scheduler", "features", "train_here"):
+        for option in ("scheduler", "workers", "features", "train_here"):
             if getattr(args, option) not in (None, False):
                 raise UsageError(f"--{option.replace('_', '-')} needs --engine dask")
         yield None
@@ -74,16 +73,17 @@ def engine_from(args: argparse.Namespace, history: Path | None) -> Iterator[Dask
             "--search wide needs --train-here with --engine dask (XGBoost trains exact trees "
             "on one machine only)"
         )
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    from training.distributed.cluster import connect
+    if args.workers is not None and (args.scheduler is not None or args.workers < 1):
+        problem = "is for the LocalCluster, not --scheduler's" if args.scheduler else "must be at least 1"
+        raise UsageError(f"--workers {problem}, got {args.workers}")
+    from training.distributed.cluster import LOCAL_WORKERS, connect
     from training.distributed.engine import DaskEngine
 
     def say(line: str) -> None:
         print(line, file=sys.stderr)
 
     parquet = history is not None and history.suffix.lower() in (".parquet", ".pq")
-    with connect(args.scheduler, workers=args.workers, say=say) as client:
+    with connect(args.scheduler, workers=args.workers or LOCAL_WORKERS, say=say) as client:
         yield DaskEngine(
             client,
             history=str(history.resolve()) if parquet and history is not None else None,
