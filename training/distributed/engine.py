@@ -107,7 +107,7 @@ def write_dataset(frame: dd.DataFrame, target: str) -> None:
     path = path.rstrip("/")
     staging = f"{os.path.dirname(path)}/.{os.path.basename(path)}.new-{uuid.uuid4().hex[:8]}"
     try:
-        frame.to_parquet(fs.unstrip_protocol(staging), write_index=False, storage_options=None)
+        frame.to_parquet(fs.unstrip_protocol(staging), write_index=False)
         if fs.exists(path):
             fs.rm(path, recursive=True)
         fs.mv(staging, path, recursive=True)
