@@ -5,8 +5,8 @@ users' and merchants' profiles with the population's history (and the fraud labe
 run the handler behind the runner, produce live transactions, wait for every decision, put each
 transaction's label on the stream and wait until its merchant's profile counts it, and report
 decisions, alerts, precision/recall against the generator's truth, latency, throughput and the labels
-counted. Then, unless `--no-console`, the stack stays up with the analysts' console: the FLAGGED
-payments' review cases are open, their labels left to the analysts' verdicts (docs/cases.md).
+counted. Then, run from a terminal (or with `--console`), the stack stays up with the analysts' console:
+the FLAGGED payments' review cases are open, their labels left to the analysts' verdicts (docs/cases.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -433,6 +433,7 @@ def feed_labels(
 def demo(args: argparse.Namespace) -> int:
     """`fraudwatch demo`."""
     started = time.perf_counter()
+    args.console = keeps_console(args.console)
     report = run_demo(
         transactions=args.transactions,
         rate=args.rate or None,
@@ -450,6 +451,17 @@ def demo(args: argparse.Namespace) -> int:
         Path(args.report_json).write_text(json.dumps(report.to_dict(), indent=2))
     print(f"done in {time.perf_counter() - started:.1f} s; everything stopped")
     return 0
+
+
+def keeps_console(flag: bool | None, stdin: TextIO | None = None) -> bool:
+    """Whether the demo keeps its console up: as `--console`/`--no-console` say, else only when run from
+    a terminal, where someone can open it and press Ctrl-C (a script or CI would wait for ever)."""
+    if flag is not None:
+        return flag
+    interactive = (stdin or sys.stdin).isatty()
+    if not interactive:
+        print("the console will not be kept up: not run from a terminal (--console keeps it up)")
+    return interactive
 
 
 def positive_int(text: str) -> int:
@@ -504,11 +516,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument("--report-json", help="also write the report as JSON to this file")
     parser.add_argument(
-        "--no-console",
-        dest="console",
-        action="store_false",
-        help="stop after the report; by default the stack stays up with the analysts' console on "
-        "127.0.0.1 (the FLAGGED payments' review cases open, their labels left to the analysts) until Ctrl-C",
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        help="after the report, keep the stack up with the analysts' console on 127.0.0.1 (the FLAGGED "
+        "payments' review cases open, their labels left to the analysts) until Ctrl-C; --no-console stops "
+        "after the report (default: the console when run from a terminal, so a script or CI never waits)",
     )
     parser.add_argument("--console-port", type=int, default=3000, help="the console's port (default 3000)")
     parser.set_defaults(run=guarded(demo))

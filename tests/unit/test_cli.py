@@ -134,3 +134,19 @@ def test_stack_up_with_a_missing_bundle_fails_naming_the_path_before_starting_an
     line = error_line(capsys)
     assert line.startswith(f"fraudwatch stack: error: no model bundle at {missing}")
     assert "--no-runner" in line
+
+
+def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
+    import io
+
+    from infra.demo import keeps_console
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert keeps_console(None, Terminal()) is True
+    assert keeps_console(None, io.StringIO()) is False  # a script or CI: the demo ends after its report
+    assert "--console keeps it up" in capsys.readouterr().out
+    assert keeps_console(True, io.StringIO()) is True
+    assert keeps_console(False, Terminal()) is False
