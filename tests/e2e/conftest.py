@@ -52,21 +52,26 @@ def deployed(endpoint_url: str, stage: str, bundle: Path) -> Embedded:
     outputs = deploy(
         endpoint_url, stack_name=f"fraudwatch-{stage}", parameters={"Stage": stage, "ShardCount": "2"}
     )
-    handler, api_handler = (
-        _loaded(outputs, bundle, endpoint_url, function)
-        for function in ("ScoringFunction", "ScoringApiFunction")
-    )
+    functions = ("ScoringFunction", "ScoringApiFunction")
+    handler, api_handler = (loaded(outputs, bundle, endpoint_url, function) for function in functions)
     return Embedded(endpoint_url, outputs, handler, api_handler)
 
 
-def _loaded(outputs: dict[str, str], bundle: Path, endpoint_url: str, function: str) -> Handler:
+def loaded(
+    outputs: dict[str, str],
+    bundle: Path,
+    endpoint_url: str,
+    function: str,
+    settings: dict[str, str] | None = None,
+) -> Handler:
+    """A function's real handler on the emulator, with `settings` over its template environment."""
     saved = dict(os.environ)
     try:
         return load_handler(
             outputs,
             bundle_dir=bundle,
             endpoint_url=endpoint_url,
-            overrides=emulator_environment(endpoint_url),
+            overrides=emulator_environment(endpoint_url) | (settings or {}),
             function=function,
         )
     finally:  # the handler's clients are built; the rest of the session keeps its own environment

@@ -9,7 +9,6 @@ published, with the test's window as its period.
 """
 
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,12 +26,11 @@ from fraudwatch.adapters.dynamodb import decision_of
 from fraudwatch.domain.decision import DecisionRecord, Thresholds
 from fraudwatch.domain.drift import reference_of
 from infra.cli import main
-from infra.emulator import emulator_environment
 from infra.events import event_from_transactions
 from infra.http_event import http_api_event
-from infra.invoke import Handler, LocalContext, load_handler
+from infra.invoke import Handler, LocalContext
 from infra.producer import live_transactions, scaled_amounts
-from tests.e2e.conftest import Embedded, deployed
+from tests.e2e.conftest import Embedded, deployed, loaded
 from training.features import compute_features
 
 WINDOW_S = 10
@@ -71,24 +69,13 @@ class ModelsStack:
 
 
 def _load(embedded: Embedded, bundle: Path, function: str) -> Handler:
-    saved = dict(os.environ)
-    try:
-        return load_handler(
-            embedded.outputs,
-            bundle_dir=bundle,
-            endpoint_url=embedded.endpoint_url,
-            overrides=emulator_environment(embedded.endpoint_url)
-            | {
-                "MODELS_MAX_AGE_SECONDS": "0",
-                "MODEL_CACHE_DIR": str(bundle.parent / f"cache-{function}"),
-                "DRIFT_WINDOW_SECONDS": str(WINDOW_S),
-                "DRIFT_FLUSH_SECONDS": "0",
-            },
-            function=function,
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    settings = {
+        "MODELS_MAX_AGE_SECONDS": "0",
+        "MODEL_CACHE_DIR": str(bundle.parent / f"cache-{function}"),
+        "DRIFT_WINDOW_SECONDS": str(WINDOW_S),
+        "DRIFT_FLUSH_SECONDS": "0",
+    }
+    return loaded(embedded.outputs, bundle, embedded.endpoint_url, function, settings)
 
 
 @pytest.fixture(scope="module")
@@ -237,11 +224,16 @@ def _run(stack: ModelsStack, name: str, amount_factor: float, first: int) -> flo
     for at in range(0, WARM_UP, BATCH):
         stack.pay(transactions[at : at + BATCH], first=first + at)
     measured = list(scaled_amounts(transactions[WARM_UP:], amount_factor))
+    # Each window gets whole users, alternately: a user's payments stay in time order, and both windows
+    # span the same hours as the reference. Halves in time would not: the first half of a time-ordered
+    # stream is another part of the day, whose hours and weekly counts drift from the whole's.
+    users = sorted({tx["user_id"] for tx in measured})
+    windows = [[tx for tx in measured if users.index(tx["user_id"]) % 2 == w] for w in range(2)]
     start = _next_window()
-    for window in range(2):
+    for window, paid in enumerate(windows):
         _sleep_until(start + window * WINDOW_S)
-        for at in range(window * PER_WINDOW, (window + 1) * PER_WINDOW, BATCH):
-            stack.pay(measured[at : at + BATCH], first=first + WARM_UP + at)
+        for at in range(0, len(paid), BATCH):
+            stack.pay(paid[at : at + BATCH], first=first + WARM_UP + window * len(measured) + at)
         assert time.time() < start + (window + 1) * WINDOW_S, (
             "a window's traffic overran it: the test is slow"
         )

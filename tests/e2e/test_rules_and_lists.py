@@ -6,7 +6,6 @@ in force keeps deciding.
 """
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,11 +16,10 @@ import pytest
 
 from fraudwatch.adapters.dynamodb import decision_of
 from infra.cli import main
-from infra.emulator import emulator_environment
 from infra.events import event_from_transactions
 from infra.http_event import http_api_event
-from infra.invoke import Handler, LocalContext, load_handler
-from tests.e2e.conftest import Embedded
+from infra.invoke import Handler, LocalContext
+from tests.e2e.conftest import Embedded, loaded
 
 MAX_AGE_S = 1.0
 """The handler's cache of rules and lists here (30 s in the template), so the test waits little."""
@@ -30,19 +28,8 @@ MERCHANT = "merch-rules-e2e"
 
 def _load(embedded: Embedded, bundle: Path, function: str) -> Handler:
     """A function's real handler on the embedded stack, its rules and lists cached for MAX_AGE_S."""
-    saved = dict(os.environ)
-    try:
-        return load_handler(
-            embedded.outputs,
-            bundle_dir=bundle,
-            endpoint_url=embedded.endpoint_url,
-            overrides=emulator_environment(embedded.endpoint_url)
-            | {"CONTROLS_MAX_AGE_SECONDS": str(MAX_AGE_S)},
-            function=function,
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    settings = {"CONTROLS_MAX_AGE_SECONDS": str(MAX_AGE_S)}
+    return loaded(embedded.outputs, bundle, embedded.endpoint_url, function, settings)
 
 
 @pytest.fixture(scope="module")

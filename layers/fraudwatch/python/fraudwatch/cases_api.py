@@ -32,8 +32,9 @@ from fraudwatch.domain.cases import (
 )
 from fraudwatch.domain.transaction import MAX_ID_CHARS
 from fraudwatch.errors import AwsCallError
+from fraudwatch.http_common import error_response as _error
+from fraudwatch.http_common import path_id
 from fraudwatch.observability import error_fields, logger
-from fraudwatch.path_params import path_id
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -251,12 +252,3 @@ def _page(html: str, status: HTTPStatus = HTTPStatus.OK) -> Response[str]:
     from fraudwatch.console import HEADERS
 
     return Response(status_code=status, content_type=HTML, body=html, headers=dict(HEADERS))
-
-
-def _error(status: HTTPStatus, error: str, field: str, reason: str) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"error": error, "field": field, "reason": reason}),
-        headers={},
-    )

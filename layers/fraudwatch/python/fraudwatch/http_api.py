@@ -38,8 +38,9 @@ from fraudwatch.domain.transaction import (
     parse_timestamp,
 )
 from fraudwatch.errors import InvalidRecordError
+from fraudwatch.http_common import error_response as _error
+from fraudwatch.http_common import path_id as _path_id
 from fraudwatch.observability import error_fields, logger
-from fraudwatch.path_params import path_id as _path_id
 
 RETRY_AFTER_SECONDS = 1
 DEFAULT_PAGE = 20
@@ -341,13 +342,4 @@ def _body(raw: str | None, is_base64: bool) -> bytes:
 def _ok(body: dict[str, Any]) -> Response[str]:
     return Response(
         status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=json.dumps(body)
-    )
-
-
-def _error(status: HTTPStatus, error: str, field: str, reason: str) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"error": error, "field": field, "reason": reason}),
-        headers={},
     )
