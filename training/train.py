@@ -178,7 +178,7 @@ def train_model(
     chosen = best(candidates)
     config = next(c for c in plan.configs if c.name == chosen.name)
     params = _params(config, ratio, seed, nthread)
-    refit = boost(Fold(period, period, 0.0, 0.0))
+    refit = boost(Fold(period, np.zeros_like(period), 0.0, 0.0))  # nothing left to validate on
     booster = refit.refit(params, chosen.best_iteration + 1, f"refit {config.name}")
     return TrainedModel(booster, chosen, candidates, params, last_scores[chosen.name], search, folds, gap)
 
