@@ -103,7 +103,7 @@ def test_a_bad_row_read_by_a_worker_is_named_as_on_this_machine(client, history,
 
 
 def test_xgboost_dask_boosts_the_searchs_models_on_the_workers(client, history, dataset):
-    engine = DaskEngine(client, history=str(dataset), say=lambda _: None)
+    engine = DaskEngine(client, history=str(dataset), train_here=False, say=lambda _: None)
     matrix = engine.features(history, source="dataset", label_delay=7 * DAY)
     labels = history[LABEL].to_numpy(dtype=bool)
     split = time_split(matrix.epochs)
@@ -124,16 +124,18 @@ def test_xgboost_dask_boosts_the_searchs_models_on_the_workers(client, history, 
     assert abs(cluster_ap - here.chosen.fold_average_precision[-1]) < 0.1
 
 
-def test_the_wide_search_needs_train_here_on_a_cluster(history_file, capsys):
+def test_the_wide_search_cannot_train_on_the_cluster(history_file, capsys):
     # Its exact-tree configurations train on one machine only: refused before any cluster starts.
-    assert main(["backtest", str(history_file), "--engine", "dask", "--search", "wide"]) == 2
-    assert "--search wide needs --train-here with --engine dask" in capsys.readouterr().err
+    options = ["--engine", "dask", "--train-on", "cluster", "--search", "wide"]
+    assert main(["backtest", str(history_file), *options]) == 2
+    assert "--search wide cannot train with --train-on cluster" in capsys.readouterr().err
 
 
 def test_a_backtest_on_a_local_cluster_gives_the_same_metrics(history_file, tmp_path):
     here, there, features = tmp_path / "here", tmp_path / "there", tmp_path / "features"
     assert main(["backtest", str(history_file), *BACKTEST, "--out", str(here)]) == 0
-    dask_options = ["--engine", "dask", "--workers", "2", "--train-here", "--features", str(features)]
+    # Trained here by default: the model of the run without Dask, so every figure.
+    dask_options = ["--engine", "dask", "--workers", "2", "--features", str(features)]
     assert main(["backtest", str(history_file), *BACKTEST, "--out", str(there), *dask_options]) == 0
     metrics = [json.loads((out / "metrics.json").read_text()) for out in (here, there)]
     for key in ("models", "decisions", "periods", "test_frauds_by_pattern"):
@@ -148,8 +150,8 @@ def test_a_backtest_on_a_local_cluster_gives_the_same_metrics(history_file, tmp_
 
 def test_train_on_a_local_cluster_writes_a_bundle_trained_with_xgboost_dask(history_file, tmp_path, capsys):
     bundle, reports = tmp_path / "bundle", tmp_path / "reports"
-    options = ["--engine", "dask", "--threads", "1", "--bundle", str(bundle), "--reports", str(reports)]
-    assert main(["train", "--data", str(history_file), *options]) == 0
+    options = ["--engine", "dask", "--train-on", "cluster", "--threads", "1", "--bundle", str(bundle)]
+    assert main(["train", "--data", str(history_file), *options, "--reports", str(reports)]) == 0
     assert "(xgboost.dask, on the cluster)" in capsys.readouterr().out
     model = load_model(bundle)  # the Lambda's adapter loads it
     card = json.loads((bundle / "model_card.json").read_text())
@@ -164,6 +166,8 @@ def test_the_dask_options_need_engine_dask(history_file, tmp_path, capsys):
     assert "--scheduler needs --engine dask" in capsys.readouterr().err
     assert main(["train", "--data", str(history_file), "--workers", "4"]) == 2
     assert "--workers needs --engine dask" in capsys.readouterr().err
+    assert main(["train", "--data", str(history_file), "--train-on", "cluster"]) == 2
+    assert "--train-on needs --engine dask" in capsys.readouterr().err
     options = ["--engine", "dask", "--scheduler", "tcp://127.0.0.1:8786", "--workers", "4"]
     assert main(["backtest", str(history_file), *options]) == 2
     assert "--workers is for the LocalCluster, not --scheduler's, got 4" in capsys.readouterr().err

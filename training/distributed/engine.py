@@ -1,8 +1,10 @@
 """`--engine dask`: a command's replay and training on a Dask cluster, behind the single-machine interfaces.
 
 `DaskEngine.features` stands for `training.features.compute_features` (the same FeatureMatrix, bit for
-bit) and `DaskEngine.boosting` boosts `training.train.train_model`'s models (the same search, folds
-and choice) with `xgboost.dask` on the feature matrix where it lies, on the workers. What follows
+bit). `DaskEngine.boosting` says where `training.train.train_model` boosts its models: here, on the
+gathered matrix (the default: the same model, bit for bit), or, with `train_here` off, with
+`xgboost.dask` on the feature matrix where it lies, on the workers (the same search, folds and choice;
+close trees, not equal ones). What follows
 (thresholds, evaluation, baseline, bundle, scoring with the bundle, the report) is the commands' own,
 on this machine: it needs the test period's scores and the history's columns, not the matrix.
 """
@@ -42,8 +44,9 @@ class DaskEngine:
     None: the frame given to `features` is sent to them."""
     features_out: str | None = None
     """Where to write the feature matrix as a Parquet dataset (local or an fsspec URL), or None."""
-    train_here: bool = False
-    """Train on this machine on the gathered features instead of with xgboost.dask."""
+    train_here: bool = True
+    """Train on this machine on the gathered features (the model of a run without Dask); False: with
+    xgboost.dask on the workers."""
     progress: bool = False
     say: Callable[[str], None] = print
     _features: dd.DataFrame | None = field(default=None, init=False)
@@ -83,7 +86,7 @@ class DaskEngine:
 
     def boosting(self) -> Boosting | None:
         """How `train_model` boosts its models: with xgboost.dask on the matrix the last `features` left
-        on the workers, or None (this process, on the gathered matrix) with `train_here`."""
+        on the workers, or None (this process, on the gathered matrix: `train_here`)."""
         if self.train_here:
             return None
         if self._features is None or self._labels is None:

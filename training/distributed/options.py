@@ -1,6 +1,6 @@
-"""`--engine`, `--scheduler`, `--workers` and `--features`: the options of `backtest` and `train` that
-move their replay and training to a Dask cluster. Nothing here imports Dask: the command line starts
-quickly, and without `--engine dask` Dask is never loaded.
+"""`--engine`, `--scheduler`, `--workers`, `--train-on` and `--features`: the options of `backtest` and
+`train` that move their replay and training to a Dask cluster. Nothing here imports Dask: the command
+line starts quickly, and without `--engine dask` Dask is never loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from training.distributed.engine import DaskEngine
 
 ENGINES = ("local", "dask")
+TRAIN_ON = ("here", "cluster")
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         "--engine",
         choices=ENGINES,
         default="local",
-        help="local: this machine's processes (default); dask: the replay and the XGBoost training on a "
-        "Dask cluster (xgboost.dask), the same features bit for bit (docs/dask.md)",
+        help="local: this machine's processes (default); dask: the replay on a Dask cluster, the same "
+        "features bit for bit (docs/dask.md)",
     )
     parser.add_argument(
         "--scheduler",
@@ -41,10 +42,11 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
         help="workers of the LocalCluster without --scheduler (default 2: these machines' cores)",
     )
     parser.add_argument(
-        "--train-here",
-        action="store_true",
-        help="with --engine dask, train on this machine on the cluster's features instead of with "
-        "xgboost.dask: the same model, bit for bit, as without --engine dask",
+        "--train-on",
+        choices=TRAIN_ON,
+        help="with --engine dask, where the models are boosted: here (default), on the cluster's "
+        "features gathered to this machine, the same model and figures as without --engine dask, bit "
+        "for bit; cluster, with xgboost.dask where the features lie (close, not equal: docs/dask.md)",
     )
     parser.add_argument(
         "--features",
@@ -62,16 +64,16 @@ def engine_from(args: argparse.Namespace, history: Path | None) -> Iterator[Dask
     sent to them from here.
     """
     if args.engine != "dask":
-        for option in ("scheduler", "workers", "features", "train_here"):
-            if getattr(args, option) not in (None, False):
+        for option in ("scheduler", "workers", "features", "train_on"):
+            if getattr(args, option) is not None:
                 raise UsageError(f"--{option.replace('_', '-')} needs --engine dask")
         yield None
         return
-    if getattr(args, "search", None) == "wide" and not args.train_here:
+    if getattr(args, "search", None) == "wide" and args.train_on == "cluster":
         # Its exact-tree configurations train on one machine only (`training.distributed.train`).
         raise UsageError(
-            "--search wide needs --train-here with --engine dask (XGBoost trains exact trees "
-            "on one machine only)"
+            "--search wide cannot train with --train-on cluster (XGBoost trains exact trees on one "
+            "machine only): use --train-on here, or --search small"
         )
     if args.workers is not None and (args.scheduler is not None or args.workers < 1):
         problem = "is for the LocalCluster, not --scheduler's" if args.scheduler else "must be at least 1"
@@ -88,7 +90,7 @@ def engine_from(args: argparse.Namespace, history: Path | None) -> Iterator[Dask
             client,
             history=str(history.resolve()) if parquet and history is not None else None,
             features_out=args.features,
-            train_here=args.train_here,
+            train_here=args.train_on != "cluster",
             progress=True,
             say=say,
         )

@@ -111,7 +111,7 @@ def _cluster_params(params: dict[str, Any]) -> dict[str, Any]:
     if params.get("tree_method") == "exact":
         raise TrainingError(
             "the search's exact-tree configurations cannot train on a cluster (XGBoost trains exact trees "
-            "on one machine only): use --search small, or --train-here"
+            "on one machine only): use --search small, or --train-on here"
         )
     return {key: value for key, value in params.items() if key != "nthread"}
 
