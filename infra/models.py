@@ -308,8 +308,28 @@ def _decisions(stack: Stack) -> Iterator[DecisionRecord]:
 
 
 def _compare(args: argparse.Namespace) -> str:
+    stack = _stack(args)
     matured_before = time.time() - args.label_delay_days * 86400
-    return compare(_decisions(_stack(args)), _labels(Path(args.labels)), matured_before=matured_before)
+    labels = _stored_labels(stack) if args.labels is None else _labels(Path(args.labels))
+    return compare(_decisions(stack), labels, matured_before=matured_before)
+
+
+def _stored_labels(stack: Stack) -> dict[str, bool]:
+    """The verdicts of the labels the stream brought (LabelsTable), each transaction's latest."""
+    from fraudwatch.adapters.labels import DynamoLabelStore
+    from fraudwatch.domain.matured import latest_verdicts
+    from infra.emulator import client
+
+    store = DynamoLabelStore(_labels_table(stack), client("dynamodb", stack.endpoint, stack.region))
+    return latest_verdicts(store.known_since(0))
+
+
+def _labels_table(stack: Stack) -> str:
+    if "LabelsTableName" not in stack.outputs:
+        raise UsageError(
+            "the stack's outputs have no LabelsTableName: deploy the current template, or pass --labels"
+        )
+    return stack.outputs["LabelsTableName"]
 
 
 def _ops(args: argparse.Namespace, stack: Stack) -> ModelOps:
@@ -353,10 +373,8 @@ def _now(args: argparse.Namespace) -> float:
 
 def _matured(args: argparse.Namespace) -> str:
     stack = _stack(args)
-    if args.labels is None and "LabelsTableName" not in stack.outputs:
-        raise UsageError(
-            "the stack's outputs have no LabelsTableName: deploy the current template, or pass --labels"
-        )
+    if args.labels is None:
+        _labels_table(stack)  # the stack has one, or the user is told what to do
     labels = None if args.labels is None else _labels(Path(args.labels))
     return matured_report(_ops(args, stack).matured(_now(args), labels))
 
@@ -376,16 +394,17 @@ def _run_ops(args: argparse.Namespace) -> str:
     from infra.invoke import LocalContext, load_handler
 
     stack = _stack(args)
-    if "ModelOpsFunctionName" not in stack.outputs:
-        raise UsageError("the stack's outputs have no ModelOpsFunctionName: deploy the current template")
     overrides = emulator_environment(stack.endpoint, stack.region) if stack.endpoint else {}
-    handler = load_handler(
-        stack.outputs,
-        bundle_dir=Path(args.layer_bundle),
-        endpoint_url=stack.endpoint,
-        overrides=overrides | {"MODEL_CACHE_DIR": args.cache},
-        function="ModelOpsFunction",
-    )
+    try:
+        handler = load_handler(
+            stack.outputs,
+            bundle_dir=Path(args.layer_bundle),
+            endpoint_url=stack.endpoint,
+            overrides=overrides | {"MODEL_CACHE_DIR": args.cache},
+            function="ModelOpsFunction",
+        )
+    except KeyError as exc:  # an output the function's environment needs: a stack of an older template
+        raise UsageError(f"{exc.args[0]}: deploy the current template") from exc
     jobs = ["drift", "matured"] if args.job == "both" else [args.job]
     event = {} if args.now is None else {"time": args.now}
     return "\n".join(
@@ -433,7 +452,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     for parser in (challenger, promoting, rolling_back):
         parser.add_argument("--note", help="why (shown by `models history`)")
     comparing = command("compare", "champion against challenger: matured labels, decision mix", _compare)
-    comparing.add_argument("--labels", required=True, help="a labelled file (transaction_id, is_fraud, ...)")
+    comparing.add_argument(
+        "--labels",
+        help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
+    )
     comparing.add_argument(
         "--label-delay-days", type=float, default=7.0, help="labels count once this old (default 7)"
     )
