@@ -149,3 +149,28 @@ def test_the_model_registry_and_drift_cost_no_call_in_a_steady_batch_only_their_
     assert all(d.challenger is not None for d in report.decisions)
     assert not {op for op in calls if "models" in op or op.startswith(("GetObject", "PutItem"))}
     assert calls.total() <= BUDGET
+
+
+def test_a_label_heavy_batch_pays_its_labels_in_the_merchants_chunks_and_keeps_the_budget(stack, tiny_bundle):
+    """20 labels at 20 merchants are 40 puts: two shared calls (one before labels were kept). The labels'
+    items cost a call only past 25 puts: a batch of up to 12 labels at as many merchants pays nothing."""
+    service, counter = counted_service(stack, tiny_bundle)
+    stream = TransactionStream(users=300, seed=12, fraud_rate=0.0)
+    warm = stream.batch(100, distinct_users=95)
+    service.process(warm)
+    counter.take()
+    (batch,) = with_labels([stream.batch(100, distinct_users=95)], earlier=warm, count=20)
+    users, _ = profile_keys(batch)
+
+    report = service.process(batch)
+
+    calls = counter.take()
+    assert (len(report.decisions), report.labels, report.failed) == (80, 20, [])
+    # 20 merchant profiles and 5 labels, then the other 15 labels
+    assert (calls["BatchWriteItem (labels, merchants)"], calls["BatchWriteItem (labels)"]) == (1, 1)
+    alerts = sum(d.is_alert for d in report.decisions)
+    assert alerts <= 10
+    assert calls.total() == reads(calls) + math.ceil(80 / 25) + math.ceil(users / 100) + 2 + math.ceil(
+        alerts / 10
+    )
+    assert calls.total() <= BUDGET
