@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from fraudwatch.domain.drift import SCORE
 from fraudwatch.domain.matured import MaturedDay
 from fraudwatch.model_ops import OpsSettings, build_ops
 from fraudwatch.observability import logger, metrics, traced
@@ -38,7 +39,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             "model_version": run.version,
             "has_reference": run.reference is not None,
             "windows": [
-                {"start": d.start, "rows": d.rows, "score_psi": round(d.of("score"), 4)} for d in run.drifts
+                {"start": d.start, "rows": d.rows, "score_psi": round(d.of(SCORE), 4)} for d in run.drifts
             ],
             "drifting": run.drifting,
         }

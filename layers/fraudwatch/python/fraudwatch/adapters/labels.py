@@ -64,8 +64,8 @@ class DynamoLabelStore:
         """Every label known at or after `since` (epoch seconds), page by page; raises LabelStoreError.
 
         A Scan with a filter: DynamoDB reads (and bills) the whole table and returns the labels known
-        since then. A daily job's read: labels of 90 days at most, a few hundred bytes each (a million
-        labels, about 100 MB: some 12,000 read units with eventually consistent reads, a few cents).
+        since then. A daily job's read: labels of 90 days at most, about 200 bytes each (a million
+        labels, about 200 MB: some 25,000 read units with eventually consistent reads, under a cent).
         """
         kwargs: dict[str, Any] = {
             "TableName": self.table,
