@@ -136,7 +136,7 @@ def table_labels(env: dict[str, str]) -> dict[str, str]:
         env["PROFILES_TABLE"]: "profiles",
         env["MERCHANT_PROFILES_TABLE"]: "merchants",
         env["DECISIONS_TABLE"]: "decisions",
-    }
+    } | ({env["LABELS_TABLE"]: "labels"} if "LABELS_TABLE" in env else {})
 
 
 def _create_stack(session: Any) -> dict[str, str]:
@@ -157,6 +157,7 @@ def _create_stack(session: Any) -> dict[str, str]:
         "PROFILES_TABLE": names["ProfilesTable"],
         "MERCHANT_PROFILES_TABLE": names["MerchantProfilesTable"],
         "DECISIONS_TABLE": names["DecisionsTable"],
+        "LABELS_TABLE": names["LabelsTable"],
         "ALERTS_TOPIC_ARN": topic,
         "QUARANTINE_QUEUE_URL": queue,
     }

@@ -92,6 +92,8 @@ class RunningHandler:
     error: list[BaseException] = field(default_factory=list)
     cases: threading.Thread | None = None
     """The cases function behind its local SQS runner (review cases opened from the alerts), if started."""
+    ops: threading.Thread | None = None
+    """The model operations function on its schedules (drift, matured labels), if started."""
 
     def check(self) -> None:
         """Raise if the runner died."""
@@ -102,8 +104,9 @@ class RunningHandler:
         """Finish the batch in flight and stop."""
         self.stop.set()
         self.thread.join(timeout=60)
-        if self.cases is not None:
-            self.cases.join(timeout=60)
+        for thread in (self.cases, self.ops):
+            if thread is not None:
+                thread.join(timeout=60)
 
 
 def real_handler(outputs: Mapping[str, str], endpoint_url: str, bundle_dir: Path) -> Handler:
@@ -124,9 +127,11 @@ def start_handler(
     handler_factory: HandlerFactory = real_handler,
     *,
     cases: bool = True,
+    ops_every: float | None = None,
 ) -> RunningHandler:
     """Run a handler (by default the real one) behind the local event-source runner, on a thread; with
-    `cases`, the cases function behind its queue's runner too (`start_cases`)."""
+    `cases`, the cases function behind its queue's runner too (`start_cases`), and the model operations
+    function on its schedules, or every `ops_every` seconds (`start_ops`)."""
 
     handler = handler_factory(outputs, endpoint_url, bundle_dir)
     runner = EventSourceRunner(
@@ -154,7 +159,39 @@ def start_handler(
     running.check()
     if cases and "CasesQueueUrl" in outputs:
         running.cases = start_cases(outputs, endpoint_url, stop, running.error)
+    if "ModelOpsFunctionName" in outputs:
+        running.ops = start_ops(outputs, endpoint_url, bundle_dir, stop, ops_every)
     return running
+
+
+def start_ops(
+    outputs: Mapping[str, str],
+    endpoint_url: str,
+    bundle_dir: Path,
+    stop: threading.Event,
+    every: float | None = None,
+) -> threading.Thread:
+    """The real model operations function behind the local schedule runner, on a thread: moto runs no
+    EventBridge schedule, so the drift and matured jobs run as the template schedules them (or every
+    `every` seconds)."""
+    from infra.schedule_runner import ScheduleRunner, schedules_of
+
+    handler = load_handler(
+        outputs,
+        bundle_dir=bundle_dir,
+        endpoint_url=endpoint_url,
+        overrides={"POWERTOOLS_LOG_LEVEL": "WARNING", "MODEL_CACHE_DIR": str(STATE_DIR / "models")},
+        function="ModelOpsFunction",
+    )
+    runner = ScheduleRunner(
+        handler,
+        schedules_of("ModelOpsFunction"),
+        outputs.get("ModelOpsFunctionName", "ModelOpsFunction"),
+        every=every,
+    )
+    thread = threading.Thread(target=runner.run, args=(stop,), name="model-ops-schedules", daemon=True)
+    thread.start()
+    return thread
 
 
 def start_cases(

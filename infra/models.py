@@ -3,9 +3,9 @@ and the matured labels' daily recall and precision.
 
 Every command talks to the stack's ModelsBucket and ModelsTable (found through its outputs); the
 functions pick a change of the lineup up within MODELS_MAX_AGE_SECONDS (15 s), with no deploy
-(docs/models.md). `drift` (every window) and `matured` (daily) are the scheduled steps: whatever
-schedules jobs runs them (the template has no scheduled function yet: docs/models.md); on the embedded
-stack, where moto runs no schedule, they are run by hand or by the tests.
+(docs/models.md). `drift` (every 15 minutes) and `matured` (daily) are the steps ModelOpsFunction runs on
+its schedules (fraudwatch/model_ops.py, the same code): here by hand, with a report and options of their
+own; `run-ops` invokes the function's real handler once, as its schedule would.
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from fraudwatch.domain.decision import Decision, DecisionRecord
-from fraudwatch.domain.drift import ALARM_PSI, COLUMNS, SCORE, Reference, psi
+from fraudwatch.domain.drift import ALARM_PSI, SCORE, Reference, WindowDrift, drifting
 from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.matured import MaturedDay
 from fraudwatch.errors import UsageError
 from infra.state import add_stack_options
 
 if TYPE_CHECKING:
-    from fraudwatch.adapters.drift import DriftStore
     from fraudwatch.adapters.registry import LineupState, ModelRegistry
+    from fraudwatch.model_ops import ModelOps
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "layers" / "model" / "bundle"
-NAMESPACE = "Fraudwatch"
-DIMENSIONS = [{"Name": "service", "Value": "fraudwatch"}]
+DEFAULT_CACHE = "/tmp/fraudwatch-models"  # noqa: S108 - fetched bundles, as the functions keep them
 
 
 # ---------------------------------------------------------------- the lineup
@@ -166,68 +166,6 @@ def _mix(shared: list[DecisionRecord], titles: dict[str, str]) -> list[str]:
 # ---------------------------------------------------------------- matured labels
 
 
-class MaturedDay(NamedTuple):
-    """One UTC day of decisions whose labels have matured: recall and precision at the live decisions
-    (FLAGGED or REJECTED as decided, rules and lists included); NaN where undefined."""
-
-    day: int
-    """Epoch seconds of its midnight (UTC)."""
-    labelled: int
-    frauds: int
-    alerts: int
-    recall: float
-    precision: float
-
-
-def matured_days(
-    decisions: Iterable[DecisionRecord], labels: dict[str, bool], *, now: float, delay_days: float, days: int
-) -> list[MaturedDay]:
-    """The last `days` UTC days whose every transaction is at least `delay_days` old, oldest first: their
-    labelled decisions' recall and precision. A younger day would read as better than it is, its
-    chargebacks not back yet."""
-    last = int((now - delay_days * 86400) // 86400) * 86400 - 86400
-    first = last - (days - 1) * 86400
-    by_day: dict[int, list[tuple[bool, bool]]] = {}
-    for d in decisions:
-        day = int(_epoch(d) // 86400) * 86400
-        if first <= day <= last and d.transaction_id in labels:
-            by_day.setdefault(day, []).append((labels[d.transaction_id], d.is_alert))
-    found = []
-    for day in sorted(by_day):
-        pairs = by_day[day]
-        frauds = sum(fraud for fraud, _ in pairs)
-        alerts = sum(alert for _, alert in pairs)
-        caught = sum(fraud and alert for fraud, alert in pairs)
-        found.append(
-            MaturedDay(
-                day,
-                len(pairs),
-                frauds,
-                alerts,
-                caught / frauds if frauds else float("nan"),
-                caught / alerts if alerts else float("nan"),
-            )
-        )
-    return found
-
-
-def publish_matured(cloudwatch: Any, matured: list[MaturedDay]) -> None:
-    """MaturedRecall and MaturedPrecision, one datapoint a day at its midnight (undefined ones left out)."""
-    data = [
-        {
-            "MetricName": name,
-            "Dimensions": DIMENSIONS,
-            "Timestamp": datetime.fromtimestamp(m.day, UTC),
-            "Value": value,
-        }
-        for m in matured
-        for name, value in (("MaturedRecall", m.recall), ("MaturedPrecision", m.precision))
-        if not np.isnan(value)
-    ]
-    for at in range(0, len(data), 1000):
-        cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[at : at + 1000])
-
-
 def matured_report(matured: list[MaturedDay]) -> str:
     """A line a day."""
     if not matured:
@@ -240,58 +178,6 @@ def matured_report(matured: list[MaturedDay]) -> str:
 
 
 # ---------------------------------------------------------------- drift
-
-
-class WindowDrift(NamedTuple):
-    """One closed window: its start, rows, and PSI per column (COLUMNS' order)."""
-
-    start: int
-    rows: int
-    psi: np.ndarray
-
-    def of(self, name: str) -> float:
-        """One column's PSI."""
-        return float(self.psi[COLUMNS.index(name)])
-
-
-def window_drift(reference: Reference, windows: dict[int, np.ndarray], min_rows: int) -> list[WindowDrift]:
-    """PSI per column of each window holding at least `min_rows` rows, oldest first."""
-    found = []
-    for start in sorted(windows):
-        rows = int(windows[start][COLUMNS.index(SCORE)].sum())
-        if rows >= min_rows:
-            found.append(WindowDrift(start, rows, psi(reference.shares, windows[start])))
-    return found
-
-
-def drifting(reference: Reference, drifts: list[WindowDrift], windows: int = 2) -> list[str]:
-    """The score and top features at or above the alarm's PSI in each of the last `windows` windows."""
-    if len(drifts) < windows:
-        return []
-    names = [SCORE, *reference.watched]
-    return [name for name in names if all(d.of(name) >= ALARM_PSI for d in drifts[-windows:])]
-
-
-def publish_drift(cloudwatch: Any, reference: Reference, drifts: list[WindowDrift]) -> None:
-    """ScorePSI, TopFeaturePSI (the most drifted top feature) and FeaturePSI per feature, per window."""
-    for d in drifts:
-        stamp = datetime.fromtimestamp(d.start, UTC)
-        top = max(d.of(name) for name in reference.watched)
-        data = [
-            {"MetricName": "ScorePSI", "Dimensions": DIMENSIONS, "Timestamp": stamp, "Value": d.of(SCORE)},
-            {"MetricName": "TopFeaturePSI", "Dimensions": DIMENSIONS, "Timestamp": stamp, "Value": top},
-            *[
-                {
-                    "MetricName": "FeaturePSI",
-                    "Dimensions": [*DIMENSIONS, {"Name": "feature", "Value": name}],
-                    "Timestamp": stamp,
-                    "Value": d.of(name),
-                }
-                for name in FEATURE_NAMES
-            ],
-        ]
-        for at in range(0, len(data), 1000):
-            cloudwatch.put_metric_data(Namespace=NAMESPACE, MetricData=data[at : at + 1000])
 
 
 def drift_report(version: str, reference: Reference, drifts: list[WindowDrift]) -> str:
@@ -307,25 +193,6 @@ def drift_report(version: str, reference: Reference, drifts: list[WindowDrift]) 
     alarming = drifting(reference, drifts)
     lines.append(f"drifting: {', '.join(alarming)}" if alarming else "drifting: none")
     return "\n".join(lines)
-
-
-def measure_drift(
-    store: DriftStore,
-    cloudwatch: Any,
-    version: str,
-    reference: Reference,
-    *,
-    now: float,
-    window_seconds: int,
-    windows: int,
-    min_rows: int,
-) -> tuple[list[WindowDrift], str]:
-    """The scheduled step: the last `windows` closed windows' PSI, published, and the report."""
-    end = int(now // window_seconds) * window_seconds
-    counts = store.windows(version, end - windows * window_seconds, end)
-    drifts = window_drift(reference, counts, min_rows)
-    publish_drift(cloudwatch, reference, drifts)
-    return drifts, drift_report(version, reference, drifts)
 
 
 # ---------------------------------------------------------------- the command line
@@ -441,52 +308,108 @@ def _decisions(stack: Stack) -> Iterator[DecisionRecord]:
 
 
 def _compare(args: argparse.Namespace) -> str:
+    stack = _stack(args)
     matured_before = time.time() - args.label_delay_days * 86400
-    return compare(_decisions(_stack(args)), _labels(Path(args.labels)), matured_before=matured_before)
+    labels = _stored_labels(stack) if args.labels is None else _labels(Path(args.labels))
+    return compare(_decisions(stack), labels, matured_before=matured_before)
+
+
+def _stored_labels(stack: Stack) -> dict[str, bool]:
+    """The verdicts of the labels the stream brought (LabelsTable), each transaction's latest."""
+    from fraudwatch.adapters.labels import DynamoLabelStore
+    from fraudwatch.domain.matured import latest_verdicts
+    from infra.emulator import client
+
+    store = DynamoLabelStore(_labels_table(stack), client("dynamodb", stack.endpoint, stack.region))
+    return latest_verdicts(store.known_since(0))
+
+
+def _labels_table(stack: Stack) -> str:
+    if "LabelsTableName" not in stack.outputs:
+        raise UsageError(
+            "the stack's outputs have no LabelsTableName: deploy the current template, or pass --labels"
+        )
+    return stack.outputs["LabelsTableName"]
+
+
+def _ops(args: argparse.Namespace, stack: Stack) -> ModelOps:
+    """The scheduled steps on the stack's resources, with the command's options."""
+    from fraudwatch.adapters.drift import DriftStore
+    from fraudwatch.adapters.dynamodb import DynamoDecisionStore
+    from fraudwatch.adapters.labels import DynamoLabelStore
+    from fraudwatch.adapters.model_metrics import ModelMetrics
+    from fraudwatch.model_ops import ModelOps, OpsSettings
+    from infra.emulator import client
+
+    outputs, dynamodb = stack.outputs, client("dynamodb", stack.endpoint, stack.region)
+    settings = OpsSettings(
+        outputs["ModelsBucketName"],
+        outputs["ModelsTableName"],
+        outputs["DriftTableName"],
+        outputs["DecisionsTableName"],
+        outputs.get("LabelsTableName", ""),
+        model_dir=Path(getattr(args, "layer_bundle", DEFAULT_BUNDLE)),
+        model_cache_dir=Path(getattr(args, "cache", DEFAULT_CACHE)),
+        window_seconds=getattr(args, "window_seconds", 900),
+        windows=getattr(args, "windows", 2),
+        settle_seconds=getattr(args, "settle_seconds", 120.0),
+        min_rows=getattr(args, "min_rows", 100),
+        label_delay_days=getattr(args, "label_delay_days", 7.0),
+        matured_days=getattr(args, "days", 7),
+    )
+    return ModelOps(
+        settings,
+        registry=registry_of(args),
+        drift_store=DriftStore(settings.drift_table, dynamodb),
+        decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
+        labels=DynamoLabelStore(settings.labels_table, dynamodb),
+        metrics=ModelMetrics(client("cloudwatch", stack.endpoint, stack.region)),
+    )
+
+
+def _now(args: argparse.Namespace) -> float:
+    return time.time() if args.now is None else datetime.fromisoformat(args.now).timestamp()
 
 
 def _matured(args: argparse.Namespace) -> str:
-    from infra.emulator import client
-
     stack = _stack(args)
-    now = time.time() if args.now is None else datetime.fromisoformat(args.now).timestamp()
-    matured = matured_days(
-        _decisions(stack),
-        _labels(Path(args.labels)),
-        now=now,
-        delay_days=args.label_delay_days,
-        days=args.days,
-    )
-    publish_matured(client("cloudwatch", stack.endpoint, stack.region), matured)
-    return matured_report(matured)
+    if args.labels is None:
+        _labels_table(stack)  # the stack has one, or the user is told what to do
+    labels = None if args.labels is None else _labels(Path(args.labels))
+    return matured_report(_ops(args, stack).matured(_now(args), labels))
 
 
 def _drift(args: argparse.Namespace) -> str:
-    from fraudwatch.adapters.bundle import read_bundle
-    from fraudwatch.adapters.drift import DriftStore
-    from infra.emulator import client
+    run = _ops(args, _stack(args)).drift(_now(args))
+    if run.reference is None:
+        raise UsageError(f"{run.version}'s card has no reference distribution: retrain it to measure drift")
+    return drift_report(run.version, run.reference, run.drifts)
+
+
+def _run_ops(args: argparse.Namespace) -> str:
+    """The function's real handler, once per job, as its schedules invoke it."""
+    import json
+
+    from infra.emulator import emulator_environment
+    from infra.invoke import LocalContext, load_handler
 
     stack = _stack(args)
-    registry = registry_of(args)
-    champion = registry.lineup().champion
-    bundle = registry.fetch(champion, Path(args.cache)) if champion else Path(args.layer_bundle)
-    contents = read_bundle(bundle)
-    if contents.reference is None:
-        raise UsageError(
-            f"{contents.version}'s card has no reference distribution: retrain it to measure drift"
+    overrides = emulator_environment(stack.endpoint, stack.region) if stack.endpoint else {}
+    try:
+        handler = load_handler(
+            stack.outputs,
+            bundle_dir=Path(args.layer_bundle),
+            endpoint_url=stack.endpoint,
+            overrides=overrides | {"MODEL_CACHE_DIR": args.cache},
+            function="ModelOpsFunction",
         )
-    store = DriftStore(stack.outputs["DriftTableName"], client("dynamodb", stack.endpoint, stack.region))
-    _, report = measure_drift(
-        store,
-        client("cloudwatch", stack.endpoint, stack.region),
-        contents.version,
-        contents.reference,
-        now=time.time() if args.now is None else datetime.fromisoformat(args.now).timestamp(),
-        window_seconds=args.window_seconds,
-        windows=args.windows,
-        min_rows=args.min_rows,
+    except KeyError as exc:  # an output the function's environment needs: a stack of an older template
+        raise UsageError(f"{exc.args[0]}: deploy the current template") from exc
+    jobs = ["drift", "matured"] if args.job == "both" else [args.job]
+    event = {} if args.now is None else {"time": args.now}
+    return "\n".join(
+        json.dumps(handler({"job": job, **event}, LocalContext("ModelOpsFunction"))) for job in jobs
     )
-    return report
 
 
 def _printed(action: Callable[[argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
@@ -529,25 +452,41 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     for parser in (challenger, promoting, rolling_back):
         parser.add_argument("--note", help="why (shown by `models history`)")
     comparing = command("compare", "champion against challenger: matured labels, decision mix", _compare)
-    comparing.add_argument("--labels", required=True, help="a labelled file (transaction_id, is_fraud, ...)")
+    comparing.add_argument(
+        "--labels",
+        help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
+    )
     comparing.add_argument(
         "--label-delay-days", type=float, default=7.0, help="labels count once this old (default 7)"
     )
     maturing = command("matured", "daily recall and precision of the live decisions, published", _matured)
-    maturing.add_argument("--labels", required=True, help="a labelled file (transaction_id, is_fraud, ...)")
+    maturing.add_argument(
+        "--labels",
+        help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
+    )
     maturing.add_argument(
         "--label-delay-days", type=float, default=7.0, help="a day counts once this much older (default 7)"
     )
     maturing.add_argument("--days", type=int, default=7, help="matured days to publish (default 7)")
-    maturing.add_argument("--now", help="ISO 8601 time to measure at (default: now)")
     drift = command("drift", "PSI of the closed windows, published as metrics (the scheduled step)", _drift)
     drift.add_argument("--windows", type=int, default=2, help="closed windows to measure (default 2)")
     drift.add_argument("--window-seconds", type=int, default=900, help="as the function's (default 900)")
     drift.add_argument("--min-rows", type=int, default=100, help="a window with fewer is not measured")
-    drift.add_argument("--now", help="ISO 8601 time to measure at (default: now)")
-    drift.add_argument("--cache", default="/tmp/fraudwatch-models", help="where fetched bundles go")  # noqa: S108
     drift.add_argument(
-        "--layer-bundle",
-        default=str(DEFAULT_BUNDLE),
-        help="the functions' own bundle, champion when the registry names none (default %(default)s)",
+        "--settle-seconds",
+        type=float,
+        default=120.0,
+        help="measure windows closed this long ago at least: the functions flush within a minute",
     )
+    ops = command(
+        "run-ops", "invoke the model operations function's real handler, as its schedules do", _run_ops
+    )
+    ops.add_argument("--job", choices=["drift", "matured", "both"], default="both", help="default: both")
+    for parser in (maturing, drift, ops):
+        parser.add_argument("--now", help="ISO 8601 time to measure at (default: now)")
+        parser.add_argument("--cache", default=DEFAULT_CACHE, help="where fetched bundles go")
+        parser.add_argument(
+            "--layer-bundle",
+            default=str(DEFAULT_BUNDLE),
+            help="the functions' own bundle, champion when the registry names none (default %(default)s)",
+        )

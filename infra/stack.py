@@ -79,7 +79,11 @@ def stack_up(args: argparse.Namespace) -> int:
     with Emulator(in_process=True, port=args.port) as emulator:
         outputs = deploy(emulator.endpoint_url, stack_name=args.stack_name, progress=True)
         use_emulator_credentials(emulator.endpoint_url)
-        running = start_handler(outputs, emulator.endpoint_url, args.bundle) if args.runner else None
+        running = (
+            start_handler(outputs, emulator.endpoint_url, args.bundle, ops_every=args.ops_every)
+            if args.runner
+            else None
+        )
         write_state(emulator.endpoint_url, args.stack_name, outputs)
         print_endpoint(emulator.endpoint_url, outputs)
         if running:
@@ -108,6 +112,7 @@ def _detach(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "infra.cli", "stack", "up", "--stack-name", args.stack_name]
     command += ["--port", str(args.port), "--bundle", str(args.bundle)]
     command += [] if args.runner else ["--no-runner"]
+    command += [] if args.ops_every is None else ["--ops-every", str(args.ops_every)]
     with contextlib.suppress(OSError):
         STATE_FILE.unlink()
     with LOG_FILE.open("w") as log_file:
@@ -192,6 +197,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--no-runner", dest="runner", action="store_false", help="deploy only; do not run the handler"
     )
     up.add_argument("--bundle", type=Path, default=BUNDLE_DIR, help="model bundle directory for the handler")
+    up.add_argument(
+        "--ops-every",
+        type=float,
+        metavar="SECONDS",
+        help="run the model operations (drift, matured) every SECONDS; default: the template's schedules",
+    )
     up.set_defaults(run=guarded(stack_up))
     status = actions.add_parser("status", help="is the background stack up, and where")
     status.set_defaults(run=guarded(stack_status))

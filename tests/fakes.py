@@ -24,6 +24,7 @@ from fraudwatch.adapters.memory import (
 )
 from fraudwatch.domain.decision import DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import Profiles
 from fraudwatch.domain.profile import UserProfile
@@ -80,11 +81,16 @@ class FakeProfileStore(_Faults, MemoryProfileStore):
             raise ProfileStoreError("Injected", operation="TransactWriteItems", unwritten=failed)
         return conflicts
 
-    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
-        """Store the merchant profiles not chosen to fail."""
+    def put_merchants(self, profiles: Sequence[MerchantProfile], labels: Sequence[Label] = ()) -> set[str]:
+        """Store the merchant profiles and labels not chosen to fail (a label by its merchant)."""
         self._enter()
-        failed = self._failing(p.merchant_id for p in profiles)
-        super().put_merchants([p for p in profiles if p.merchant_id not in failed])
+        failed = self._failing(p.merchant_id for p in profiles) | self._failing(
+            lb.merchant_id for lb in labels
+        )
+        super().put_merchants(
+            [p for p in profiles if p.merchant_id not in failed],
+            [label for label in labels if label.merchant_id not in failed],
+        )
         return failed
 
 

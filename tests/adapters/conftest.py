@@ -90,6 +90,7 @@ def stack(aws: None) -> dict[str, str]:
         "ModelsTableName": create_table("ModelsTable"),
         "ModelsBucketName": create_bucket("ModelsBucket", "test-models"),
         "DriftTableName": create_table("DriftTable"),
+        "LabelsTableName": create_table("LabelsTable"),
         "AlertsTopicArn": topic_arn,
         "QuarantineQueueUrl": queues["QuarantineQueue"],
         "OnFailureQueueUrl": queues["OnFailureQueue"],

@@ -248,6 +248,7 @@ def test_tables_have_the_templates_key_schemas(emulator: Emulator, outputs: dict
         "CasesTable",
         "ModelsTable",
         "DriftTable",
+        "LabelsTable",
     }
     for logical_id, props in tables.items():
         table = dynamodb.describe_table(TableName=outputs[f"{logical_id}Name"])["Table"]

@@ -1,15 +1,19 @@
 """Model operations end to end on a stack of their own (the emulator's, the template deployed again):
 publish, challenge, promote and roll back with `fraudwatch models`, each in force for the next batch with
-no deploy; compare the two versions; and the drift step on unshifted and on shifted (amounts x3) traffic.
+no deploy; compare the two versions; the matured labels' metrics from labels that came on the stream; and
+the scheduled drift step (ModelOpsFunction's real handler) on unshifted and on shifted (amounts x3)
+traffic.
 
-The functions' lineup cache is 0 s here (15 s in the template) and the drift windows 10 s (900), so the
-test waits seconds, not minutes. moto evaluates no alarm: the alarm's own definition (statistic,
-threshold, comparison, periods and datapoints to alarm) is applied to the metric the drift step
-published, with the test's window as its period.
+The functions' lineup cache is 0 s here (15 s in the template), the drift windows 10 s (900) and measured
+as soon as they close (2 minutes after), so the test waits seconds, not minutes. moto evaluates no alarm:
+the alarm's own definition (statistic, threshold, comparison, periods and datapoints to alarm) is applied
+to the metric the drift step published, with the test's window as its period.
 """
 
 import json
+import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +30,9 @@ from fraudwatch.adapters.dynamodb import decision_of
 from fraudwatch.domain.decision import DecisionRecord, Thresholds
 from fraudwatch.domain.drift import reference_of
 from infra.cli import main
-from infra.events import event_from_transactions
+from infra.embedded import start_ops
+from infra.emulator import emulator_environment
+from infra.events import event_from_labels, event_from_transactions
 from infra.http_event import http_api_event
 from infra.invoke import Handler, LocalContext
 from infra.producer import live_transactions, scaled_amounts
@@ -48,6 +54,8 @@ class ModelsStack:
     embedded: Embedded
     handler: Handler
     api_handler: Handler
+    ops_handler: Handler
+    """ModelOpsFunction's: what its schedules invoke with {"job": "drift"} and {"job": "matured"}."""
     outputs_file: str
 
     def pay(self, transactions: list[dict[str, Any]], first: int) -> list[DecisionRecord]:
@@ -74,6 +82,10 @@ def _load(embedded: Embedded, bundle: Path, function: str) -> Handler:
         "MODEL_CACHE_DIR": str(bundle.parent / f"cache-{function}"),
         "DRIFT_WINDOW_SECONDS": str(WINDOW_S),
         "DRIFT_FLUSH_SECONDS": "0",
+        # the ops function's: windows measured once closed (flushed at once here), days once labelled
+        "DRIFT_SETTLE_SECONDS": "0",
+        "DRIFT_MIN_ROWS": str(PER_WINDOW // 2),
+        "LABEL_DELAY_DAYS": "0",
     }
     return loaded(embedded.outputs, bundle, embedded.endpoint_url, function, settings)
 
@@ -91,6 +103,7 @@ def models_stack(
         stack,
         _load(stack, layer, "ScoringFunction"),
         _load(stack, layer, "ScoringApiFunction"),
+        _load(stack, layer, "ModelOpsFunction"),
         str(outputs_file),
     )
 
@@ -169,6 +182,18 @@ def test_promote_and_rollback_take_effect_for_the_next_batch_and_compare_shows_b
     )["Datapoints"]
     reported = float(today.split("recall ")[1].split("%")[0]) / 100
     assert [round(point["Minimum"], 3) for point in published] == [round(reported, 3)]
+
+    # the same verdicts as labels on the stream, put twice (a redelivery): the daily run reads them
+    verdicts = [{**tx, "is_fraud": tx["amount"] > 2000} for tx in batch]
+    for first in (5000, 5000):
+        labelled = stack.handler(
+            event_from_labels(verdicts, delay_s=60, first_sequence=first), LocalContext()
+        )
+        assert labelled == {"batchItemFailures": []}
+    run = stack.ops_handler({"job": "matured", "time": tomorrow}, LocalContext("ModelOpsFunction"))
+    (day,) = run["days"]
+    assert (day["labelled"], day["frauds"]) == (120, 24)
+    assert round(day["recall"], 3) == round(reported, 3)
 
     assert stack.models("promote", "--note", "better on matured labels") == 0
     promoted = pay()
@@ -249,11 +274,10 @@ def _sleep_until(moment: float) -> None:
     time.sleep(max(moment - time.time(), 0.0))
 
 
-def _drift(stack: ModelsStack, capsys: pytest.CaptureFixture[str], cache: Path) -> str:
-    capsys.readouterr()
-    assert stack.models("drift", "--window-seconds", str(WINDOW_S), "--windows", "2", "--min-rows",
-                        str(PER_WINDOW // 2), "--cache", str(cache)) == 0  # fmt: skip
-    return capsys.readouterr().out
+def _drift(stack: ModelsStack) -> dict[str, Any]:
+    """What the drift schedule's run measured and published (`{"job": "drift"}`, ModelOpsFunction)."""
+    result: dict[str, Any] = stack.ops_handler({"job": "drift"}, LocalContext("ModelOpsFunction"))
+    return result
 
 
 def _alarm_fires(stack: ModelsStack, logical_id: str, since: float) -> bool:
@@ -280,15 +304,45 @@ def test_shifted_traffic_raises_the_drift_alarms_within_two_windows_and_unshifte
     models_stack: ModelsStack, drift_champion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     calm = _run(models_stack, "calm", 1.0, first=10_000)
-    report = _drift(models_stack, capsys, tmp_path)
-    assert "drift of tiny-drift-1" in report
-    assert report.splitlines()[-1] == "drifting: none", report
+    measured = _drift(models_stack)
+    assert measured["model_version"] == "tiny-drift-1"
+    assert [w["start"] for w in measured["windows"]] == [calm, calm + WINDOW_S]
+    assert measured["drifting"] == [], measured
     assert not _alarm_fires(models_stack, "ScoreDriftAlarm", calm)
     assert not _alarm_fires(models_stack, "FeatureDriftAlarm", calm)
 
     shifted = _run(models_stack, "hot", 3.0, first=20_000)
-    report = _drift(models_stack, capsys, tmp_path)
-    named = report.splitlines()[-1].removeprefix("drifting: ").split(", ")
-    assert {"score", "amount"} <= set(named) <= {"score", "amount", "amount_zscore"}, report
+    measured = _drift(models_stack)
+    assert [w["start"] for w in measured["windows"]] == [shifted, shifted + WINDOW_S]
+    assert {"score", "amount"} <= set(measured["drifting"]) <= {"score", "amount", "amount_zscore"}, measured
     assert _alarm_fires(models_stack, "ScoreDriftAlarm", shifted)
     assert _alarm_fires(models_stack, "FeatureDriftAlarm", shifted)
+
+    # the command line's report of the same windows names the same features
+    capsys.readouterr()
+    at = datetime.fromtimestamp(shifted + 2 * WINDOW_S, UTC).isoformat()
+    options = ["--window-seconds", str(WINDOW_S), "--min-rows", str(PER_WINDOW // 2), "--settle-seconds", "0"]
+    assert models_stack.models("drift", *options, "--cache", str(tmp_path), "--now", at) == 0
+    report = capsys.readouterr().out
+    assert report.splitlines()[-1] == f"drifting: {', '.join(measured['drifting'])}", report
+
+
+def test_the_embedded_stack_runs_the_model_operations_function_on_its_schedules(
+    models_stack: ModelsStack, tiny_bundle: Path, capsys: pytest.CaptureFixture[str], restore_environ: None
+) -> None:
+    """What `stack up` and `demo` start beside the stream's runner (moto runs no EventBridge schedule):
+    the real handler, each job every `ops_every` seconds here (the template's schedules by default)."""
+    stop = threading.Event()
+    stack = models_stack.embedded
+    os.environ.update(emulator_environment(stack.endpoint_url))  # as `stack up` does for its process
+    capsys.readouterr()
+    thread = start_ops(stack.outputs, stack.endpoint_url, tiny_bundle, stop, every=0.5)
+    time.sleep(2.2)
+    stop.set()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    drift_runs = [m for m in emitted if "DriftWindowsMeasured" in m]
+    matured_runs = [m for m in emitted if "MaturedDaysMeasured" in m]
+    assert len(drift_runs) >= 3
+    assert len(matured_runs) >= 3

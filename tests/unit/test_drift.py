@@ -11,12 +11,15 @@ from fraudwatch.domain.drift import (
     SCORE,
     SLOTS,
     Reference,
+    WindowDrift,
     bin_counts,
+    drifting,
     psi,
     reference_of,
+    settled_windows,
+    window_drift,
 )
 from fraudwatch.domain.features import FEATURE_NAMES
-from infra.models import WindowDrift, drifting, window_drift
 
 AMOUNT = FEATURE_NAMES.index("amount")
 
@@ -83,6 +86,14 @@ def test_windows_with_too_few_rows_are_not_measured(reference):
     counts = bin_counts(reference, *_traffic(50, seed=3))
     assert window_drift(reference, {0: counts}, min_rows=100) == []
     assert [d.rows for d in window_drift(reference, {0: counts}, min_rows=50)] == [50]
+
+
+def test_the_windows_measured_are_the_last_closed_ones_their_counts_had_time_to_be_flushed():
+    # 15-minute windows, 2 minutes to settle: at 10:32:00 the windows of 10:00 and 10:15 (closed at 10:30)
+    assert settled_windows(37_920, window_seconds=900, windows=2, settle_seconds=120) == (36_000, 37_800)
+    # at 10:31:59 the 10:15 window closed under two minutes ago: the two before it
+    assert settled_windows(37_919, window_seconds=900, windows=2, settle_seconds=120) == (35_100, 36_900)
+    assert settled_windows(37_800, window_seconds=900, windows=2, settle_seconds=0) == (36_000, 37_800)
 
 
 class FakeStore:

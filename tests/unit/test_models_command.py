@@ -1,11 +1,9 @@
-"""`fraudwatch models`' reports on stored decisions: the matured days' recall and precision, and the
-champion against the challenger."""
+"""`fraudwatch models compare`: the champion against the challenger on stored decisions."""
 
-import math
 from datetime import UTC, datetime
 
 from fraudwatch.domain.decision import Decision, DecisionRecord, ShadowVerdict, Thresholds
-from infra.models import compare, matured_days
+from infra.models import compare
 
 DAY = 86400
 T0 = datetime(2026, 11, 2, tzinfo=UTC).timestamp()  # a Monday, midnight UTC
@@ -19,26 +17,6 @@ def decided(
         f"tx-{n}", f"user-{n % 7}", "m", 10.0, "EUR", at,
         decision, score, "champ-1", Thresholds(0.5, 0.9), "2026-11-02T00:00:00+00:00", challenger=challenger,
     )  # fmt: skip
-
-
-def test_matured_days_are_those_older_than_the_label_delay_with_recall_and_precision_of_the_live_decisions():
-    decisions = [
-        decided(1, 0, Decision.REJECTED, 0.95),  # fraud caught
-        decided(2, 0, Decision.APPROVED, 0.10),  # fraud missed
-        decided(3, 0, Decision.FLAGGED, 0.60),  # genuine alerted
-        decided(4, 0, Decision.APPROVED, 0.05),  # genuine
-        decided(5, 1, Decision.APPROVED, 0.05),  # genuine, no fraud that day: recall undefined
-        decided(6, 9, Decision.REJECTED, 0.99),  # too recent: its labels have not matured
-        decided(7, 0, Decision.APPROVED, 0.01),  # unlabelled: not counted
-    ]
-    labels = {"tx-1": True, "tx-2": True, "tx-3": False, "tx-4": False, "tx-5": False, "tx-6": True}
-    matured = matured_days(decisions, labels, now=T0 + 10 * DAY, delay_days=7, days=7)
-    assert [(m.day - T0) / DAY for m in matured] == [0, 1]
-    first, second = matured
-    assert (first.labelled, first.frauds, first.alerts) == (4, 2, 2)
-    assert (first.recall, first.precision) == (0.5, 0.5)
-    assert math.isnan(second.recall)
-    assert math.isnan(second.precision)
 
 
 def test_compare_reports_both_versions_side_by_side_on_matured_labels_and_the_decision_mix():

@@ -18,6 +18,7 @@ from fraudwatch.adapters.memory import (
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.events import parse_event
 from fraudwatch.domain.features import DAY, FEATURE_NAMES, MERCHANT_FEATURES, NO_MERCHANT
+from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import LATENCY_HORIZON_S, ScoringService
@@ -398,9 +399,9 @@ def test_a_merchant_left_unwritten_retries_exactly_its_labels_and_keeps_its_prof
 class MerchantWritesRaise(FakeProfileStore):
     """Reads and user writes work; every merchant write raises, as a throttled table does."""
 
-    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
+    def put_merchants(self, profiles: Sequence[MerchantProfile], labels: Sequence[Label] = ()) -> set[str]:
         self.raise_next = ProfileStoreError("merchant table throttled")
-        return super().put_merchants(profiles)
+        return super().put_merchants(profiles, labels)
 
 
 def test_a_raising_merchant_write_retries_every_label_and_only_the_labels():

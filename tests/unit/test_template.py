@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -31,6 +32,8 @@ OUTPUTS = {
     "ScoringApiFunctionName",
     "ScoringApiUrl",
     "DashboardName",
+    "LabelsTableName",
+    "ModelOpsFunctionName",
 }
 LAYERS = ("MlRuntimeLayer", "FraudwatchLayer", "ModelLayer")
 # X-Ray offers no resource-level permissions: its write actions accept only "*".
@@ -272,6 +275,11 @@ def test_every_statement_names_its_resources_and_no_action_wildcard(transformed:
         actions = _as_list(statement["Action"])
         assert all("*" not in action for action in actions), statement
         if "*" in _as_list(statement["Resource"]):
+            if actions == [
+                "cloudwatch:PutMetricData"
+            ]:  # no resource-level permissions: a namespace condition
+                assert statement["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Fraudwatch"}}
+                continue
             assert set(actions) <= RESOURCE_WILDCARD_ALLOWED, statement
 
 
@@ -287,8 +295,8 @@ def _grants(transformed: dict[str, Any], role: str) -> dict[str, set[str]]:
 def test_function_may_do_exactly_what_it_needs_where_it_needs_it(transformed: dict[str, Any]) -> None:
     grants = _grants(transformed, "ScoringFunctionRole")
     tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
-    for action in ("BatchGetItem", "BatchWriteItem"):
-        assert grants[f"dynamodb:{action}"] == tables, action
+    assert grants["dynamodb:BatchGetItem"] == tables
+    assert grants["dynamodb:BatchWriteItem"] == tables | {"LabelsTable"}  # labels, with the merchants
     assert grants["dynamodb:PutItem"] == tables | {"DriftTable"}  # live drift counts, a container's own items
     # the rules in force and the lineup of models, read only
     assert grants["dynamodb:GetItem"] == tables | {"RulesTable", "ModelsTable"}
@@ -355,7 +363,66 @@ def test_cases_function_opens_cases_and_reads_only_what_it_needs(transformed: di
     assert "dynamodb:BatchWriteItem" not in grants  # opening is conditional: never a blind batch put
 
 
-@pytest.mark.parametrize("function", ["ScoringFunction", "ScoringApiFunction"])
+def test_model_ops_function_runs_on_two_schedules_with_the_scoring_layers(resources: dict[str, Any]) -> None:
+    fn = _props(resources, "ModelOpsFunction")
+    assert (fn["CodeUri"], fn["Handler"], fn["Runtime"]) == (
+        "functions/ops/",
+        "app.lambda_handler",
+        "python3.12",
+    )
+    assert [layer["Ref"] for layer in fn["Layers"]] == list(LAYERS)  # numpy, the package, the layer's card
+    assert fn["Role"] == {"Fn::GetAtt": ["ModelOpsFunctionRole", "Arn"]}
+    events = {name: event["Properties"] for name, event in fn["Events"].items()}
+    assert {event["Type"] for event in fn["Events"].values()} == {"Schedule"}
+    assert events["Drift"]["Schedule"] == "rate(15 minutes)"  # the windows' length
+    assert json.loads(events["Drift"]["Input"]) == {"job": "drift"}
+    assert events["Matured"]["Schedule"].startswith("cron(")  # daily
+    assert json.loads(events["Matured"]["Input"]) == {"job": "matured"}
+    env = fn["Environment"]["Variables"]
+    scoring = _props(resources, "ScoringFunction")["Environment"]["Variables"]
+    assert env["DRIFT_WINDOW_SECONDS"] == scoring["DRIFT_WINDOW_SECONDS"]  # the windows the functions count
+    assert float(env["DRIFT_SETTLE_SECONDS"]) >= 2 * float(scoring.get("DRIFT_FLUSH_SECONDS", 60))
+    for name, table in (("DRIFT_TABLE", "DriftTable"), ("DECISIONS_TABLE", "DecisionsTable"),
+                        ("LABELS_TABLE", "LabelsTable"), ("MODELS_TABLE", "ModelsTable")):  # fmt: skip
+        assert env[name] == {"Ref": table}
+    assert scoring["LABELS_TABLE"] == {"Ref": "LabelsTable"}  # the stream keeps what the ops function reads
+    assert fn["Timeout"] >= 300  # the daily scans
+
+
+def test_model_ops_function_reads_only_what_it_measures_and_writes_only_metrics(
+    transformed: dict[str, Any],
+) -> None:
+    grants = _grants(transformed, "ModelOpsFunctionRole")
+    assert grants["dynamodb:GetItem"] == {"ModelsTable"}  # the lineup
+    assert grants["dynamodb:Query"] == {"DriftTable"}
+    assert grants["dynamodb:Scan"] == {"DecisionsTable", "LabelsTable"}  # the daily matured step
+    assert grants["s3:GetObject"] == {"ModelsBucket"}
+    assert {a for a in grants if a.startswith("dynamodb:")} == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+    }
+    (metrics,) = [
+        s
+        for s in _statements(transformed, "ModelOpsFunctionRole")
+        if s["Action"] == "cloudwatch:PutMetricData"
+    ]
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Fraudwatch"}}
+    assert grants["logs:PutLogEvents"] == {"ModelOpsFunctionLogGroup"}
+    assert not {a for a in grants if a.startswith(("kinesis:", "sns:", "sqs:", "kms:", "s3:Put"))}
+    rules = resources_of_type(transformed, "AWS::Events::Rule")
+    ops_rules = [
+        r
+        for r in rules.values()
+        if r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["ModelOpsFunction", "Arn"]}
+    ]
+    assert sorted(r["Properties"]["ScheduleExpression"] for r in ops_rules) == [
+        "cron(30 1 * * ? *)",
+        "rate(15 minutes)",
+    ]
+
+
+@pytest.mark.parametrize("function", ["ScoringFunction", "ScoringApiFunction", "ModelOpsFunction"])
 def test_function_role_is_the_scoped_one(transformed: dict[str, Any], function: str) -> None:
     fn = resources_of_type(transformed, "AWS::Lambda::Function")[function]
     assert fn["Properties"]["Role"] == {"Fn::GetAtt": [f"{function}Role", "Arn"]}
@@ -392,6 +459,7 @@ def test_everything_at_rest_is_encrypted(resources: dict[str, Any]) -> None:
         "CasesTable",
         "ModelsTable",
         "DriftTable",
+        "LabelsTable",
     }
     for table in tables.values():
         assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
@@ -457,22 +525,16 @@ def test_queue_alarms_watch_their_own_queue(resources: dict[str, Any]) -> None:
 
 
 def drift_step_metrics() -> set[str]:
-    """The metric names `fraudwatch models drift` and `matured` publish (the scheduled steps)."""
-    from infra.models import MaturedDay, WindowDrift, publish_drift, publish_matured
+    """The metric names ModelOpsFunction publishes (drift and matured labels: fraudwatch/model_ops.py)."""
+    from fraudwatch.adapters.model_metrics import NAMESPACE, drift_data, matured_data
+    from fraudwatch.domain.drift import WindowDrift
+    from fraudwatch.domain.matured import MaturedDay
 
-    class Recorder:
-        def __init__(self) -> None:
-            self.names: set[str] = set()
-
-        def put_metric_data(self, Namespace: str, MetricData: list[dict[str, Any]]) -> None:
-            assert Namespace == "Fraudwatch"
-            self.names |= {datum["MetricName"] for datum in MetricData}
-
-    recorder = Recorder()
+    assert NAMESPACE == "Fraudwatch"
     reference = reference_of(np.zeros((10, len(FEATURE_NAMES))), np.zeros(10))
-    publish_drift(recorder, reference, [WindowDrift(0, 10, np.zeros(len(COLUMNS)))])
-    publish_matured(recorder, [MaturedDay(0, 10, 2, 3, 0.5, 1 / 3)])
-    return recorder.names
+    data = drift_data(reference, [WindowDrift(0, 10, np.zeros(len(COLUMNS)))])
+    data += matured_data([MaturedDay(0, 10, 2, 3, 0.5, 1 / 3)])
+    return {datum["MetricName"] for datum in data}
 
 
 def test_rejected_rate_alarm_reads_metrics_the_function_emits(resources: dict[str, Any]) -> None:

@@ -41,6 +41,8 @@ class Settings:
     """Where live drift counts go (none: drift is not measured)."""
     drift_window_seconds: int = 900
     drift_flush_seconds: float = 60.0
+    labels_table: str | None = None
+    """Where the labels' verdicts are kept for the matured metrics (none: merchant profiles only)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -56,6 +58,7 @@ class Settings:
             reject_threshold=_probability(env, "REJECT_THRESHOLD"),
             **_controls(env),
             **_models(env),
+            labels_table=env.get("LABELS_TABLE", "").strip() or None,
         )
 
     def thresholds(self, bundled: Thresholds) -> Thresholds:
@@ -82,7 +85,7 @@ def _controls(env: Mapping[str, str]) -> dict[str, Any]:
     lists, rules = env.get("LISTS_TABLE", "").strip(), env.get("RULES_TABLE", "").strip()
     if bool(lists) != bool(rules):
         raise ConfigurationError("LISTS_TABLE and RULES_TABLE go together: set both, or neither")
-    max_age = _number(env, "CONTROLS_MAX_AGE_SECONDS", 0.0, 300.0)
+    max_age = optional_number(env, "CONTROLS_MAX_AGE_SECONDS", 0.0, 300.0)
     return {
         "lists_table": lists or None,
         "rules_table": rules or None,
@@ -95,9 +98,9 @@ def _models(env: Mapping[str, str]) -> dict[str, Any]:
     bucket, table = env.get("MODELS_BUCKET", "").strip(), env.get("MODELS_TABLE", "").strip()
     if bool(bucket) != bool(table):
         raise ConfigurationError("MODELS_BUCKET and MODELS_TABLE go together: set both, or neither")
-    max_age = _number(env, "MODELS_MAX_AGE_SECONDS", 0.0, 300.0)
-    window = _number(env, "DRIFT_WINDOW_SECONDS", 1.0, 86400.0)
-    flush = _number(env, "DRIFT_FLUSH_SECONDS", 0.0, 900.0)
+    max_age = optional_number(env, "MODELS_MAX_AGE_SECONDS", 0.0, 300.0)
+    window = optional_number(env, "DRIFT_WINDOW_SECONDS", 1.0, 86400.0)
+    flush = optional_number(env, "DRIFT_FLUSH_SECONDS", 0.0, 900.0)
     return {
         "models_bucket": bucket or None,
         "models_table": table or None,
@@ -110,10 +113,10 @@ def _models(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _probability(env: Mapping[str, str], name: str) -> float | None:
-    return _number(env, name, 0.0, 1.0)
+    return optional_number(env, name, 0.0, 1.0)
 
 
-def _number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+def optional_number(env: Mapping[str, str], name: str, low: float, high: float) -> float | None:
     """An optional number between `low` and `high` (None when unset)."""
     raw = env.get(name, "").strip()
     if not raw:

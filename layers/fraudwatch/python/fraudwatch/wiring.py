@@ -97,7 +97,12 @@ def _service(
             flush_every=settings.drift_flush_seconds,
         )
     return ScoringService(
-        profiles=DynamoProfileStore(settings.profiles_table, settings.merchant_profiles_table, dynamodb),
+        profiles=DynamoProfileStore(
+            settings.profiles_table,
+            settings.merchant_profiles_table,
+            dynamodb,
+            labels_table_name=settings.labels_table,
+        ),
         decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
         alerts=SnsAlertPublisher(settings.alerts_topic_arn, sns),
         quarantine=SqsQuarantine(settings.quarantine_queue_url, sqs),

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import DecisionPage, Profiles
 from fraudwatch.domain.profile import UserProfile
@@ -21,6 +22,8 @@ class MemoryProfileStore:
         self.items: dict[str, str] = {}
         self.versions: dict[str, int] = {}
         self.merchant_items: dict[str, str] = {}
+        self.labels: dict[tuple[str, float, bool], Label] = {}
+        """Labels kept, by transaction, time known and verdict (LabelsTable's key)."""
 
     def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
         """The stored profiles of these users and merchants."""
@@ -42,9 +45,10 @@ class MemoryProfileStore:
                 p.version = self.versions[p.user_id] = p.version + 1
         return conflicts
 
-    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
-        """Store every merchant profile."""
+    def put_merchants(self, profiles: Sequence[MerchantProfile], labels: Sequence[Label] = ()) -> set[str]:
+        """Store every merchant profile and label."""
         self.merchant_items.update((p.merchant_id, p.to_json()) for p in profiles)
+        self.labels.update(((label.transaction_id, label.epoch, label.is_fraud), label) for label in labels)
         return set()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -115,6 +115,46 @@ def psi(expected: np.ndarray, counts: np.ndarray) -> np.ndarray:
         actual = np.maximum(counts / totals, EPSILON)
     expected = np.maximum(expected, EPSILON)
     return np.asarray(((actual - expected) * np.log(actual / expected)).sum(axis=-1))
+
+
+class WindowDrift(NamedTuple):
+    """One closed window: its start, rows, and PSI per column (COLUMNS' order)."""
+
+    start: int
+    rows: int
+    psi: np.ndarray
+
+    def of(self, name: str) -> float:
+        """One column's PSI."""
+        return float(self.psi[COLUMNS.index(name)])
+
+
+def window_drift(reference: Reference, windows: Mapping[int, np.ndarray], min_rows: int) -> list[WindowDrift]:
+    """PSI per column of each window holding at least `min_rows` rows, oldest first."""
+    found = []
+    for start in sorted(windows):
+        rows = int(windows[start][COLUMNS.index(SCORE)].sum())
+        if rows >= min_rows:
+            found.append(WindowDrift(start, rows, psi(reference.shares, windows[start])))
+    return found
+
+
+def drifting(reference: Reference, drifts: Sequence[WindowDrift], windows: int = 2) -> list[str]:
+    """The score and top features at or above the alarm's PSI in each of the last `windows` windows."""
+    if len(drifts) < windows:
+        return []
+    names = [SCORE, *reference.watched]
+    return [name for name in names if all(d.of(name) >= ALARM_PSI for d in drifts[-windows:])]
+
+
+def settled_windows(
+    now: float, *, window_seconds: int, windows: int, settle_seconds: float
+) -> tuple[int, int]:
+    """The span [since, until) of the last `windows` windows closed at least `settle_seconds` ago: the
+    recorders flush a window's last counts within their flush period after it closes, so a window
+    measured sooner would miss some of them."""
+    until = int((now - settle_seconds) // window_seconds) * window_seconds
+    return until - windows * window_seconds, until
 
 
 class DriftRecorder(Protocol):

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 from fraudwatch.domain.decision import DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord
@@ -33,8 +34,10 @@ class ProfileStore(Protocol):
         """
         ...
 
-    def put_merchants(self, profiles: Sequence[MerchantProfile]) -> set[str]:
-        """Write merchant profiles; return the merchant ids that could not be written."""
+    def put_merchants(self, profiles: Sequence[MerchantProfile], labels: Sequence[Label] = ()) -> set[str]:
+        """Write merchant profiles, and keep the labels' verdicts (the matured metrics read them); return
+        the merchant ids whose profile or labels could not be written, or raise ProfileStoreError naming
+        them."""
         ...
 
 

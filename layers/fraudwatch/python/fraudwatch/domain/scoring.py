@@ -166,7 +166,7 @@ class ScoringService:
             return report
         learnt = self._learn(labels, merchants, report, redrive)
         self._score(valid, users, merchants, report, redrive)
-        self._write_merchants(learnt, merchants, report)
+        self._write_merchants(labels, learnt, merchants, report)
         return report
 
     def decide_one(self, record: StreamRecord, tx: Transaction) -> BatchReport:
@@ -334,19 +334,30 @@ class ScoringService:
 
     def _write_merchants(
         self,
+        labels: list[tuple[StreamRecord, Label]],
         learnt: list[tuple[StreamRecord, Label]],
         merchants: dict[str, MerchantProfile],
         report: BatchReport,
     ) -> None:
-        """Write the merchant profiles the labels changed; the labels of unwritten ones are retried."""
+        """Write the merchant profiles the labels changed and keep every label of the batch (those counted
+        before too: one may be the retry of a label whose profile was written and whose label was not; the
+        same label writes the same item). A merchant's labels are retried when its profile or any of its
+        labels is left unwritten."""
         touched = [
             merchants[merchant_id] for merchant_id in dict.fromkeys(label.merchant_id for _, label in learnt)
         ]
-        unwritten = _attempt(self._profiles.put_merchants, touched, ProfileStoreError, report)
-        for record, label in learnt:
+        unwritten: set[str] = set()
+        if touched or labels:
+            try:
+                unwritten = self._profiles.put_merchants(touched, [label for _, label in labels])
+            except ProfileStoreError as exc:
+                report.errors.append(exc)
+                unwritten = set(exc.unwritten or {label.merchant_id for _, label in labels})
+        counted = {id(record) for record, _ in learnt}
+        for record, label in labels:
             if label.merchant_id in unwritten:
                 report.failed.append(record)
-            else:
+            elif id(record) in counted:
                 report.labels += 1
 
     def _decide(self, pending: list[_Pending]) -> list[DecisionRecord]:

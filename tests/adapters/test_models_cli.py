@@ -1,0 +1,77 @@
+"""`fraudwatch models matured|compare|run-ops` on the labels the stream brought (LabelsTable), on moto."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
+from fraudwatch.domain.decision import Decision, DecisionRecord, ShadowVerdict, Thresholds
+from fraudwatch.domain.label import Label
+from infra.cli import main
+
+DAY = datetime(2026, 11, 20, tzinfo=UTC)
+MATURED = (DAY + timedelta(days=8, hours=1)).isoformat()  # day 0 is 7 days old
+
+
+@pytest.fixture
+def outputs_file(stack, tmp_path: Path) -> str:
+    """The stack's outputs as `stack up` records them, with the decisions and labels of one day."""
+    noon = DAY + timedelta(hours=12)
+    kinds = [Decision.REJECTED, Decision.APPROVED, Decision.FLAGGED, Decision.APPROVED]
+    DynamoDecisionStore(stack["DecisionsTableName"]).put_many(
+        [
+            DecisionRecord(
+                f"tx-{n}",
+                "user-1",
+                "merch-1",
+                10.0,
+                "EUR",
+                noon.isoformat(),
+                kind,
+                0.95 if n == 0 else 0.6,
+                "champ-1",
+                Thresholds(0.5, 0.9),
+                noon.isoformat(),
+                challenger=ShadowVerdict("chall-2", 0.9 if n < 2 else 0.1, Decision.REJECTED),
+            )
+            for n, kind in enumerate(kinds)
+        ]
+    )
+    known = DAY + timedelta(days=2)
+    labels = [Label(f"tx-{n}", "merch-1", n < 2, known.isoformat(), known.timestamp()) for n in range(4)]
+    profiles = DynamoProfileStore(
+        stack["ProfilesTableName"],
+        stack["MerchantProfilesTableName"],
+        labels_table_name=stack["LabelsTableName"],
+    )
+    profiles.put_merchants([], labels)
+    path = tmp_path / "stack.json"
+    path.write_text(json.dumps({"outputs": stack}))
+    return str(path)
+
+
+def test_matured_reads_the_stored_labels_by_default(outputs_file, capsys):
+    assert main(["models", "matured", "--now", MATURED, "--outputs", outputs_file]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "2026-11-20: 4 labelled, 2 fraud, 2 alerted; recall 50.0%, precision 50.0%"
+    ]
+
+
+def test_compare_reads_the_stored_labels_by_default(outputs_file, capsys):
+    assert main(["models", "compare", "--label-delay-days", "0", "--outputs", outputs_file]) == 0
+    assert "On 4 matured labels (2 fraud):" in capsys.readouterr().out
+
+
+def test_run_ops_invokes_the_scheduled_functions_handler_once_per_job(
+    outputs_file, tiny_bundle, tmp_path, capsys, restore_environ
+):
+    options = ["--now", MATURED, "--layer-bundle", str(tiny_bundle), "--cache", str(tmp_path / "cache")]
+    assert main(["models", "run-ops", *options, "--outputs", outputs_file]) == 0
+    drift, matured = (
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"job"')
+    )
+    assert (drift["job"], drift["model_version"], drift["windows"]) == ("drift", "tiny-test-1", [])
+    assert matured["job"] == "matured"
+    assert [(d["labelled"], d["frauds"], d["recall"]) for d in matured["days"]] == [(4, 2, 0.5)]
