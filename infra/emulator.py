@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -169,7 +170,7 @@ class Emulator:
 
         _check_port(self.host, self.port)
         _quiet_request_log()
-        copy_each_table_once()
+        atomic_transactions()
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -235,7 +236,7 @@ def serve(host: str, port: int) -> None:
 
     _check_port(host, port)
     _quiet_request_log()
-    copy_each_table_once()
+    atomic_transactions()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     bound_host, bound_port = server.get_host_and_port()
@@ -267,12 +268,24 @@ class _DeepcopyOncePerTransaction:
         return getattr(self._module, name)
 
 
-def copy_each_table_once() -> None:
-    """Make moto's TransactWriteItems copy each table once, not once per item.
+WRITES = ("put_item", "update_item", "delete_item", "transact_write_items")
+"""The DynamoDB backend's writes (a BatchWriteItem is its puts and deletes), made one at a time by
+`atomic_transactions`."""
 
-    To roll a failed transaction back, moto deep-copies the whole table of every item before writing:
-    a transaction of 95 profiles on a table of 3,000 took 5.5 s (95 copies), one copy takes 1/95 of it.
-    DynamoDB has no such cost; the profiles' conditional writes (DESIGN.md, decision 6) made it show.
+
+def atomic_transactions() -> None:
+    """Make moto's TransactWriteItems atomic among concurrent requests, and copy each table once.
+
+    To roll a failed transaction back, moto deep-copies the whole table of every item before writing,
+    and on a cancellation puts those copies back in place of the tables. Its server runs each request
+    on a thread of its own with no lock around the backend, so a write that another request made to
+    the same table meanwhile was lost with the rollback: the profiles' conditional writes (DESIGN.md,
+    decision 6), from the stream and the API at once, lost an update now and then
+    (tests/adapters/test_stores.py reproduces it). DynamoDB's transactions are atomic; here every write
+    takes one lock, as DynamoDB's per-item serialisation would make it look from outside.
+
+    One copy a table: a transaction of 95 profiles on a table of 3,000 took 5.5 s (95 copies), one copy
+    takes 1/95 of it. DynamoDB has no such cost.
     """
     import copy
 
@@ -282,6 +295,18 @@ def copy_each_table_once() -> None:
         return
     proxy = _DeepcopyOncePerTransaction(copy)
     setattr(models, "copy", proxy)  # noqa: B010 - a module attribute its type does not know
+    lock = threading.RLock()  # re-entrant: a transaction's puts call put_item
+
+    def one_at_a_time(name: str) -> None:
+        write = getattr(models.DynamoDBBackend, name)
+
+        @functools.wraps(write)
+        def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return write(self, *args, **kwargs)
+
+        setattr(models.DynamoDBBackend, name, locked)
+
     transact = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -292,6 +317,8 @@ def copy_each_table_once() -> None:
             proxy.local.cache = None
 
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    for name in WRITES:
+        one_at_a_time(name)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import threading
 from typing import Any
 
 import boto3
@@ -377,9 +378,9 @@ def test_a_profile_stored_before_versions_is_read_as_version_0_and_written_once(
 
 
 def test_the_emulators_one_copy_per_transaction_still_rolls_a_cancelled_transaction_back(stack):
-    from infra.emulator import copy_each_table_once
+    from infra.emulator import atomic_transactions
 
-    copy_each_table_once()
+    atomic_transactions()
     writer = store(stack)
     writer.put_many([profile(f"user-{i}", [5.0]) for i in range(5)])
     read = writer.get_many([f"user-{i}" for i in range(5)]).users
@@ -410,6 +411,44 @@ def test_the_emulators_one_copy_per_transaction_still_rolls_a_cancelled_transact
         "user-4": 1,
     }
     assert all(after[u] == read[u] for u in read if u != "user-2")  # nothing of the others was written
+
+
+def test_the_emulators_cancelled_transaction_loses_no_write_made_meanwhile(stack, monkeypatch):
+    # moto rolls a cancelled transaction back by putting back a copy of the whole table taken when it
+    # began: a profile written by another request meanwhile (the stream's and the API's writers at
+    # once) was lost. The embedded emulator makes each write wait for a transaction under way.
+    import moto.dynamodb.models as models
+
+    from infra.emulator import atomic_transactions
+
+    atomic_transactions()
+    writer = store(stack)
+    writer.put_many([profile("user-1", [5.0])])
+    stale = writer.get_many(["user-1"]).users["user-1"]
+    writer.put_many([writer.get_many(["user-1"]).users["user-1"]])  # user-1 moves on: `stale` conflicts
+    began, go_on = threading.Event(), threading.Event()
+    get_item = models.DynamoDBBackend.get_item
+
+    def slow_get_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "cancelled":  # inside the transaction, after its copy
+            began.set()
+            go_on.wait(5)
+        return get_item(self, *args, **kwargs)
+
+    monkeypatch.setattr(models.DynamoDBBackend, "get_item", slow_get_item)
+    conflicts: list[set[str]] = []
+    cancelled = threading.Thread(target=lambda: conflicts.append(writer.put_many([stale])), name="cancelled")
+    cancelled.start()
+    assert began.wait(5)
+    meanwhile = threading.Thread(target=lambda: writer.put_many([profile("user-2", [7.0])]))
+    meanwhile.start()
+    meanwhile.join(0.5)  # the write waits for the transaction under way (without the lock: done, then lost)
+    go_on.set()
+    cancelled.join(5)
+    meanwhile.join(5)
+
+    assert conflicts == [{"user-1"}]
+    assert writer.get_many(["user-2"]).users["user-2"].count == 1
 
 
 def test_a_decision_stored_before_reasons_were_maps_reads_back_the_same(aws: None) -> None:
