@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.lists import EMPTY_LISTS, Action, ListSnapshot
 from fraudwatch.domain.rules import NO_RULES, RuleSet
@@ -46,14 +49,29 @@ class Controls:
 
     def judge(self, tx: Transaction, row: Sequence[float], score: float, verdict: Decision) -> Judgement:
         """The decision on one transaction given the model's `verdict` on its `score`."""
-        hits: list[tuple[Action, str]] = [
-            (action, f"list:{name}") for name, index, action, values in self._acting if tx[index] in values
-        ]
-        hits += [(rule.action, rule.code) for rule in self.rules.matches(tx, row, score, self.lists)]
-        if not hits:
-            return Judgement(verdict)
-        hits.sort(key=lambda hit: _RANK[hit[0]])
-        return Judgement(_decide(hits[0][0], verdict), tuple(code for _, code in hits))
+        return self.judge_many([tx], [row], [score], [verdict])[0]
+
+    def judge_many(
+        self,
+        transactions: Sequence[Transaction],
+        rows: Sequence[Sequence[float]] | npt.NDArray[np.float64],
+        scores: Sequence[float],
+        verdicts: Sequence[Decision],
+    ) -> list[Judgement]:
+        """The decisions on a batch of transactions (rules evaluated over the whole batch at once)."""
+        matched = self.rules.matches_many(transactions, rows, scores, self.lists)
+        judged: list[Judgement] = []
+        for tx, rules, verdict in zip(transactions, matched, verdicts, strict=True):
+            hits: list[tuple[Action, str]] = [
+                (action, f"list:{name}") for name, index, action, values in self._acting if tx[index] in values
+            ]
+            hits += [(rule.action, rule.code) for rule in rules]
+            if not hits:
+                judged.append(Judgement(verdict))
+                continue
+            hits.sort(key=lambda hit: _RANK[hit[0]])
+            judged.append(Judgement(_decide(hits[0][0], verdict), tuple(code for _, code in hits)))
+        return judged
 
 
 def _decide(action: Action, verdict: Decision) -> Decision:

@@ -1,0 +1,653 @@
+"""CEL conditions over a whole batch at once: a condition's syntax tree translated into numpy operations.
+
+The CEL library (domain/rules.py) stays the reference: it compiles and validates every condition, and
+evaluates per record whatever this module does not translate. Evaluating per record costs ~2 µs a rule
+a record, nearly all of it the binding converting each Python value into a CEL value; here a rule costs
+a few numpy operations per *batch*.
+
+What is translated (anything else is evaluated per record, and `untranslatable` says why):
+
+- literals: true, false, integers, doubles, strings without escapes; lists of literals of one kind;
+- `tx.<field>`, `features.<name>`, `score`, `has(features.<name>)`, `<string> in lists.<name>`,
+  `size(lists.<name>)`;
+- `&&`, `||`, `!`, `? :`, `== != < <= > >=`, `in` a list, and `+ - * /` on doubles.
+
+CEL's semantics, as `common-expression-language` 0.10.0 implements them (tests/unit/test_conditions.py
+checks every translated form against it on random records):
+
+- an undefined feature (NaN in the row) is absent from `features`: reading it is an error, `has()` is false;
+- an error is absorbed by `&&` and `||` when the other side decides (false, true), else the whole
+  condition fails, and a failing condition does not match its record;
+- doubles are IEEE 754 (x / 0.0 is ±inf or NaN); an ordering (< <= > >=) with a NaN operand is an error,
+  == with NaN is false and != true; an integer meets a double as the nearest double (Rust's `as f64`);
+- equality between a string and a number is false in CEL; it is left to the reference (not translated),
+  as are mixed int/double arithmetic (an error), int arithmetic (overflow errors) and `%`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.lists import ListSnapshot, list_field
+from fraudwatch.domain.transaction import FIELDS, Transaction
+
+Mask = npt.NDArray[np.bool_]
+
+# ---------------------------------------------------------------- syntax
+
+
+class Untranslatable(Exception):
+    """A condition (or a part of it) outside the translated subset: evaluated per record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    value: bool | int | float | str
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    operand: Node
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    function: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListOf:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    op: str
+    operand: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    op: str
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Conditional:
+    test: Node
+    then: Node
+    otherwise: Node
+
+
+Node = Literal | Name | Select | Call | ListOf | Unary | Binary | Conditional
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+|//[^\n]*)
+    |(?P<double>\d+\.\d+(?:[eE][+-]?\d+)?|\d+[eE][+-]?\d+|\.\d+(?:[eE][+-]?\d+)?)
+    |(?P<uint>(?:0x[0-9a-fA-F]+|\d+)[uU])
+    |(?P<int>0x[0-9a-fA-F]+|\d+)
+    |(?P<string>'[^'\\\n]*'|"[^"\\\n]*")
+    |(?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+    |(?P<op>\|\||&&|==|!=|<=|>=|[<>!+\-*/%?:()\[\]{}.,])
+    """,
+    re.VERBOSE,
+)
+_RELATIONS = ("==", "!=", "<", "<=", ">", ">=", "in")
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    while position < len(text):
+        found = _TOKEN.match(text, position)
+        if found is None or found.lastgroup is None:
+            raise Untranslatable(f"character {text[position]!r} at {position + 1} (escapes, bytes, ...)")
+        position = found.end()
+        if found.lastgroup == "uint":
+            raise Untranslatable("unsigned integers")
+        if found.lastgroup != "space":
+            kind = found.lastgroup
+            if kind == "ident" and found.group() in ("in", "true", "false", "null"):
+                kind = "op" if found.group() == "in" else "keyword"
+            tokens.append((kind, found.group()))
+    return tokens
+
+
+class _Parser:
+    """CEL's grammar (cel-spec, langdef.md: Expr, ConditionalOr, ..., Member, Primary), recursive descent.
+
+    It only parses what the CEL library has already compiled, so its errors mean "outside the subset".
+    """
+
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        self.at = 0
+
+    def parse(self) -> Node:
+        node = self.expr()
+        if self.at != len(self.tokens):
+            raise Untranslatable(f"unexpected {self.tokens[self.at][1]!r}")
+        return node
+
+    def peek(self) -> str | None:
+        return self.tokens[self.at][1] if self.at < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> tuple[str, str]:
+        if self.at >= len(self.tokens) or (expected is not None and self.tokens[self.at][1] != expected):
+            raise Untranslatable(f"expected {expected or 'more'}")
+        self.at += 1
+        return self.tokens[self.at - 1]
+
+    def expr(self) -> Node:  # Expr = ConditionalOr ["?" ConditionalOr ":" Expr]
+        test = self.left_assoc(("||",), self.conditional_and)
+        if self.peek() != "?":
+            return test
+        self.take("?")
+        then = self.left_assoc(("||",), self.conditional_and)
+        self.take(":")
+        return Conditional(test, then, self.expr())
+
+    def conditional_and(self) -> Node:
+        return self.left_assoc(("&&",), self.relation)
+
+    def relation(self) -> Node:
+        return self.left_assoc(_RELATIONS, self.addition)
+
+    def addition(self) -> Node:
+        return self.left_assoc(("+", "-"), self.multiplication)
+
+    def multiplication(self) -> Node:
+        return self.left_assoc(("*", "/", "%"), self.unary)
+
+    def left_assoc(self, ops: tuple[str, ...], operand: Callable[[], Node]) -> Node:
+        node = operand()
+        while self.peek() in ops:
+            op = self.take()[1]
+            node = Binary(op, node, operand())
+        return node
+
+    def unary(self) -> Node:  # Unary = Member | "!" {"!"} Member | "-" {"-"} Member
+        if self.peek() in ("!", "-"):
+            op = self.take()[1]
+            return Unary(op, self.unary())
+        return self.member()
+
+    def member(self) -> Node:  # Member = Primary | Member "." SELECTOR ["(" ...] | Member "[" Expr "]"
+        node = self.primary()
+        while self.peek() in (".", "["):
+            if self.take()[1] == "[":
+                raise Untranslatable("indexing")
+            kind, field = self.take()
+            if kind != "ident":
+                raise Untranslatable(f"selecting {field!r}")
+            if self.peek() == "(":
+                raise Untranslatable(f"the method {field}()")
+            node = Select(node, field)
+        return node
+
+    def primary(self) -> Node:
+        kind, text = self.take()
+        if kind == "ident":
+            if self.peek() != "(":
+                return Name(text)
+            self.take("(")
+            return Call(text, self.items(")"))
+        if text == "(":
+            node = self.expr()
+            self.take(")")
+            return node
+        if text == "[":
+            return ListOf(self.items("]"))
+        if kind == "keyword" and text in ("true", "false"):
+            return Literal(text == "true")
+        if kind == "double":
+            return Literal(float(text))
+        if kind == "int":
+            return Literal(int(text, 16) if text.lower().startswith("0x") else int(text))
+        if kind == "string":
+            return Literal(text[1:-1])
+        raise Untranslatable(f"{text!r}")
+
+    def items(self, closing: str) -> tuple[Node, ...]:
+        items: list[Node] = []
+        while self.peek() != closing:
+            items.append(self.expr())
+            if self.peek() != closing:
+                self.take(",")
+        self.take(closing)
+        return tuple(items)
+
+
+def parse(condition: str) -> Node:
+    """A condition's syntax tree; Untranslatable if it uses syntax outside the subset."""
+    return _Parser(condition).parse()
+
+
+# ---------------------------------------------------------------- the batch's columns
+
+
+class Batch:
+    """What conditions read, one column per value, each built on first use."""
+
+    def __init__(
+        self,
+        transactions: Sequence[Transaction],
+        rows: Sequence[Sequence[float]] | npt.NDArray[np.float64],
+        scores: Sequence[float],
+        lists: ListSnapshot,
+    ) -> None:
+        self.size = len(transactions)
+        self._transactions = transactions
+        self._rows = rows
+        self._scores = scores
+        self._lists = lists
+        self._matrix: npt.NDArray[np.float64] | None = None
+        self._columns: dict[object, Value] = {}
+
+    def feature(self, index: int) -> Value:
+        """A feature's values; an error where it is undefined (NaN)."""
+        key = ("features", index)
+        if (column := self._columns.get(key)) is None:
+            if self._matrix is None:
+                self._matrix = np.asarray(self._rows, dtype=np.float64).reshape(self.size, len(FEATURE_NAMES))
+            values = self._matrix[:, index]
+            undefined = np.isnan(values)
+            column = self._columns[key] = Value(values, undefined if undefined.any() else None, False)
+        return column
+
+    def field(self, name: str) -> Value:
+        """A transaction field's values: doubles for the amount, Python strings (object array) otherwise."""
+        key = ("tx", name)
+        if (column := self._columns.get(key)) is None:
+            at = FIELDS.index(name)
+            if name == "amount":
+                values = np.fromiter((float(tx[at]) for tx in self._transactions), np.float64, self.size)
+                column = Value(values, None, bool(np.isnan(values).any()))
+            else:
+                strings = np.empty(self.size, dtype=object)
+                strings[:] = [tx[at] for tx in self._transactions]
+                column = Value(strings, None, False)
+            self._columns[key] = column
+        return column
+
+    def score(self) -> Value:
+        """The model's scores."""
+        if (column := self._columns.get("score")) is None:
+            values = np.asarray(self._scores, dtype=np.float64).reshape(self.size)
+            column = self._columns["score"] = Value(values, None, bool(np.isnan(values).any()))
+        return column
+
+    def on_list(self, name: str) -> Mask:
+        """Whether each transaction's value of the list's field is on the list."""
+        key = ("lists", name)
+        if (column := self._columns.get(key)) is None:
+            on = self._lists.values.get(name, frozenset())
+            at = FIELDS.index(list_field(name))
+            hits = np.fromiter((str(tx[at]) in on for tx in self._transactions), np.bool_, self.size)
+            column = self._columns[key] = Value(hits, None, False)
+        return column.values  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- typed, vectorised terms
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    """A term's values over the batch (an array, or one scalar for all), where it failed, maybe NaN.
+
+    A boolean term's values are false where it failed, so that `values` alone is "matched".
+    """
+
+    values: Any
+    errors: Mask | None
+    nan: bool
+
+
+BOOL, INT, DOUBLE, STRING, LIST = "bool", "int", "double", "string", "list"
+NUMBERS = (INT, DOUBLE)
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A translated sub-expression: its CEL type, and how to compute it over a batch."""
+
+    type: str
+    run: Callable[[Batch], Value]
+    constant: Any = None
+    """A literal's value (a tuple of values for a list of literals), else None."""
+    list_name: str | None = None
+    """For `lists.<name>`, the list it reads."""
+
+
+def translate(condition: str) -> Callable[[Batch], Mask]:
+    """The condition as a function of a batch: which records it matches. Raises Untranslatable."""
+    term = _term(parse(condition))
+    if term.type != BOOL:
+        raise Untranslatable(f"the condition gives a {term.type}, not a bool")
+    run = term.run
+
+    def matched(batch: Batch) -> Mask:
+        return np.broadcast_to(np.asarray(run(batch).values, dtype=np.bool_), (batch.size,))
+
+    return matched
+
+
+def untranslatable(condition: str) -> str | None:
+    """Why a condition is evaluated per record, or None when it is evaluated on whole batches."""
+    try:
+        translate(condition)
+    except Untranslatable as exc:
+        return str(exc)
+    return None
+
+
+def _term(node: Node) -> Term:
+    if isinstance(node, Literal):
+        return _literal(node.value)
+    if isinstance(node, Name):
+        if node.name == "score":
+            return Term(DOUBLE, Batch.score)
+        raise Untranslatable(f"the name {node.name!r} on its own")
+    if isinstance(node, Select):
+        return _select(node)
+    if isinstance(node, Call):
+        return _call(node)
+    if isinstance(node, ListOf):
+        items = [_term(item) for item in node.items]
+        if any(item.constant is None or item.type == LIST for item in items):
+            raise Untranslatable("a list of other things than literals")
+        return Term(LIST, _constant(None), tuple(item.constant for item in items))
+    if isinstance(node, Unary):
+        return _not(_term(node.operand)) if node.op == "!" else _negative(_term(node.operand))
+    if isinstance(node, Binary):
+        return _binary(node)
+    return _conditional(_term(node.test), _term(node.then), _term(node.otherwise))
+
+
+def _feature_index(name: str) -> int:
+    if name not in FEATURE_NAMES:
+        raise Untranslatable(f"no feature is named {name!r}")
+    return FEATURE_NAMES.index(name)
+
+
+def _constant(value: Any) -> Callable[[Batch], Value]:
+    constant = Value(value, None, False)
+    return lambda _batch: constant
+
+
+def _literal(value: bool | int | float | str) -> Term:
+    kind = {bool: BOOL, int: INT, float: DOUBLE, str: STRING}[type(value)]
+    return Term(kind, _constant(value), value)
+
+
+def _select(node: Select) -> Term:
+    if not isinstance(node.operand, Name) or node.operand.name not in ("tx", "features", "lists"):
+        raise Untranslatable("selecting a field of something else than tx, features or lists")
+    root, field = node.operand.name, node.field
+    if root == "tx" and field not in FIELDS:
+        raise Untranslatable(f"tx has no field {field!r}")
+    if root == "features":
+        index = _feature_index(field)
+        return Term(DOUBLE, lambda batch: batch.feature(index))
+    if root == "tx":
+        return Term(DOUBLE if field == "amount" else STRING, _FieldRun(field))
+    return Term(LIST, _constant(None), list_name=field)
+
+
+def _call(node: Call) -> Term:
+    (argument,) = node.args if len(node.args) == 1 else (None,)
+    if node.function == "has" and isinstance(argument, Select) and argument.operand == Name("features"):
+        index = _feature_index(argument.field)
+
+        def has(batch: Batch) -> Value:
+            undefined = batch.feature(index).errors
+            return Value(True if undefined is None else ~undefined, None, False)
+
+        return Term(BOOL, has)
+    if node.function == "size" and argument is not None:
+        term = _term(argument)
+        if term.list_name is not None:
+            name = term.list_name
+            return Term(INT, lambda batch: Value(batch.on_list(name).astype(np.int64), None, False))
+        if term.type == LIST:
+            return _literal(len(term.constant))
+    raise Untranslatable(f"the function {node.function}() on this argument")
+
+
+def _not(term: Term) -> Term:
+    if term.type != BOOL:
+        raise Untranslatable(f"! on a {term.type}")
+    run = term.run
+
+    def negated(batch: Batch) -> Value:
+        value = run(batch)
+        values = np.logical_not(value.values)
+        return Value(values if value.errors is None else values & ~value.errors, value.errors, False)
+
+    return Term(BOOL, negated, None if term.constant is None else not term.constant)
+
+
+def _negative(term: Term) -> Term:
+    if term.type == INT and term.constant is not None:
+        if term.constant == -(2**63):
+            raise Untranslatable("an integer overflow")
+        return _literal(-term.constant)
+    if term.type != DOUBLE:
+        raise Untranslatable(f"- on a {term.type}")
+    if term.constant is not None:
+        return _literal(-term.constant)
+    run = term.run
+
+    def negative(batch: Batch) -> Value:
+        value = run(batch)
+        return Value(np.negative(value.values), value.errors, value.nan)
+
+    return Term(DOUBLE, negative)
+
+
+def _binary(node: Binary) -> Term:
+    left, right = _term(node.left), _term(node.right)
+    if node.op in ("&&", "||"):
+        return _logical(node.op, left, right)
+    if node.op == "in":
+        return _in(left, right)
+    if node.op in ("==", "!=", "<", "<=", ">", ">="):
+        return _compare(node.op, left, right)
+    if node.op in ("+", "-", "*", "/") and left.type == right.type == DOUBLE:
+        return _arithmetic(node.op, left, right)
+    raise Untranslatable(f"{left.type} {node.op} {right.type}")
+
+
+def _errors(*values: Value) -> Mask | None:
+    errors = [value.errors for value in values if value.errors is not None]
+    if not errors:
+        return None
+    union = errors[0]
+    for more in errors[1:]:
+        union = union | more
+    return union
+
+
+def _logical(op: str, left: Term, right: Term) -> Term:
+    if left.type != BOOL or right.type != BOOL:
+        raise Untranslatable(f"{left.type} {op} {right.type}")
+    run_left, run_right = left.run, right.run
+
+    def both(batch: Batch) -> Value:
+        a, b = run_left(batch), run_right(batch)
+        values = np.logical_and(a.values, b.values)
+        if a.errors is None and b.errors is None:
+            return Value(values, None, False)
+        # an error is absorbed by the other side's false (a value, not an error)
+        false_a = np.logical_not(a.values) if a.errors is None else ~(a.values | a.errors)
+        false_b = np.logical_not(b.values) if b.errors is None else ~(b.values | b.errors)
+        errors = _errors(a, b) & ~(false_a | false_b)  # type: ignore[operator]
+        return Value(values, errors, False)
+
+    def either(batch: Batch) -> Value:
+        a, b = run_left(batch), run_right(batch)
+        values = np.logical_or(a.values, b.values)
+        if a.errors is None and b.errors is None:
+            return Value(values, None, False)
+        return Value(values, _errors(a, b) & np.logical_not(values), False)  # absorbed by a true
+
+    return Term(BOOL, both if op == "&&" else either)
+
+
+def _family(term: Term) -> str:
+    return "number" if term.type in NUMBERS else term.type
+
+
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "==": np.equal,
+    "!=": np.not_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+}
+
+
+def _compare(op: str, left: Term, right: Term) -> Term:
+    kinds = (_family(left), _family(right))
+    ordering = op not in ("==", "!=")
+    if kinds[0] != kinds[1] or kinds[0] == LIST or (ordering and kinds[0] == BOOL):
+        raise Untranslatable(f"{left.type} {op} {right.type}")
+    mixed = left.type != right.type  # an int meets a double as the nearest double
+    run_left, run_right = _as_double(left, mixed), _as_double(right, mixed)
+    compare = _COMPARE[op]
+
+    def compared(batch: Batch) -> Value:
+        a, b = run_left(batch), run_right(batch)
+        values = compare(a.values, b.values)
+        errors = _errors(a, b)
+        if ordering and (a.nan or b.nan):  # NaN has no order: CEL finds no overload
+            unordered = np.isnan(a.values) | np.isnan(b.values)
+            errors = unordered if errors is None else errors | unordered
+        return Value(values if errors is None else values & ~errors, errors, False)
+
+    return Term(BOOL, compared)
+
+
+def _as_double(term: Term, convert: bool) -> Callable[[Batch], Value]:
+    if not convert or term.type != INT:
+        return term.run
+    if term.constant is not None:
+        return _constant(float(term.constant))
+    run = term.run
+    return lambda batch: (lambda v: Value(v.values.astype(np.float64), v.errors, False))(run(batch))
+
+
+def _in(left: Term, right: Term) -> Term:
+    run_left = left.run
+    if right.list_name is not None:
+        if left.type != STRING:
+            raise Untranslatable(f"a {left.type} in a list of strings")
+        name = right.list_name
+        own_field = isinstance(left.run, _FieldRun) and left.run.field == list_field(name)
+
+        def listed(batch: Batch) -> Value:
+            a = run_left(batch)
+            on = batch.on_list(name)
+            values = on if own_field else on & np.equal(a.values, batch.field(list_field(name)).values)
+            return Value(values if a.errors is None else values & ~a.errors, a.errors, False)
+
+        return Term(BOOL, listed)
+    if right.type != LIST:
+        raise Untranslatable(f"in a {right.type}")
+    items = [_literal(item) for item in right.constant]
+    if any(_family(item) != _family(left) for item in items) or _family(left) == BOOL:
+        raise Untranslatable(f"a {left.type} in a list of other kinds")
+    if left.type == STRING:
+        strings = frozenset(str(item.constant) for item in items)
+
+        def member(values: Any) -> Any:
+            if np.ndim(values) == 0:
+                return (values.item() if isinstance(values, np.ndarray) else values) in strings
+            return np.fromiter((v in strings for v in values), np.bool_, len(values))
+    else:
+        numbers = np.array([float(item.constant) for item in items], dtype=np.float64)
+
+        def member(values: Any) -> Any:
+            return np.isin(np.asarray(values, dtype=np.float64), numbers)
+
+    def within(batch: Batch) -> Value:
+        a = run_left(batch)
+        values = member(a.values)
+        return Value(values if a.errors is None else values & ~a.errors, a.errors, False)
+
+    return Term(BOOL, within)
+
+
+_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.divide,
+}
+
+
+def _arithmetic(op: str, left: Term, right: Term) -> Term:
+    run_left, run_right, apply = left.run, right.run, _ARITHMETIC[op]
+
+    def computed(batch: Batch) -> Value:
+        a, b = run_left(batch), run_right(batch)
+        with np.errstate(all="ignore"):  # IEEE 754, as CEL: x / 0.0 is ±inf, 0.0 / 0.0 NaN
+            values = apply(np.float64(a.values) if np.ndim(a.values) == 0 else a.values, b.values)
+        return Value(values, _errors(a, b), True)
+
+    return Term(DOUBLE, computed)
+
+
+def _conditional(test: Term, then: Term, otherwise: Term) -> Term:
+    if test.type != BOOL or then.type != otherwise.type or then.type == LIST:
+        raise Untranslatable(f"{test.type} ? {then.type} : {otherwise.type}")
+    run_test, run_then, run_otherwise = test.run, then.run, otherwise.run
+    boolean = then.type == BOOL
+
+    def chosen(batch: Batch) -> Value:
+        c, a, b = run_test(batch), run_then(batch), run_otherwise(batch)
+        values = np.where(c.values, a.values, b.values)
+        if then.type == STRING:
+            values = values.astype(object)
+        errors = c.errors
+        if a.errors is not None:
+            errors = _or(errors, np.logical_and(c.values, a.errors))
+        if b.errors is not None:
+            taken = np.logical_not(c.values) if c.errors is None else ~(c.values | c.errors)
+            errors = _or(errors, np.logical_and(taken, b.errors))
+        if boolean and errors is not None:
+            values = values & ~errors
+        return Value(values, errors, a.nan or b.nan)
+
+    return Term(then.type, chosen)
+
+
+def _or(errors: Mask | None, more: Mask) -> Mask:
+    return more if errors is None else errors | more
+
+
+class _FieldRun:
+    """A tx field's column (a class rather than a lambda, so `in lists.<name>` can see which field)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __call__(self, batch: Batch) -> Value:
+        return batch.field(self.field)
