@@ -256,6 +256,8 @@ def _edge_batch() -> list[tuple[Transaction, list[float], float]]:
         "!(features.velocity_24h > 1.0 && false)",
         "!(false && features.velocity_24h > 1.0)",
         "!(features.velocity_24h > 1.0 || true)",
+        "!!(features.velocity_24h > 1.0 || true)",
+        "(features.amount_zscore < 1.0 || true) == true",
         "!(features.velocity_24h > 1.0 && features.amount_zscore > 1.0)",
         "!(features.velocity_24h > 1.0 || features.amount_zscore > 1.0)",
         "!(features.velocity_24h > 1.0 ? true : false)",
