@@ -18,7 +18,7 @@ from fraudwatch.domain.controls import Controls
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import ListEntry, ListSnapshot
-from fraudwatch.domain.rules import RuleSet, RulesError, compile_rules
+from fraudwatch.domain.rules import RulesError, RuleSet, compile_rules
 from fraudwatch.domain.transaction import Transaction
 
 T0 = 1_796_000_000.0
@@ -122,16 +122,22 @@ def booleans(draw: st.DrawFn, depth: int, parens: bool, wrap: bool) -> str:
     below = depth - 1
     choice = draw(st.integers(0, 7))
     if choice <= 1:
-        kinds = draw(st.sampled_from((("double", "double"), ("double", "int"), ("int", "double"), ("int", "int"))))
+        kinds = draw(
+            st.sampled_from((("double", "double"), ("double", "int"), ("int", "double"), ("int", "int")))
+        )
         op = draw(st.sampled_from(("<", "<=", ">", ">=", "==", "!=")))
         left, right = draw(terms(kinds[0], below, parens)), draw(terms(kinds[1], below, parens))
         return _wrap(f"{left} {op} {right}", wrap)
     if choice == 2:
         op = draw(st.sampled_from(("==", "!=", "<", ">=")))
-        return _wrap(f"{draw(terms('string', below, parens))} {op} {draw(terms('string', below, parens))}", wrap)
+        return _wrap(
+            f"{draw(terms('string', below, parens))} {op} {draw(terms('string', below, parens))}", wrap
+        )
     if choice == 3:
         op = draw(st.sampled_from(("&&", "||", "==", "!=")))
-        return _wrap(f"{draw(booleans(below, parens, True))} {op} {draw(booleans(below, parens, True))}", wrap)
+        return _wrap(
+            f"{draw(booleans(below, parens, True))} {op} {draw(booleans(below, parens, True))}", wrap
+        )
     if choice == 4:
         return _wrap(f"!{_wrap(draw(booleans(below, parens, True)), True)}", wrap)
     if choice == 5:
@@ -139,7 +145,11 @@ def booleans(draw: st.DrawFn, depth: int, parens: bool, wrap: bool) -> str:
             items = draw(st.lists(st.sampled_from(STRINGS), max_size=3))
             listed = ", ".join(f"'{s}'" for s in items)
             return _wrap(f"{draw(terms('string', below, parens))} in [{listed}]", wrap)
-        numbers = draw(st.lists(st.one_of(st.sampled_from(DOUBLES).map(repr), st.sampled_from(INTS).map(str)), max_size=3))
+        numbers = draw(
+            st.lists(
+                st.one_of(st.sampled_from(DOUBLES).map(repr), st.sampled_from(INTS).map(str)), max_size=3
+            )
+        )
         return _wrap(f"{draw(terms('double', below, parens))} in [{', '.join(numbers)}]", wrap)
     if choice == 6:
         name = draw(st.sampled_from(LISTS))
@@ -148,9 +158,12 @@ def booleans(draw: st.DrawFn, depth: int, parens: bool, wrap: bool) -> str:
 
 
 def _field_of(list_name: str) -> str:
-    return {"merchants": "merchant_id", "users": "user_id", "categories": "category", "currencies": "currency"}[
-        list_name.rsplit("_", 1)[1]
-    ]
+    return {
+        "merchants": "merchant_id",
+        "users": "user_id",
+        "categories": "category",
+        "currencies": "currency",
+    }[list_name.rsplit("_", 1)[1]]
 
 
 # ---------------------------------------------------------------- random records
@@ -245,7 +258,9 @@ def _edge_batch() -> list[tuple[Transaction, list[float], float]]:
     for i, (v, z, score) in enumerate((v, z, s) for v in EDGES for z in EDGES for s in (math.nan, 0.7)):
         row = [1.0] * len(FEATURE_NAMES)
         row[velocity], row[zscore] = v, z
-        tx = Transaction(f"tx-{i}", USERS[i % 2], MERCHANTS[i % 3], 20.0 * (i % 4), "EUR", "", "crypto", T0, 1)
+        tx = Transaction(
+            f"tx-{i}", USERS[i % 2], MERCHANTS[i % 3], 20.0 * (i % 4), "EUR", "", "crypto", T0, 1
+        )
         batch.append((tx, row, score))
     return batch
 
@@ -263,7 +278,7 @@ def _edge_batch() -> list[tuple[Transaction, list[float], float]]:
         "!(features.velocity_24h > 1.0 ? true : false)",
         "(features.velocity_24h > 1.0 ? false : features.amount_zscore < 1.0) == false",
         "!((features.velocity_24h - features.amount_zscore) < 0.0)",
-        "(features.velocity_24h / features.amount_zscore) != (features.velocity_24h / features.amount_zscore)",
+        "features.velocity_24h / features.amount_zscore != features.velocity_24h / features.amount_zscore",
         "features.velocity_24h * 0.0 == 0.0",
         "!(score > 0.5)",
         "score != score",
@@ -333,8 +348,18 @@ def test_judging_a_batch_decides_as_judging_each_record():
             "version": "v1",
             "rules": [
                 {"id": "big", "description": "big", "condition": "tx.amount > 100.0", "action": "review"},
-                {"id": "vip", "description": "vip", "condition": "tx.user_id in lists.vip_users", "action": "allow"},
-                {"id": "odd", "description": "odd", "condition": "tx.category.endsWith('o')", "action": "block"},
+                {
+                    "id": "vip",
+                    "description": "vip",
+                    "condition": "tx.user_id in lists.vip_users",
+                    "action": "allow",
+                },
+                {
+                    "id": "odd",
+                    "description": "odd",
+                    "condition": "tx.category.endsWith('o')",
+                    "action": "block",
+                },
             ],
         }
     )

@@ -497,7 +497,7 @@ def _logical(op: str, left: Term, right: Term) -> Term:
         # an error is absorbed by the other side's false (a value, not an error)
         false_a = np.logical_not(a.values) if a.errors is None else ~(a.values | a.errors)
         false_b = np.logical_not(b.values) if b.errors is None else ~(b.values | b.errors)
-        errors = _errors(a, b) & ~(false_a | false_b)  # type: ignore[operator]
+        errors = _errors(a, b) & ~(false_a | false_b)
         return Value(values, errors, False)
 
     def either(batch: Batch) -> Value:

@@ -63,7 +63,9 @@ class Controls:
         judged: list[Judgement] = []
         for tx, rules, verdict in zip(transactions, matched, verdicts, strict=True):
             hits: list[tuple[Action, str]] = [
-                (action, f"list:{name}") for name, index, action, values in self._acting if tx[index] in values
+                (action, f"list:{name}")
+                for name, index, action, values in self._acting
+                if tx[index] in values
             ]
             hits += [(rule.action, rule.code) for rule in rules]
             if not hits:
