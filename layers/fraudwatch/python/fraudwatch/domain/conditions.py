@@ -26,10 +26,11 @@ checks every translated form against it on random records):
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -265,10 +266,10 @@ class Batch:
         key = ("features", index)
         if (column := self._columns.get(key)) is None:
             if self._matrix is None:
-                self._matrix = np.asarray(self._rows, dtype=np.float64).reshape(self.size, len(FEATURE_NAMES))
+                self._matrix = _matrix(self._rows, self.size)
             values = self._matrix[:, index]
             undefined = np.isnan(values)
-            column = self._columns[key] = Value(values, undefined if undefined.any() else None, False)
+            column = self._columns[key] = Value(values, undefined if undefined.any() else None, False, True)
         return column
 
     def field(self, name: str) -> Value:
@@ -280,8 +281,7 @@ class Batch:
                 values = np.fromiter((float(tx[at]) for tx in self._transactions), np.float64, self.size)
                 column = Value(values, None, bool(np.isnan(values).any()))
             else:
-                strings = np.empty(self.size, dtype=object)
-                strings[:] = [tx[at] for tx in self._transactions]
+                strings = np.fromiter((tx[at] for tx in self._transactions), object, self.size)
                 column = Value(strings, None, False)
             self._columns[key] = column
         return column
@@ -304,19 +304,30 @@ class Batch:
         return column.values  # type: ignore[no-any-return]
 
 
+def _matrix(rows: Sequence[Sequence[float]] | npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:
+    """The feature rows as one matrix of doubles (the values CEL gets: no float32 rounding)."""
+    if isinstance(rows, np.ndarray):
+        return rows.astype(np.float64, copy=False).reshape(size, len(FEATURE_NAMES))
+    flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, size * len(FEATURE_NAMES))
+    return flat.reshape(size, len(FEATURE_NAMES))
+
+
 # ---------------------------------------------------------------- typed, vectorised terms
 
 
-@dataclass(frozen=True, slots=True)
-class Value:
+class Value(NamedTuple):
     """A term's values over the batch (an array, or one scalar for all), where it failed, maybe NaN.
 
-    A boolean term's values are false where it failed, so that `values` alone is "matched".
+    A boolean term's values are false where it failed, so that `values` alone is "matched". (A tuple:
+    one is built per term per batch, and a frozen dataclass costs three times as much.)
     """
 
     values: Any
     errors: Mask | None
     nan: bool
+    """Whether values may be NaN where the term did not fail (after arithmetic)."""
+    nan_where_failed: bool = False
+    """Whether values are NaN where the term failed (a feature's column): comparing them gives false."""
 
 
 BOOL, INT, DOUBLE, STRING, LIST = "bool", "int", "double", "string", "list"
@@ -335,15 +346,18 @@ class Term:
     """For `lists.<name>`, the list it reads."""
 
 
-def translate(condition: str) -> Callable[[Batch], Mask]:
-    """The condition as a function of a batch: which records it matches. Raises Untranslatable."""
-    term = _term(parse(condition))
+def translate(condition: str) -> Callable[[Batch], Mask | bool]:
+    """The condition as a function of a batch: which records it matches (one bool: all or none).
+
+    Raises Untranslatable.
+    """
+    term = _term(parse(condition), need_errors=False)
     if term.type != BOOL:
         raise Untranslatable(f"the condition gives a {term.type}, not a bool")
     run = term.run
 
-    def matched(batch: Batch) -> Mask:
-        return np.broadcast_to(np.asarray(run(batch).values, dtype=np.bool_), (batch.size,))
+    def matched(batch: Batch) -> Mask | bool:
+        return run(batch).values  # type: ignore[no-any-return]
 
     return matched
 
@@ -357,7 +371,12 @@ def untranslatable(condition: str) -> str | None:
     return None
 
 
-def _term(node: Node) -> Term:
+def _term(node: Node, need_errors: bool = True) -> Term:
+    """The node translated; `need_errors`: whether the term's users need to know where it failed.
+
+    A condition's own result needs only its values (false where it failed); `!`, `? :` and comparisons
+    of booleans need their operands' errors, `&&` and `||` only when their own users do.
+    """
     if isinstance(node, Literal):
         return _literal(node.value)
     if isinstance(node, Name):
@@ -376,7 +395,7 @@ def _term(node: Node) -> Term:
     if isinstance(node, Unary):
         return _not(_term(node.operand)) if node.op == "!" else _negative(_term(node.operand))
     if isinstance(node, Binary):
-        return _binary(node)
+        return _binary(node, need_errors)
     return _conditional(_term(node.test), _term(node.then), _term(node.otherwise))
 
 
@@ -456,43 +475,40 @@ def _negative(term: Term) -> Term:
 
     def negative(batch: Batch) -> Value:
         value = run(batch)
-        return Value(np.negative(value.values), value.errors, value.nan)
+        return Value(np.negative(value.values), value.errors, value.nan, value.nan_where_failed)
 
     return Term(DOUBLE, negative)
 
 
-def _binary(node: Binary) -> Term:
-    left, right = _term(node.left), _term(node.right)
+def _binary(node: Binary, need_errors: bool) -> Term:
     if node.op in ("&&", "||"):
-        return _logical(node.op, left, right)
+        left, right = _term(node.left, need_errors), _term(node.right, need_errors)
+        return _logical(node.op, left, right, need_errors)
+    left, right = _term(node.left), _term(node.right)
     if node.op == "in":
-        return _in(left, right)
+        return _in(left, right, need_errors)
     if node.op in ("==", "!=", "<", "<=", ">", ">="):
-        return _compare(node.op, left, right)
+        return _compare(node.op, left, right, need_errors)
     if node.op in ("+", "-", "*", "/") and left.type == right.type == DOUBLE:
         return _arithmetic(node.op, left, right)
     raise Untranslatable(f"{left.type} {node.op} {right.type}")
 
 
-def _errors(*values: Value) -> Mask | None:
-    errors = [value.errors for value in values if value.errors is not None]
-    if not errors:
-        return None
-    union = errors[0]
-    for more in errors[1:]:
-        union = union | more
-    return union
+def _errors(a: Value, b: Value) -> Mask | None:
+    if a.errors is None:
+        return b.errors
+    return a.errors if b.errors is None else a.errors | b.errors
 
 
-def _logical(op: str, left: Term, right: Term) -> Term:
+def _logical(op: str, left: Term, right: Term, need_errors: bool) -> Term:
     if left.type != BOOL or right.type != BOOL:
         raise Untranslatable(f"{left.type} {op} {right.type}")
     run_left, run_right = left.run, right.run
 
     def both(batch: Batch) -> Value:
         a, b = run_left(batch), run_right(batch)
-        values = np.logical_and(a.values, b.values)
-        if a.errors is None and b.errors is None:
+        values = np.logical_and(a.values, b.values)  # true where both are true, neither failed
+        if not need_errors or (a.errors is None and b.errors is None):
             return Value(values, None, False)
         # an error is absorbed by the other side's false (a value, not an error)
         false_a = np.logical_not(a.values) if a.errors is None else ~(a.values | a.errors)
@@ -502,8 +518,8 @@ def _logical(op: str, left: Term, right: Term) -> Term:
 
     def either(batch: Batch) -> Value:
         a, b = run_left(batch), run_right(batch)
-        values = np.logical_or(a.values, b.values)
-        if a.errors is None and b.errors is None:
+        values = np.logical_or(a.values, b.values)  # true where one is true and did not fail
+        if not need_errors or (a.errors is None and b.errors is None):
             return Value(values, None, False)
         return Value(values, _errors(a, b) & np.logical_not(values), False)  # absorbed by a true
 
@@ -524,7 +540,7 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _compare(op: str, left: Term, right: Term) -> Term:
+def _compare(op: str, left: Term, right: Term, need_errors: bool) -> Term:
     kinds = (_family(left), _family(right))
     ordering = op not in ("==", "!=")
     if kinds[0] != kinds[1] or kinds[0] == LIST or (ordering and kinds[0] == BOOL):
@@ -532,6 +548,7 @@ def _compare(op: str, left: Term, right: Term) -> Term:
     mixed = left.type != right.type  # an int meets a double as the nearest double
     run_left, run_right = _as_double(left, mixed), _as_double(right, mixed)
     compare = _COMPARE[op]
+    nan_is_false = op != "!=" and kinds[0] == "number"
 
     def compared(batch: Batch) -> Value:
         a, b = run_left(batch), run_right(batch)
@@ -540,9 +557,18 @@ def _compare(op: str, left: Term, right: Term) -> Term:
         if ordering and (a.nan or b.nan):  # NaN has no order: CEL finds no overload
             unordered = np.isnan(a.values) | np.isnan(b.values)
             errors = unordered if errors is None else errors | unordered
-        return Value(values if errors is None else values & ~errors, errors, False)
+            values = values & ~errors
+        elif errors is None:
+            return Value(values, None, False)
+        elif not (nan_is_false and _nan_where_failed(a) and _nan_where_failed(b)):
+            values = values & ~errors  # else false already where an operand failed: NaN compares false
+        return Value(values, errors if need_errors else None, False)
 
     return Term(BOOL, compared)
+
+
+def _nan_where_failed(value: Value) -> bool:
+    return value.errors is None or value.nan_where_failed
 
 
 def _as_double(term: Term, convert: bool) -> Callable[[Batch], Value]:
@@ -554,7 +580,7 @@ def _as_double(term: Term, convert: bool) -> Callable[[Batch], Value]:
     return lambda batch: (lambda v: Value(v.values.astype(np.float64), v.errors, False))(run(batch))
 
 
-def _in(left: Term, right: Term) -> Term:
+def _in(left: Term, right: Term, need_errors: bool) -> Term:
     run_left = left.run
     if right.list_name is not None:
         if left.type != STRING:
@@ -566,7 +592,9 @@ def _in(left: Term, right: Term) -> Term:
             a = run_left(batch)
             on = batch.on_list(name)
             values = on if own_field else on & np.equal(a.values, batch.field(list_field(name)).values)
-            return Value(values if a.errors is None else values & ~a.errors, a.errors, False)
+            if a.errors is None:
+                return Value(values, None, False)
+            return Value(values & ~a.errors, a.errors if need_errors else None, False)
 
         return Term(BOOL, listed)
     if right.type != LIST:
@@ -590,7 +618,9 @@ def _in(left: Term, right: Term) -> Term:
     def within(batch: Batch) -> Value:
         a = run_left(batch)
         values = member(a.values)
-        return Value(values if a.errors is None else values & ~a.errors, a.errors, False)
+        if a.errors is None:
+            return Value(values, None, False)
+        return Value(values & ~a.errors, a.errors if need_errors else None, False)
 
     return Term(BOOL, within)
 
@@ -610,7 +640,7 @@ def _arithmetic(op: str, left: Term, right: Term) -> Term:
         a, b = run_left(batch), run_right(batch)
         with np.errstate(all="ignore"):  # IEEE 754, as CEL: x / 0.0 is ±inf, 0.0 / 0.0 NaN
             values = apply(np.float64(a.values) if np.ndim(a.values) == 0 else a.values, b.values)
-        return Value(values, _errors(a, b), True)
+        return Value(values, _errors(a, b), True, _nan_where_failed(a) and _nan_where_failed(b))
 
     return Term(DOUBLE, computed)
 

@@ -60,20 +60,24 @@ class Controls:
     ) -> list[Judgement]:
         """The decisions on a batch of transactions (rules evaluated over the whole batch at once)."""
         matched = self.rules.matches_many(transactions, rows, scores, self.lists)
+        acting = self._acting
         judged: list[Judgement] = []
         for tx, rules, verdict in zip(transactions, matched, verdicts, strict=True):
             hits: list[tuple[Action, str]] = [
-                (action, f"list:{name}")
-                for name, index, action, values in self._acting
-                if tx[index] in values
+                (action, f"list:{name}") for name, index, action, values in acting if tx[index] in values
             ]
-            hits += [(rule.action, rule.code) for rule in rules]
+            if rules:
+                hits += [(rule.action, rule.code) for rule in rules]
             if not hits:
-                judged.append(Judgement(verdict))
+                judged.append(_MODEL_ALONE[verdict])
                 continue
             hits.sort(key=lambda hit: _RANK[hit[0]])
             judged.append(Judgement(_decide(hits[0][0], verdict), tuple(code for _, code in hits)))
         return judged
+
+
+_MODEL_ALONE = {verdict: Judgement(verdict) for verdict in Decision}
+"""The judgement where no rule or list matched: the model's verdict (one instance each: they are frozen)."""
 
 
 def _decide(action: Action, verdict: Decision) -> Decision:

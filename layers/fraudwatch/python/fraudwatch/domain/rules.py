@@ -250,7 +250,7 @@ class RuleSet:
         for rule, program in zip(self.enabled, programs, strict=True):
             for sample in samples:
                 _dry_run(rule, program, sample)
-        translated: list[tuple[int, Callable[[Batch], Mask]]] = []
+        translated: list[tuple[int, Callable[[Batch], Mask | bool]]] = []
         self.per_record: dict[str, str] = {}
         """The enabled rules evaluated record by record on a batch (rule id: why); the others per batch."""
         for i, rule in enumerate(self.enabled):
@@ -293,10 +293,10 @@ class RuleSet:
                 plain = row.tolist() if isinstance(row, np.ndarray) else row
                 for i in self._fallback.matching(tx, plain, float(scores[j]), lists):
                     fired[self._left[i], j] = True
-        found: list[tuple[Rule, ...]] = [()] * size
-        for j in np.flatnonzero(fired.any(axis=0)).tolist():
-            found[j] = tuple(self.enabled[i] for i in np.flatnonzero(fired[:, j]).tolist())
-        return found
+        found: list[list[Rule]] = [[] for _ in range(size)]
+        for i, j in zip(*(axis.tolist() for axis in np.nonzero(fired)), strict=True):  # by rule, then record
+            found[j].append(self.enabled[i])
+        return [tuple(rules) for rules in found]
 
     def _context(
         self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
