@@ -5,6 +5,7 @@ huge numbers, infinities, strings, lists empty or not): every record's matched r
 library's. The conditions that are not translated are evaluated per record, and say why.
 """
 
+import json
 import math
 from typing import Any
 
@@ -20,6 +21,7 @@ from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import ListEntry, ListSnapshot
 from fraudwatch.domain.rules import RulesError, RuleSet, compile_rules
 from fraudwatch.domain.transaction import Transaction
+from infra.cli import main
 
 T0 = 1_796_000_000.0
 FEATURES = ("velocity_24h", "amount_zscore", "seconds_since_last", "merchant_fraud_rate_7d", "is_night")
@@ -385,3 +387,13 @@ def test_judging_a_batch_decides_as_judging_each_record():
 
 
 LISTED_ENTRIES = [ListEntry("vip_users", "user-2", "test", "test", T0)]
+
+
+def test_validate_names_the_rules_evaluated_record_by_record_and_why(tmp_path, capsys):
+    document = tmp_path / "rules.json"
+    document.write_text(json.dumps(_document(["tx.amount > 1.0", "tx.category.startsWith('gift')"])))
+    assert main(["rules", "validate", str(document)]) == 0
+    said = capsys.readouterr().out
+    assert "rule 'r1' is evaluated record by record" in said
+    assert "startsWith" in said
+    assert "'r0'" not in said
