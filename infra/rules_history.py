@@ -106,7 +106,15 @@ def replay(
     epochs = matrix.epochs[order].tolist()
     transactions = [
         Transaction(
-            ids[i], users[i], merchants[i], amounts[i], currencies[i], times[i], categories[i], epoch, 0
+            ids[i],
+            users[i],
+            merchants[i],
+            float(amounts[i]),
+            currencies[i],
+            times[i],
+            categories[i],
+            epoch,
+            0,
         )
         for i, epoch in enumerate(epochs)
     ]
