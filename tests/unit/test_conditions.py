@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudwatch.domain.conditions import parse, untranslatable
+from fraudwatch.domain.cel_syntax import parse
+from fraudwatch.domain.conditions import untranslatable
 from fraudwatch.domain.controls import Controls
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.features import FEATURE_NAMES

@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fraudwatch.domain.conditions import Batch, Mask, Untranslatable, translate
+from fraudwatch.domain.cel_syntax import Untranslatable
+from fraudwatch.domain.conditions import Batch, Mask, translate
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import Action, ListSnapshot, list_name_problem
 from fraudwatch.domain.transaction import FIELDS, Transaction
