@@ -21,11 +21,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench._common import TransactionStream, machine, median, stream_parser, table, verdict
-from bench.scoring_cpu import BATCH, _time_batched, scene
+from bench.scoring_cpu import BATCH, _service, _time_batched, scene
+from fraudwatch.adapters.memory import MemoryProfileStore
 from fraudwatch.domain.controls import Controls, FixedControls
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import ListEntry, ListSnapshot
+from fraudwatch.domain.ports import Model
+from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.rules import Rule, RuleSet, _cel, compile_rules
 from fraudwatch.domain.transaction import Transaction
 
@@ -153,10 +156,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             ],
         )
     )
-    print(f"\nbudget {BUDGET_US:g} us/record added, per record: {verdict(median(added_record), BUDGET_US)}")
+    plain_decided = _decided(model, history, timed, None)
+    record_decided = _decided(model, history, timed, FixedControls(one_by_one))
+    batch_decided = _decided(model, history, timed, FixedControls(batched))
+    same = "the same" if record_decided == batch_decided else "DIFFERENT (a bug)"
+    print(
+        f"\ndecisions with the rules per record and per batch: {same} ({len(batch_decided):,}); "
+        f"alerts (each explained by SHAP): {_alerts(plain_decided):,} without rules, "
+        f"{_alerts(batch_decided):,} with them"
+    )
+    print(f"budget {BUDGET_US:g} us/record added, per record: {verdict(median(added_record), BUDGET_US)}")
     print(f"budget {BUDGET_US:g} us/record added, per batch: {verdict(median(added_batch), BUDGET_US)}\n")
     _print_parts(batched, one_by_one, stream_transactions(TransactionStream(users=args.users, seed=2), 2000))
     return 0
+
+
+def _decided(
+    model: Model, history: MemoryProfileStore, timed: list[list[StreamRecord]], controls: FixedControls | None
+) -> list[tuple[str, Decision, tuple[str, ...]]]:
+    """Every decision of one untimed pass: transaction, decision, the rules and lists named."""
+    service = _service(model, history, controls)
+    return [
+        (d.transaction_id, d.decision, d.rule_reasons)
+        for batch in timed
+        for d in service.process(batch).decisions
+    ]
+
+
+def _alerts(decided: list[tuple[str, Decision, tuple[str, ...]]]) -> int:
+    return sum(decision is not Decision.APPROVED for _, decision, _ in decided)
 
 
 def _spread(values: list[float]) -> list[float]:

@@ -93,7 +93,7 @@ class Batch:
         if (column := self._columns.get(key)) is None:
             at = FIELDS.index(name)
             if name == "amount":
-                values = np.fromiter((float(tx[at]) for tx in self._transactions), np.float64, self.size)
+                values = np.fromiter((tx[at] for tx in self._transactions), np.float64, self.size)
                 column = Value(values, None, bool(np.isnan(values).any()))
             else:
                 strings = np.fromiter((tx[at] for tx in self._transactions), object, self.size)
@@ -114,7 +114,7 @@ class Batch:
         if (column := self._columns.get(key)) is None:
             on = self._lists.values.get(name, frozenset())
             at = FIELDS.index(list_field(name))
-            hits = np.fromiter((str(tx[at]) in on for tx in self._transactions), np.bool_, self.size)
+            hits = np.fromiter((tx[at] in on for tx in self._transactions), np.bool_, self.size)
             column = self._columns[key] = Value(hits, None, False)
         return column.values  # type: ignore[no-any-return]
 

@@ -294,10 +294,13 @@ class RuleSet:
                 plain = row.tolist() if isinstance(row, np.ndarray) else row
                 for i in self._fallback.matching(tx, plain, float(scores[j]), lists):
                     fired[self._left[i], j] = True
-        found: list[list[Rule]] = [[] for _ in range(size)]
+        found: dict[int, list[Rule]] = {}
         for i, j in zip(*(axis.tolist() for axis in np.nonzero(fired)), strict=True):  # by rule, then record
-            found[j].append(self.enabled[i])
-        return [tuple(rules) for rules in found]
+            found.setdefault(j, []).append(self.enabled[i])
+        per_record: list[tuple[Rule, ...]] = [()] * size
+        for j, rules in found.items():
+            per_record[j] = tuple(rules)
+        return per_record
 
     def _context(
         self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
