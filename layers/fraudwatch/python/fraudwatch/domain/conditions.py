@@ -73,19 +73,25 @@ class Batch:
         self._rows = rows
         self._scores = scores
         self._lists = lists
-        self._matrix: npt.NDArray[np.float64] | None = None
+        self._features: list[Value] | None = None
         self._columns: dict[object, Value] = {}
 
     def feature(self, index: int) -> Value:
         """A feature's values; an error where it is undefined (NaN)."""
-        key = ("features", index)
-        if (column := self._columns.get(key)) is None:
-            if self._matrix is None:
-                self._matrix = _matrix(self._rows, self.size)
-            values = self._matrix[:, index]
-            undefined = np.isnan(values)
-            column = self._columns[key] = Value(values, undefined if undefined.any() else None, False, True)
-        return column
+        if self._features is None:
+            self._features = self._feature_columns()
+        return self._features[index]
+
+    def _feature_columns(self) -> list[Value]:
+        """Every feature's column (contiguous: one row of the transposed matrix), found undefined at once."""
+        by_feature = np.ascontiguousarray(_matrix(self._rows, self.size).T)
+        undefined = np.isnan(by_feature)
+        return [
+            Value(values, failed if any_failed else None, False, True)
+            for values, failed, any_failed in zip(
+                by_feature, undefined, undefined.any(axis=1).tolist(), strict=True
+            )
+        ]
 
     def field(self, name: str) -> Value:
         """A transaction field's values: doubles for the amount, Python strings (object array) otherwise."""
