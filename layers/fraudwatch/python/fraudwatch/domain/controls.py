@@ -38,9 +38,13 @@ class Controls:
     rules: RuleSet = NO_RULES
     lists: ListSnapshot = EMPTY_LISTS
     _acting: tuple[tuple[str, int, Action, frozenset[str]], ...] = field(init=False, repr=False)
+    _judgements: dict[tuple[tuple[tuple[Action, str], ...], Decision], Judgement] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_acting", self.lists.acting)
+        object.__setattr__(self, "_judgements", {})
 
     @property
     def version(self) -> str:
@@ -60,7 +64,7 @@ class Controls:
     ) -> list[Judgement]:
         """The decisions on a batch of transactions (rules evaluated over the whole batch at once)."""
         matched = self.rules.matches_many(transactions, rows, scores, self.lists)
-        acting = self._acting
+        acting, known = self._acting, self._judgements
         judged: list[Judgement] = []
         for tx, rules, verdict in zip(transactions, matched, verdicts, strict=True):
             hits: list[tuple[Action, str]] = [
@@ -71,9 +75,23 @@ class Controls:
             if not hits:
                 judged.append(_MODEL_ALONE[verdict])
                 continue
-            hits.sort(key=lambda hit: _RANK[hit[0]])
-            judged.append(Judgement(_decide(hits[0][0], verdict), tuple(code for _, code in hits)))
+            key = (tuple(hits), verdict)  # a batch repeats a few combinations: one judgement each
+            if (judgement := known.get(key)) is None:
+                if len(known) >= MAX_JUDGEMENTS:
+                    known.clear()
+                judgement = known[key] = _judgement(hits, verdict)
+            judged.append(judgement)
         return judged
+
+
+MAX_JUDGEMENTS = 4096
+"""Judgements kept per Controls, one per combination of matches and model verdict."""
+
+
+def _judgement(hits: list[tuple[Action, str]], verdict: Decision) -> Judgement:
+    """The decision the highest-priority match takes, naming every match, the highest first."""
+    hits = sorted(hits, key=lambda hit: _RANK[hit[0]])
+    return Judgement(_decide(hits[0][0], verdict), tuple(code for _, code in hits))
 
 
 _MODEL_ALONE = {verdict: Judgement(verdict) for verdict in Decision}
