@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import gc
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench._common import TransactionStream, machine, median, stream_parser, table, verdict
-from bench.scoring_cpu import BATCH, _service, _time_batched, scene
+from bench.scoring_cpu import BATCH, _ModelProxy, _service, _time_batched, _wrap, scene
 from fraudwatch.adapters.memory import MemoryProfileStore
 from fraudwatch.domain.controls import Controls, FixedControls, Judgement
 from fraudwatch.domain.decision import Decision
@@ -96,8 +97,9 @@ class PerRecordRules(RuleSet):
         ]
 
 
-JUDGING_CPU_S = [0.0]
-"""CPU seconds spent in TimedControls.judge_many since the bench last set it to 0."""
+SPENT: defaultdict[str, float] = defaultdict(float)
+"""CPU seconds spent in TimedControls.judge_many ("judge") and the model's explain ("explain") since
+the bench last cleared it."""
 
 
 class TimedControls(Controls):
@@ -115,7 +117,7 @@ class TimedControls(Controls):
     ) -> list[Judgement]:
         start = time.process_time()
         judged = super().judge_many(transactions, rows, scores, verdicts)
-        JUDGING_CPU_S[0] += time.process_time() - start
+        SPENT["judge"] += time.process_time() - start
         return judged
 
 
@@ -150,20 +152,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     rules = bench_rules()
     lists = bench_lists(TransactionStream(users=args.users, seed=1))
     batched, one_by_one = TimedControls(rules, lists), TimedControls(per_record(rules), lists)
+    proxy = _ModelProxy(model)
+    _wrap(proxy, "explain", "explain", SPENT)
     gc.freeze()
-    plain: list[float] = []
-    by_record: list[float] = []
-    by_batch: list[float] = []
+    cpu: dict[str, list[float]] = {way: [] for way in ("none", "record", "batch")}
     judging: dict[str, list[float]] = {"record": [], "batch": []}
+    explaining: dict[str, list[float]] = {way: [] for way in ("none", "record", "batch")}
     records = len(timed) * BATCH
     for _ in range(args.repeats):
-        plain.append(_time_batched(model, history, timed).cpu_us)
-        for way, controls, spent in (("record", one_by_one, by_record), ("batch", batched, by_batch)):
-            JUDGING_CPU_S[0] = 0.0
-            spent.append(_time_batched(model, history, timed, FixedControls(controls)).cpu_us)
-            judging[way].append(JUDGING_CPU_S[0] / records * 1e6)
+        for way, controls in (("none", None), ("record", one_by_one), ("batch", batched)):
+            SPENT.clear()
+            source = None if controls is None else FixedControls(controls)
+            cpu[way].append(_time_batched(proxy, history, timed, source).cpu_us)
+            explaining[way].append(SPENT["explain"] / records * 1e6)
+            if way != "none":
+                judging[way].append(SPENT["judge"] / records * 1e6)
+    plain, by_record, by_batch = cpu["none"], cpu["record"], cpu["batch"]
     added_record = [r - p for p, r in zip(plain, by_record, strict=True)]
     added_batch = [r - p for p, r in zip(plain, by_batch, strict=True)]
+    more_explaining = {
+        way: [r - p for p, r in zip(explaining["none"], explaining[way], strict=True)]
+        for way in ("record", "batch")
+    }
     print(f"# Rules' CPU per record ({machine()})")
     print(f"model: {bundle.origin}")
     print(
@@ -180,8 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ["20 rules + 3 lists, per batch (numpy)", *_spread(by_batch)],
                 ["added per record (paired)", *_spread(added_record)],
                 ["  of which Controls.judge_many", *_spread(judging["record"])],
+                ["  of which SHAP for the alerts the rules add", *_spread(more_explaining["record"])],
                 ["added per batch (paired)", *_spread(added_batch)],
                 ["  of which Controls.judge_many", *_spread(judging["batch"])],
+                ["  of which SHAP for the alerts the rules add", *_spread(more_explaining["batch"])],
             ],
         )
     )
