@@ -75,6 +75,7 @@ class Batch:
         self._lists = lists
         self._features: list[Value] | None = None
         self._columns: dict[object, Value] = {}
+        self._on_lists: dict[str, Mask] = {}
 
     def feature(self, index: int) -> Value:
         """A feature's values; an error where it is undefined (NaN)."""
@@ -116,13 +117,13 @@ class Batch:
 
     def on_list(self, name: str) -> Mask:
         """Whether each transaction's value of the list's field is on the list."""
-        key = ("lists", name)
-        if (column := self._columns.get(key)) is None:
+        if (hits := self._on_lists.get(name)) is None:
             on = self._lists.values.get(name, frozenset())
             at = FIELDS.index(list_field(name))
-            hits = np.fromiter((tx[at] in on for tx in self._transactions), np.bool_, self.size)
-            column = self._columns[key] = Value(hits, None, False)
-        return column.values  # type: ignore[no-any-return]
+            hits = self._on_lists[name] = np.fromiter(
+                (tx[at] in on for tx in self._transactions), np.bool_, self.size
+            )
+        return hits
 
 
 def _matrix(rows: Sequence[Sequence[float]] | npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:
@@ -398,7 +399,12 @@ def _as_double(term: Term, convert: bool) -> Callable[[Batch], Value]:
     if term.constant is not None:
         return _constant(float(term.constant))
     run = term.run
-    return lambda batch: (lambda v: Value(v.values.astype(np.float64), v.errors, False))(run(batch))
+
+    def converted(batch: Batch) -> Value:
+        value = run(batch)
+        return Value(value.values.astype(np.float64), value.errors, False)
+
+    return converted
 
 
 def _in(left: Term, right: Term, need_errors: bool) -> Term:
