@@ -7,6 +7,8 @@ library's. The conditions that are not translated are evaluated per record, and 
 
 import json
 import math
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -398,3 +400,17 @@ def test_validate_names_the_rules_evaluated_record_by_record_and_why(tmp_path, c
     assert "rule 'r1' is evaluated record by record" in said
     assert "startsWith" in said
     assert "'r0'" not in said
+
+
+def test_the_lists_and_rules_store_imports_without_numpy():
+    """Rules import numpy only to evaluate: the controls store, which puts entries on lists (the cases
+    function's layers have no numpy), does not need it."""
+    code = (
+        "import sys; sys.modules['numpy'] = None\n"
+        "import fraudwatch.adapters.controls\n"
+        "from fraudwatch.domain.controls import Controls\n"
+        "from fraudwatch.domain.rules import compile_rules\n"
+        "Controls(compile_rules({'version': 'v1', 'rules': []}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

@@ -30,7 +30,7 @@ checks every translated form against it on random records):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -124,6 +124,29 @@ class Batch:
                 (tx[at] in on for tx in self._transactions), np.bool_, self.size
             )
         return hits
+
+
+def fired(
+    translated: Sequence[tuple[int, Callable[[Batch], Mask | bool]]],
+    conditions: int,
+    batch: Batch,
+    per_record: Iterable[tuple[int, int]],
+) -> dict[int, list[int]]:
+    """Per record that matches any condition: the positions of those it matches, in order.
+
+    `translated` are run on the batch; `per_record` adds the (condition, record) matches found otherwise.
+    """
+    matrix = np.zeros((conditions, batch.size), dtype=np.bool_)
+    for i, matched in translated:
+        matrix[i] = matched(batch)
+    for i, j in per_record:
+        matrix[i, j] = True
+    found: dict[int, list[int]] = {}
+    for i, j in zip(
+        *(axis.tolist() for axis in np.nonzero(matrix)), strict=True
+    ):  # by condition, then record
+        found.setdefault(j, []).append(i)
+    return found
 
 
 def _matrix(rows: Sequence[Sequence[float]] | npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Protocol
 
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.lists import EMPTY_LISTS, Action, ListSnapshot
 from fraudwatch.domain.rules import NO_RULES, RuleSet
 from fraudwatch.domain.transaction import Transaction
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 _RANK = {Action.ALLOW: 0, Action.BLOCK: 1, Action.REVIEW: 2}
 

@@ -32,17 +32,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.cel_syntax import Untranslatable
-from fraudwatch.domain.conditions import Batch, Mask, translate
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import Action, ListSnapshot, list_name_problem
 from fraudwatch.domain.transaction import FIELDS, Transaction
 from fraudwatch.errors import FraudwatchError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from fraudwatch.domain.conditions import Batch, Mask
 
 MAX_RULES = 200
 MAX_CONDITION_CHARS = 2000
@@ -254,6 +256,10 @@ class RuleSet:
         translated: list[tuple[int, Callable[[Batch], Mask | bool]]] = []
         self.per_record: dict[str, str] = {}
         """The enabled rules evaluated record by record on a batch (rule id: why); the others per batch."""
+        if self.enabled:
+            # imported here, with numpy: the cases function, whose layers have no numpy, imports this
+            # module to put entries on lists, and never evaluates a rule
+            from fraudwatch.domain.conditions import translate
         for i, rule in enumerate(self.enabled):
             try:
                 translated.append((i, translate(rule.condition)))
@@ -283,24 +289,24 @@ class RuleSet:
         size = len(transactions)
         if not self.enabled or not size:
             return [()] * size
-        fired = np.zeros((len(self.enabled), size), dtype=np.bool_)
-        if self._translated:
-            batch = Batch(transactions, rows, scores, lists)
-            for i, matched in self._translated:
-                fired[i] = matched(batch)
-        if self._left:
-            for j, tx in enumerate(transactions):
-                row = rows[j]
-                plain = row.tolist() if isinstance(row, np.ndarray) else row
-                for i in self._fallback.matching(tx, plain, float(scores[j]), lists):
-                    fired[self._left[i], j] = True
-        found: dict[int, list[Rule]] = {}
-        for i, j in zip(*(axis.tolist() for axis in np.nonzero(fired)), strict=True):  # by rule, then record
-            found.setdefault(j, []).append(self.enabled[i])
-        per_record: list[tuple[Rule, ...]] = [()] * size
-        for j, rules in found.items():
-            per_record[j] = tuple(rules)
-        return per_record
+        from fraudwatch.domain.conditions import Batch, fired  # numpy: see __init__
+
+        per_record = (
+            [
+                (self._left[i], j)
+                for j, tx in enumerate(transactions)
+                for i in self._fallback.matching(tx, _plain(rows[j]), float(scores[j]), lists)
+            ]
+            if self._left
+            else []
+        )
+        found = fired(
+            self._translated, len(self.enabled), Batch(transactions, rows, scores, lists), per_record
+        )
+        matched: list[tuple[Rule, ...]] = [()] * size
+        for j, positions in found.items():
+            matched[j] = tuple(self.enabled[i] for i in positions)
+        return matched
 
     def _context(
         self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
@@ -316,6 +322,11 @@ class RuleSet:
         """
         sample_tx = Transaction("t", "u", "m", number, "EUR", "2026-01-01T00:00:00+00:00", "misc", 0.0, 0)
         return self._context(sample_tx, [number] * len(FEATURE_NAMES), min(number, 1.0), ListSnapshot({}))
+
+
+def _plain(row: Sequence[float]) -> Sequence[float]:
+    """A feature row as the CEL library takes it: Python floats (a row of a numpy matrix is not)."""
+    return row if isinstance(row, list | tuple) else [float(value) for value in row]
 
 
 def compile_rules(document: object) -> RuleSet:
