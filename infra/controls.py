@@ -186,7 +186,12 @@ def lists_show(args: argparse.Namespace, store: ControlsStore, now: float) -> st
 def rules_validate(args: argparse.Namespace) -> str:
     """Compile a document; say what it holds."""
     rules = read_rules(Path(args.file))
-    return f"{args.file}: version {rules.version}, {_count(rules)}: compiles"
+    lines = [f"{args.file}: version {rules.version}, {_count(rules)}: compiles"]
+    lines += [
+        f"rule {rule_id!r} is evaluated record by record, slower than on whole batches: {why}"
+        for rule_id, why in rules.per_record.items()
+    ]
+    return "\n".join(lines)
 
 
 def rules_test(args: argparse.Namespace) -> str:

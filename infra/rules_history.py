@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.domain.controls import Controls
+from fraudwatch.domain.controls import Controls, Judgement
 from fraudwatch.domain.decision import Decision
 from fraudwatch.domain.lists import Action, ListSnapshot, list_action
 from fraudwatch.domain.rules import RuleSet
@@ -103,27 +103,57 @@ def replay(
         frame[name].to_numpy()[order].tolist() for name in _CONTRACT
     )
     frauds = frame[LABEL].to_numpy()[order].astype(bool).tolist()
+    epochs = matrix.epochs[order].tolist()
+    transactions = [
+        Transaction(
+            ids[i],
+            users[i],
+            merchants[i],
+            float(amounts[i]),
+            currencies[i],
+            times[i],
+            categories[i],
+            epoch,
+            0,
+        )
+        for i, epoch in enumerate(epochs)
+    ]
+    verdicts = [model.thresholds.decide(score) for score in scores]
     report = HistoryReport(len(scores), sum(frauds), _outcomes(controls))
     caught = Counter[str]()
     rejected = Counter[str]()
-    for i, score in enumerate(scores):
-        epoch = float(matrix.epochs[order[i]])
-        tx = Transaction(
-            ids[i], users[i], merchants[i], amounts[i], currencies[i], times[i], categories[i], epoch, 0
+    for start in range(0, len(scores), JUDGED_AT_ONCE):
+        end = start + JUDGED_AT_ONCE
+        judgements = controls.judge_many(
+            transactions[start:end], rows[start:end], scores[start:end], verdicts[start:end]
         )
-        alone = model.thresholds.decide(score)
-        judged = controls.judge(tx, rows[i].tolist(), score, alone)
-        fraud = frauds[i]
-        report.model[alone] += 1
-        report.with_rules[judged.decision] += 1
-        caught["model"] += fraud and alone is not Decision.APPROVED
-        caught["rules"] += fraud and judged.decision is not Decision.APPROVED
-        rejected["model"] += not fraud and alone is Decision.REJECTED
-        rejected["rules"] += not fraud and judged.decision is Decision.REJECTED
-        for code in judged.matched:
-            _count(report.rules[code], fraud, alone)
+        for i, judged in enumerate(judgements, start):
+            _tally(report, caught, rejected, judged, verdicts[i], frauds[i])
     report.caught, report.genuine_rejected = dict(caught), dict(rejected)
     return report
+
+
+JUDGED_AT_ONCE = 8192
+"""Transactions whose rules are evaluated together (domain/conditions.py): a few MB of columns."""
+
+
+def _tally(
+    report: HistoryReport,
+    caught: Counter[str],
+    rejected: Counter[str],
+    judged: Judgement,
+    alone: Decision,
+    fraud: bool,
+) -> None:
+    """Count one transaction's decisions, the model's alone and with the rules."""
+    report.model[alone] += 1
+    report.with_rules[judged.decision] += 1
+    caught["model"] += fraud and alone is not Decision.APPROVED
+    caught["rules"] += fraud and judged.decision is not Decision.APPROVED
+    rejected["model"] += not fraud and alone is Decision.REJECTED
+    rejected["rules"] += not fraud and judged.decision is Decision.REJECTED
+    for code in judged.matched:
+        _count(report.rules[code], fraud, alone)
 
 
 _CONTRACT = ("transaction_id", "user_id", "merchant_id", "amount", "currency", "timestamp", "category")

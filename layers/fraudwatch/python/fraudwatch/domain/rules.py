@@ -13,7 +13,10 @@ A document is a mapping (the CLI reads it from YAML or JSON):
 A condition reads four names: `tx` (the contract's fields: tx.merchant_id, tx.amount, ...),
 `features` (the 22 features by name; an undefined one, NaN, is absent: test it with `has()`), `score`
 (the model's probability) and `lists` (`tx.merchant_id in lists.watched_merchants`). Conditions are
-evaluated by the `common-expression-language` package (CEL's Rust implementation): never `eval`.
+compiled and checked by the `common-expression-language` package (CEL's Rust implementation), whose
+evaluation is the reference: never `eval`. On a batch, the conditions domain/conditions.py translates
+run as numpy operations over the whole batch, with the library's results (a conformance test checks it
+on random conditions and records); the others run through the library, record by record.
 
 Compiling refuses a document with the rule's id and the position of the error in its condition. A
 condition that fails on one record (a missing feature, a type mismatch) does not match it.
@@ -25,16 +28,23 @@ import importlib.machinery
 import importlib.util
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fraudwatch.domain.cel_syntax import Untranslatable
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import Action, ListSnapshot, list_name_problem
 from fraudwatch.domain.transaction import FIELDS, Transaction
 from fraudwatch.errors import FraudwatchError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from fraudwatch.domain.conditions import Batch, Mask
 
 MAX_RULES = 200
 MAX_CONDITION_CHARS = 2000
@@ -169,35 +179,24 @@ MAX_PLANS = 64
 """Plans kept per rule set: one per pattern of undefined features seen (a handful in practice)."""
 
 
-class RuleSet:
-    """A compiled rules document: its version, its rules, and one CEL program of every enabled condition."""
+class _PerRecord:
+    """Some conditions evaluated by the CEL library, one record at a time: the reference semantics."""
 
-    def __init__(self, version: str, rules: Sequence[Rule]) -> None:
-        self.version = version
+    def __init__(self, rules: Sequence[Rule], programs: Sequence[Any]) -> None:
         self.rules = tuple(rules)
-        self.enabled = tuple(rule for rule in self.rules if rule.enabled)
-        programs = [_compile(rule) for rule in self.enabled]
         self._programs = tuple(programs)
-        self._rule_needs = tuple(_Needs.of([r], [p]) for r, p in zip(self.enabled, programs, strict=True))
-        self._needs = _Needs.of(self.enabled, programs)
-        self._all = self._plan(frozenset())
+        self._rule_needs = tuple(_Needs.of([r], [p]) for r, p in zip(self.rules, programs, strict=True))
+        self.needs = _Needs.of(self.rules, programs)
+        self.all = self._plan(frozenset())
         self._plans: dict[frozenset[int], _Plan] = {}
-        samples = [self._sample(value) for value in (0.0, 1e6)]
-        for rule, program in zip(self.enabled, programs, strict=True):
-            for sample in samples:
-                _dry_run(rule, program, sample)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The document, as compiled (what `rules show` prints and `rules push` stores)."""
-        return {"version": self.version, "rules": [rule.to_dict() for rule in self.rules]}
-
-    def matches(self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot) -> list[Rule]:
-        """The enabled rules whose condition is true for this transaction, in the document's order."""
-        if not self.enabled:
+    def matching(self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot) -> list[int]:
+        """The positions (in `rules`) of the conditions true for this transaction."""
+        if not self.rules:
             return []
-        undefined = frozenset(i for _, i in self._needs.features if row[i] != row[i])
-        plan = self._all if not undefined else self._plans.get(undefined) or self._remember(undefined)
-        results: list[object] = [None] * len(self.enabled)
+        undefined = frozenset(i for _, i in self.needs.features if row[i] != row[i])
+        plan = self.all if not undefined else self._plans.get(undefined) or self._remember(undefined)
+        results: list[object] = [None] * len(self.rules)
         if plan.together:
             context = plan.needs.context(tx, row, score, lists)
             try:
@@ -208,7 +207,7 @@ class RuleSet:
                 results[i] = result
         for i in plan.fragile:
             results[i] = self._alone(i, tx, row, score, lists)
-        return [rule for rule, result in zip(self.enabled, results, strict=True) if result is True]
+        return [i for i, result in enumerate(results) if result is True]
 
     def _alone(
         self, i: int, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
@@ -223,8 +222,8 @@ class RuleSet:
         fragile = tuple(
             i for i, needs in enumerate(self._rule_needs) if any(f in undefined for _, f in needs.features)
         )
-        together = tuple(i for i in range(len(self.enabled)) if i not in fragile)
-        rules = [self.enabled[i] for i in together]
+        together = tuple(i for i in range(len(self.rules)) if i not in fragile)
+        rules = [self.rules[i] for i in together]
         program = _cel.compile("[" + ", ".join(f"({r.condition})" for r in rules) + "]")
         needs = _Needs.of(rules, [self._programs[i] for i in together])
         return _Plan(together, program, needs, fragile)
@@ -235,11 +234,85 @@ class RuleSet:
         plan = self._plans[undefined] = self._plan(undefined)
         return plan
 
+
+class RuleSet:
+    """A compiled rules document: its version, its rules, and how each enabled condition is evaluated.
+
+    `matches` evaluates one record with the CEL library (the reference). `matches_many` evaluates a
+    batch: each condition that domain/conditions.py translates runs as numpy operations over the whole
+    batch, the others (`per_record`, with the reason) with the CEL library, record by record.
+    """
+
+    def __init__(self, version: str, rules: Sequence[Rule]) -> None:
+        self.version = version
+        self.rules = tuple(rules)
+        self.enabled = tuple(rule for rule in self.rules if rule.enabled)
+        programs = [_compile(rule) for rule in self.enabled]
+        self._reference = _PerRecord(self.enabled, programs)
+        samples = [self._sample(value) for value in (0.0, 1e6)]
+        for rule, program in zip(self.enabled, programs, strict=True):
+            for sample in samples:
+                _dry_run(rule, program, sample)
+        translated: list[tuple[int, Callable[[Batch], Mask | bool]]] = []
+        self.per_record: dict[str, str] = {}
+        """The enabled rules evaluated record by record on a batch (rule id: why); the others per batch."""
+        if self.enabled:
+            # imported here, with numpy: the cases function, whose layers have no numpy, imports this
+            # module to put entries on lists, and never evaluates a rule
+            from fraudwatch.domain.conditions import translate
+        for i, rule in enumerate(self.enabled):
+            try:
+                translated.append((i, translate(rule.condition)))
+            except Untranslatable as exc:
+                self.per_record[rule.id] = str(exc)
+        self._translated = tuple(translated)
+        left = [i for i, rule in enumerate(self.enabled) if rule.id in self.per_record]
+        self._left = tuple(left)
+        self._fallback = _PerRecord([self.enabled[i] for i in left], [programs[i] for i in left])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The document, as compiled (what `rules show` prints and `rules push` stores)."""
+        return {"version": self.version, "rules": [rule.to_dict() for rule in self.rules]}
+
+    def matches(self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot) -> list[Rule]:
+        """The enabled rules whose condition is true for this transaction, in the document's order."""
+        return [self.enabled[i] for i in self._reference.matching(tx, row, score, lists)]
+
+    def matches_many(
+        self,
+        transactions: Sequence[Transaction],
+        rows: Sequence[Sequence[float]] | npt.NDArray[np.float64],
+        scores: Sequence[float],
+        lists: ListSnapshot,
+    ) -> list[tuple[Rule, ...]]:
+        """Per transaction, the enabled rules whose condition is true for it, in the document's order."""
+        size = len(transactions)
+        if not self.enabled or not size:
+            return [()] * size
+        from fraudwatch.domain.conditions import Batch, fired  # numpy: see __init__
+
+        per_record = (
+            [
+                (self._left[i], j)
+                for j, tx in enumerate(transactions)
+                for i in self._fallback.matching(tx, _plain(rows[j]), float(scores[j]), lists)
+            ]
+            if self._left
+            else []
+        )
+        found = fired(
+            self._translated, len(self.enabled), Batch(transactions, rows, scores, lists), per_record
+        )
+        matched: list[tuple[Rule, ...]] = [()] * size
+        for j, positions in found.items():
+            matched[j] = tuple(self.enabled[i] for i in positions)
+        return matched
+
     def _context(
         self, tx: Transaction, row: Sequence[float], score: float, lists: ListSnapshot
     ) -> dict[str, Any]:
         """Every value the enabled conditions read."""
-        return self._needs.context(tx, row, score, lists)
+        return self._reference.needs.context(tx, row, score, lists)
 
     def _sample(self, number: float) -> dict[str, Any]:
         """A context of every value the conditions read, numbers all `number`: to try each at compile time.
@@ -249,6 +322,11 @@ class RuleSet:
         """
         sample_tx = Transaction("t", "u", "m", number, "EUR", "2026-01-01T00:00:00+00:00", "misc", 0.0, 0)
         return self._context(sample_tx, [number] * len(FEATURE_NAMES), min(number, 1.0), ListSnapshot({}))
+
+
+def _plain(row: Sequence[float]) -> Sequence[float]:
+    """A feature row as the CEL library takes it: Python floats (a row of a numpy matrix is not)."""
+    return row if isinstance(row, list | tuple) else [float(value) for value in row]
 
 
 def compile_rules(document: object) -> RuleSet:

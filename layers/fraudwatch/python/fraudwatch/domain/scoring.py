@@ -401,10 +401,7 @@ class ScoringService:
         if self._controls is None:
             return [_MODEL_ALONE[verdict] for verdict in verdicts], ""
         controls = self._controls.current()
-        judged = [
-            controls.judge(p.tx, p.row, float(score), verdict)
-            for p, score, verdict in zip(pending, scores, verdicts, strict=True)
-        ]
+        judged = controls.judge_many([p.tx for p in pending], [p.row for p in pending], scores, verdicts)
         return judged, controls.version
 
     def _write(
