@@ -37,12 +37,12 @@ class NaiveHandler:
         import boto3
         from xgboost import XGBClassifier
 
+        from fraudwatch.adapters.aws import CLIENT_CONFIG
         from fraudwatch.adapters.bundle import read_bundle
         from fraudwatch.adapters.dynamodb import DynamoDecisionStore
         from fraudwatch.adapters.model import XGBoostModel
         from fraudwatch.domain.features import FEATURE_NAMES
         from fraudwatch.settings import Settings
-        from fraudwatch.wiring import CLIENT_CONFIG
 
         settings = Settings.from_env(env)
         session = session or boto3.Session()

@@ -21,13 +21,13 @@ from typing import Protocol
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 
+from fraudwatch.adapters.aws import CLIENT_CONFIG
 from fraudwatch.adapters.cases import DynamoCaseStore, KinesisLabels
 from fraudwatch.adapters.controls import ControlsStore
 from fraudwatch.adapters.dynamodb import DynamoDecisionStore
 from fraudwatch.domain.cases import CaseOpener, CaseService, Verdict
 from fraudwatch.errors import ConfigurationError
 from fraudwatch.observability import metrics
-from fraudwatch.wiring import CLIENT_CONFIG
 
 REPORT_PERIOD = timedelta(minutes=1)
 """The schedule of the queue's metrics: each run reports the verdicts of the minute before its own."""

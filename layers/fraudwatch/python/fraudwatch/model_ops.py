@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import boto3
 
+from fraudwatch.adapters.aws import CLIENT_CONFIG
 from fraudwatch.adapters.bundle import read_bundle
 from fraudwatch.adapters.drift import DriftStore
 from fraudwatch.adapters.dynamodb import DynamoDecisionStore
@@ -30,7 +31,6 @@ from fraudwatch.domain.drift import Reference, WindowDrift, drifting, settled_wi
 from fraudwatch.domain.matured import DAY, MaturedDay, latest_verdicts, matured_days, matured_span
 from fraudwatch.errors import BundleError, ConfigurationError
 from fraudwatch.settings import DEFAULT_MODEL_DIR, optional_number
-from fraudwatch.wiring import CLIENT_CONFIG
 
 DECIDED_LATE = 7 * DAY
 """How long after its transaction a decision can be made at most (a record's maximum age): the

@@ -6,15 +6,17 @@ import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 from fraudwatch.domain.decision import Decision
-from fraudwatch.domain.inline import InlineDecision
-from fraudwatch.domain.scoring import BatchReport
 from fraudwatch.errors import AwsCallError
+
+if TYPE_CHECKING:  # the scoring core imports numpy; the cases function's layers have none
+    from fraudwatch.domain.inline import InlineDecision
+    from fraudwatch.domain.scoring import BatchReport
 
 logger = Logger(service="fraudwatch")
 metrics = Metrics(namespace="Fraudwatch", service="fraudwatch")

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import boto3
 import botocore.session
-from botocore.config import Config
 
+from fraudwatch.adapters.aws import CLIENT_CONFIG
 from fraudwatch.adapters.bundle import read_bundle
 from fraudwatch.adapters.controls import CachedControls, ControlsStore
 from fraudwatch.adapters.drift import DriftStore, FlushingDriftRecorder
@@ -25,8 +25,6 @@ from fraudwatch.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-# Standard retry mode retries throttling and 5xx with backoff; timeouts stay well under the function's.
-CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
 
 def build_service(

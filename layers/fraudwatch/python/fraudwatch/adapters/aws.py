@@ -15,9 +15,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 from fraudwatch.errors import AwsCallError
+
+# Standard retry mode retries throttling and 5xx with backoff; timeouts stay well under the function's.
+CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
 FIFO_SUFFIX = ".fifo"
 """How the names of FIFO queues and SNS FIFO topics end."""
