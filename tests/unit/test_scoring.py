@@ -17,7 +17,7 @@ from fraudwatch.adapters.memory import (
 )
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.events import parse_event
-from fraudwatch.domain.features import DAY, FEATURE_NAMES, MERCHANT_FEATURES, NO_MERCHANT
+from fraudwatch.domain.features import DAY, FEATURE_NAMES, LABEL_FEATURES, MERCHANT_FEATURES, NO_MERCHANT
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import LATENCY_HORIZON_S, ScoringService
@@ -446,7 +446,7 @@ def test_a_later_batchs_merchant_features_reflect_the_labels_applied_earlier():
     )
     same_day, next_day, unlabelled = (dict(zip(FEATURE_NAMES, row, strict=True)) for row in model.rows)
     assert same_day["merchant_labels_1d"] == 0.0
-    assert [next_day[name] for name in MERCHANT_FEATURES] == [3.0, 2 / 3, 3.0, 2 / 3, 3.0, 2 / 3]
+    assert [next_day[name] for name in LABEL_FEATURES] == [3.0, 2 / 3, 3.0, 2 / 3, 3.0, 2 / 3]
     assert all(
         same(unlabelled[name], value) for name, value in zip(MERCHANT_FEATURES, NO_MERCHANT, strict=True)
     )
