@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from fraudwatch.adapters.aws import (
     is_transient,
     retry_batch,
 )
+from fraudwatch.domain.activity import payment_day
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, ShadowVerdict, Thresholds
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.ports import DecisionPage, Profiles
@@ -293,6 +294,29 @@ class DynamoDecisionStore:
         return DecisionPage(
             [decision_of(item) for item in page["Items"]], None if not last else _cursor(last)
         )
+
+    def payments_since(self, decided_from: str) -> Iterator[tuple[str, str, int]]:
+        """The payment behind each decision decided at or after `decided_from` (ISO 8601 UTC), as
+        (merchant id, card, UTC day of the payment), for the daily count of merchants' payments
+        (`fraudwatch.domain.activity`); raises DecisionStoreError.
+
+        A Scan, page by page: a job's read once a day, of a table whose items expire after
+        DECISION_TTL_DAYS (at a larger scale, an index by day would read only the days counted).
+        """
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self.table_name,
+            ProjectionExpression="merchant_id, user_id, transaction_time",
+            FilterExpression="decided_at >= :from",
+            ExpressionAttributeValues={":from": {"S": decided_from}},
+            ConsistentRead=True,
+        )
+        try:
+            for page in pages:
+                for item in page["Items"]:
+                    day = payment_day(item["transaction_time"]["S"])
+                    yield item["merchant_id"]["S"], item["user_id"]["S"], day
+        except (ClientError, BotoCoreError) as exc:
+            raise call_failed(DecisionStoreError, exc, operation="Scan", resource=self.table_name) from exc
 
     def _item(self, d: DecisionRecord) -> Item:
         decided = datetime.fromisoformat(d.decided_at).timestamp()

@@ -103,5 +103,9 @@ def summarise_day(payments: Iterable[tuple[str, str, int]], day: int) -> list[Me
 def payments_of(decisions: Iterable[DecisionRecord]) -> Iterator[tuple[str, str, int]]:
     """The payment behind each decision, as `summarise_day` reads it: (merchant id, card, UTC day)."""
     for decision in decisions:
-        day = int(parse_timestamp(decision.transaction_time).timestamp() // DAY)
-        yield decision.merchant_id, decision.user_id, day
+        yield decision.merchant_id, decision.user_id, payment_day(decision.transaction_time)
+
+
+def payment_day(transaction_time: str) -> int:
+    """The UTC day number of a payment's timestamp (a decision's `transaction_time`)."""
+    return int(parse_timestamp(transaction_time).timestamp() // DAY)
