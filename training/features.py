@@ -9,9 +9,10 @@ checks it.
 
 Labels are fed back as production gets them: a labelled file's `is_fraud` of each transaction becomes
 a `Label` known `label_delay` seconds after it (default 7 days, a typical chargeback delay), counted
-with `apply_label` in a profile per merchant in time order. A transaction's merchant features
-(`merchant_features`) read only the labels known before its day's midnight, so they are computed once
-per merchant and day, apart from the users' replay (which processes may share).
+with `apply_label` in a profile per merchant in time order; each merchant's payments are counted per
+UTC day (`day_activity`). A transaction's merchant features (`merchant_features`) read only the labels
+known and the payments made before its day's midnight, so they are computed once per merchant and
+day, apart from the users' replay (which processes may share).
 """
 
 from __future__ import annotations
@@ -288,6 +289,15 @@ def merchant_days(
         values=rows,
         pair_of_row=inverse.reshape(-1),
     )
+
+
+def merchant_activity(
+    merchant_ids: pd.Series, epochs: np.ndarray, cards: pd.Series
+) -> dict[str, dict[int, list[int]]]:
+    """Each merchant's `day_activity` of every UTC day it has payments, by merchant id."""
+    codes, uniques = pd.factorize(merchant_ids)
+    days = np.floor_divide(epochs, DAY).astype(np.int64)
+    return dict(zip(uniques.tolist(), _activity(codes.astype(np.int64), days, cards), strict=True))
 
 
 def _activity(codes: np.ndarray, days: np.ndarray, cards: pd.Series) -> list[dict[int, list[int]]]:

@@ -1,8 +1,10 @@
 """The one definition of every feature, used by the Lambda and by training alike.
 
 `features(profile, merchant, tx)` describes a transaction against its user's profile *before* it and
-its merchant's profile; `apply(profile, tx)` then folds the transaction into the user's profile, and
-`apply_label(merchant, label)` folds a fraud label into the merchant's. Training and backtests replay
+its merchant's profile; `apply(profile, tx)` then folds the transaction into the user's profile,
+`apply_label(merchant, label)` folds a fraud label into the merchant's, and `apply_activity` sets a
+day's count of the merchant's payments (`day_activity`; online it comes from the daily count of
+`domain.activity`, offline the replay counts the file's payments). Training and backtests replay
 history through these functions, so offline and online features are equal by construction (and the
 parity test checks it).
 
@@ -11,8 +13,8 @@ of a transaction at time `t` when `t - W < e <= t`, so one exactly 24 h earlier 
 
 The long windows (the user's 7 and 30 days, the merchant's 1, 7 and 30 days) are made of whole UTC
 days: the N days before the transaction's own day. They count only what was known by the midnight
-before the transaction (a label counts by the day it became known), so they change only at midnight
-and are computed once per profile and day.
+before the transaction (a label counts by the day it became known, a merchant's payments by the day
+they were made), so they change only at midnight and are computed once per profile and day.
 
 Undefined values are NaN, which XGBoost treats as missing: the spread-based features of a user's first
 transaction, and the time since the previous one.
