@@ -283,7 +283,7 @@ def _measure(
 def profile_keys(batch: list[StreamRecord]) -> tuple[int, int]:
     """The distinct users and merchants whose profiles a batch reads."""
     from fraudwatch.domain.events import parse_event
-    from fraudwatch.domain.label import Label
+    from fraudwatch.domain.transaction import Transaction
     from fraudwatch.errors import InvalidRecordError
 
     users, merchants = set(), set()
@@ -293,7 +293,7 @@ def profile_keys(batch: list[StreamRecord]) -> tuple[int, int]:
         except InvalidRecordError:
             continue
         merchants.add(event.merchant_id)
-        if not isinstance(event, Label):
+        if isinstance(event, Transaction):
             users.add(event.user_id)
     return len(users), len(merchants)
 

@@ -1,12 +1,14 @@
 """The naive way to compute the training features: per transaction, filter the history with pandas.
 
 What a first draft of offline features looks like: for each transaction in time order, boolean masks
-over the whole frame select the user's earlier transactions and the labels its merchant had by then,
-and pandas aggregates them. The same 22 features as `fraudwatch.domain.features` (written again here
-on purpose, as the baseline of `bench/training_pipeline.py`: nothing outside bench/ uses it), with
-the same windows: half-open recent windows, whole UTC days before the transaction's day for the long
-ones, labels counted from the midnight after they became known. The cost of each row grows with the
-frame, so the whole is quadratic: it is measured on a sample.
+over the whole frame select the user's earlier transactions, the labels its merchant had by then and
+its merchant's payments of earlier days, and pandas aggregates them. The same 27 features as
+`fraudwatch.domain.features` (written again here on purpose, as the baseline of
+`bench/training_pipeline.py`: nothing outside bench/ uses it), with the same windows: half-open
+recent windows, whole UTC days before the transaction's day for the long ones, labels counted from
+the midnight after they became known, a card new to a merchant on a day when it had not paid there
+in the 30 days before. The cost of each row grows with the frame, so the whole is quadratic: it is
+measured on a sample.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ def naive_features(frame: pd.DataFrame, label_delay: float | None) -> np.ndarray
     values = np.empty((len(data), len(FEATURE_NAMES)), dtype=np.float64)
     for i, tx in enumerate(data.itertuples(index=False)):
         mine = data[(data["user_id"] == tx.user_id) & (data["position"] < tx.position)]
-        merchant = data[data["merchant_id"] == tx.merchant_id] if labelled else data.iloc[:0]
-        values[i] = _user(tx, mine) + _merchant(tx, merchant, labelled)
+        merchant = data[data["merchant_id"] == tx.merchant_id]
+        values[i] = _user(tx, mine) + _merchant(tx, merchant, labelled) + _activity(tx, merchant)
     return values
 
 
@@ -70,6 +72,23 @@ def _user(tx: object, mine: pd.DataFrame) -> tuple[float, ...]:
         float(len(month)),
         float(month["amount"].mean()) if len(month) else NAN,
     )
+
+
+def _activity(tx: object, merchant: pd.DataFrame) -> tuple[float, ...]:
+    day = tx.day  # type: ignore[attr-defined]
+    month = merchant[(merchant["day"] >= day - 30) & (merchant["day"] < day)]
+    if month.empty:
+        return (0.0, NAN, NAN, NAN, NAN)
+    yesterday = month[month["day"] == day - 1]
+    shares = []
+    for first in (day - 1, day - 7, day - 30):
+        card_days = month[month["day"] >= first].drop_duplicates(["day", "user_id"])
+        new = 0
+        for card_day, card in zip(card_days["day"], card_days["user_id"], strict=True):
+            earlier = merchant[(merchant["user_id"] == card) & (merchant["day"] < card_day)]
+            new += bool(earlier.empty or earlier["day"].max() < card_day - 30)
+        shares.append(new / len(card_days) if len(card_days) else NAN)
+    return (float(len(yesterday)), len(yesterday) * 30 / len(month), *shares)
 
 
 def _merchant(tx: object, merchant: pd.DataFrame, labelled: bool) -> tuple[float, ...]:

@@ -91,6 +91,10 @@ class NaiveHandler:
         if isinstance(event, Label):
             self._count_label(record, event)
             return None
+        if not isinstance(
+            event, Transaction
+        ):  # a merchant's day of payments: not what this baseline measures
+            return None
         tx = event
         profile = self._read_profile(tx.user_id)
         if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):

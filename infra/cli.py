@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "infra.deploy",
     "infra.runner",
     "infra.producer",
+    "infra.activity",
     "infra.redrive",
     "infra.alerts",
     "infra.controls",

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.domain.events import EVENT_FIELD, LABEL_EVENT
+from fraudwatch.domain.activity import ACTIVITY_FIELDS
+from fraudwatch.domain.events import ACTIVITY_EVENT, EVENT_FIELD, LABEL_EVENT
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY, LABEL_FIELDS
 from fraudwatch.domain.transaction import FIELDS
 
@@ -86,6 +87,12 @@ def label_of(transaction: Mapping[str, Any], labelled_at: str) -> dict[str, Any]
 def label_payload(label: Mapping[str, Any]) -> bytes:
     """A label's stream payload: `"event": "label"` and the label contract's fields only."""
     return json.dumps({EVENT_FIELD: LABEL_EVENT, **{name: label[name] for name in LABEL_FIELDS}}).encode()
+
+
+def activity_payload(activity: Mapping[str, Any]) -> bytes:
+    """A day's activity's stream payload: `"event": "activity"` and its contract's fields only."""
+    fields = {name: activity[name] for name in ACTIVITY_FIELDS}
+    return json.dumps({EVENT_FIELD: ACTIVITY_EVENT, **fields}).encode()
 
 
 def event_from_transactions(

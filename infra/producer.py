@@ -25,11 +25,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from fraudwatch.domain.events import EVENT_FIELD, LABEL_EVENT
+from fraudwatch.domain.activity import ACTIVITY_FIELDS
+from fraudwatch.domain.events import ACTIVITY_EVENT, EVENT_FIELD, LABEL_EVENT
 from fraudwatch.domain.label import LABEL_FIELDS
 from fraudwatch.domain.transaction import FIELDS, MAX_AGE_SECONDS, check_recent
 from fraudwatch.errors import FraudwatchError, InvalidRecordError, UsageError
-from infra.events import contract_payload, label_of, label_payload
+from infra.events import activity_payload, contract_payload, label_of, label_payload
 from infra.state import add_stack_options
 
 MAX_RECORDS_PER_CALL = 500
@@ -87,17 +88,21 @@ class _Entry:
 
 def stream_entry(record: Mapping[str, Any], position: int) -> _Entry:
     """A record as a PutRecords entry, its contract's fields as JSON: a transaction keyed by its user,
-    a label (`"event": "label"`) by its merchant."""
+    a label (`"event": "label"`) or a day's activity (`"event": "activity"`) by its merchant."""
     fields: tuple[str, ...]
     payload: Callable[[Mapping[str, Any]], bytes]
     if record.get(EVENT_FIELD) == LABEL_EVENT:
         fields, key, payload = LABEL_FIELDS, "merchant_id", label_payload
+    elif record.get(EVENT_FIELD) == ACTIVITY_EVENT:
+        fields, key, payload = ACTIVITY_FIELDS, "merchant_id", activity_payload
     else:
         fields, key, payload = FIELDS, "user_id", contract_payload
     missing = [name for name in fields if name not in record]
     if missing:
         raise ValueError(f"record {position}: no {missing[0]!r} (the contract needs {', '.join(fields)})")
-    entry = _Entry(str(record["transaction_id"]), {"Data": payload(record), "PartitionKey": str(record[key])})
+    # A day's activity has no transaction: it goes by its merchant and day.
+    record_id = str(record.get("transaction_id") or f"{record[key]}:{record.get('day')}")
+    entry = _Entry(record_id, {"Data": payload(record), "PartitionKey": str(record[key])})
     if entry.size > MAX_RECORD_BYTES:
         raise ValueError(f"record {position}: {entry.size} bytes, over Kinesis's 1 MiB record limit")
     return entry

@@ -9,9 +9,10 @@ checks it.
 
 Labels are fed back as production gets them: a labelled file's `is_fraud` of each transaction becomes
 a `Label` known `label_delay` seconds after it (default 7 days, a typical chargeback delay), counted
-with `apply_label` in a profile per merchant in time order. A transaction's merchant features
-(`merchant_features`) read only the labels known before its day's midnight, so they are computed once
-per merchant and day, apart from the users' replay (which processes may share).
+with `apply_label` in a profile per merchant in time order; each merchant's payments are counted per
+UTC day (`day_activity`). A transaction's merchant features (`merchant_features`) read only the labels
+known and the payments made before its day's midnight, so they are computed once per merchant and
+day, apart from the users' replay (which processes may share).
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from fraudwatch.domain.features import (
     DAY,
     FEATURE_NAMES,
     MERCHANT_FEATURES,
-    NO_MERCHANT,
     apply,
     apply_label,
+    day_activity,
     merchant_features,
     user_features,
 )
@@ -144,7 +145,7 @@ def compute_features(
     """Replay the frame's transactions in time order, with its labels fed back, and collect their features.
 
     A frame with `is_fraud` feeds each label back `label_delay` seconds after its transaction; None (or
-    a frame without labels) replays no labels, so every merchant feature is that of a merchant without
+    a frame without labels) replays no labels, so every label feature is that of a merchant without
     labels. `check=False` skips the column checks for a frame that `training.io` has already checked;
     `at` is the rows' `instants`, when the caller has already computed them.
 
@@ -172,12 +173,12 @@ def compute_features(
     values = np.empty((len(frame), len(FEATURE_NAMES)), dtype=np.float64)
     if len(tasks) == 1:
         values[order, :USER_WIDTH] = user_columns(*tasks[0], progress=progress)
-        values[:, USER_WIDTH:] = merchant_columns(id_texts(frame["merchant_id"]), epochs, labels)
+        values[:, USER_WIDTH:] = merchant_columns(frame, epochs, labels)
         return FeatureMatrix(values=values, epochs=epochs, order=order)
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(len(tasks), mp_context=context) as pool:
         futures = {pool.submit(user_columns, *task): rows for task, rows in zip(tasks, parts, strict=True)}
-        values[:, USER_WIDTH:] = merchant_columns(id_texts(frame["merchant_id"]), epochs, labels)
+        values[:, USER_WIDTH:] = merchant_columns(frame, epochs, labels)
         waiting = tqdm(
             as_completed(futures),
             total=len(futures),
@@ -226,11 +227,10 @@ def user_columns(
     return np.array(rows, dtype=np.float64).reshape(-1, USER_WIDTH)
 
 
-def merchant_columns(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
-    """The merchant features of every row: its merchant's profile with `labels` (in time order) replayed."""
-    if not labels:
-        return np.tile(np.array(NO_MERCHANT, dtype=np.float64), (len(epochs), 1))
-    days = merchant_days(merchant_ids, epochs, labels)
+def merchant_columns(frame: pd.DataFrame, epochs: np.ndarray, labels: Sequence[Label]) -> np.ndarray:
+    """The merchant features of every row: its merchant's profile with `labels` (in time order) replayed,
+    and the frame's payments counted day by day."""
+    days = merchant_days(id_texts(frame["merchant_id"]), epochs, labels, id_texts(frame["user_id"]))
     rows: np.ndarray = days.values[days.pair_of_row]
     return rows
 
@@ -249,13 +249,16 @@ class MerchantDays:
     """Each row's pair."""
 
 
-def merchant_days(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[Label]) -> MerchantDays:
-    """The merchant features of the (merchant, day) pairs of the rows, with `labels` (in time order) replayed.
+def merchant_days(
+    merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[Label], cards: pd.Series
+) -> MerchantDays:
+    """The merchant features of the (merchant, day) pairs of the rows, with `labels` (in time order) replayed
+    and the rows' payments (by their `cards`, the user ids) counted per merchant and day.
 
-    A transaction reads only the labels known before its day's midnight (`merchant_features`), so each
-    (merchant, day) pair is computed once, at that midnight, with every label of earlier days applied.
-    A merchant's profile reads only its own labels: any partition of the rows and their labels by
-    merchant gives the same pairs.
+    A transaction reads only the labels known before its day's midnight and the payments of earlier
+    days (`merchant_features`), so each (merchant, day) pair is computed once, at that midnight, with
+    every label of earlier days applied. A merchant's profile reads only its own labels and payments:
+    any partition of the rows and their labels by merchant gives the same pairs, in any row order.
     """
     codes, uniques = pd.factorize(merchant_ids)
     names = uniques.tolist()
@@ -267,6 +270,8 @@ def merchant_days(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[
     by_day = np.argsort(pair_days, kind="stable")
     replay = Replay()
     merchants = replay.merchants
+    for code, activity in enumerate(_activity(codes, days, cards)):
+        merchants[names[code]] = MerchantProfile(names[code], activity=activity)
     rows = np.empty((len(pairs), len(MERCHANT_FEATURES)), dtype=np.float64)
     next_label, n_labels = 0, len(labels)
     with _without_cycle_collection():
@@ -284,6 +289,39 @@ def merchant_days(merchant_ids: pd.Series, epochs: np.ndarray, labels: Sequence[
         values=rows,
         pair_of_row=inverse.reshape(-1),
     )
+
+
+def merchant_activity(
+    merchant_ids: pd.Series, epochs: np.ndarray, cards: pd.Series
+) -> dict[str, dict[int, list[int]]]:
+    """Each merchant's `day_activity` of every UTC day it has payments, by merchant id."""
+    codes, uniques = pd.factorize(merchant_ids)
+    days = np.floor_divide(epochs, DAY).astype(np.int64)
+    return dict(zip(uniques.tolist(), _activity(codes.astype(np.int64), days, cards), strict=True))
+
+
+def _activity(codes: np.ndarray, days: np.ndarray, cards: pd.Series) -> list[dict[int, list[int]]]:
+    """Each merchant's (by code) `day_activity` of every day it has payments, its days counted in order.
+
+    What a day counts does not depend on its rows' order (`day_activity`).
+    """
+    order = np.lexsort((days, codes))
+    merchant_of, day_of, card_of = (
+        codes[order].tolist(),
+        days[order].tolist(),
+        cards.to_numpy()[order].tolist(),
+    )
+    bounds = np.flatnonzero(np.diff(codes[order]) | np.diff(days[order])) + 1
+    activity: list[dict[int, list[int]]] = [{} for _ in range(int(codes.max()) + 1 if len(codes) else 0)]
+    last_seen: dict[str, int] = {}
+    previous = -1
+    with _without_cycle_collection():
+        for start, end in zip([0, *bounds.tolist()], [*bounds.tolist(), len(order)], strict=True):
+            code, day = merchant_of[start], day_of[start]
+            if code != previous:
+                last_seen, previous = {}, code
+            activity[code][day] = day_activity(card_of[start:end], last_seen, day)
+    return activity
 
 
 def labels_of(

@@ -1,5 +1,6 @@
 """Profiles as production would hold them after a labelled history, the history moved to end before a
-given instant: the users' (every transaction folded in) and the merchants' (the labels known by then).
+given instant: the users' (every transaction folded in) and the merchants' (the labels known by then,
+and their payments day by day).
 The demo seeds its stack with them (`infra.seeding`).
 """
 
@@ -12,12 +13,13 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from fraudwatch.domain.features import apply_activity
 from fraudwatch.domain.label import DEFAULT_LABEL_DELAY, Label
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.transaction import Transaction
-from training.features import Replay, labels_of, replay_profiles, to_transactions
-from training.io import LABEL
+from training.features import Replay, labels_of, merchant_activity, replay_profiles, to_transactions
+from training.io import LABEL, id_texts
 
 
 class HistoryProfiles(NamedTuple):
@@ -32,13 +34,20 @@ def profiles_before(frame: pd.DataFrame, before: float) -> HistoryProfiles:
     to end before `before` (epoch seconds), folded through the domain's profile update.
 
     Its merchants get the labels known by the history's end, each DEFAULT_LABEL_DELAY after its
-    transaction as in training, moved by the same days; a label due later is not known yet.
+    transaction as in training, moved by the same days; a label due later is not known yet. They get
+    their payments counted per day too (the daily count's records, `domain.activity`), moved likewise.
     """
     history = to_transactions(frame)
     end = max(tx.epoch for tx in history)
     shift = math.floor((before - end) / 86400) * 86400
     users = replay_profiles(tx._replace(epoch=tx.epoch + shift) for tx in history)
     merchants, _ = merchants_known_by(history, frame[LABEL].to_numpy(dtype=bool), end, shift)
+    epochs = np.array([tx.epoch for tx in history])
+    counted = merchant_activity(id_texts(frame["merchant_id"]), epochs, id_texts(frame["user_id"]))
+    for merchant_id, days in counted.items():
+        merchant = merchants.setdefault(merchant_id, MerchantProfile(merchant_id))
+        for day, (payments, cards, new_cards) in sorted(days.items()):
+            apply_activity(merchant, day + int(shift // 86400), (payments, cards, new_cards))
     return HistoryProfiles(users, merchants)
 
 

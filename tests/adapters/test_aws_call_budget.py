@@ -6,10 +6,12 @@ profiles (conditional on the version read: the inline API writes them too); one 
 alerts. A realistic batch over 95 users pays at about as many merchants, so it needs two reads: 8 calls
 with up to 10 alerts, and 9 when labels are in it (the merchants' write, which carries the labels'
 verdicts for the matured metrics too: LabelsTable's items share its chunks), within the design's budget
-of 10. Measured in docs/benchmarks.md.
+of 10; the daily count's records of 100 merchants, 5. Measured in docs/benchmarks.md.
 """
 
+import json
 import math
+import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +22,9 @@ from bench._common import TransactionStream
 from bench.aws_calls import BUDGET, CallCounter, profile_keys, table_labels, with_labels
 from fraudwatch.adapters.bundle import BUNDLE_FILES
 from fraudwatch.adapters.registry import ModelRegistry
+from fraudwatch.domain.activity import MerchantActivity
+from fraudwatch.domain.features import DAY
+from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.settings import Settings
 from fraudwatch.wiring import build_service
@@ -174,3 +179,29 @@ def test_a_label_heavy_batch_pays_its_labels_in_the_merchants_chunks_and_keeps_t
         alerts / 10
     )
     assert calls.total() <= BUDGET
+
+
+def test_a_batch_of_100_merchants_days_of_payments_reads_and_writes_them_in_five_calls(stack, tiny_bundle):
+    """The daily count's records (domain/activity.py) of 100 merchants: one read, four writes."""
+    service, counter = counted_service(stack, tiny_bundle)
+    now = time.time()
+    yesterday = int(now // DAY) - 1
+    batch = [
+        StreamRecord(
+            "shardId-000000000000",
+            str(n + 1),
+            json.dumps(
+                {"event": "activity", **MerchantActivity(f"merch-{n:03d}", yesterday, 5, 4, 1).to_mapping()}
+            ).encode(),
+            arrival_epoch=now,
+        )
+        for n in range(100)
+    ]
+
+    report = service.process(batch)
+
+    calls = counter.take()
+    assert (report.activities, report.failed) == (100, [])
+    assert reads(calls) == 1
+    assert calls["BatchWriteItem (merchants)"] == 4
+    assert calls.total() == 5

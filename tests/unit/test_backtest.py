@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraudwatch.adapters.model import load_model
-from fraudwatch.domain.features import MERCHANT_FEATURES
+from fraudwatch.domain.features import LABEL_FEATURES, MERCHANT_FEATURES
 from infra.cli import main
 from training.backtest.config import BacktestConfig
 from training.backtest.metrics import at_false_positive_rate, daily_top_k
@@ -252,10 +252,14 @@ def merchant_gain(history: pd.DataFrame, out: Path, delay_days: float) -> dict[s
 
 
 def test_the_label_delay_decides_what_merchant_risk_the_model_sees(history, tmp_path):
-    # Labels back at once: the merchant features vary and the model uses them. Never back within the
-    # file: every merchant feature is that of a merchant without labels, constant, never split on.
-    assert sum(merchant_gain(history, tmp_path / "now", 0).values()) > 0
-    assert merchant_gain(history, tmp_path / "never", 3650) == dict.fromkeys(MERCHANT_FEATURES, 0.0)
+    # Labels back at once: the label features vary and the model uses them. Never back within the
+    # file: every label feature is that of a merchant without labels, constant, never split on (the
+    # merchants' payments, known without labels, still count).
+    now = merchant_gain(history, tmp_path / "now", 0)
+    assert sum(now[name] for name in LABEL_FEATURES) > 0
+    never = merchant_gain(history, tmp_path / "never", 3650)
+    assert set(never) == set(MERCHANT_FEATURES)
+    assert {name: never[name] for name in LABEL_FEATURES} == dict.fromkeys(LABEL_FEATURES, 0.0)
 
 
 def test_csv_output_and_no_comparison(history_file, tmp_path):

@@ -13,10 +13,14 @@ from fraudwatch.domain.features import (
     DAY,
     FEATURE_NAMES,
     HOUR,
+    LABEL_FEATURES,
     MERCHANT_FEATURES,
+    NEW_CARD_DAYS,
     NO_MERCHANT,
+    activity_features,
     apply,
     apply_label,
+    day_activity,
     features,
 )
 from fraudwatch.domain.label import Label, label_from_mapping
@@ -77,6 +81,11 @@ def test_a_users_first_transaction_has_no_history():
         "merchant_fraud_rate_7d": NAN,
         "merchant_labels_30d": 0.0,
         "merchant_fraud_rate_30d": NAN,
+        "merchant_payments_1d": 0.0,
+        "merchant_payments_to_mean_30d": NAN,
+        "merchant_new_card_share_1d": NAN,
+        "merchant_new_card_share_7d": NAN,
+        "merchant_new_card_share_30d": NAN,
     }
     assert set(first) == set(expected)
     assert all(same(first[name], expected[name]) for name in expected), first
@@ -294,7 +303,7 @@ def test_merchant_windows_are_the_1_7_and_30_whole_days_before():
         apply_label(merchant, known(n, stamp, is_fraud))
     assert day_of("2025-12-20T23:00:00+00:00") in merchant.days  # kept, so the window is what leaves it out
     row = described(UserProfile("u1"), merchant, parsed(10, "2026-01-20T15:00:00+00:00"))
-    assert [row[name] for name in MERCHANT_FEATURES] == [1.0, 1.0, 3.0, 2 / 3, 5.0, 3 / 5]
+    assert [row[name] for name in LABEL_FEATURES] == [1.0, 1.0, 3.0, 2 / 3, 5.0, 3 / 5]
 
 
 def test_a_merchant_without_labels_before_the_day_has_counts_of_zero_and_no_rate():
@@ -305,7 +314,7 @@ def test_a_merchant_without_labels_before_the_day_has_counts_of_zero_and_no_rate
     for merchant in (None, MerchantProfile("m1"), labelled_today):
         values = features(profile, merchant, t)[len(FEATURE_NAMES) - len(MERCHANT_FEATURES) :]
         assert all(same(a, b) for a, b in zip(values, NO_MERCHANT, strict=True)), merchant
-    assert [same(v, NAN) for v in NO_MERCHANT] == [False, True] * 3
+    assert [same(v, NAN) for v in NO_MERCHANT] == [False, True] * 3 + [False, True, True, True, True]
 
 
 @pytest.mark.parametrize("gap_hours", [2.0, 30.0], ids=["busy", "sparse"])
@@ -374,3 +383,55 @@ def test_a_late_record_that_makes_old_buckets_go_refreshes_the_cached_windows():
     fresh_profile = UserProfile.from_json("u1", profile.to_json())
     fresh_merchant = MerchantProfile.from_json("m1", merchant.to_json())
     assert differing(features(profile, merchant, later), features(fresh_profile, fresh_merchant, later)) == []
+
+
+def test_a_merchants_payments_count_from_the_next_midnight_with_the_cards_new_to_it():
+    rows = replay(
+        tx(1, "2026-01-05T10:00:00+00:00", 10.0, user="u1"),
+        tx(2, "2026-01-05T11:00:00+00:00", 10.0, user="u1"),
+        tx(3, "2026-01-05T12:00:00+00:00", 10.0, user="u2"),
+        tx(4, "2026-01-05T23:59:59+00:00", 10.0, user="u3", merchant="m2"),
+        tx(5, "2026-01-06T00:00:00+00:00", 10.0, user="u1"),  # m1 the next day: u1 is not new any more
+        tx(6, "2026-01-06T09:00:00+00:00", 10.0, user="u4"),
+        tx(7, "2026-01-07T09:00:00+00:00", 10.0, user="u5"),
+    )
+    assert [row["merchant_payments_1d"] for row in rows] == [0.0, 0.0, 0.0, 0.0, 3.0, 3.0, 2.0]
+    assert rows[2]["merchant_payments_to_mean_30d"] != rows[2]["merchant_payments_to_mean_30d"]  # NaN
+    # The 30 days before Jan 6 hold 3 payments: yesterday's 3 against a mean of 3 / 30 a day.
+    assert rows[4]["merchant_payments_to_mean_30d"] == 30.0
+    assert rows[4]["merchant_new_card_share_1d"] == 1.0  # u1 and u2, both new to m1 on Jan 5
+    # Jan 6: u1 (seen the day before) and u4 (new); over the 7 days: 3 new of 4 card-days.
+    assert (rows[6]["merchant_new_card_share_1d"], rows[6]["merchant_new_card_share_7d"]) == (0.5, 3 / 4)
+    assert rows[6]["merchant_payments_to_mean_30d"] == 2 * 30 / 5
+
+
+def test_a_card_is_new_to_a_merchant_again_after_30_days_without_paying_there():
+    last_seen: dict[str, int] = {}
+    assert day_activity(["a", "b", "a"], last_seen, 100) == [3, 2, 2]
+    assert day_activity(["a"], last_seen, 100 + NEW_CARD_DAYS) == [1, 1, 0]  # 30 days after: still known
+    assert day_activity(["b"], last_seen, 101 + NEW_CARD_DAYS) == [1, 1, 1]  # 31 days after: new again
+    assert last_seen == {"a": 100 + NEW_CARD_DAYS, "b": 101 + NEW_CARD_DAYS}
+
+
+def test_a_days_activity_does_not_depend_on_the_order_of_its_payments():
+    cards = [f"c{i % 7}" for i in range(40)]
+    before = {"c1": 90, "c2": 60, "c3": 99}
+    counted = day_activity(cards, dict(before), 100)
+    for seed in range(5):
+        shuffled = random.Random(seed).sample(cards, len(cards))
+        assert day_activity(shuffled, dict(before), 100) == counted == [40, 7, 5]
+
+
+def test_merchant_activity_windows_are_the_1_7_and_30_whole_days_before():
+    activity = {
+        69: [50, 40, 40],  # 31 days before: in none
+        70: [4, 4, 2],  # 30 days before: in the 30
+        92: [3, 2, 1],  # 8 days before: in the 30
+        93: [5, 4, 1],  # 7 days before: in the 7 and the 30
+        99: [6, 3, 3],  # the day before: in all
+        100: [9, 9, 9],  # the day itself: in none
+    }
+    payments, to_mean, new_1d, new_7d, new_30d = activity_features(activity, 100)
+    assert (payments, to_mean) == (6.0, 6 * 30 / 18)
+    assert (new_1d, new_7d, new_30d) == (1.0, 4 / 7, 7 / 13)
+    assert [same(v, NAN) for v in activity_features(activity, 69)] == [False, True, True, True, True]

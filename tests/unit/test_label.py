@@ -121,6 +121,7 @@ def test_bad_labelled_at_is_named(value: object):
 def test_labelled_at_exactly_at_a_bound_is_accepted(offset: float):
     stamp = datetime.fromtimestamp(RECEIVED + offset, UTC).isoformat()
     label = parse_event(encode(labelled_at=stamp), received_at=RECEIVED)
+    assert isinstance(label, Label)
     assert label.epoch == RECEIVED + offset
 
 

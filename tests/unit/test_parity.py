@@ -2,8 +2,9 @@
 
 The online side is the real ScoringService fed stream records in batches (profiles stored as JSON
 between batches, as DynamoDB keeps them): the transactions, and each one's label `LABEL_DELAY` later,
-merged in time order as the offline replay merges them (a label first at a tie). A fake model records
-the rows it is asked to score.
+merged in time order as the offline replay merges them (a label first at a tie), and after each
+midnight the merchants' activity of the day before, counted from the decisions the service wrote. A
+fake model records the rows it is asked to score.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudwatch.domain.features import FEATURE_NAMES, MERCHANT_FEATURES
+from fraudwatch.domain.activity import payments_of, summarise_day
+from fraudwatch.domain.features import ACTIVITY_FEATURES, DAY, FEATURE_NAMES, LABEL_FEATURES
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.domain.transaction import FIELDS, transaction_from_mapping
@@ -39,8 +41,8 @@ LABEL_DELAY = 2 * 86400.0
 """Short enough that the small histories' merchants get labels back, and merchant features vary."""
 
 
-def stream(frame: pd.DataFrame, epochs: np.ndarray) -> list[StreamRecord]:
-    """The frame's transactions and their labels as one shard's records, in time order."""
+def stream(frame: pd.DataFrame, epochs: np.ndarray) -> list[tuple[float, dict[str, object]]]:
+    """The frame's transactions and their labels as (arrival, record body), in time order."""
     events: list[tuple[float, int, int, dict[str, object]]] = []
     for i in range(len(frame)):
         tx: dict[str, object] = {name: frame.at[i, name] for name in FIELDS}
@@ -52,42 +54,64 @@ def stream(frame: pd.DataFrame, epochs: np.ndarray) -> list[StreamRecord]:
         events.append((float(epochs[i]), 1, i, tx))
         events.append((known, 0, i, label))
     events.sort(key=lambda event: event[:3])
-    return [
-        StreamRecord(
-            shard_id=SHARD,
-            sequence_number=str(1000 + position),
-            data=json.dumps(body).encode(),
-            arrival_epoch=at,
-        )
-        for position, (at, _, _, body) in enumerate(events)
-    ]
+    return [(at, body) for at, _, _, body in events]
 
 
 def online_rows(frame: pd.DataFrame, epochs: np.ndarray, batch_size: int) -> dict[str, tuple[float, ...]]:
-    """Replay the frame and its labels through ScoringService; the row each transaction was scored on."""
+    """Replay the frame and its labels through ScoringService; the row each transaction was scored on.
+
+    After each UTC midnight, the merchants' activity of the day just ended is counted from the
+    decisions written (`summarise_day`, as the daily job does) and put on the stream first.
+    """
     model = FakeModel()
+    decisions = FakeDecisionStore()
     service = ScoringService(
         profiles=FakeProfileStore(),
-        decisions=FakeDecisionStore(),
+        decisions=decisions,
         alerts=FakeAlertPublisher(),
         quarantine=FakeQuarantine(),
         model=model,
         clock=lambda: 0.0,
     )
-    records = stream(frame, epochs)
     rows: dict[str, tuple[float, ...]] = {}
-    labels = 0
-    for start in range(0, len(records), batch_size):
-        report = service.process(records[start : start + batch_size])
+    counted = {"labels": 0, "activities": 0}
+    sequence = iter(range(1000, 10**9))
+
+    def record(at: float, body: dict[str, object]) -> StreamRecord:
+        return StreamRecord(SHARD, str(next(sequence)), json.dumps(body).encode(), arrival_epoch=at)
+
+    def process(batch: list[StreamRecord]) -> None:
+        if not batch:
+            return
+        report = service.process(batch)
         assert not report.failed
         assert not report.quarantined
-        labels += report.labels
+        counted["labels"] += report.labels
+        counted["activities"] += report.activities
         if report.decisions:
             scored = model.batches[-1]
             assert len(scored) == len(report.decisions)
             # The service scores a batch in one call, its decisions in the same order as the rows.
             rows.update(zip((d.transaction_id for d in report.decisions), scored, strict=True))
-    assert labels == len(frame)
+        batch.clear()
+
+    batch: list[StreamRecord] = []
+    day: int | None = None
+    for at, body in stream(frame, epochs):
+        today = int(at // DAY)
+        if day is not None and today > day:
+            process(batch)
+            for ended in range(day, today):
+                summaries = summarise_day(payments_of(decisions.items.values()), ended)
+                midnight = (ended + 1) * DAY
+                process([record(midnight, {"event": "activity", **s.to_mapping()}) for s in summaries])
+        day = today
+        batch.append(record(at, body))
+        if len(batch) == batch_size:
+            process(batch)
+    process(batch)
+    assert counted["labels"] == len(frame)
+    assert counted["activities"] > 0
     return rows
 
 
@@ -98,8 +122,9 @@ def assert_parity(frame: pd.DataFrame, batch_size: int) -> None:
     online_matrix = np.array([online[tx_id] for tx_id in frame["transaction_id"]], dtype=np.float64)
     assert online_matrix.shape == (len(frame), len(FEATURE_NAMES))
     assert np.isnan(offline.values).any(), "the history should include first transactions (NaN features)"
-    merchant = [FEATURE_NAMES.index(name) for name in MERCHANT_FEATURES]
-    assert (offline.values[:, merchant] > 0).any(), "the labels should reach some merchant features"
+    for names in (LABEL_FEATURES, ACTIVITY_FEATURES):
+        columns = [FEATURE_NAMES.index(name) for name in names]
+        assert (offline.values[:, columns] > 0).any(), f"some merchant features should vary: {names}"
     # Exact equality, NaN equal to NaN: the same code must give the same bits.
     np.testing.assert_array_equal(offline.values, online_matrix)
 

@@ -15,9 +15,17 @@ from fraudwatch.adapters.memory import (
     MemoryProfileStore,
     MemoryQuarantine,
 )
+from fraudwatch.domain.activity import MerchantActivity
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
 from fraudwatch.domain.events import parse_event
-from fraudwatch.domain.features import DAY, FEATURE_NAMES, MERCHANT_FEATURES, NO_MERCHANT
+from fraudwatch.domain.features import (
+    ACTIVITY_FEATURES,
+    DAY,
+    FEATURE_NAMES,
+    LABEL_FEATURES,
+    MERCHANT_FEATURES,
+    NO_MERCHANT,
+)
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.records import StreamRecord
@@ -447,7 +455,7 @@ def test_a_later_batchs_merchant_features_reflect_the_labels_applied_earlier():
     )
     same_day, next_day, unlabelled = (dict(zip(FEATURE_NAMES, row, strict=True)) for row in model.rows)
     assert same_day["merchant_labels_1d"] == 0.0
-    assert [next_day[name] for name in MERCHANT_FEATURES] == [3.0, 2 / 3, 3.0, 2 / 3, 3.0, 2 / 3]
+    assert [next_day[name] for name in LABEL_FEATURES] == [3.0, 2 / 3, 3.0, 2 / 3, 3.0, 2 / 3]
     assert all(
         same(unlabelled[name], value) for name, value in zip(MERCHANT_FEATURES, NO_MERCHANT, strict=True)
     )
@@ -495,3 +503,54 @@ def test_a_changed_verdict_counts_as_a_label_of_its_own_and_the_same_verdict_aga
     merchant = stored_merchant(ports["profiles"], "merch-1")
     assert merchant.days == {DAY0: [2, 1]}
     assert list(merchant.applied_ids) == ["tx-a:genuine", "tx-a:fraud"]
+
+
+def activity(
+    seq: int, *, merchant: str = "merch-1", on: int = DAY0 - 1, counts=(6, 4, 2), **changes
+) -> StreamRecord:
+    """A merchant's payments of day `on`, put on the stream the midnight after it by the daily count."""
+    body = {"event": "activity", **MerchantActivity(merchant, on, *counts).to_mapping(), **changes}
+    return StreamRecord(LABEL_SHARD, str(seq), json.dumps(body).encode(), (on + 1) * DAY + 60)
+
+
+def test_a_days_activity_sets_its_counts_and_the_next_days_payments_read_them():
+    model = FakeModel()
+    svc, ports = service(model=model)
+    report = svc.process([activity(301, on=DAY0 - 1), record(1)])
+    assert report.activities == 1
+    assert stored_merchant(ports["profiles"], "merch-1").activity == {DAY0 - 1: [6, 4, 2]}
+    row = dict(zip(FEATURE_NAMES, model.rows[0], strict=True))
+    assert [row[name] for name in ACTIVITY_FEATURES] == [6.0, 30.0, 0.5, 0.5, 0.5]
+
+
+def test_a_day_counted_again_leaves_what_one_count_leaves():
+    """The daily count run twice (new sequence numbers), or a redelivery: the counts are set, not added."""
+    svc, ports = service()
+    svc.process([activity(301, counts=(6, 4, 2))])
+    once = stored_merchant(ports["profiles"], "merch-1").to_json()
+    redelivered = svc.process([activity(301, counts=(6, 4, 2))])
+    assert redelivered.duplicates == 1
+    again = svc.process([activity(302, counts=(6, 4, 2))])
+    assert again.activities == 1
+    assert json.loads(stored_merchant(ports["profiles"], "merch-1").to_json())["a"] == json.loads(once)["a"]
+    corrected = svc.process([activity(303, counts=(7, 5, 2))])  # recounted after a late decision
+    assert corrected.activities == 1
+    assert stored_merchant(ports["profiles"], "merch-1").activity == {DAY0 - 1: [7, 5, 2]}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"day": "2026-13-01"}, "day"),
+        ({"day": "yesterday"}, "day"),
+        ({"payments": -1}, "payments"),
+        ({"cards": 2.5}, "cards"),
+        ({"new_cards": 9}, "cards"),
+        ({"merchant_id": ""}, "merchant_id"),
+    ],
+)
+def test_a_malformed_activity_record_is_quarantined_naming_its_field(changes, field):
+    svc, _ = service()
+    report = svc.process([activity(301, **changes)])
+    assert [q.field for q in report.quarantined] == [field]
+    assert report.activities == 0

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
+from fraudwatch.domain.features import FEATURE_NAMES
 from training.selection import SEARCHES, time_folds
 from training.train import TrainingError, time_split, train_model
 
@@ -15,10 +16,10 @@ DAY = 86400.0
 
 
 def history(days: int = 30, rows: int = 6000, seed: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows over `days` in time order, two of the 22 columns carrying the fraud signal."""
+    """Rows over `days` in time order, a column per feature, two of them carrying the fraud signal."""
     rng = np.random.default_rng(seed)
     epochs = np.sort(rng.uniform(0, days * DAY, rows))
-    values = rng.normal(size=(rows, 22))
+    values = rng.normal(size=(rows, len(FEATURE_NAMES)))
     labels = values[:, 0] + 0.5 * values[:, 1] + rng.normal(scale=0.5, size=rows) > 2.3
     return values, labels, epochs
 

@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from fraudwatch.domain.events import parse_event
-from fraudwatch.domain.label import Label
+from fraudwatch.domain.events import MerchantEvent, parse_event
 from fraudwatch.domain.transaction import (
     DYNAMODB_MIN_MAGNITUDE,
     FIELDS,
@@ -241,7 +240,9 @@ def test_time_bounds_apply_only_with_an_arrival_time():
         parse_transaction(old, received_at=RECEIVED)
 
 
-def outcome(data: bytes, received_at: float | None = RECEIVED) -> Transaction | Label | InvalidRecordError:
+def outcome(
+    data: bytes, received_at: float | None = RECEIVED
+) -> Transaction | MerchantEvent | InvalidRecordError:
     """What `parse_event` makes of `data`: a record, or the InvalidRecordError it raised (anything else
     propagates and fails the test)."""
     try:

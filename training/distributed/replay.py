@@ -4,8 +4,9 @@ A user's features read only their own transactions and their merchants' labels k
 day's midnight; so the work splits in two, each part independent of the other:
 
 1. merchants: the history shuffled by merchant; in each partition, its labels (each `is_fraud` known
-   `label_delay` after its transaction) replayed in time order into the merchants' profiles, and the
-   merchant features read once per (merchant, UTC day) pair (`training.features.merchant_days`);
+   `label_delay` after its transaction) replayed in time order into the merchants' profiles, its
+   payments counted per merchant and day, and the merchant features read once per (merchant, UTC day)
+   pair (`training.features.merchant_days`);
 2. users: the history shuffled by user; in each partition, its users replayed in time order through
    the Lambda's profile updates and features (`training.features.user_columns`, the function the
    single-machine replay's processes run);
@@ -88,7 +89,7 @@ def feature_frame(
 ) -> dd.DataFrame:
     """Each transaction's ROW, FEATURE_NAMES (float64) and, when labelled, LABEL; partitioned by user.
 
-    `history` is `numbered`'s. `label_delay` None replays no labels (every merchant feature is a
+    `history` is `numbered`'s. `label_delay` None replays no labels (every label feature is a
     merchant's without labels), as `compute_features` does.
     """
     partitions = partitions or history.npartitions
@@ -96,7 +97,8 @@ def feature_frame(
     users = history.shuffle(on="user_id", npartitions=partitions).map_partitions(
         _user_rows, labelled=labelled, meta=_user_meta(history._meta[TRANSACTION_ID], labelled)
     )
-    merchant_columns = [TRANSACTION_ID, "merchant_id", EPOCH, ROW] + ([LABEL] if labelled else [])
+    merchant_columns = [TRANSACTION_ID, "merchant_id", "user_id", EPOCH, ROW]
+    merchant_columns += [LABEL] if labelled else []
     merchants = (
         history[merchant_columns]
         .shuffle(on="merchant_id", npartitions=partitions)
@@ -139,7 +141,7 @@ def _merchant_rows(part: pd.DataFrame, *, label_delay: float | None) -> pd.DataF
             part[LABEL].to_numpy(dtype=bool).tolist(),
             label_delay,
         )
-    days = merchant_days(merchant_ids, epochs, labels)
+    days = merchant_days(merchant_ids, epochs, labels, id_texts(part["user_id"]))
     table = pd.DataFrame(days.values, columns=list(MERCHANT_FEATURES))
     table.insert(0, DAY_NUMBER, days.days)
     table.insert(0, MERCHANT_KEY, pd.Series(days.merchant_ids, dtype=object))

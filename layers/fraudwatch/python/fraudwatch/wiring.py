@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 
-
 def build_service(
     settings: Settings,
     session: boto3.Session | None = None,

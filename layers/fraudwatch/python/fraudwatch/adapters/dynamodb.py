@@ -34,6 +34,7 @@ from fraudwatch.adapters.aws import (
     retry_batch,
 )
 from fraudwatch.adapters.labels import label_item, label_key
+from fraudwatch.domain.activity import payment_day
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, ShadowVerdict, Thresholds
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
@@ -335,6 +336,29 @@ class DynamoDecisionStore:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def payments_since(self, decided_from: str) -> Iterator[tuple[str, str, int]]:
+        """The payment behind each decision decided at or after `decided_from` (ISO 8601 UTC), as
+        (merchant id, card, UTC day of the payment), for the daily count of merchants' payments
+        (`fraudwatch.domain.activity`); raises DecisionStoreError.
+
+        A Scan, page by page: a job's read once a day, of a table whose items expire after
+        DECISION_TTL_DAYS (at a larger scale, an index by day would read only the days counted).
+        """
+        pages = self._client.get_paginator("scan").paginate(
+            TableName=self.table_name,
+            ProjectionExpression="merchant_id, user_id, transaction_time",
+            FilterExpression="decided_at >= :from",
+            ExpressionAttributeValues={":from": {"S": decided_from}},
+            ConsistentRead=True,
+        )
+        try:
+            for page in pages:
+                for item in page["Items"]:
+                    day = payment_day(item["transaction_time"]["S"])
+                    yield item["merchant_id"]["S"], item["user_id"]["S"], day
+        except (ClientError, BotoCoreError) as exc:
+            raise call_failed(DecisionStoreError, exc, operation="Scan", resource=self.table_name) from exc
 
     def _item(self, d: DecisionRecord) -> Item:
         decided = datetime.fromisoformat(d.decided_at).timestamp()

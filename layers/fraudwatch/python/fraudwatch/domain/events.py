@@ -1,11 +1,14 @@
-"""What a stream record is: a transaction to score, or a label to learn merchant risk from.
+"""What a stream record is: a transaction to score, or a label or a day's activity to learn merchant
+risk from.
 
 The record's optional `event` field tells them apart: absent or `"transaction"` is a transaction,
-`"label"` a label; any other value is a malformed record.
+`"label"` a label, `"activity"` a merchant's payments of a day (`domain.activity`); any other value
+is a malformed record.
 """
 
 from __future__ import annotations
 
+from fraudwatch.domain.activity import MerchantActivity, activity_from_mapping
 from fraudwatch.domain.label import Label, label_from_mapping
 from fraudwatch.domain.transaction import Transaction, decode_payload, transaction_from_mapping
 from fraudwatch.errors import InvalidRecordError
@@ -13,9 +16,12 @@ from fraudwatch.errors import InvalidRecordError
 EVENT_FIELD = "event"
 TRANSACTION_EVENT = "transaction"
 LABEL_EVENT = "label"
+ACTIVITY_EVENT = "activity"
+MerchantEvent = Label | MerchantActivity
+"""What a merchant's profile learns from: records keyed by the merchant."""
 
 
-def parse_event(data: bytes, *, received_at: float | None = None) -> Transaction | Label:
+def parse_event(data: bytes, *, received_at: float | None = None) -> Transaction | MerchantEvent:
     """Parse one stream record's bytes; raise InvalidRecordError naming the field and the reason.
 
     Nothing else escapes, whatever the bytes: another exception would fail the whole batch.
@@ -26,4 +32,8 @@ def parse_event(data: bytes, *, received_at: float | None = None) -> Transaction
         return transaction_from_mapping(obj, received_at=received_at)
     if kind == LABEL_EVENT:
         return label_from_mapping(obj, received_at=received_at)
-    raise InvalidRecordError(EVENT_FIELD, f"expected {TRANSACTION_EVENT!r} or {LABEL_EVENT!r}")
+    if kind == ACTIVITY_EVENT:
+        return activity_from_mapping(obj, received_at=received_at)
+    raise InvalidRecordError(
+        EVENT_FIELD, f"expected {TRANSACTION_EVENT!r}, {LABEL_EVENT!r} or {ACTIVITY_EVENT!r}"
+    )

@@ -1,8 +1,10 @@
 """The one definition of every feature, used by the Lambda and by training alike.
 
 `features(profile, merchant, tx)` describes a transaction against its user's profile *before* it and
-its merchant's profile; `apply(profile, tx)` then folds the transaction into the user's profile, and
-`apply_label(merchant, label)` folds a fraud label into the merchant's. Training and backtests replay
+its merchant's profile; `apply(profile, tx)` then folds the transaction into the user's profile,
+`apply_label(merchant, label)` folds a fraud label into the merchant's, and `apply_activity` sets a
+day's count of the merchant's payments (`day_activity`; online it comes from the daily count of
+`domain.activity`, offline the replay counts the file's payments). Training and backtests replay
 history through these functions, so offline and online features are equal by construction (and the
 parity test checks it).
 
@@ -11,8 +13,8 @@ of a transaction at time `t` when `t - W < e <= t`, so one exactly 24 h earlier 
 
 The long windows (the user's 7 and 30 days, the merchant's 1, 7 and 30 days) are made of whole UTC
 days: the N days before the transaction's own day. They count only what was known by the midnight
-before the transaction (a label counts by the day it became known), so they change only at midnight
-and are computed once per profile and day.
+before the transaction (a label counts by the day it became known, a merchant's payments by the day
+they were made), so they change only at midnight and are computed once per profile and day.
 
 Undefined values are NaN, which XGBoost treats as missing: the spread-based features of a user's first
 transaction, and the time since the previous one.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Iterable
 
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
@@ -61,9 +64,22 @@ FEATURE_NAMES: tuple[str, ...] = (
     "merchant_fraud_rate_7d",
     "merchant_labels_30d",
     "merchant_fraud_rate_30d",
+    "merchant_payments_1d",
+    "merchant_payments_to_mean_30d",
+    "merchant_new_card_share_1d",
+    "merchant_new_card_share_7d",
+    "merchant_new_card_share_30d",
 )
 MERCHANT_FEATURES: tuple[str, ...] = tuple(name for name in FEATURE_NAMES if name.startswith("merchant_"))
-"""The features learnt from delayed fraud labels (the merchant risk)."""
+"""The merchant's features (the merchant risk): LABEL_FEATURES, then ACTIVITY_FEATURES."""
+ACTIVITY_FEATURES: tuple[str, ...] = tuple(
+    name for name in MERCHANT_FEATURES if name.startswith(("merchant_payments_", "merchant_new_card_"))
+)
+"""The merchant's own payments, day by day: known the next midnight, without waiting for labels."""
+LABEL_FEATURES: tuple[str, ...] = tuple(name for name in MERCHANT_FEATURES if name not in ACTIVITY_FEATURES)
+"""The merchant's fraud labels, which come back days after the payments."""
+NEW_CARD_DAYS = KEPT_DAYS
+"""A card is new to a merchant on a day when it has not paid there on the NEW_CARD_DAYS days before."""
 
 NAN = float("nan")
 
@@ -107,8 +123,10 @@ def user_features(profile: UserProfile, tx: Transaction) -> tuple[float, ...]:
     )
 
 
-NO_MERCHANT = (0.0, NAN, 0.0, NAN, 0.0, NAN)
-"""The merchant features of a merchant without labels."""
+NO_ACTIVITY = (0.0, NAN, NAN, NAN, NAN)
+"""The activity features of a merchant without payments in the 30 days before."""
+NO_MERCHANT = (0.0, NAN, 0.0, NAN, 0.0, NAN, *NO_ACTIVITY)
+"""The merchant features of a merchant without labels nor payments."""
 
 
 def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
@@ -163,9 +181,62 @@ def merchant_features(merchant: MerchantProfile | None, day: int) -> tuple[float
         value
         for count, fraud in zip(labels, frauds, strict=True)
         for value in (float(count), fraud / count if count else NAN)
-    )
+    ) + activity_features(merchant.activity, day)
     merchant.windows = (day, values)
     return values
+
+
+def activity_features(activity: dict[int, list[int]], day: int) -> tuple[float, ...]:
+    """The ACTIVITY_FEATURES of UTC day `day`: the merchant's payments of the day before against its 30
+    days, and the share of its cards that were new to it over the 1, 7 and 30 days before.
+
+    `activity` holds a merchant's `day_activity` by UTC day; only the 30 whole days before `day` are read.
+    """
+    yesterday_payments = month_payments = 0
+    cards = [0, 0, 0]  # the day before, the 7 days, the 30 days
+    new = [0, 0, 0]
+    yesterday, week, month = day - 1, day - 7, day - 30
+    for bucket, (payments, distinct, fresh) in activity.items():
+        if month <= bucket < day:
+            month_payments += payments
+            cards[2] += distinct
+            new[2] += fresh
+            if bucket >= week:
+                cards[1] += distinct
+                new[1] += fresh
+                if bucket == yesterday:
+                    yesterday_payments += payments
+                    cards[0] += distinct
+                    new[0] += fresh
+    if not month_payments:
+        return NO_ACTIVITY
+    return (
+        float(yesterday_payments),
+        yesterday_payments * 30 / month_payments,
+        *(fresh / distinct if distinct else NAN for fresh, distinct in zip(new, cards, strict=True)),
+    )
+
+
+def day_activity(cards: Iterable[str], last_seen: dict[str, int], day: int) -> list[int]:
+    """A merchant's payments of UTC day `day`, by the cards that made them: [payments, cards, new cards].
+
+    A card is new when `last_seen` (card → the last day before `day` it paid at the merchant, updated
+    here to `day`) has no day of it in the NEW_CARD_DAYS days before. Counts, so the order of the
+    payments does not matter; days are counted in order, `day` after every day in `last_seen`.
+    """
+    payments = 0
+    seen: set[str] = set()
+    fresh = 0
+    for card in cards:
+        payments += 1
+        if card in seen:
+            continue
+        seen.add(card)
+        before = last_seen.get(card)
+        if before is None or before < day - NEW_CARD_DAYS:
+            fresh += 1
+        last_seen[card] = day
+    return [payments, len(seen), fresh]
 
 
 def apply(profile: UserProfile, tx: Transaction) -> None:
@@ -199,6 +270,21 @@ def apply(profile: UserProfile, tx: Transaction) -> None:
 def apply_label(merchant: MerchantProfile, label: Label) -> None:
     """Count a label (in place) in the merchant's bucket of the day it became known."""
     _count_in_day(merchant, int(label.epoch // DAY), int(label.is_fraud))
+
+
+def apply_activity(merchant: MerchantProfile, day: int, counts: tuple[int, int, int]) -> None:
+    """Set (in place) the merchant's payments of UTC `day`: [payments, cards, new cards].
+
+    Set, never added: the same day counted again leaves what one count leaves. Once there are more
+    than KEPT_DAYS + 1 days, those more than KEPT_DAYS days before the newest go, as label buckets do.
+    """
+    activity = merchant.activity
+    activity[day] = list(counts)
+    if len(activity) > KEPT_DAYS + 1:
+        oldest_kept = max(activity) - KEPT_DAYS
+        for old in [kept for kept in activity if kept < oldest_kept]:
+            del activity[old]
+    merchant.windows = None
 
 
 def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) -> None:

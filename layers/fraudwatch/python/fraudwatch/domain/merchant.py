@@ -1,4 +1,5 @@
-"""A merchant's risk profile: the fraud labels that came back for its transactions, day by day.
+"""A merchant's risk profile: the fraud labels that came back for its transactions, day by day, and
+its payments, day by day (`domain.activity`).
 
 Labels (a chargeback, or a transaction confirmed genuine) arrive days after the payment. A merchant
 profile counts them by the UTC day they became known, at most KEPT_DAYS + 1 days of them (past that,
@@ -7,9 +8,10 @@ days only, so a label counts from the midnight after it became known.
 
 Writers: labels are put on the stream with the merchant id as partition key, so one shard (one
 function instance at a time) writes a merchant's profile, exactly as one shard writes a user's;
-transactions only read it. Redelivered labels are recognised by the same per-shard checkpoints and
-ring of recent ids that user profiles keep; here a label's id is its transaction's and its verdict
-(`Label.applied_id`), so a changed verdict counts as a label of its own.
+transactions only read it. The merchant's payments come the same way, a record per day
+(`domain.activity`) that sets that day's counts. Redelivered labels are recognised by the same
+per-shard checkpoints and ring of recent ids that user profiles keep; here a label's id is its
+transaction's and its verdict (`Label.applied_id`), so a changed verdict counts as a label of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class MerchantProfile(Ledger):
     merchant_id: str
     days: dict[int, list[int]] = field(default_factory=dict)
     """UTC day number a label became known → [labels, of which fraud]."""
+    activity: dict[int, list[int]] = field(default_factory=dict)
+    """UTC day number → the payments made at the merchant that day: [payments, cards, new cards]
+    (`features.day_activity`)."""
     applied_ids: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_APPLIED_IDS))
     checkpoints: dict[str, int] = field(default_factory=dict)
     windows: tuple[int, tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
@@ -48,6 +53,7 @@ class MerchantProfile(Ledger):
         return orjson.dumps(
             {
                 "d": [[day, *counts] for day, counts in self.days.items()],
+                "a": [[day, *counts] for day, counts in self.activity.items()],
                 "ids": self.applied_ids.joined(),
                 "cp": checkpoints_to_json(self.checkpoints),
             }
@@ -60,6 +66,8 @@ class MerchantProfile(Ledger):
         return cls(
             merchant_id=merchant_id,
             days={day: [labels, frauds] for day, labels, frauds in state["d"]},
+            # Profiles stored before payments were counted have no "a".
+            activity={day: counts for day, *counts in state.get("a", ())},
             applied_ids=RecentKeys.from_joined(MAX_APPLIED_IDS, state["ids"]),
             checkpoints=state["cp"],
         )

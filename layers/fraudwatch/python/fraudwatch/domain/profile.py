@@ -133,15 +133,22 @@ class Ledger:
 
     def has_applied(self, record_id: str, shard_id: str | None, sequence_number: int | None) -> bool:
         """True when this record (or the same id, delivered twice) is already in the profile."""
-        if shard_id is not None and sequence_number is not None:
-            checkpoint = self.checkpoints.get(shard_id)
-            if checkpoint is not None and sequence_number <= checkpoint:
-                return True
-        return record_id in self.applied_ids
+        return self.is_checkpointed(shard_id, sequence_number) or record_id in self.applied_ids
 
     def mark_applied(self, record_id: str, shard_id: str | None, sequence_number: int | None) -> None:
         """Remember a record so that its redelivery changes nothing."""
         self.applied_ids.touch(record_id)
+        self.checkpoint(shard_id, sequence_number)
+
+    def is_checkpointed(self, shard_id: str | None, sequence_number: int | None) -> bool:
+        """True when the shard's checkpoint is at or past this sequence number."""
+        if shard_id is None or sequence_number is None:
+            return False
+        checkpoint = self.checkpoints.get(shard_id)
+        return checkpoint is not None and sequence_number <= checkpoint
+
+    def checkpoint(self, shard_id: str | None, sequence_number: int | None) -> None:
+        """Move the shard's checkpoint to this sequence number, never backwards."""
         if shard_id is not None and sequence_number is not None:
             self.checkpoints[shard_id] = max(sequence_number, self.checkpoints.get(shard_id, sequence_number))
 

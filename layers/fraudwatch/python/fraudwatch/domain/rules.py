@@ -11,7 +11,7 @@ A document is a mapping (the CLI reads it from YAML or JSON):
         enabled: true
 
 A condition reads four names: `tx` (the contract's fields: tx.merchant_id, tx.amount, ...),
-`features` (the 22 features by name; an undefined one, NaN, is absent: test it with `has()`), `score`
+`features` (FEATURE_NAMES by name; an undefined one, NaN, is absent: test it with `has()`), `score`
 (the model's probability) and `lists` (`tx.merchant_id in lists.watched_merchants`). Conditions are
 compiled and checked by the `common-expression-language` package (CEL's Rust implementation), whose
 evaluation is the reference: never `eval`. On a batch, the conditions domain/conditions.py translates

@@ -1,10 +1,11 @@
 """Scoring a batch of stream records: the whole of the Lambda's work, behind the domain's ports.
 
-A batch holds transactions, to score, and labels, to count in their merchants' profiles. One read
-fetches the profiles of the batch's users and merchants (those not held by the MerchantCache); the
-batch's labels are applied first, then its transactions scored. A label counts only from the
-midnight after it became known, so the order matters only for a batch that spans midnight, and this
-order is the one a replay in time order gives.
+A batch holds transactions, to score, and labels and merchants' daily activity (`domain.activity`),
+to count in their merchants' profiles. One read fetches the profiles of the batch's users and
+merchants (those not held by the MerchantCache); the batch's merchant records are applied first, then
+its transactions scored. A label or a day's activity counts only from the midnight after it, so the
+order matters only for a batch that spans midnight, and this order is the one a replay in time order
+gives.
 
 Order of writes, and why: decisions, then alerts, then profiles (users', then merchants'). A profile
 records which transactions (or labels) it has applied, so it is written last: if anything before it
@@ -30,11 +31,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from fraudwatch.domain.activity import MerchantActivity
 from fraudwatch.domain.controls import ControlsSource, Judgement
 from fraudwatch.domain.decision import Decision, DecisionRecord, ShadowVerdict, Thresholds
 from fraudwatch.domain.drift import DriftRecorder
-from fraudwatch.domain.events import parse_event
-from fraudwatch.domain.features import DAY, apply, apply_label, features
+from fraudwatch.domain.events import MerchantEvent, parse_event
+from fraudwatch.domain.features import DAY, apply, apply_activity, apply_label, features
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.lineup import FixedLineup, Lineup, ModelSource
 from fraudwatch.domain.merchant import MerchantCache, MerchantProfile
@@ -64,6 +66,8 @@ class BatchReport:
     decisions: list[DecisionRecord] = field(default_factory=list)
     labels: int = 0
     """Labels counted in their merchants' profiles."""
+    activities: int = 0
+    """Merchants' days of activity set in their profiles."""
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
     duplicates: int = 0
     conflicts: int = 0
@@ -229,9 +233,9 @@ class ScoringService:
 
     def _parse(
         self, records: Sequence[StreamRecord], report: BatchReport
-    ) -> tuple[list[tuple[StreamRecord, Transaction]], list[tuple[StreamRecord, Label]]]:
+    ) -> tuple[list[tuple[StreamRecord, Transaction]], list[tuple[StreamRecord, MerchantEvent]]]:
         transactions: list[tuple[StreamRecord, Transaction]] = []
-        labels: list[tuple[StreamRecord, Label]] = []
+        labels: list[tuple[StreamRecord, MerchantEvent]] = []
         for record in records:
             try:
                 event = parse_event(record.data, received_at=record.arrival_epoch)
@@ -249,7 +253,7 @@ class ScoringService:
         return transactions, labels
 
     def _read(
-        self, valid: list[tuple[StreamRecord, Transaction]], labels: list[tuple[StreamRecord, Label]]
+        self, valid: list[tuple[StreamRecord, Transaction]], labels: list[tuple[StreamRecord, MerchantEvent]]
     ) -> tuple[dict[str, UserProfile], dict[str, MerchantProfile]]:
         """The batch's user profiles, and its merchants' from the cache or the store (labels' always)."""
         days: dict[str, int] = {}
@@ -312,53 +316,68 @@ class ScoringService:
 
     def _learn(
         self,
-        labels: list[tuple[StreamRecord, Label]],
+        labels: list[tuple[StreamRecord, MerchantEvent]],
         merchants: dict[str, MerchantProfile],
         report: BatchReport,
         redrive: bool,
-    ) -> list[tuple[StreamRecord, Label]]:
-        """In stream order: count each label not counted before; return those counted."""
-        learnt: list[tuple[StreamRecord, Label]] = []
-        for record, label in sorted(labels, key=lambda item: (item[0].shard_id, item[0].sequence)):
-            merchant = merchants.get(label.merchant_id)
+    ) -> list[tuple[StreamRecord, MerchantEvent]]:
+        """In stream order: count each label not counted before, set each day's activity; return them.
+
+        A day's activity sets its counts, so applying it again changes nothing: only the shard
+        checkpoint (not the ring of label ids, which it would crowd) tells a redelivery.
+        """
+        learnt: list[tuple[StreamRecord, MerchantEvent]] = []
+        for record, event in sorted(labels, key=lambda item: (item[0].shard_id, item[0].sequence)):
+            merchant = merchants.get(event.merchant_id)
             if merchant is None:
-                merchant = merchants[label.merchant_id] = MerchantProfile(label.merchant_id)
+                merchant = merchants[event.merchant_id] = MerchantProfile(event.merchant_id)
             checkpointed_shard = None if redrive else record.shard_id
-            if merchant.has_applied(label.applied_id, checkpointed_shard, record.sequence):
-                report.duplicates += 1
-                continue
-            apply_label(merchant, label)
-            merchant.mark_applied(label.applied_id, record.shard_id, record.sequence)
-            learnt.append((record, label))
+            if isinstance(event, MerchantActivity):
+                if merchant.is_checkpointed(checkpointed_shard, record.sequence):
+                    report.duplicates += 1
+                    continue
+                apply_activity(merchant, event.day, (event.payments, event.cards, event.new_cards))
+                merchant.checkpoint(record.shard_id, record.sequence)
+            else:
+                if merchant.has_applied(event.applied_id, checkpointed_shard, record.sequence):
+                    report.duplicates += 1
+                    continue
+                apply_label(merchant, event)
+                merchant.mark_applied(event.applied_id, record.shard_id, record.sequence)
+            learnt.append((record, event))
         return learnt
 
     def _write_merchants(
         self,
-        labels: list[tuple[StreamRecord, Label]],
-        learnt: list[tuple[StreamRecord, Label]],
+        events: list[tuple[StreamRecord, MerchantEvent]],
+        learnt: list[tuple[StreamRecord, MerchantEvent]],
         merchants: dict[str, MerchantProfile],
         report: BatchReport,
     ) -> None:
-        """Write the merchant profiles the labels changed and keep every label of the batch (those counted
+        """Write the merchant profiles the records changed and keep every label of the batch (those counted
         before too: one may be the retry of a label whose profile was written and whose label was not; the
-        same label writes the same item). A merchant's labels are retried when its profile or any of its
+        same label writes the same item). A merchant's records are retried when its profile or any of its
         labels is left unwritten."""
         touched = [
-            merchants[merchant_id] for merchant_id in dict.fromkeys(label.merchant_id for _, label in learnt)
+            merchants[merchant_id] for merchant_id in dict.fromkeys(event.merchant_id for _, event in learnt)
         ]
+        labels = [label for _, label in events if isinstance(label, Label)]
         unwritten: set[str] = set()
         if touched or labels:
             try:
-                unwritten = self._profiles.put_merchants(touched, [label for _, label in labels])
+                unwritten = self._profiles.put_merchants(touched, labels)
             except ProfileStoreError as exc:
                 report.errors.append(exc)
-                unwritten = set(exc.unwritten or {label.merchant_id for _, label in labels})
+                unwritten = set(exc.unwritten or {event.merchant_id for _, event in events})
         counted = {id(record) for record, _ in learnt}
-        for record, label in labels:
-            if label.merchant_id in unwritten:
+        for record, event in events:
+            if event.merchant_id in unwritten:
                 report.failed.append(record)
             elif id(record) in counted:
-                report.labels += 1
+                if isinstance(event, Label):
+                    report.labels += 1
+                else:
+                    report.activities += 1
 
     def _decide(self, pending: list[_Pending]) -> list[DecisionRecord]:
         if not pending:

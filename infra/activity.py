@@ -1,0 +1,100 @@
+"""`fraudwatch activity`: the daily count of merchants' payments, put on the stream (domain/activity.py).
+
+Run after each UTC midnight (by a scheduler: cron, or EventBridge invoking it). It reads the decisions
+of the days counted and the 30 days before them from the decisions table, counts each merchant's
+payments of each day (`summarise_day`), and puts one `"event": "activity"` record per merchant and day
+on the stream, partition key `merchant_id`: the scoring function sets those counts in the merchant's
+profile. The last RECOUNT_DAYS days are counted again each run: the stream accepts payments up to 7
+days late, and a count set again is a count corrected, never a count doubled.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fraudwatch.domain.activity import MerchantActivity, summarise_day
+from fraudwatch.domain.events import ACTIVITY_EVENT, EVENT_FIELD
+from fraudwatch.domain.features import DAY, NEW_CARD_DAYS
+from fraudwatch.errors import UsageError
+from infra.state import add_stack_options
+
+RECOUNT_DAYS = 7
+"""Days counted each run, the day just ended and those before it: a payment may reach the stream 7
+days late (the contract's limit), and its day's count must include it."""
+
+
+def count_days(payments: Iterable[tuple[str, str, int]], days: Sequence[int]) -> list[MerchantActivity]:
+    """Each merchant's activity on each of `days`, from payments as (merchant id, card, UTC day)."""
+    wanted = list(payments)
+    return [activity for day in days for activity in summarise_day(wanted, day)]
+
+
+def days_to_count(last: int, count: int = RECOUNT_DAYS) -> list[int]:
+    """The `count` UTC days ending with `last`, oldest first."""
+    return list(range(last - count + 1, last + 1))
+
+
+def read_from(first: int) -> str:
+    """The earliest `decided_at` (ISO 8601 UTC) whose payment a count from day `first` can read: the
+    NEW_CARD_DAYS days before it tell new cards, and a payment is decided at the earliest when made."""
+    return datetime.fromtimestamp((first - NEW_CARD_DAYS) * DAY, UTC).isoformat()
+
+
+def records(activities: Iterable[MerchantActivity]) -> list[dict[str, Any]]:
+    """The stream records of these activities (`infra.producer` keys each by its merchant)."""
+    return [{EVENT_FIELD: ACTIVITY_EVENT, **activity.to_mapping()} for activity in activities]
+
+
+def _activity_command(args: argparse.Namespace) -> int:
+    from fraudwatch.adapters.dynamodb import DynamoDecisionStore
+    from infra.emulator import client
+    from infra.producer import produce
+    from infra.state import read_stack_outputs, stack_endpoint
+
+    outputs_path = Path(args.outputs)
+    try:
+        outputs = read_stack_outputs(outputs_path)
+        endpoint = args.endpoint or stack_endpoint(outputs_path)
+        stream = args.stream or outputs.get("StreamName")
+        table = args.table or outputs.get("DecisionsTableName")
+        if not stream or not table:
+            raise ValueError(
+                f"no stream or decisions table: pass them, or deploy first so {outputs_path} names them"
+            )
+    except (OSError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+    last = (args.day or datetime.now(UTC).date() - timedelta(days=1)) - date(1970, 1, 1)
+    days = days_to_count(last.days, args.days)
+    decisions = DynamoDecisionStore(table, client=client("dynamodb", endpoint, args.region))
+    activities = count_days(decisions.payments_since(read_from(days[0])), days)
+    stats = produce(client("kinesis", endpoint, args.region), stream, records(activities), unit="record")
+    print(f"counted {len(days)} days of payments: put {stats.records_put} activity records on {stream}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add `activity`: count the merchants' payments of the days just ended and put them on the stream."""
+    parser = subparsers.add_parser(
+        "activity",
+        help="count each merchant's payments of the days just ended and put them on the stream",
+        description="The daily count behind the merchants' payment features (merchant_payments_1d, "
+        "merchant_new_card_share_7d, ...): read the decisions table, count each merchant's payments, "
+        "cards and cards new to it per UTC day, and put one activity record per merchant and day on the "
+        f"stream (partition key merchant_id). Run it after each UTC midnight; it counts the {RECOUNT_DAYS} "
+        "days ending yesterday again each time, which corrects a day's count for payments decided late "
+        "and never doubles one.",
+    )
+    add_stack_options(parser)
+    parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
+    parser.add_argument("--table", help="decisions table (default: DecisionsTableName from the outputs)")
+    parser.add_argument(
+        "--day", type=date.fromisoformat, help="the last day to count, YYYY-MM-DD (default: yesterday, UTC)"
+    )
+    parser.add_argument(
+        "--days", type=int, default=RECOUNT_DAYS, help=f"days to count, ending --day (default {RECOUNT_DAYS})"
+    )
+    parser.set_defaults(run=_activity_command)

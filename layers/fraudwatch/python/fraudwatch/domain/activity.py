@@ -1,0 +1,111 @@
+"""A merchant's payments of one UTC day, counted after its midnight: the signals that need no labels.
+
+Payments are keyed by user on the stream, so no function instance sees all of a merchant's; the
+decisions table does, one item per transaction. After each UTC midnight a job counts the day just
+ended there, per merchant (`summarise_day`), and puts each count on the stream as a record keyed by
+the merchant, so the merchant's profile keeps its single writer (the stream's shard of that key):
+
+    {"event": "activity", "merchant_id": "merch-7", "day": "2026-09-01",
+     "payments": 41, "cards": 37, "new_cards": 5}
+
+Applying one sets the day's counts (`features.apply_activity`), it never adds to them: a record
+delivered twice, or a day counted again (the job run twice, or after late decisions), leaves what one
+count of the decisions leaves. The counts are a pure function of the decisions table, so the job
+holds no state of its own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from typing import NamedTuple
+
+from fraudwatch.domain.decision import DecisionRecord
+from fraudwatch.domain.features import DAY, NEW_CARD_DAYS, day_activity
+from fraudwatch.domain.transaction import check_recent, identifier, parse_timestamp
+from fraudwatch.errors import InvalidRecordError
+
+ACTIVITY_FIELDS = ("merchant_id", "day", "payments", "cards", "new_cards")
+
+
+class MerchantActivity(NamedTuple):
+    """One merchant's payments of one UTC day (a day number: epoch seconds // DAY)."""
+
+    merchant_id: str
+    day: int
+    payments: int
+    cards: int
+    new_cards: int
+
+    def to_mapping(self) -> dict[str, object]:
+        """The record's fields, as the stream carries them (without `event`)."""
+        return {
+            "merchant_id": self.merchant_id,
+            "day": datetime.fromtimestamp(self.day * DAY, UTC).date().isoformat(),
+            "payments": self.payments,
+            "cards": self.cards,
+            "new_cards": self.new_cards,
+        }
+
+
+def activity_from_mapping(obj: dict[str, object], *, received_at: float | None = None) -> MerchantActivity:
+    """Validate a decoded activity record; extra keys are allowed and ignored."""
+    missing = [name for name in ACTIVITY_FIELDS if name not in obj]
+    if missing:
+        raise InvalidRecordError(missing[0], "missing")
+    text = obj["day"]
+    try:
+        day = date.fromisoformat(text) if isinstance(text, str) and len(text) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise InvalidRecordError("day", f"expected a date as YYYY-MM-DD, got {text!r}")
+    number = (day - date(1970, 1, 1)).days
+    check_recent(number * DAY, received_at, field="day")
+    payments, cards, new_cards = (_count(obj, name) for name in ("payments", "cards", "new_cards"))
+    if not new_cards <= cards <= payments:
+        raise InvalidRecordError("cards", "expected new_cards <= cards <= payments")
+    return MerchantActivity(identifier(obj, "merchant_id"), number, payments, cards, new_cards)
+
+
+def _count(obj: dict[str, object], field: str) -> int:
+    value = obj[field]
+    if type(value) is not int or value < 0:
+        raise InvalidRecordError(field, f"expected a count (an integer >= 0), got {value!r}")
+    return value
+
+
+def summarise_day(payments: Iterable[tuple[str, str, int]], day: int) -> list[MerchantActivity]:
+    """Each merchant's activity on UTC day `day`, from payments as (merchant id, card, UTC day).
+
+    The payments of `day` are counted; those of the NEW_CARD_DAYS days before tell which cards are new
+    to their merchant; the others are ignored. What the offline replay counts, by the same
+    `day_activity`.
+    """
+    by_merchant: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for merchant_id, card, paid_on in payments:
+        if day - NEW_CARD_DAYS <= paid_on <= day:
+            by_merchant[merchant_id].append((paid_on, card))
+    summaries = []
+    for merchant_id, paid in sorted(by_merchant.items()):
+        today = [card for paid_on, card in paid if paid_on == day]
+        if not today:
+            continue
+        last_seen: dict[str, int] = {}
+        for paid_on, card in paid:
+            if paid_on < day and last_seen.get(card, paid_on) <= paid_on:
+                last_seen[card] = paid_on
+        summaries.append(MerchantActivity(merchant_id, day, *day_activity(today, last_seen, day)))
+    return summaries
+
+
+def payments_of(decisions: Iterable[DecisionRecord]) -> Iterator[tuple[str, str, int]]:
+    """The payment behind each decision, as `summarise_day` reads it: (merchant id, card, UTC day)."""
+    for decision in decisions:
+        yield decision.merchant_id, decision.user_id, payment_day(decision.transaction_time)
+
+
+def payment_day(transaction_time: str) -> int:
+    """The UTC day number of a payment's timestamp (a decision's `transaction_time`)."""
+    return int(parse_timestamp(transaction_time).timestamp() // DAY)
