@@ -11,42 +11,14 @@ days late, and a count set again is a count corrected, never a count doubled.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.domain.activity import MerchantActivity, summarise_day
-from fraudwatch.domain.events import ACTIVITY_EVENT, EVENT_FIELD
-from fraudwatch.domain.features import DAY, NEW_CARD_DAYS
+from fraudwatch.domain.activity import RECOUNT_DAYS, count_recent
+from fraudwatch.domain.events import activity_records
 from fraudwatch.errors import UsageError
 from infra.state import add_stack_options
-
-RECOUNT_DAYS = 7
-"""Days counted each run, the day just ended and those before it: a payment may reach the stream 7
-days late (the contract's limit), and its day's count must include it."""
-
-
-def count_days(payments: Iterable[tuple[str, str, int]], days: Sequence[int]) -> list[MerchantActivity]:
-    """Each merchant's activity on each of `days`, from payments as (merchant id, card, UTC day)."""
-    wanted = list(payments)
-    return [activity for day in days for activity in summarise_day(wanted, day)]
-
-
-def days_to_count(last: int, count: int = RECOUNT_DAYS) -> list[int]:
-    """The `count` UTC days ending with `last`, oldest first."""
-    return list(range(last - count + 1, last + 1))
-
-
-def read_from(first: int) -> str:
-    """The earliest `decided_at` (ISO 8601 UTC) whose payment a count from day `first` can read: the
-    NEW_CARD_DAYS days before it tell new cards, and a payment is decided at the earliest when made."""
-    return datetime.fromtimestamp((first - NEW_CARD_DAYS) * DAY, UTC).isoformat()
-
-
-def records(activities: Iterable[MerchantActivity]) -> list[dict[str, Any]]:
-    """The stream records of these activities (`infra.producer` keys each by its merchant)."""
-    return [{EVENT_FIELD: ACTIVITY_EVENT, **activity.to_mapping()} for activity in activities]
 
 
 def _activity_command(args: argparse.Namespace) -> int:
@@ -68,11 +40,11 @@ def _activity_command(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(str(exc)) from exc
     last = (args.day or datetime.now(UTC).date() - timedelta(days=1)) - date(1970, 1, 1)
-    days = days_to_count(last.days, args.days)
     decisions = DynamoDecisionStore(table, client=client("dynamodb", endpoint, args.region))
-    activities = count_days(decisions.payments_since(read_from(days[0])), days)
-    stats = produce(client("kinesis", endpoint, args.region), stream, records(activities), unit="record")
-    print(f"counted {len(days)} days of payments: put {stats.records_put} activity records on {stream}")
+    activities = count_recent(decisions.payments_since, last.days, args.days)
+    kinesis = client("kinesis", endpoint, args.region)
+    stats = produce(kinesis, stream, activity_records(activities), unit="record")
+    print(f"counted {args.days} days of payments: put {stats.records_put} activity records on {stream}")
     return 0
 
 

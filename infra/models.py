@@ -36,6 +36,9 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "layers" / "model" / "
 DEFAULT_CACHE = "/tmp/fraudwatch-models"  # noqa: S108 - fetched bundles, as the functions keep them
 
 
+OPS_JOBS = ("drift", "matured", "activity")
+"""ModelOpsFunction's jobs, its schedules' inputs (functions/ops/app.py's JOBS)."""
+
 # ---------------------------------------------------------------- the lineup
 
 
@@ -348,6 +351,7 @@ def _ops(args: argparse.Namespace, stack: Stack) -> ModelOps:
         outputs["DriftTableName"],
         outputs["DecisionsTableName"],
         outputs.get("LabelsTableName", ""),
+        stream_name=outputs.get("StreamName", ""),
         model_dir=Path(getattr(args, "layer_bundle", DEFAULT_BUNDLE)),
         model_cache_dir=Path(getattr(args, "cache", DEFAULT_CACHE)),
         window_seconds=getattr(args, "window_seconds", 900),
@@ -405,7 +409,7 @@ def _run_ops(args: argparse.Namespace) -> str:
         )
     except KeyError as exc:  # an output the function's environment needs: a stack of an older template
         raise UsageError(f"{exc.args[0]}: deploy the current template") from exc
-    jobs = ["drift", "matured"] if args.job == "both" else [args.job]
+    jobs = list(OPS_JOBS) if args.job == "all" else [args.job]
     event = {} if args.now is None else {"time": args.now}
     return "\n".join(
         json.dumps(handler({"job": job, **event}, LocalContext("ModelOpsFunction"))) for job in jobs
@@ -481,7 +485,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     ops = command(
         "run-ops", "invoke the model operations function's real handler, as its schedules do", _run_ops
     )
-    ops.add_argument("--job", choices=["drift", "matured", "both"], default="both", help="default: both")
+    ops.add_argument("--job", choices=[*OPS_JOBS, "all"], default="all", help="default: all, in this order")
     for parser in (maturing, drift, ops):
         parser.add_argument("--now", help="ISO 8601 time to measure at (default: now)")
         parser.add_argument("--cache", default=DEFAULT_CACHE, help="where fetched bundles go")

@@ -1,5 +1,6 @@
 """The model operations function: on EventBridge schedules, drift every 15 minutes and the matured labels'
-recall and precision once a day, published as the metrics the alarms watch. Wiring only; the work is in
+recall and precision once a day, published as the metrics the alarms watch; and the daily count of
+merchants' payments, put on the stream as activity records. Wiring only; the work is in
 `fraudwatch.model_ops`."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fraudwatch.model_ops import OpsSettings, build_ops
 from fraudwatch.observability import logger, metrics, traced
 
 ops = build_ops(OpsSettings.from_env())
-JOBS = ("drift", "matured")
+JOBS = ("drift", "matured", "activity")
 
 
 @logger.inject_lambda_context
@@ -43,6 +44,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             ],
             "drifting": run.drifting,
         }
+    elif job == "activity":
+        activities = ops.activity(now)
+        metrics.add_metric(name="ActivityRecordsPut", unit=MetricUnit.Count, value=len(activities))
+        result = {"job": job, "records": len(activities), "days": sorted({a.day for a in activities})}
     else:
         matured = ops.matured(now)
         metrics.add_metric(name="MaturedDaysMeasured", unit=MetricUnit.Count, value=len(matured))

@@ -8,11 +8,18 @@ from typing import Any
 import boto3
 
 from fraudwatch.adapters.dynamodb import DynamoDecisionStore
-from fraudwatch.domain.activity import MerchantActivity, payments_of, summarise_day
+from fraudwatch.domain.activity import (
+    MerchantActivity,
+    count_days,
+    days_to_count,
+    payments_of,
+    read_from,
+    summarise_day,
+)
 from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
-from fraudwatch.domain.events import parse_event
+from fraudwatch.domain.events import activity_records, parse_event
 from fraudwatch.domain.features import DAY
-from infra.activity import count_days, days_to_count, read_from, records
+from infra.invoke import LocalContext, load_handler
 from infra.producer import produce
 
 DAY0 = 20_790  # 2026-12-03
@@ -65,8 +72,39 @@ def test_the_daily_count_reads_the_decisions_and_puts_a_record_per_merchant_and_
     everything = list(payments_of(decided))
     assert activities == [a for day in days for a in summarise_day(everything, day)]
 
-    produce(boto3.client("kinesis"), stack["StreamName"], records(activities), progress=False)
+    produce(boto3.client("kinesis"), stack["StreamName"], activity_records(activities), progress=False)
     put = stream_records(stack["StreamName"])
     assert [key for key, _ in put] == ["m1", "m2"]  # keyed by merchant, as labels are
     arrival = (DAY0 + 1) * DAY + 300
     assert [parse_event(data, received_at=arrival) for _, data in put] == activities
+
+
+def test_the_model_operations_functions_daily_job_counts_the_days_just_ended_onto_the_stream(
+    stack: dict[str, Any], tiny_bundle, tmp_path, restore_environ
+):
+    DynamoDecisionStore(stack["DecisionsTableName"]).put_many(
+        [
+            decision(1, "u1", "m1", DAY0 - 8),  # u1 known to m1 before the 7 days counted
+            decision(2, "u1", "m1", DAY0 - 7),  # the first day counted: u1 is not new there
+            decision(3, "u2", "m1", DAY0 - 1),
+            decision(4, "u3", "m2", DAY0),  # today: not ended, not counted
+        ]
+    )
+    ops = load_handler(
+        stack,
+        bundle_dir=tiny_bundle,
+        function="ModelOpsFunction",
+        overrides={"MODEL_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    at = datetime.fromtimestamp(DAY0 * DAY + 300, UTC).isoformat()  # 00:05, as its schedule
+
+    result = ops({"job": "activity", "time": at}, LocalContext("ModelOpsFunction"))
+
+    expected = [
+        MerchantActivity("m1", DAY0 - 7, payments=1, cards=1, new_cards=0),
+        MerchantActivity("m1", DAY0 - 1, payments=1, cards=1, new_cards=1),
+    ]
+    assert result == {"job": "activity", "records": 2, "days": [DAY0 - 7, DAY0 - 1]}
+    put = stream_records(stack["StreamName"])
+    assert [key for key, _ in put] == ["m1", "m1"]
+    assert [parse_event(data, received_at=DAY0 * DAY + 300) for _, data in put] == expected

@@ -69,9 +69,15 @@ def test_run_ops_invokes_the_scheduled_functions_handler_once_per_job(
 ):
     options = ["--now", MATURED, "--layer-bundle", str(tiny_bundle), "--cache", str(tmp_path / "cache")]
     assert main(["models", "run-ops", *options, "--outputs", outputs_file]) == 0
-    drift, matured = (
+    drift, matured, activity = (
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"job"')
     )
     assert (drift["job"], drift["model_version"], drift["windows"]) == ("drift", "tiny-test-1", [])
     assert matured["job"] == "matured"
     assert [(d["labelled"], d["frauds"], d["recall"]) for d in matured["days"]] == [(4, 2, 0.5)]
+    assert activity == {"job": "activity", "records": 0, "days": []}  # day 0 is past the 7 recounted
+
+    options[1] = (DAY + timedelta(days=1, minutes=5)).isoformat()  # the day after day 0, at 00:05
+    assert main(["models", "run-ops", *options, "--job", "activity", "--outputs", outputs_file]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith('{"job"')]
+    assert json.loads(line) == {"job": "activity", "records": 1, "days": [int(DAY.timestamp() // 86400)]}

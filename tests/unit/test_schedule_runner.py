@@ -19,7 +19,11 @@ def test_rates_and_daily_crons_are_kept_and_other_expressions_refused():
 
 def test_the_model_operations_schedules_come_from_the_template():
     found = {s.name: (s.every_s, s.event) for s in schedules_of("ModelOpsFunction")}
-    assert found == {"Drift": (900, {"job": "drift"}), "Matured": (86400, {"job": "matured"})}
+    assert found == {
+        "Drift": (900, {"job": "drift"}),
+        "Matured": (86400, {"job": "matured"}),
+        "Activity": (86400, {"job": "activity"}),
+    }
 
 
 def test_each_schedule_runs_at_its_period_with_its_input_and_a_failed_run_stops_nothing():
@@ -46,4 +50,4 @@ def test_each_schedule_runs_at_its_period_with_its_input_and_a_failed_run_stops_
 
 def test_every_overrides_the_template_periods():
     runner = ScheduleRunner(lambda e, c: None, schedules_of("ModelOpsFunction"), "fn", every=5.0)
-    assert [runner.period_of(s) for s in runner.schedules] == [5.0, 5.0]
+    assert [runner.period_of(s) for s in runner.schedules] == [5.0, 5.0, 5.0]

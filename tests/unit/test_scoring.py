@@ -538,6 +538,25 @@ def test_a_day_counted_again_leaves_what_one_count_leaves():
     assert stored_merchant(ports["profiles"], "merch-1").activity == {DAY0 - 1: [7, 5, 2]}
 
 
+def test_an_activity_record_counts_while_its_day_may_still_change():
+    """The daily count at 00:05 recounts the 7 days ending yesterday: the oldest began 7 days and 5
+    minutes before, and ended 6 days before; a payment of it may still arrive. A day ended more than the
+    stream's 7 days before, or not begun, is refused."""
+    svc, ports = service()
+    at = DAY0 * DAY + 300
+    records = [
+        StreamRecord(LABEL_SHARD, str(n), activity(0, on=day).data, at)
+        for n, day in enumerate((DAY0 - 7, DAY0 - 8, DAY0 + 1), start=401)
+    ]
+    report = svc.process(records)
+    assert report.activities == 1
+    assert stored_merchant(ports["profiles"], "merch-1").activity == {DAY0 - 7: [6, 4, 2]}
+    assert [(q.field, q.reason) for q in report.quarantined] == [
+        ("day", "ended more than 7 days in the past"),
+        ("day", "has not begun"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [

@@ -363,7 +363,9 @@ def test_cases_function_opens_cases_and_reads_only_what_it_needs(transformed: di
     assert "dynamodb:BatchWriteItem" not in grants  # opening is conditional: never a blind batch put
 
 
-def test_model_ops_function_runs_on_two_schedules_with_the_scoring_layers(resources: dict[str, Any]) -> None:
+def test_model_ops_function_runs_on_three_schedules_with_the_scoring_layers(
+    resources: dict[str, Any],
+) -> None:
     fn = _props(resources, "ModelOpsFunction")
     assert (fn["CodeUri"], fn["Handler"], fn["Runtime"]) == (
         "functions/ops/",
@@ -378,6 +380,8 @@ def test_model_ops_function_runs_on_two_schedules_with_the_scoring_layers(resour
     assert json.loads(events["Drift"]["Input"]) == {"job": "drift"}
     assert events["Matured"]["Schedule"].startswith("cron(")  # daily
     assert json.loads(events["Matured"]["Input"]) == {"job": "matured"}
+    assert events["Activity"]["Schedule"].startswith("cron(5 0 ")  # just after each UTC midnight
+    assert json.loads(events["Activity"]["Input"]) == {"job": "activity"}
     env = fn["Environment"]["Variables"]
     scoring = _props(resources, "ScoringFunction")["Environment"]["Variables"]
     assert env["DRIFT_WINDOW_SECONDS"] == scoring["DRIFT_WINDOW_SECONDS"]  # the windows the functions count
@@ -386,10 +390,11 @@ def test_model_ops_function_runs_on_two_schedules_with_the_scoring_layers(resour
                         ("LABELS_TABLE", "LabelsTable"), ("MODELS_TABLE", "ModelsTable")):  # fmt: skip
         assert env[name] == {"Ref": table}
     assert scoring["LABELS_TABLE"] == {"Ref": "LabelsTable"}  # the stream keeps what the ops function reads
+    assert env["STREAM_NAME"] == {"Ref": "TransactionsStream"}  # where the daily activity records go
     assert fn["Timeout"] >= 300  # the daily scans
 
 
-def test_model_ops_function_reads_only_what_it_measures_and_writes_only_metrics(
+def test_model_ops_function_reads_only_what_it_measures_and_writes_metrics_and_activity_records(
     transformed: dict[str, Any],
 ) -> None:
     grants = _grants(transformed, "ModelOpsFunctionRole")
@@ -409,7 +414,9 @@ def test_model_ops_function_reads_only_what_it_measures_and_writes_only_metrics(
     ]
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Fraudwatch"}}
     assert grants["logs:PutLogEvents"] == {"ModelOpsFunctionLogGroup"}
-    assert not {a for a in grants if a.startswith(("kinesis:", "sns:", "sqs:", "kms:", "s3:Put"))}
+    assert grants["kinesis:PutRecords"] == {"TransactionsStream"}  # the daily activity records
+    assert {a for a in grants if a.startswith("kinesis:")} == {"kinesis:PutRecords"}
+    assert not {a for a in grants if a.startswith(("sns:", "sqs:", "kms:", "s3:Put"))}
     rules = resources_of_type(transformed, "AWS::Events::Rule")
     ops_rules = [
         r
@@ -418,6 +425,7 @@ def test_model_ops_function_reads_only_what_it_measures_and_writes_only_metrics(
     ]
     assert sorted(r["Properties"]["ScheduleExpression"] for r in ops_rules) == [
         "cron(30 1 * * ? *)",
+        "cron(5 0 * * ? *)",
         "rate(15 minutes)",
     ]
 

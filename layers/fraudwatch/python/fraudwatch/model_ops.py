@@ -1,6 +1,8 @@
-"""The scheduled model operations (ModelOpsFunction, and `fraudwatch models drift|matured`): the drift of
-the champion's live traffic from its training data, every 15 minutes, and the matured labels' recall and
-precision of the live decisions, daily; both published as the metrics the drift and matured alarms watch.
+"""The scheduled model operations (ModelOpsFunction, and `fraudwatch models drift|matured|run-ops`): the
+drift of the champion's live traffic from its training data, every 15 minutes, and the matured labels'
+recall and precision of the live decisions, daily; both published as the metrics the drift and matured
+alarms watch. And, daily after midnight, the count of each merchant's payments of the days just ended,
+put on the stream as activity records (domain/activity.py): the merchants' signals before labels.
 
 Drift is measured for the champion only: the scoring functions count the champion's rows and scores in
 its reference bins (adapters/drift.py) and no challenger's, which would double their drift work for a
@@ -26,8 +28,11 @@ from fraudwatch.adapters.dynamodb import DynamoDecisionStore
 from fraudwatch.adapters.labels import DynamoLabelStore
 from fraudwatch.adapters.model_metrics import ModelMetrics
 from fraudwatch.adapters.registry import ModelRegistry
+from fraudwatch.adapters.stream import KinesisEvents
+from fraudwatch.domain.activity import RECOUNT_DAYS, MerchantActivity, count_recent
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.drift import Reference, WindowDrift, drifting, settled_windows, window_drift
+from fraudwatch.domain.events import activity_records
 from fraudwatch.domain.matured import DAY, MaturedDay, latest_verdicts, matured_days, matured_span
 from fraudwatch.errors import BundleError, ConfigurationError
 from fraudwatch.settings import DEFAULT_MODEL_DIR, optional_number
@@ -47,6 +52,8 @@ class OpsSettings:
     drift_table: str
     decisions_table: str
     labels_table: str
+    stream_name: str = ""
+    """Where the daily count's activity records go ("": no activity job)."""
     model_dir: Path = Path(DEFAULT_MODEL_DIR)
     """The layer's bundle: the champion while the registry names none."""
     model_cache_dir: Path = Path("/tmp/models")  # noqa: S108 - Lambda's only writable directory
@@ -60,11 +67,21 @@ class OpsSettings:
     min_rows: int = 100
     label_delay_days: float = 7.0
     matured_days: int = 7
+    activity_days: int = RECOUNT_DAYS
+    """Days the activity job counts, ending with the day just ended (payments reach the stream up to 7
+    days late)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> OpsSettings:
         """Read and validate the settings; a missing or malformed one raises ConfigurationError naming it."""
-        names = ("MODELS_BUCKET", "MODELS_TABLE", "DRIFT_TABLE", "DECISIONS_TABLE", "LABELS_TABLE")
+        names = (
+            "MODELS_BUCKET",
+            "MODELS_TABLE",
+            "DRIFT_TABLE",
+            "DECISIONS_TABLE",
+            "LABELS_TABLE",
+            "STREAM_NAME",
+        )
         values = {name: env.get(name, "").strip() for name in names}
         for name, value in values.items():
             if not value:
@@ -75,6 +92,7 @@ class OpsSettings:
             drift_table=values["DRIFT_TABLE"],
             decisions_table=values["DECISIONS_TABLE"],
             labels_table=values["LABELS_TABLE"],
+            stream_name=values["STREAM_NAME"],
             model_dir=Path(env.get("MODEL_DIR") or DEFAULT_MODEL_DIR),
             model_cache_dir=Path(env.get("MODEL_CACHE_DIR") or "/tmp/models"),  # noqa: S108
             window_seconds=int(_number(env, "DRIFT_WINDOW_SECONDS", 900, 1, 86400)),
@@ -83,6 +101,7 @@ class OpsSettings:
             min_rows=int(_number(env, "DRIFT_MIN_ROWS", 100, 1, 10**9)),
             label_delay_days=_number(env, "LABEL_DELAY_DAYS", 7, 0, 90),
             matured_days=int(_number(env, "MATURED_DAYS", 7, 1, 80)),
+            activity_days=int(_number(env, "ACTIVITY_DAYS", RECOUNT_DAYS, 1, 30)),
         )
 
 
@@ -97,7 +116,7 @@ class DriftRun(NamedTuple):
 
 
 class ModelOps:
-    """The two scheduled steps, on the stores and the metrics given."""
+    """The scheduled steps, on the stores, the metrics and the stream given."""
 
     def __init__(
         self,
@@ -108,8 +127,10 @@ class ModelOps:
         decisions: DynamoDecisionStore,
         labels: DynamoLabelStore,
         metrics: ModelMetrics,
+        stream: KinesisEvents | None = None,
     ) -> None:
         self.settings = settings
+        self._stream = stream
         self._registry = registry
         self._drift_store = drift_store
         self._decisions = decisions
@@ -155,6 +176,17 @@ class ModelOps:
         self._metrics.matured(matured)
         return matured
 
+    def activity(self, now: float) -> list[MerchantActivity]:
+        """Count each merchant's payments of the days ending with the one before `now`'s from the decisions
+        table, and put one activity record per merchant and day on the stream (keyed by merchant, as
+        labels are: the merchant's one writer sets the day's counts, so a rerun doubles nothing)."""
+        if self._stream is None:
+            raise ConfigurationError("the activity job needs the stream (STREAM_NAME)")
+        last = int(now // DAY) - 1
+        activities = count_recent(self._decisions.payments_since, last, self.settings.activity_days)
+        self._stream.put_many(activity_records(activities), key="merchant_id")
+        return activities
+
     def decided(self, first: float, end: float) -> Iterable[DecisionRecord]:
         """The decisions that can be of transactions in [first, end) (matured_days keeps exactly those)."""
         return self._decisions.decided_between(_iso(first - 3600), _iso(end + DECIDED_LATE))
@@ -176,6 +208,9 @@ def build_ops(settings: OpsSettings, session: boto3.Session | None = None) -> Mo
         decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
         labels=DynamoLabelStore(settings.labels_table, dynamodb),
         metrics=ModelMetrics(session.client("cloudwatch", config=CLIENT_CONFIG)),
+        stream=KinesisEvents(settings.stream_name, session.client("kinesis", config=CLIENT_CONFIG))
+        if settings.stream_name
+        else None,
     )
 
 

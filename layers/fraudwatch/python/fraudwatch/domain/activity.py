@@ -17,13 +17,18 @@ holds no state of its own.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.features import DAY, NEW_CARD_DAYS, day_activity
-from fraudwatch.domain.transaction import check_recent, identifier, parse_timestamp
+from fraudwatch.domain.transaction import (
+    MAX_AGE_SECONDS,
+    MAX_FUTURE_SKEW_SECONDS,
+    identifier,
+    parse_timestamp,
+)
 from fraudwatch.errors import InvalidRecordError
 
 ACTIVITY_FIELDS = ("merchant_id", "day", "payments", "cards", "new_cards")
@@ -62,7 +67,13 @@ def activity_from_mapping(obj: dict[str, object], *, received_at: float | None =
     if day is None:
         raise InvalidRecordError("day", f"expected a date as YYYY-MM-DD, got {text!r}")
     number = (day - date(1970, 1, 1)).days
-    check_recent(number * DAY, received_at, field="day")
+    if received_at is not None:
+        # A day's count can change until its last payment may arrive: it is refused once the day
+        # ended more than the stream's 7 days before (the daily count's oldest day ended 6 days before).
+        if number * DAY > received_at + MAX_FUTURE_SKEW_SECONDS:
+            raise InvalidRecordError("day", "has not begun")
+        if (number + 1) * DAY < received_at - MAX_AGE_SECONDS:
+            raise InvalidRecordError("day", "ended more than 7 days in the past")
     payments, cards, new_cards = (_count(obj, name) for name in ("payments", "cards", "new_cards"))
     if not new_cards <= cards <= payments:
         raise InvalidRecordError("cards", "expected new_cards <= cards <= payments")
@@ -109,3 +120,34 @@ def payments_of(decisions: Iterable[DecisionRecord]) -> Iterator[tuple[str, str,
 def payment_day(transaction_time: str) -> int:
     """The UTC day number of a payment's timestamp (a decision's `transaction_time`)."""
     return int(parse_timestamp(transaction_time).timestamp() // DAY)
+
+
+RECOUNT_DAYS = 7
+"""Days counted each run, the day just ended and those before it: a payment may reach the stream 7
+days late (the contract's limit), and its day's count must include it."""
+
+
+def count_days(payments: Iterable[tuple[str, str, int]], days: Iterable[int]) -> list[MerchantActivity]:
+    """Each merchant's activity on each of `days`, from payments as (merchant id, card, UTC day)."""
+    wanted = list(payments)
+    return [activity for day in days for activity in summarise_day(wanted, day)]
+
+
+def days_to_count(last: int, count: int = RECOUNT_DAYS) -> list[int]:
+    """The `count` UTC days ending with `last`, oldest first."""
+    return list(range(last - count + 1, last + 1))
+
+
+def read_from(first: int) -> str:
+    """The earliest `decided_at` (ISO 8601 UTC) whose payment a count from day `first` can read: the
+    NEW_CARD_DAYS days before it tell new cards, and a payment is decided at the earliest when made."""
+    return datetime.fromtimestamp((first - NEW_CARD_DAYS) * DAY, UTC).isoformat()
+
+
+def count_recent(
+    payments_since: Callable[[str], Iterable[tuple[str, str, int]]], last: int, days: int = RECOUNT_DAYS
+) -> list[MerchantActivity]:
+    """Each merchant's activity on the `days` UTC days ending with `last`, from the payments decided
+    since `read_from` the first (`payments_since(decided_from)`: the decisions table's)."""
+    counted = days_to_count(last, days)
+    return count_days(payments_since(read_from(counted[0])), counted)

@@ -8,6 +8,9 @@ is a malformed record.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from fraudwatch.domain.activity import MerchantActivity, activity_from_mapping
 from fraudwatch.domain.label import Label, label_from_mapping
 from fraudwatch.domain.transaction import Transaction, decode_payload, transaction_from_mapping
@@ -37,3 +40,9 @@ def parse_event(data: bytes, *, received_at: float | None = None) -> Transaction
     raise InvalidRecordError(
         EVENT_FIELD, f"expected {TRANSACTION_EVENT!r}, {LABEL_EVENT!r} or {ACTIVITY_EVENT!r}"
     )
+
+
+def activity_records(activities: Iterable[MerchantActivity]) -> list[dict[str, Any]]:
+    """The stream records of merchants' days of activity, each put with its merchant id as partition key
+    (the daily count's: `fraudwatch activity`, ModelOpsFunction's activity job)."""
+    return [{EVENT_FIELD: ACTIVITY_EVENT, **activity.to_mapping()} for activity in activities]
