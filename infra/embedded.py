@@ -170,17 +170,18 @@ def start_ops(
     bundle_dir: Path,
     stop: threading.Event,
     every: float | None = None,
+    cache_dir: Path = STATE_DIR / "models",
 ) -> threading.Thread:
     """The real model operations function behind the local schedule runner, on a thread: moto runs no
-    EventBridge schedule, so the drift and matured jobs run as the template schedules them (or every
-    `every` seconds)."""
+    EventBridge schedule, so its jobs run as the template schedules them (or every `every` seconds).
+    `cache_dir` is where it keeps the registry's bundles, by version."""
     from infra.schedule_runner import ScheduleRunner, schedules_of
 
     handler = load_handler(
         outputs,
         bundle_dir=bundle_dir,
         endpoint_url=endpoint_url,
-        overrides={"POWERTOOLS_LOG_LEVEL": "WARNING", "MODEL_CACHE_DIR": str(STATE_DIR / "models")},
+        overrides={"POWERTOOLS_LOG_LEVEL": "WARNING", "MODEL_CACHE_DIR": str(cache_dir)},
         function="ModelOpsFunction",
     )
     runner = ScheduleRunner(

@@ -328,7 +328,11 @@ def test_shifted_traffic_raises_the_drift_alarms_within_two_windows_and_unshifte
 
 
 def test_the_embedded_stack_runs_the_model_operations_function_on_its_schedules(
-    models_stack: ModelsStack, tiny_bundle: Path, capsys: pytest.CaptureFixture[str], restore_environ: None
+    models_stack: ModelsStack,
+    tiny_bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    restore_environ: None,
 ) -> None:
     """What `stack up` and `demo` start beside the stream's runner (moto runs no EventBridge schedule):
     the real handler, each job every `ops_every` seconds here (the template's schedules by default)."""
@@ -336,7 +340,8 @@ def test_the_embedded_stack_runs_the_model_operations_function_on_its_schedules(
     stack = models_stack.embedded
     os.environ.update(emulator_environment(stack.endpoint_url))  # as `stack up` does for its process
     capsys.readouterr()
-    thread = start_ops(stack.outputs, stack.endpoint_url, tiny_bundle, stop, every=0.5)
+    # its own cache: a bundle cached by another run under the same test version may be of other code
+    thread = start_ops(stack.outputs, stack.endpoint_url, tiny_bundle, stop, every=0.5, cache_dir=tmp_path)
     time.sleep(2.2)
     stop.set()
     thread.join(timeout=30)
@@ -344,5 +349,7 @@ def test_the_embedded_stack_runs_the_model_operations_function_on_its_schedules(
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     drift_runs = [m for m in emitted if "DriftWindowsMeasured" in m]
     matured_runs = [m for m in emitted if "MaturedDaysMeasured" in m]
+    activity_runs = [m for m in emitted if "ActivityRecordsPut" in m]
     assert len(drift_runs) >= 3
     assert len(matured_runs) >= 3
+    assert len(activity_runs) >= 3
