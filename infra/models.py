@@ -37,7 +37,8 @@ DEFAULT_CACHE = "/tmp/fraudwatch-models"  # noqa: S108 - fetched bundles, as the
 
 
 OPS_JOBS = ("drift", "matured", "activity")
-"""ModelOpsFunction's jobs, its schedules' inputs (functions/ops/app.py's JOBS)."""
+"""`fraudwatch.model_ops.JOBS`, spelled again so that the command line starts without boto3 and numpy
+(tests/adapters/test_models_cli.py checks they are the same)."""
 
 # ---------------------------------------------------------------- the lineup
 

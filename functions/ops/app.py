@@ -15,11 +15,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fraudwatch.domain.drift import SCORE
 from fraudwatch.domain.matured import MaturedDay
-from fraudwatch.model_ops import OpsSettings, build_ops
+from fraudwatch.model_ops import JOBS, OpsSettings, build_ops
 from fraudwatch.observability import logger, metrics, traced
 
 ops = build_ops(OpsSettings.from_env())
-JOBS = ("drift", "matured", "activity")
 
 
 @logger.inject_lambda_context

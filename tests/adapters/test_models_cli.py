@@ -64,6 +64,13 @@ def test_compare_reads_the_stored_labels_by_default(outputs_file, capsys):
     assert "On 4 matured labels (2 fraud):" in capsys.readouterr().out
 
 
+def test_run_ops_knows_the_functions_jobs():
+    from fraudwatch.model_ops import JOBS
+    from infra.models import OPS_JOBS
+
+    assert OPS_JOBS == JOBS
+
+
 def test_run_ops_invokes_the_scheduled_functions_handler_once_per_job(
     outputs_file, tiny_bundle, tmp_path, capsys, restore_environ
 ):

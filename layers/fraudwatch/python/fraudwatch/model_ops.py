@@ -37,6 +37,9 @@ from fraudwatch.domain.matured import DAY, MaturedDay, latest_verdicts, matured_
 from fraudwatch.errors import BundleError, ConfigurationError
 from fraudwatch.settings import DEFAULT_MODEL_DIR, optional_number
 
+JOBS = ("drift", "matured", "activity")
+"""The scheduled jobs, each a schedule's constant input `{"job": ...}` (template.yaml)."""
+
 DECIDED_LATE = 7 * DAY
 """How long after its transaction a decision can be made at most (a record's maximum age): the
 decisions read for a matured day are those decided from its midnight (less an hour: timestamps may be an
