@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fraudwatch.adapters.dynamodb import DynamoProfileStore
 from fraudwatch.domain.features import DAY
+from fraudwatch.domain.profile import day_row
 from fraudwatch.errors import FraudwatchError
 from infra.alerts import DEFAULT_LOG, Watch, open_watch, watch
 from infra.demo_report import (
@@ -410,7 +411,7 @@ def feed_labels(
 
     def labels_today() -> int:
         held = store.get_many((), merchants).merchants
-        return sum(profile.days.get(day, [0, 0])[0] for profile in held.values())
+        return sum(row[1] for profile in held.values() if (row := day_row(profile.days, day)) is not None)
 
     before = labels_today()
     delivered = running.runner.stats.records_delivered + len(fed)

@@ -46,5 +46,5 @@ def warm_profiles(
         raise StackError(
             f"{len(unwritten)} user and {len(unwritten_merchants)} merchant profiles could not be written"
         )
-    held = [counts for merchant in merchants.values() for counts in merchant.days.values()]
-    return Seeded(len(profiles), len(merchants), sum(c[0] for c in held), sum(c[1] for c in held))
+    held = [row for merchant in merchants.values() for row in merchant.days]
+    return Seeded(len(profiles), len(merchants), sum(row[1] for row in held), sum(row[2] for row in held))

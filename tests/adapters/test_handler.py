@@ -122,7 +122,7 @@ def test_labels_in_a_batch_are_counted_in_their_merchants_profiles_once(handler,
     assert emitted["Misrouted"] == [0]  # transactions keyed by user, labels by merchant
     day = int(known.timestamp() // 86400)
     merchants = merchant_profiles(stack)
-    assert {m: p.days for m, p in merchants.items()} == {"merch-0": {day: [1, 1]}, "merch-1": {day: [1, 0]}}
+    assert {m: p.days for m, p in merchants.items()} == {"merch-0": [[day, 1, 1]], "merch-1": [[day, 1, 0]]}
     assert sorted(decisions(stack)) == sorted(tx["transaction_id"] for tx in paid)
     assert set(profiles(stack)) == {"user-l"}
 

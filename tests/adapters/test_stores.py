@@ -118,7 +118,7 @@ def decision(tx: str, user: str = "user-1", kind: Decision = Decision.FLAGGED) -
 
 
 def merchant(merchant_id: str, labels: int, frauds: int) -> MerchantProfile:
-    p = MerchantProfile(merchant_id, days={20_400: [labels, frauds], 20_401: [1, 0]})
+    p = MerchantProfile(merchant_id, days=[[20_400, labels, frauds], [20_401, 1, 0]])
     p.mark_applied("tx-9", "shardId-000000000001", 98765432109876543210)
     return p
 
@@ -145,7 +145,7 @@ def test_merchant_profiles_round_trip_in_their_own_table(stack):
     found = store(stack).get_many([], [m.merchant_id for m in merchants] + ["merch-unknown"])
     assert found.users == {}
     assert found.merchants == {m.merchant_id: m for m in merchants}
-    assert found.merchants["merch-4"].days == {20_400: [7, 1], 20_401: [1, 0]}
+    assert found.merchants["merch-4"].days == [[20_400, 7, 1], [20_401, 1, 0]]
     item = boto3.client("dynamodb").get_item(
         TableName=stack["MerchantProfilesTableName"], Key={"merchant_id": {"S": "merch-4"}}
     )["Item"]

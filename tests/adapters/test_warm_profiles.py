@@ -33,12 +33,13 @@ def test_live_users_and_merchants_start_with_their_history_and_no_time_travel(st
     assert merchants  # live payments go to merchants with labels already known
     assert 0 < seeded.fraud_labels < seeded.labels
     first_live_day = int(first_live // DAY)
-    assert all(max(m.days) <= first_live_day for m in merchants.values())  # nothing known from the future
+    # nothing known from the future
+    assert all(row[0] <= first_live_day for m in merchants.values() for row in m.days)
     assert all(m.applied_ids and m.checkpoints == {} for m in merchants.values())
     every = DynamoProfileStore(*tables).get_many((), _all_merchant_ids(stack)).merchants
     assert len(every) == seeded.merchants
-    assert sum(counts[0] for m in every.values() for counts in m.days.values()) == seeded.labels
-    assert sum(counts[1] for m in every.values() for counts in m.days.values()) == seeded.fraud_labels
+    assert sum(row[1] for m in every.values() for row in m.days) == seeded.labels
+    assert sum(row[2] for m in every.values() for row in m.days) == seeded.fraud_labels
 
 
 def _all_merchant_ids(stack) -> list[str]:
@@ -68,5 +69,5 @@ def test_only_labels_known_by_the_end_count_on_the_day_they_became_known_moved_w
     assert [label.transaction_id for label in labels] == ["tx-a", "tx-b"]
     assert set(merchants) == {"merch-a"}
     known_day = int((start + DEFAULT_LABEL_DELAY + shift) // DAY)
-    assert merchants["merch-a"].days == {known_day: [1, 1], known_day + 1: [1, 0]}
+    assert merchants["merch-a"].days == [[known_day, 1, 1], [known_day + 1, 1, 0]]
     assert list(merchants["merch-a"].applied_ids) == ["tx-a:fraud", "tx-b:genuine"]

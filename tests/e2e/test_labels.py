@@ -79,8 +79,9 @@ def merchant_profiles(stack: Embedded) -> dict[str, MerchantProfile]:
     return {m: MerchantProfile.from_json(m, stored_state(item)) for m, item in items.items()}
 
 
-def expected_days(labels: Sequence[dict[str, Any]], merchant: str) -> dict[int, list[int]]:
-    """The merchant's label counts by the UTC day each label became known: [labels, of which fraud]."""
+def expected_days(labels: Sequence[dict[str, Any]], merchant: str) -> list[list[int]]:
+    """The merchant's label counts by the UTC day each label became known, in the order the days came:
+    [day, labels, of which fraud] (`MerchantProfile.days`)."""
     days: dict[int, list[int]] = {}
     for label in labels:
         if label["merchant_id"] == merchant:
@@ -88,7 +89,7 @@ def expected_days(labels: Sequence[dict[str, Any]], merchant: str) -> dict[int, 
             counts = days.setdefault(day, [0, 0])
             counts[0] += 1
             counts[1] += label["is_fraud"]
-    return days
+    return [[day, *counts] for day, counts in days.items()]
 
 
 def label(tx_id: str, merchant: str, is_fraud: bool, labelled_at: datetime) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def test_labels_put_by_the_producer_update_their_merchants_profiles(labels_stack
     for m in range(3):
         ours = [r for r in rows if r["merchant_id"] == f"cli-merch-{m}"]
         profile = merchants[f"cli-merch-{m}"]
-        assert profile.days == {day: [len(ours), sum(r["is_fraud"] for r in ours)]}
+        assert profile.days == [[day, len(ours), sum(r["is_fraud"] for r in ours)]]
         verdicts = [f"{r['transaction_id']}:{'fraud' if r['is_fraud'] else 'genuine'}" for r in ours]
         assert list(profile.applied_ids) == verdicts  # each once, in order
         assert len(profile.checkpoints) == 1  # one merchant, one shard: its single writer
@@ -283,7 +284,7 @@ def test_every_batch_redelivered_counts_each_label_once(labels_stack, since):
             if lb["merchant_id"] == merchant
         ]
         assert list(stored[merchant].applied_ids) == ids  # each once, in the order put
-    assert sum(counts[0] for m in merchants for counts in stored[m].days.values()) == len(labels)
+    assert sum(row[1] for m in merchants for row in stored[m].days) == len(labels)
 
 
 @pytest.fixture

@@ -237,7 +237,8 @@ def test_long_windows_are_the_whole_utc_days_before_the_transactions_day():
         parsed(4, "2026-01-13T00:00:00+00:00", 10.0),  # 7 days before, at midnight: in the 7 days
         parsed(5, "2026-01-19T23:59:59+00:00", 30.0),  # the day before
     )
-    assert day_of("2025-12-20T12:00:00+00:00") in profile.days  # kept, so the window is what leaves it out
+    kept = [row[0] for row in profile.days]
+    assert day_of("2025-12-20T12:00:00+00:00") in kept  # kept, so the window is what leaves it out
     row = described(profile, None, parsed(6, "2026-01-20T15:00:00+00:00"))
     assert (row["user_count_7d"], row["user_mean_amount_7d"]) == (2.0, (10.0 + 30.0) / 2)
     assert (row["user_count_30d"], row["user_mean_amount_30d"]) == (4.0, (300.0 + 200.0 + 10.0 + 30.0) / 4)
@@ -269,10 +270,10 @@ def test_a_label_counts_in_the_day_it_became_known():
     apply_label(merchant, known(1, "2026-01-20T10:00:00+00:00", True))
     apply_label(merchant, known(2, "2026-01-20T23:30:00-05:00", False))  # 21 January in UTC
     apply_label(merchant, known(3, "2026-01-20T18:00:00+00:00", False))
-    assert merchant.days == {
-        day_of("2026-01-20T00:00:00+00:00"): [2, 1],
-        day_of("2026-01-21T00:00:00+00:00"): [1, 0],
-    }
+    assert merchant.days == [
+        [day_of("2026-01-20T00:00:00+00:00"), 2, 1],
+        [day_of("2026-01-21T00:00:00+00:00"), 1, 0],
+    ]
 
 
 def test_a_label_is_seen_from_the_next_utc_midnight_not_the_same_day():
@@ -301,7 +302,8 @@ def test_merchant_windows_are_the_1_7_and_30_whole_days_before():
         ]
     ):
         apply_label(merchant, known(n, stamp, is_fraud))
-    assert day_of("2025-12-20T23:00:00+00:00") in merchant.days  # kept, so the window is what leaves it out
+    kept = [row[0] for row in merchant.days]
+    assert day_of("2025-12-20T23:00:00+00:00") in kept  # kept, so the window is what leaves it out
     row = described(UserProfile("u1"), merchant, parsed(10, "2026-01-20T15:00:00+00:00"))
     assert [row[name] for name in LABEL_FEATURES] == [1.0, 1.0, 3.0, 2 / 3, 5.0, 3 / 5]
 
@@ -378,8 +380,8 @@ def test_a_late_record_that_makes_old_buckets_go_refreshes_the_cached_windows():
     apply(profile, late)  # a 32nd bucket: the oldest go
     apply_label(merchant, known(100, stamp(29), True))
     oldest = int(first // DAY)
-    assert oldest not in profile.days
-    assert oldest not in merchant.days
+    assert oldest not in [row[0] for row in profile.days]
+    assert oldest not in [row[0] for row in merchant.days]
     fresh_profile = UserProfile.from_json("u1", profile.to_json())
     fresh_merchant = MerchantProfile.from_json("m1", merchant.to_json())
     assert differing(features(profile, merchant, later), features(fresh_profile, fresh_merchant, later)) == []

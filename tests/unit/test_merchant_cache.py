@@ -125,7 +125,7 @@ def test_labels_always_read_their_merchant_and_the_next_payment_sees_them_the_ne
     service.process([label(2, START + 4000), label(3, START + 4100, fraud=False)])
     assert store.merchant_reads[1] == {"m-1"}
     stored = MerchantProfile.from_json("m-1", store.merchant_items["m-1"])
-    assert sum(counts[0] for counts in stored.days.values()) == 2
+    assert sum(row[1] for row in stored.days) == 2
     # The next day's payment reads the merchant again and scores it with both labels.
     report = service.process([payment(4, START + DAY + 60)])
     assert store.merchant_reads[2] == {"m-1"}

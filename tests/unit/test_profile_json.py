@@ -79,11 +79,11 @@ def test_every_float_comes_back_bit_for_bit():
         recent_amounts=values[:200],
         categories=RecentKeys(MAX_CATEGORIES, ["grocery", "travel"]),
         merchants=RecentKeys(MAX_MERCHANTS, (f"m-{i}" for i in range(50))),
-        days={20_000 + i: [i + 1, values[i]] for i in range(31)},
+        days=[[20_000 + i, i + 1, values[i]] for i in range(31)],
         applied_ids=RecentKeys(MAX_APPLIED_IDS, (f"tx-{i}" for i in range(80))),
         checkpoints={SHARD: SEQUENCE},
     )
     copy = UserProfile.from_json("u-1", profile.to_json())
     assert copy == profile
     assert [v.hex() for v in copy.recent_amounts] == [v.hex() for v in profile.recent_amounts]
-    assert copy.days[20_030][1].hex() == values[30].hex()
+    assert copy.days[30][2].hex() == values[30].hex()

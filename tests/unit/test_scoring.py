@@ -3,7 +3,6 @@
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -322,8 +321,8 @@ def test_labels_in_a_batch_are_counted_in_their_merchants_profiles():
     assert report.labels == 4
     assert report.failed == []
     assert len(report.decisions) == 5
-    assert stored_merchant(ports["profiles"], "merch-1").days == {DAY0: [3, 2]}
-    assert stored_merchant(ports["profiles"], "merch-2").days == {DAY0: [1, 0]}
+    assert stored_merchant(ports["profiles"], "merch-1").days == [[DAY0, 3, 2]]
+    assert stored_merchant(ports["profiles"], "merch-2").days == [[DAY0, 1, 0]]
     assert stored_merchant(ports["profiles"], "merch-1").checkpoints == {LABEL_SHARD: 104}
 
 
@@ -365,7 +364,7 @@ def test_the_same_label_twice_in_one_batch_is_counted_once():
         [label(1, tx="tx-a"), label(2, tx="tx-a", minutes=1), label(3, tx="tx-b", minutes=2)]
     )
     assert (report.labels, report.duplicates) == (2, 1)
-    assert stored_merchant(ports["profiles"], "merch-1").days == {DAY0: [2, 2]}
+    assert stored_merchant(ports["profiles"], "merch-1").days == [[DAY0, 2, 2]]
 
 
 def test_a_given_up_label_is_counted_when_redriven_and_only_once():
@@ -381,7 +380,7 @@ def test_a_given_up_label_is_counted_when_redriven_and_only_once():
     assert svc.process([label(1, tx="tx-a")], redrive=True).labels == 1
     assert svc.process([label(1, tx="tx-a")], redrive=True).duplicates == 1
     merchant = stored_merchant(profiles, "merch-1")
-    assert merchant.days == {DAY0: [2, 2]}
+    assert merchant.days == [[DAY0, 2, 2]]
     assert merchant.checkpoints == {LABEL_SHARD: 2}
 
 
@@ -401,7 +400,7 @@ def test_a_merchant_left_unwritten_retries_exactly_its_labels_and_keeps_its_prof
     retry = svc.process([*batch(), *labels_of_two_merchants()])
     assert (retry.labels, retry.duplicates) == (3, 5 + 1)
     assert retry.failed == []
-    assert stored_merchant(profiles, "merch-1").days == {DAY0: [4, 2]}
+    assert stored_merchant(profiles, "merch-1").days == [[DAY0, 4, 2]]
 
 
 class MerchantWritesRaise(FakeProfileStore):
@@ -476,12 +475,12 @@ def test_a_batch_spanning_midnight_scores_with_the_labels_known_before_it():
 def test_records_put_with_another_partition_key_are_processed_and_counted_as_misrouted():
     svc, ports = service()
     routed = [
-        replace(record(1, user="user-1"), partition_key="user-1"),
-        replace(record(2, user="user-2"), partition_key="merch-1"),  # a transaction keyed by its merchant
-        replace(label(3, tx="tx-1", merchant="merch-1"), partition_key="merch-1"),
-        replace(label(4, tx="tx-2", merchant="merch-2"), partition_key="user-2"),  # a label keyed by a user
+        record(1, user="user-1")._replace(partition_key="user-1"),
+        record(2, user="user-2")._replace(partition_key="merch-1"),  # a transaction keyed by its merchant
+        label(3, tx="tx-1", merchant="merch-1")._replace(partition_key="merch-1"),
+        label(4, tx="tx-2", merchant="merch-2")._replace(partition_key="user-2"),  # a label keyed by a user
         record(5, user="user-3"),  # the key unknown (not from Kinesis): nothing to check
-        replace(record(6, user="user-4", amount=-1), partition_key="merch-1"),  # malformed: quarantined only
+        record(6, user="user-4", amount=-1)._replace(partition_key="merch-1"),  # malformed: quarantined only
     ]
     report = svc.process(routed)
     assert report.misrouted == 2
@@ -501,7 +500,7 @@ def test_a_changed_verdict_counts_as_a_label_of_its_own_and_the_same_verdict_aga
     )
     assert (report.labels, report.duplicates) == (1, 1)
     merchant = stored_merchant(ports["profiles"], "merch-1")
-    assert merchant.days == {DAY0: [2, 1]}
+    assert merchant.days == [[DAY0, 2, 1]]
     assert list(merchant.applied_ids) == ["tx-a:genuine", "tx-a:fraud"]
 
 

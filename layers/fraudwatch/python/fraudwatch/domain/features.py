@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.profile import KEPT_DAYS, MAX_RECENT, UserProfile
+from fraudwatch.domain.profile import KEPT_DAYS, MAX_RECENT, DayRows, UserProfile, day_row
 from fraudwatch.domain.transaction import Transaction
 
 HOUR = 3600.0
@@ -136,13 +136,13 @@ def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
         return cached[1]
     count_7 = count_30 = total_7 = total_30 = 0.0
     week, month = day - 7, day - 30
-    for bucket, totals in profile.days.items():
+    for bucket, count, total in profile.days:
         if month <= bucket < day:
-            count_30 += totals[0]
-            total_30 += totals[1]
+            count_30 += count
+            total_30 += total
             if bucket >= week:
-                count_7 += totals[0]
-                total_7 += totals[1]
+                count_7 += count
+                total_7 += total
     values = (
         count_7,
         total_7 / count_7 if count_7 else NAN,
@@ -167,16 +167,16 @@ def merchant_features(merchant: MerchantProfile | None, day: int) -> tuple[float
     labels = [0, 0, 0]
     frauds = [0, 0, 0]
     yesterday, week, month = day - 1, day - 7, day - 30
-    for bucket, counts in merchant.days.items():
+    for bucket, count, fraud in merchant.days:
         if month <= bucket < day:
-            labels[2] += counts[0]
-            frauds[2] += counts[1]
+            labels[2] += count
+            frauds[2] += fraud
             if bucket >= week:
-                labels[1] += counts[0]
-                frauds[1] += counts[1]
+                labels[1] += count
+                frauds[1] += fraud
                 if bucket == yesterday:
-                    labels[0] += counts[0]
-                    frauds[0] += counts[1]
+                    labels[0] += count
+                    frauds[0] += fraud
     values = tuple(
         value
         for count, fraud in zip(labels, frauds, strict=True)
@@ -288,25 +288,24 @@ def apply_activity(merchant: MerchantProfile, day: int, counts: tuple[int, int, 
 
 
 def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) -> None:
-    """Add one record of `value` to the owner's bucket of `day` ([records, sum of values]).
+    """Add one record of `value` to the owner's row of `day` ([day, records, sum of values]).
 
-    Once there are more than KEPT_DAYS + 1 buckets, those more than KEPT_DAYS days before the newest
+    Once there are more than KEPT_DAYS + 1 rows, those more than KEPT_DAYS days before the newest
     go: every window reads at most the KEPT_DAYS days before a transaction's day, so such a bucket is
     read only by a record that late (which counts what remains). The cached windows are dropped when
     a bucket goes (they may have read it) or when another day than theirs changes; a change to their
     own day is one they never read.
     """
-    days: dict[int, list[float]] = owner.days  # type: ignore[assignment]  # a merchant's values are ints
-    bucket = days.get(day)
-    if bucket is None:
-        days[day] = [1, value]
+    days: DayRows = owner.days  # type: ignore[assignment]  # a merchant's values are ints
+    row = day_row(days, day)
+    if row is None:
+        days.append([day, 1, value])
         if len(days) > KEPT_DAYS + 1:
-            oldest_kept = max(days) - KEPT_DAYS
-            for old in [kept for kept in days if kept < oldest_kept]:
-                del days[old]
+            oldest_kept = max(row[0] for row in days) - KEPT_DAYS
+            days[:] = [row for row in days if row[0] >= oldest_kept]
             owner.windows = None
     else:
-        bucket[0] += 1
-        bucket[1] += value
+        row[1] += 1
+        row[2] += value
     if owner.windows is not None and owner.windows[0] != day:
         owner.windows = None

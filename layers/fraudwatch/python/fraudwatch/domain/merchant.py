@@ -38,8 +38,8 @@ class MerchantProfile(Ledger):
     """The state kept per merchant."""
 
     merchant_id: str
-    days: dict[int, list[int]] = field(default_factory=dict)
-    """UTC day number a label became known → [labels, of which fraud]."""
+    days: list[list[int]] = field(default_factory=list)
+    """One row a UTC day labels became known: [day number, labels, of which fraud] (`profile.DayRows`)."""
     activity: dict[int, list[int]] = field(default_factory=dict)
     """UTC day number → the payments made at the merchant that day: [payments, cards, new cards]
     (`features.day_activity`)."""
@@ -52,7 +52,7 @@ class MerchantProfile(Ledger):
         """The compact JSON the profile store keeps."""
         return orjson.dumps(
             {
-                "d": [[day, *counts] for day, counts in self.days.items()],
+                "d": self.days,
                 "a": [[day, *counts] for day, counts in self.activity.items()],
                 "ids": self.applied_ids.joined(),
                 "cp": checkpoints_to_json(self.checkpoints),
@@ -65,7 +65,7 @@ class MerchantProfile(Ledger):
         state = load_state(text)
         return cls(
             merchant_id=merchant_id,
-            days={day: [labels, frauds] for day, labels, frauds in state["d"]},
+            days=state["d"],
             # Profiles stored before payments were counted have no "a".
             activity={day: counts for day, *counts in state.get("a", ())},
             applied_ids=RecentKeys.from_joined(MAX_APPLIED_IDS, state["ids"]),

@@ -166,8 +166,8 @@ class UserProfile(Ledger):
     recent_amounts: list[float] = field(default_factory=list)
     categories: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_CATEGORIES))
     merchants: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_MERCHANTS))
-    days: dict[int, list[float]] = field(default_factory=dict)
-    """UTC day number → [transactions, total amount]."""
+    days: list[list[float]] = field(default_factory=list)
+    """One row a UTC day: [day number, transactions, total amount] (`DayRows`)."""
     applied_ids: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_APPLIED_IDS))
     checkpoints: dict[str, int] = field(default_factory=dict)
     windows: tuple[int, tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
@@ -194,7 +194,7 @@ class UserProfile(Ledger):
                 "ta": self.recent_amounts,
                 "cat": self.categories.joined(),
                 "mer": self.merchants.joined(),
-                "d": [[day, *totals] for day, totals in self.days.items()],
+                "d": self.days,
                 "ids": self.applied_ids.joined(),
                 "cp": checkpoints_to_json(self.checkpoints),
             }
@@ -214,10 +214,25 @@ class UserProfile(Ledger):
             recent_amounts=state["ta"],
             categories=RecentKeys.from_joined(MAX_CATEGORIES, state["cat"]),
             merchants=RecentKeys.from_joined(MAX_MERCHANTS, state["mer"]),
-            days={day: [count, total] for day, count, total in state["d"]},
+            days=state["d"],
             applied_ids=RecentKeys.from_joined(MAX_APPLIED_IDS, state["ids"]),
             checkpoints=state["cp"],
         )
+
+
+DayRows = list[list[float]]
+"""A profile's day buckets as it stores them: one row a UTC day, `[day number, *values]`, in the order the
+days first came (newest last, but for a late record's day). Kept as the rows the stored JSON holds, not
+as a dict by day: a month of days costs 3.5 µs to turn into a dict on every read and 2.5 µs back on every
+write, and a record nearly always counts in the last row."""
+
+
+def day_row[N: (int, float)](rows: list[list[N]], day: int) -> list[N] | None:
+    """The row of UTC day `day`, or None: looked for from the newest."""
+    for row in reversed(rows):
+        if row[0] == day:
+            return row
+    return None
 
 
 def checkpoints_to_json(checkpoints: dict[str, int]) -> dict[str, str]:
