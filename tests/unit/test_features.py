@@ -437,3 +437,47 @@ def test_merchant_activity_windows_are_the_1_7_and_30_whole_days_before():
     assert (payments, to_mean) == (6.0, 6 * 30 / 18)
     assert (new_1d, new_7d, new_30d) == (1.0, 4 / 7, 7 / 13)
     assert [same(v, NAN) for v in activity_features(activity, 69)] == [False, True, True, True, True]
+
+
+def exactly(row: dict[str, float]) -> dict[str, str]:
+    """Features compared bit for bit, NaN equal to NaN."""
+    return {name: repr(value) for name, value in row.items()}
+
+
+def test_a_stored_profile_reads_its_older_day_rows_only_when_a_record_needs_them():
+    """The rows before the last stay the stored text, and the stored windows serve, for records of the last
+    row's day; a record of a later day (or an earlier one) reads them, with the features of a profile that
+    was never stored."""
+    history = [parsed(n, f"2026-01-{n:02d}T12:00:00+00:00", 10.0 * n) for n in range(1, 21)]
+    kept = folded(*history)
+    described(kept, None, parsed(21, "2026-01-20T18:00:00+00:00"))  # the windows of 20 January, cached
+    stored = UserProfile.from_json("u1", kept.to_json())
+    assert stored.older_days is not None
+    assert len(stored.days) == 1
+
+    same_day = parsed(22, "2026-01-20T20:00:00+00:00", 5.0)
+    assert exactly(described(stored, None, same_day)) == exactly(described(kept, None, same_day))
+    apply(stored, same_day)
+    apply(kept, same_day)
+    assert stored.older_days is not None  # 19 days of rows never parsed
+    stored = UserProfile.from_json("u1", stored.to_json())
+
+    for t in (parsed(23, "2026-01-21T09:00:00+00:00", 7.0), parsed(24, "2026-01-03T09:00:00+00:00", 9.0)):
+        assert exactly(described(stored, None, t)) == exactly(described(kept, None, t))
+        apply(stored, t)
+        apply(kept, t)
+        assert stored.older_days is None
+    assert stored == kept
+    assert stored.all_days() == kept.days
+
+
+def test_stored_windows_come_back_with_their_undefined_means():
+    profile = folded(parsed(1, "2026-01-01T12:00:00+00:00"))
+    later = parsed(2, "2026-03-01T12:00:00+00:00")
+    before = described(profile, None, later)  # nothing in the 30 days before: NaN means
+    copy = UserProfile.from_json("u1", profile.to_json())
+    assert copy.windows is not None
+    assert profile.windows is not None
+    assert copy.windows[0] == profile.windows[0]
+    assert [math.isnan(v) for v in copy.windows[1]] == [False, True, False, True]
+    assert exactly(described(copy, None, later)) == exactly(before)

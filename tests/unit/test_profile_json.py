@@ -59,7 +59,9 @@ def test_a_profile_written_with_integer_checkpoints_is_read_exactly():
     profile = UserProfile.from_json("u-1", older)
     assert profile.checkpoints == {SHARD: SEQUENCE}
     assert not profile.has_applied("tx-new", SHARD, SEQUENCE + 1)
-    assert json.loads(profile.to_json())["cp"] == {SHARD: str(SEQUENCE)}  # written back in the current format
+    written = json.loads(profile.to_json())  # written back in the current format
+    assert written["cp"] == {SHARD: str(SEQUENCE)}
+    assert (written["d"], written["dn"]) == ("[]", [20_794, 1, 12.5])  # its one day row is the last
     merchant_text = json.dumps({"d": [[20_794, 2, 1]], "ids": "tx-1", "cp": {SHARD: SEQUENCE}})
     assert MerchantProfile.from_json("m-1", merchant_text).checkpoints == {SHARD: SEQUENCE}
 
@@ -86,4 +88,4 @@ def test_every_float_comes_back_bit_for_bit():
     copy = UserProfile.from_json("u-1", profile.to_json())
     assert copy == profile
     assert [v.hex() for v in copy.recent_amounts] == [v.hex() for v in profile.recent_amounts]
-    assert copy.days[30][2].hex() == values[30].hex()
+    assert copy.all_days()[30][2].hex() == values[30].hex()

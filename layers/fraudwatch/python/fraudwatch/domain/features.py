@@ -136,7 +136,7 @@ def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
         return cached[1]
     count_7 = count_30 = total_7 = total_30 = 0.0
     week, month = day - 7, day - 30
-    for bucket, count, total in profile.days:
+    for bucket, count, total in profile.all_days():
         if month <= bucket < day:
             count_30 += count
             total_30 += total
@@ -297,7 +297,12 @@ def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) 
     own day is one they never read.
     """
     days: DayRows = owner.days  # type: ignore[assignment]  # a merchant's values are ints
-    row = day_row(days, day)
+    if days and days[-1][0] == day:  # nearly every record: no older row read
+        row: list[float] | None = days[-1]
+    else:
+        if isinstance(owner, UserProfile):
+            owner.all_days()
+        row = day_row(days, day)
     if row is None:
         days.append([day, 1, value])
         if len(days) > KEPT_DAYS + 1:

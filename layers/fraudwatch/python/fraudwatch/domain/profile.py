@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -153,6 +153,11 @@ class Ledger:
             self.checkpoints[shard_id] = max(sequence_number, self.checkpoints.get(shard_id, sequence_number))
 
 
+DayRows = list[list[float]]
+"""A profile's day buckets: one row a UTC day, `[day number, *values]`, in the order the days first came
+(newest last, but for a late record's day)."""
+
+
 @dataclass(slots=True)
 class UserProfile(Ledger):
     """The state kept per user; `mean`/`m2` are Welford's running moments of the amount."""
@@ -167,11 +172,15 @@ class UserProfile(Ledger):
     categories: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_CATEGORIES))
     merchants: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_MERCHANTS))
     days: list[list[float]] = field(default_factory=list)
-    """One row a UTC day: [day number, transactions, total amount] (`DayRows`)."""
+    """One row a UTC day: [day number, transactions, total amount]; only the last until `all_days()`."""
     applied_ids: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_APPLIED_IDS))
     checkpoints: dict[str, int] = field(default_factory=dict)
     windows: tuple[int, tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
-    """The long windows' features of one day, cached (never stored): they change only at midnight."""
+    """The long windows' features of one day, cached, and stored with the profile: they read only the
+    days before theirs, so they change only at midnight (or with a record of an earlier day, which drops
+    them)."""
+    older_days: str | None = field(default=None, compare=False, repr=False)
+    """The stored rows before the last of `days`, as their JSON text until a record needs them."""
     version: int = field(default=0, compare=False)
     """The stored item's version when read (0: none stored yet); a write is conditional on it, since the
     stream and the inline API both write user profiles (DESIGN.md, decision 6). Kept beside the state,
@@ -194,7 +203,8 @@ class UserProfile(Ledger):
                 "ta": self.recent_amounts,
                 "cat": self.categories.joined(),
                 "mer": self.merchants.joined(),
-                "d": self.days,
+                **self.stored_days(),
+                "w": None if self.windows is None else [self.windows[0], *map(_nan_to_none, self.windows[1])],
                 "ids": self.applied_ids.joined(),
                 "cp": checkpoints_to_json(self.checkpoints),
             }
@@ -202,8 +212,13 @@ class UserProfile(Ledger):
 
     @classmethod
     def from_json(cls, user_id: str, text: str) -> UserProfile:
-        """Rebuild a profile from `to_json`'s output."""
+        """Rebuild a profile from `to_json`'s output (or from that of a version before the day rows were
+        split, whose "d" is a list of every row, and which has no windows)."""
         state = load_state(text)
+        days, older = state["d"], None
+        if type(days) is str:
+            days, older = ([state["dn"]] if state["dn"] else []), state["d"]
+        stored_windows = state.get("w")
         return cls(
             user_id=user_id,
             count=state["n"],
@@ -214,17 +229,59 @@ class UserProfile(Ledger):
             recent_amounts=state["ta"],
             categories=RecentKeys.from_joined(MAX_CATEGORIES, state["cat"]),
             merchants=RecentKeys.from_joined(MAX_MERCHANTS, state["mer"]),
-            days=state["d"],
+            days=days,
+            older_days=older,
             applied_ids=RecentKeys.from_joined(MAX_APPLIED_IDS, state["ids"]),
             checkpoints=state["cp"],
+            windows=None if stored_windows is None else _windows_from_json(stored_windows),
         )
 
+    def all_days(self) -> DayRows:
+        """Every day row, the stored older ones read first if they are still text.
 
-DayRows = list[list[float]]
-"""A profile's day buckets as it stores them: one row a UTC day, `[day number, *values]`, in the order the
-days first came (newest last, but for a late record's day). Kept as the rows the stored JSON holds, not
-as a dict by day: a month of days costs 3.5 µs to turn into a dict on every read and 2.5 µs back on every
-write, and a record nearly always counts in the last row."""
+        A month of rows is most of a user profile's JSON (93 of its 110 numbers): parsing them on every
+        read and writing them back on every write cost 6 µs a profile, for rows that a record of the
+        same day never reads (it counts in the last row, and the windows made of the others are stored
+        with the profile). So the rows before the last are stored as one JSON string, read only when a
+        record needs them (a new day, a late record, or windows to compute), written back as read
+        while unread.
+        """
+        if self.older_days is not None:
+            self.days[:0] = orjson.loads(self.older_days)
+            self.older_days = None
+        return self.days
+
+    def stored_days(self) -> dict[str, object]:
+        """The day rows as the profile stores them: those before the last as JSON text ("d"), the last
+        ("dn")."""
+        older = self.older_days if self.older_days is not None else orjson.dumps(self.days[:-1]).decode()
+        return {"d": older, "dn": self.days[-1] if self.days else None}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal by content: every field the dataclass compares, the day rows whether read yet or not."""
+        if not isinstance(other, UserProfile):
+            return NotImplemented
+        self.all_days()
+        other.all_days()
+        return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+_COMPARED = tuple(f.name for f in fields(UserProfile) if f.compare)
+
+
+def _nan_to_none(value: float) -> float | None:
+    """JSON has no NaN (orjson writes null): a window's mean over no transaction."""
+    return None if value != value else value
+
+
+def _windows_from_json(stored: list[float | None]) -> tuple[int, tuple[float, ...]]:
+    day, *values = stored
+    return int(day), tuple(NAN if value is None else value for value in values)  # type: ignore[arg-type]
+
+
+NAN = float("nan")
 
 
 def day_row[N: (int, float)](rows: list[list[N]], day: int) -> list[N] | None:
