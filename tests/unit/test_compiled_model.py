@@ -100,6 +100,13 @@ def test_a_batch_of_one_and_an_empty_batch_score_like_xgboost(tiny_bundle: Path)
     assert model.score([]) == []
 
 
+def test_a_column_major_float64_matrix_scores_as_its_rows_do(tiny_bundle: Path) -> None:
+    rows = feature_rows(300)
+    model = load_model(tiny_bundle)
+    columnar = np.asfortranarray(rows, dtype=np.float64)  # columns contiguous, as a columnar batch keeps them
+    assert model.score(columnar) == model.score(rows.tolist())  # type: ignore[arg-type]
+
+
 def test_reasons_are_xgboosts_whichever_scores(tiny_bundle: Path) -> None:
     rows = feature_rows(50).tolist()
     model, reference = load_model(tiny_bundle), load_model(tiny_bundle, compiled=False)

@@ -57,8 +57,12 @@ class CompiledModel:
         # the runtime's predict "may be called by only one thread at a time" (tl2cgen's Predictor)
         self._lock = threading.Lock()
 
-    def predict(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Probabilities for a C-contiguous float32 matrix of shape (rows, num_feature); NaN is missing."""
+    def predict(self, matrix: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Probabilities for a matrix of shape (rows, num_feature); NaN is missing."""
+        # the runtime reads rows of float32 one after the other: a column-major or float64 matrix is copied
+        matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        if matrix.ndim != 2:
+            raise ValueError(f"a matrix of rows, not an array of shape {matrix.shape}")
         rows, columns = matrix.shape
         if columns != self.num_feature:
             raise ValueError(f"rows of {columns} features for a model of {self.num_feature}")
