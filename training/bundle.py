@@ -135,7 +135,9 @@ def compile_bundle(bundle_dir: Path, booster: xgb.Booster) -> None:
         save_compiled(
             bundle_dir,
             library,
-            feature_names=read_bundle(bundle_dir).feature_names,
+            # the Booster's own names when it has them: a bundle whose features.json differs from them is
+            # then refused at load, as the Booster itself would be, not at its first explanation
+            feature_names=tuple(booster.feature_names or read_bundle(bundle_dir).feature_names),
             probe_rows=rows,
             probe_scores=booster.inplace_predict(rows, validate_features=False),
             built_with={

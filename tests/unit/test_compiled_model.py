@@ -217,6 +217,22 @@ def test_a_corrupt_model_file_is_still_refused_at_load(bundle: Path) -> None:
         load_model(bundle)
 
 
+def test_a_model_trained_on_other_feature_names_is_still_refused_at_load(tmp_path: Path) -> None:
+    import xgboost as xgb
+
+    rows = feature_rows(500)
+    other_names = [f"other_{name}" for name in FEATURE_NAMES]
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2, "nthread": 1},
+        xgb.DMatrix(rows, label=(rows[:, 0] > 1).astype(int), feature_names=other_names),
+        num_boost_round=3,
+    )
+    save_bundle(tmp_path, booster, {"flag": 0.5, "reject": 0.9}, {"version": "renamed-1"})
+    compile_bundle(tmp_path, booster)
+    with pytest.raises(BundleError, match="features differ"):
+        load_model(tmp_path)
+
+
 def test_rows_of_the_wrong_width_are_refused(tiny_bundle: Path) -> None:
     model = load_model(tiny_bundle)
     assert isinstance(model, XGBoostModel)
