@@ -81,6 +81,7 @@ def _train_synthetic_bundle(rounds: int = 200, depth: int = 6) -> Path:
 
     from fraudwatch.adapters.bundle import save_bundle
     from fraudwatch.domain.features import FEATURE_NAMES
+    from training.bundle import compile_bundle
 
     rows, labels = labelled_feature_rows(TransactionStream(users=400, seed=11, fraud_rate=0.02), 40_000)
     noise = np.random.default_rng(3).random(len(labels)) < 0.005  # real labels are never clean
@@ -104,6 +105,7 @@ def _train_synthetic_bundle(rounds: int = 200, depth: int = 6) -> Path:
     save_bundle(
         bundle, booster, {"flag": 0.5, "reject": 0.9}, {"version": f"bench-synthetic-{rounds}x{depth}"}
     )
+    compile_bundle(bundle, booster)  # as training does
     return bundle
 
 

@@ -11,6 +11,9 @@ What the handler prints (EMF and logs) goes to /dev/null through file descriptor
 are paid as in Lambda.
 Service: `ScoringService.process` on the same batches (what bench/scoring_cpu.py times).
 Naive: bench/scoring_cpu.py's per-record scorer (a one-row DataFrame + `predict_proba`, n_jobs=1).
+The handler runs twice a pass, the two alternated event by event (so that the load of a shared machine
+weighs on both alike): scoring with the bundle's compiled model (when it has one), and with XGBoost's
+`inplace_predict` (`load_model(..., compiled=False)`), the way before compiled models.
 The passes alternate, so a noisy neighbour weighs on every way alike.
 
 Run: .venv/bin/python -m bench.handler_cpu
@@ -78,12 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.freeze()  # and the bench's own setup
 
     challenger = load_model(bundle.path)  # a second copy: the shadow scores with its own booster
+    by_xgboost = load_model(bundle.path, compiled=False)
     handler: list[float] = []
+    handler_xgboost: list[float] = []
     shadowed: list[float] = []
     service: list[float] = []
     naive: list[float] = []
     for i in range(args.repeats):
-        handler.append(_time_handler(app, _service(model, history, controls), events))
+        compiled_us, xgboost_us = _time_handler_pair(
+            app, _service(model, history, controls), _service(by_xgboost, history, controls), events
+        )
+        handler.append(compiled_us)
+        handler_xgboost.append(xgboost_us)
         shadowed.append(_time_handler(app, _shadowed_service(model, challenger, history, controls), events))
         service.append(_time_batched(model, history, timed, controls).cpu_us)
         if i < args.naive_repeats:
@@ -91,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("Real handler CPU per record, batch of 100 (Powertools batch, metrics, logs; AWS stubbed)")
     print(f"machine: {machine()}")
-    print(f"model:   {bundle.origin}")
+    print(f"model:   {bundle.origin}; scored by: {getattr(model, 'scorer', 'xgboost')}")
     print(
         f"records: {args.users} users, {args.warmup_batches} warm-up batches, then {args.batches} timed "
         f"batches ({args.batches * BATCH} records); {args.repeats} alternating passes "
@@ -99,6 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rows = [
         ("real handler (lambda_handler, Powertools)", median(handler), min(handler), max(handler)),
+        (
+            "  the same, scored by XGBoost",
+            median(handler_xgboost),
+            min(handler_xgboost),
+            max(handler_xgboost),
+        ),
         ("  with a challenger and drift counted", median(shadowed), min(shadowed), max(shadowed)),
         ("service alone (ScoringService.process)", median(service), min(service), max(service)),
         ("naive (per record, DataFrame, n_jobs=1)", median(naive), min(naive), max(naive)),
@@ -106,8 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(("way", "CPU us/rec (median)", "min", "max"), rows))
     wrapper = [h - s for h, s in zip(handler, service, strict=True)]
     added = [s - h for s, h in zip(shadowed, handler, strict=True)]
+    saved = [x - h for x, h in zip(handler_xgboost, handler, strict=True)]
     print(f"\nthe handler's wrapper (paired: handler - service): {median(wrapper):.1f} us/record")
     print(f"a challenger and drift (paired: with them - without): {median(added):+.1f} us/record")
+    print(
+        f"the compiled model (paired: XGBoost scoring - compiled): {median(saved):+.1f} us/record "
+        f"(min {min(saved):+.1f}, max {max(saved):+.1f})"
+    )
     print(
         f"budget <= {BUDGET_US:.0f} us/record for the real handler: {median(handler):.1f} us "
         f"({verdict(median(handler), BUDGET_US)}); naive / handler = {median(naive) / median(handler):,.0f}x"
@@ -175,6 +195,29 @@ def _shadowed_service(
         controls=controls,
         drift=FlushingDriftRecorder(MemoryDriftStore()),
     )
+
+
+def _time_handler_pair(
+    app: ModuleType, first: ScoringService, second: ScoringService, events: list[dict[str, Any]]
+) -> tuple[float, float]:
+    """`_time_handler` for two services at once, alternating them event by event."""
+    context = LocalContext()
+    handle: Callable[[dict[str, Any], Any], dict[str, Any]] = app.lambda_handler
+    spent = [0.0, 0.0]
+    with _stdout_to_devnull():
+        for event in events:
+            for i, service in enumerate((first, second)):
+                app.processor.service = service
+                cpu = time.process_time()
+                failed = handle(event, context)["batchItemFailures"]
+                spent[i] += time.process_time() - cpu
+                if failed:
+                    raise SystemExit("the handler reported failures: the benchmark is broken")
+    records = len(events) * BATCH
+    for service in (first, second):
+        if len(_decisions(service).items) != records:
+            raise SystemExit("not every record was decided: the benchmark is broken")
+    return spent[0] / records * 1e6, spent[1] / records * 1e6
 
 
 def _time_handler(app: ModuleType, service: ScoringService, events: list[dict[str, Any]]) -> float:

@@ -9,11 +9,15 @@ import xgboost as xgb
 from fraudwatch.adapters.bundle import save_bundle
 from fraudwatch.domain.drift import reference_of
 from fraudwatch.domain.features import FEATURE_NAMES
+from training.bundle import compile_bundle
 
 
-def tiny_model(bundle: Path, version: str, rounds: int, flag: float = 0.5, reject: float = 0.9) -> Path:
+def tiny_model(
+    bundle: Path, version: str, rounds: int, flag: float = 0.5, reject: float = 0.9, *, compiled: bool = True
+) -> Path:
     """A small real model bundle: fraud when the amount is far above the user's usual or velocity is
-    high; its card carries the reference distribution of its training rows (for drift)."""
+    high; its card carries the reference distribution of its training rows (for drift), and unless
+    `compiled` is false it has its compiled model, as the training job's bundles do."""
     rng = np.random.default_rng(0)
     rows = 4000
     x = np.column_stack([rng.uniform(0, 1, rows) for _ in FEATURE_NAMES]).astype(np.float32)
@@ -39,6 +43,8 @@ def tiny_model(bundle: Path, version: str, rounds: int, flag: float = 0.5, rejec
         {"flag": flag, "reject": reject},
         {"version": version, "reference": reference.to_dict()},
     )
+    if compiled:
+        compile_bundle(bundle, booster)
     return bundle
 
 

@@ -3,16 +3,25 @@
 A bundle is a directory (by default `layers/model/bundle/`) in the format that
 `fraudwatch.adapters.model` owns (`save_bundle` writes it, `load_model` reads it back and refuses one
 whose features differ from the code's); training adds the model card for people (`model_card.md`) and
-writes the whole in a staging directory swapped in at once.
+writes the whole in a staging directory swapped in at once. Then it compiles the model to native code
+(`compile_bundle`: treelite reads `model.ubj`, tl2cgen generates C, gcc builds `model.so`), which the
+Lambda scores with; a machine without the compiler writes the bundle without it (the Lambda scores
+with XGBoost then), and says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
+import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,8 +29,22 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
-from fraudwatch.adapters.bundle import CARD_MARKDOWN, save_bundle
+from fraudwatch.adapters.bundle import (
+    CARD_MARKDOWN,
+    COMPILED_LIBRARY,
+    MODEL_FILE,
+    read_bundle,
+    save_bundle,
+    save_compiled,
+)
 from training.selection import selection_lines
+
+TOOLCHAIN = "gcc"
+"""The C compiler tl2cgen drives. Lambda's x86_64 python3.12 runtime is Amazon Linux 2023 (glibc 2.34):
+gcc's generic x86-64 code, linked against libc and libm only, runs there (docs/compiled-model.md)."""
+PROBE_ROWS = 64
+
+logger = logging.getLogger("training.bundle")
 
 
 def model_version(booster: xgb.Booster, trained_at: datetime) -> str:
@@ -55,20 +78,119 @@ def libraries() -> dict[str, str]:
 
 
 def write_bundle(
-    bundle_dir: Path, booster: xgb.Booster, thresholds: dict[str, Any], card: dict[str, Any]
+    bundle_dir: Path,
+    booster: xgb.Booster,
+    thresholds: dict[str, Any],
+    card: dict[str, Any],
+    *,
+    compile_model: bool = True,
 ) -> Path:
-    """Write the bundle into a temporary directory beside `bundle_dir`, then swap it in."""
+    """Write the bundle, with its compiled model unless `compile_model` is false, into a temporary
+    directory beside `bundle_dir`, then swap it in."""
     bundle_dir = bundle_dir.resolve()
     bundle_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.new-", dir=bundle_dir.parent))
     try:
         save_bundle(staging, booster, thresholds, card)
         (staging / CARD_MARKDOWN).write_text(render_card(card))
+        if compile_model:
+            try:
+                compile_bundle(staging, booster)
+            except CompileError as exc:
+                logger.warning(
+                    "the bundle has no compiled model: the Lambda will score with XGBoost (%s)", exc
+                )
         swap_in(staging, bundle_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return bundle_dir
+
+
+class CompileError(Exception):
+    """The model could not be compiled here (no compiler, or the compiler failed)."""
+
+
+def compile_bundle(bundle_dir: Path, booster: xgb.Booster) -> None:
+    """Compile the bundle's `model.ubj` (the Booster `booster` wrote) into `model.so`, and add it to the
+    bundle with probe rows and XGBoost's scores of them, which the library must reproduce when loaded."""
+    import tl2cgen
+    import treelite
+
+    if shutil.which(TOOLCHAIN) is None:
+        raise CompileError(f"no {TOOLCHAIN} on the PATH")
+    # the file, not the Booster in memory: the library is what model.ubj's digest names
+    model = treelite.frontend.load_xgboost_model(bundle_dir / MODEL_FILE)
+    jobs = os.cpu_count() or 1
+    rows = probe_rows(booster)
+    with tempfile.TemporaryDirectory(prefix="fraudwatch-compile-") as scratch:
+        library = Path(scratch) / COMPILED_LIBRARY
+        with _native_output_logged():
+            try:
+                tl2cgen.export_lib(
+                    model, TOOLCHAIN, library, params={"parallel_comp": jobs}, nthread=jobs, verbose=False
+                )
+            except (OSError, tl2cgen.TL2cgenError) as exc:
+                raise CompileError(f"{TOOLCHAIN} could not build the model's library: {exc}") from exc
+        save_compiled(
+            bundle_dir,
+            library,
+            # the Booster's own names when it has them: a bundle whose features.json differs from them is
+            # then refused at load, as the Booster itself would be, not at its first explanation
+            feature_names=tuple(booster.feature_names or read_bundle(bundle_dir).feature_names),
+            probe_rows=rows,
+            probe_scores=booster.inplace_predict(rows, validate_features=False),
+            built_with={
+                "treelite": treelite.__version__,
+                "tl2cgen": tl2cgen.__version__,
+                "compiler": _compiler_version(),
+            },
+        )
+
+
+def probe_rows(booster: xgb.Booster, rows: int = PROBE_ROWS, seed: int = 0) -> np.ndarray[Any, Any]:
+    """Rows that walk the model's branches: each feature just below, at or just above one of its split
+    thresholds, or missing (NaN) one time in ten; float32, as scoring sends them."""
+    rng = np.random.default_rng(seed)
+    trees = booster.trees_to_dataframe()
+    splits = trees[trees["Feature"] != "Leaf"]
+    names = booster.feature_names or [f"f{i}" for i in range(booster.num_features())]
+    matrix = np.zeros((rows, len(names)), dtype=np.float32)
+    for column, name in enumerate(names):
+        thresholds = splits.loc[splits["Feature"] == name, "Split"].to_numpy(dtype=np.float32)
+        picked = rng.choice(thresholds, rows) if len(thresholds) else rng.normal(size=rows)
+        nudge = rng.choice(np.array([-1e-3, 0.0, 1e-3]), rows)
+        matrix[:, column] = picked + nudge * np.maximum(np.abs(picked), 1.0)
+        matrix[rng.random(rows) < 0.1, column] = np.nan
+    return matrix
+
+
+@contextlib.contextmanager
+def _native_output_logged() -> Iterator[None]:
+    """Log what tl2cgen writes while compiling instead of letting it reach the terminal: its log lines
+    (through print) and, on stderr, treelite's note that the model file was written by a newer treelite
+    (4.8) than the one built into tl2cgen 1.0 (4.1), which reads it (the probe rows check the result)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()) as printed:
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            said = printed.getvalue() + captured.read().decode(errors="replace")
+            if said.strip():
+                logger.info("tl2cgen: %s", said.strip())
+
+
+def _compiler_version() -> str:
+    try:
+        return _run([TOOLCHAIN, "--version"]).splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return TOOLCHAIN
 
 
 def swap_in(staging: Path, bundle_dir: Path) -> None:

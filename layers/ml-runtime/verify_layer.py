@@ -3,11 +3,14 @@
 Run with the runtime's Python in isolated mode and no site-packages (`python3.12 -I -S verify_layer.py
 SITE`), so nothing outside SITE can stand in for a file the trimming removed. The check trains a tiny
 Booster, saves it as UBJ, loads it back and makes the calls of fraudwatch's model adapter:
-`inplace_predict` for the scores, a DMatrix and `pred_contribs` for the reasons.
+`inplace_predict` for the scores, a DMatrix and `pred_contribs` for the reasons. Then it loads tl2cgen's
+runtime library as `fraudwatch.adapters.compiled` does (by path, without importing the tl2cgen package,
+whose treelite and scipy dependencies the layer does not carry) and asks its version.
 """
 
 from __future__ import annotations
 
+import ctypes
 import py_compile
 import sys
 import tempfile
@@ -47,6 +50,14 @@ def serve_once(site: Path) -> list[Path]:
     )
 
 
+def tl2cgen_runtime_version(site: Path) -> str:
+    """Load tl2cgen's runtime (lib/libtl2cgen.so and the OpenMP library it needs) from `site`."""
+    runtime = ctypes.CDLL(str(site / "tl2cgen" / "lib" / "libtl2cgen.so"))
+    runtime.TL2cgenQueryTL2cgenVersion.restype = ctypes.c_char_p
+    version: bytes = runtime.TL2cgenQueryTL2cgenVersion()
+    return version.decode()
+
+
 def compile_for_read_only(sources: list[Path]) -> None:
     """Byte-compile with unchecked hashes: /opt is read-only and zip timestamps would void mtime checks."""
     for source in sources:
@@ -62,7 +73,11 @@ def main() -> int:
     site = Path(sys.argv[1]).resolve()
     imported = serve_once(site)
     compile_for_read_only(imported)
-    sys.stdout.write(f"layer ok: served from {site} alone; {len(imported)} imported modules byte-compiled\n")
+    runtime = tl2cgen_runtime_version(site)
+    sys.stdout.write(
+        f"layer ok: served from {site} alone; {len(imported)} imported modules byte-compiled; "
+        f"tl2cgen runtime {runtime} loads\n"
+    )
     return 0
 
 

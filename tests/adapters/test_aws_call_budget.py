@@ -20,7 +20,7 @@ import boto3
 
 from bench._common import TransactionStream
 from bench.aws_calls import BUDGET, CallCounter, profile_keys, table_labels, with_labels
-from fraudwatch.adapters.bundle import BUNDLE_FILES
+from fraudwatch.adapters.bundle import BUNDLE_FILES, COMPILED_FILES
 from fraudwatch.adapters.registry import ModelRegistry
 from fraudwatch.domain.activity import MerchantActivity
 from fraudwatch.domain.features import DAY
@@ -143,7 +143,7 @@ def test_the_model_registry_and_drift_cost_no_call_in_a_steady_batch_only_their_
     service = build_service(Settings.from_env(env), session)
     cold = counter.take()
     assert cold["GetItem (models)"] == 1  # the lineup, read once at cold start
-    assert cold["GetObject"] == len(BUNDLE_FILES)  # the challenger fetched once
+    assert cold["GetObject"] == len(BUNDLE_FILES) + len(COMPILED_FILES)  # the challenger fetched once
     stream = TransactionStream(users=300, seed=9, fraud_rate=0.0)
     service.process(stream.batch(100, distinct_users=95))
     counter.take()

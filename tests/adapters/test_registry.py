@@ -10,8 +10,9 @@ import boto3
 import numpy as np
 import pytest
 
-from fraudwatch.adapters.bundle import CARD_FILE, read_bundle
+from fraudwatch.adapters.bundle import CARD_FILE, COMPILED_FILES, COMPILED_LIBRARY, read_bundle
 from fraudwatch.adapters.drift import DriftStore
+from fraudwatch.adapters.model import XGBoostModel
 from fraudwatch.adapters.registry import (
     NO_LINEUP,
     ModelRegistry,
@@ -273,3 +274,38 @@ def test_drift_counts_from_several_writers_add_up_per_window_and_a_rewrite_count
     assert list(found) == [900]
     np.testing.assert_array_equal(found[900], counts * 2)
     assert list(store.windows("v1", 0, 2700)) == [900, 1800]
+
+
+def test_a_version_is_fetched_with_its_compiled_model_and_scores_with_it(
+    registry: ModelRegistry, tiny_challenger: Path, tmp_path: Path
+) -> None:
+    registry.publish(tiny_challenger, published_by="ana", now=1.0)
+    fetched = registry.fetch("tiny-test-2", tmp_path / "cache")
+    for name in COMPILED_FILES:
+        assert (fetched / name).read_bytes() == (tiny_challenger / name).read_bytes()
+    model = load_member(fetched).model
+    assert isinstance(model, XGBoostModel)
+    assert model.scorer == "compiled"
+
+
+def test_a_version_published_without_a_compiled_model_is_fetched_and_scores_with_xgboost(
+    registry: ModelRegistry, tiny_challenger: Path, tmp_path: Path
+) -> None:
+    plain = shutil.copytree(tiny_challenger, tmp_path / "plain")
+    for name in COMPILED_FILES:
+        (plain / name).unlink()
+    registry.publish(plain, published_by="ana", now=1.0)
+    fetched = registry.fetch("tiny-test-2", tmp_path / "cache")
+    assert not any((fetched / name).exists() for name in COMPILED_FILES)
+    model = load_member(fetched).model
+    assert isinstance(model, XGBoostModel)
+    assert model.scorer == "xgboost"
+
+
+def test_a_library_compiled_again_does_not_make_another_version(
+    registry: ModelRegistry, tiny_challenger: Path, tmp_path: Path
+) -> None:
+    first = registry.publish(tiny_challenger, published_by="ana", now=1.0)
+    rebuilt = shutil.copytree(tiny_challenger, tmp_path / "rebuilt")
+    (rebuilt / COMPILED_LIBRARY).write_bytes((rebuilt / COMPILED_LIBRARY).read_bytes() + b"\0")
+    assert registry.publish(rebuilt, published_by="bob", now=2.0) == first  # the version names the model

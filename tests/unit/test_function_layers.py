@@ -16,9 +16,9 @@ import pytest
 
 from infra.template import REPO_ROOT, load_template, resources_of_type
 
-ML_RUNTIME = ("numpy", "scipy", "xgboost")
+ML_RUNTIME = ("numpy", "scipy", "xgboost", "tl2cgen")
 """The ML runtime layer's packages (layers/ml-runtime)."""
-IN_NO_LAYER = ("pandas", "sklearn", "training", "infra")
+IN_NO_LAYER = ("pandas", "sklearn", "treelite", "training", "infra")
 """Installed for development and training, shipped in no layer."""
 
 TEMPLATE = load_template()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fraudwatch.adapters.bundle import read_bundle
+from fraudwatch.adapters.bundle import COMPILED_FILES, read_bundle
 from fraudwatch.adapters.model import load_model
 from fraudwatch.domain.features import FEATURE_NAMES
 from infra.cli import main
 from tests.fakes import tiny_history
+from training import bundle as bundle_module
 from training import pipeline
 from training.bundle import write_bundle
 from training.evaluate import PLOTS, evaluate
@@ -45,14 +47,19 @@ def test_the_bundle_loads_and_scores_exactly_as_trained(trained, history):
         run.thresholds.reject.threshold,
     )
     values = compute_features(history.copy()).values
-    assert model.score(values.tolist()) == predict(run.model.booster, values).tolist()
+    assert model.scorer == "compiled"
+    np.testing.assert_allclose(model.score(values.tolist()), predict(run.model.booster, values), atol=1e-6)
+    booster = load_model(root / "bundle", compiled=False)
+    assert booster.score(values.tolist()) == predict(run.model.booster, values).tolist()
 
 
 def test_the_bundle_files_follow_the_contract(trained):
     run, root = trained
     bundle = root / "bundle"
     assert sorted(p.name for p in bundle.iterdir()) == [
+        "compiled.json",
         "features.json",
+        "model.so",
         "model.ubj",
         "model_card.json",
         "model_card.md",
@@ -104,6 +111,20 @@ def test_rewriting_a_bundle_replaces_it_whole_and_leaves_no_temporary_directorie
     assert not (bundle / "stale.txt").exists()
     assert load_model(bundle).version == run.version
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_without_a_compiler_the_bundle_is_written_without_its_compiled_model_and_says_so(
+    trained, tmp_path, monkeypatch, caplog
+):
+    run, _ = trained
+    monkeypatch.setattr(bundle_module, "TOOLCHAIN", "no-such-cc")
+    with caplog.at_level(logging.WARNING, logger="training.bundle"):
+        bundle = write_bundle(
+            tmp_path / "bundle", run.model.booster, thresholds_file(run.thresholds), run.card
+        )
+    assert not any((bundle / name).exists() for name in COMPILED_FILES)
+    assert "no no-such-cc on the PATH" in caplog.text
+    assert load_model(bundle).scorer == "xgboost"
 
 
 def test_a_failed_bundle_write_leaves_the_old_bundle(trained, tmp_path):

@@ -1,42 +1,83 @@
-"""The model: an XGBoost Booster served with one `inplace_predict` per batch, loaded from a bundle
-(its format: `fraudwatch.adapters.bundle`)."""
+"""The model: scored by its compiled library (tl2cgen) when the bundle has one that loads, else by the
+XGBoost Booster with one `inplace_predict` per batch; explained (SHAP) by the Booster either way.
+
+The bundle's format is `fraudwatch.adapters.bundle`'s. xgboost is imported when the Booster is first
+needed, not with this module: a function that scores with the compiled library imports it at its first
+alert, unless its init runs ahead of requests (SnapStart, provisioned concurrency: `load_model`).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import xgboost as xgb
 
-from fraudwatch.adapters.bundle import FEATURES_FILE, MODEL_FILE, read_bundle
+from fraudwatch.adapters.bundle import FEATURES_FILE, MODEL_FILE, BundleContents, read_bundle, read_compiled
+from fraudwatch.adapters.compiled import CompiledModel
 from fraudwatch.domain.decision import Reason, Thresholds
 from fraudwatch.errors import BundleError
 
+if TYPE_CHECKING:
+    import xgboost as xgb
+
+logger = logging.getLogger("fraudwatch.model")
+
+INIT_AHEAD = frozenset({"snap-start", "provisioned-concurrency"})
+"""Lambda's AWS_LAMBDA_INITIALIZATION_TYPE values whose init no request waits for: there the Booster is
+loaded at init, so the first alert after a restore does not import xgboost."""
+PROBE_TOLERANCE = 1e-6
+"""How far the compiled library's scores of the bundle's probe rows may be from XGBoost's."""
+
 
 class XGBoostModel:
-    """A Booster with its feature names, thresholds and version (the domain's Model port)."""
+    """An XGBoost model with its feature names, thresholds and version (the domain's Model port).
+
+    `booster` is the Booster, or its model file to load when first needed; `compiled`, when given,
+    scores instead of the Booster (`scorer` says which does)."""
 
     def __init__(
-        self, booster: xgb.Booster, feature_names: tuple[str, ...], thresholds: Thresholds, version: str
+        self,
+        booster: xgb.Booster | Path,
+        feature_names: tuple[str, ...],
+        thresholds: Thresholds,
+        version: str,
+        *,
+        compiled: CompiledModel | None = None,
     ):
         self._booster = booster
+        self._compiled = compiled
         self.feature_names = feature_names
         self.thresholds = thresholds
         self.version = version
 
+    @property
+    def scorer(self) -> Literal["compiled", "xgboost"]:
+        """What scores: the compiled library or the Booster."""
+        return "xgboost" if self._compiled is None else "compiled"
+
     def score(self, rows: Sequence[Sequence[float]]) -> list[float]:
         """Fraud probabilities for a batch of feature rows, in one predict call."""
+        if len(rows) == 0:
+            return []
         matrix = np.asarray(rows, dtype=np.float32)
-        return self._booster.inplace_predict(matrix, validate_features=False).tolist()  # type: ignore[no-any-return]
+        if self._compiled is not None:
+            return self._compiled.predict(matrix).tolist()  # type: ignore[no-any-return]
+        return self.booster().inplace_predict(matrix, validate_features=False).tolist()  # type: ignore[no-any-return]
 
     def explain(self, rows: Sequence[Sequence[float]], top: int) -> list[tuple[Reason, ...]]:
         """The `top` features that push each row's score up the most (SHAP values, in log-odds)."""
         if not rows:
             return []
+        import xgboost as xgb
+
+        booster = self.booster()
         matrix = np.asarray(rows, dtype=np.float32)
-        data = xgb.DMatrix(matrix, missing=np.nan, feature_names=self._booster.feature_names, nthread=1)
-        contributions = self._booster.predict(data, pred_contribs=True)[:, :-1]
+        data = xgb.DMatrix(matrix, missing=np.nan, feature_names=booster.feature_names, nthread=1)
+        contributions = booster.predict(data, pred_contribs=True)[:, :-1]
         explained = []
         for values, contribs in zip(matrix, contributions, strict=True):
             order = np.argsort(-contribs)[:top]
@@ -49,18 +90,67 @@ class XGBoostModel:
             )
         return explained
 
+    def booster(self) -> xgb.Booster:
+        """The Booster, loaded (and xgboost imported) at the first call when it was given as a file."""
+        if isinstance(self._booster, Path):
+            self._booster = _load_booster(self._booster, self.feature_names)
+        return self._booster
 
-def load_model(bundle_dir: Path) -> XGBoostModel:
-    """Load a bundle, checking it is complete and built for this code's features."""
+
+def load_model(bundle_dir: Path, *, compiled: bool = True) -> XGBoostModel:
+    """Load a bundle, checking it is complete and built for this code's features.
+
+    With `compiled` (the default) and a compiled library in the bundle that loads here and scores the
+    bundle's probe rows as XGBoost did, that library scores and the Booster is loaded when first needed;
+    otherwise (a bundle made before compiled models, a library for another platform, no tl2cgen runtime)
+    the Booster scores, loaded now, and one log line says why. `compiled=False` always scores with the
+    Booster (benchmarks compare the two)."""
     contents = read_bundle(bundle_dir)
+    engine = _compiled_model(bundle_dir, contents) if compiled else None
+    if engine is None or os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in INIT_AHEAD:
+        booster: xgb.Booster | Path = _load_booster(contents.model_file, contents.feature_names)
+    else:
+        booster = contents.model_file
+    return XGBoostModel(
+        booster, contents.feature_names, contents.thresholds, contents.version, compiled=engine
+    )
+
+
+def _compiled_model(bundle_dir: Path, contents: BundleContents) -> CompiledModel | None:
+    """The bundle's compiled library, checked against its probe rows; None (and why, logged) if unusable."""
     try:
-        booster = xgb.Booster(model_file=str(contents.model_file))
+        found = read_compiled(bundle_dir, contents)
+        if found is None:
+            reason = "the bundle has no compiled model"
+        else:
+            engine = CompiledModel(found.library)
+            scores = engine.predict(found.probe_rows)
+            error = float(np.max(np.abs(scores - found.probe_scores), initial=0.0))
+            if error <= PROBE_TOLERANCE:
+                return engine
+            reason = f"its scores of the probe rows differ from XGBoost's by up to {error:.3g}"
+    except (OSError, BundleError) as exc:  # OSError: a library that dlopen refuses
+        reason = str(exc)
+    logger.warning(
+        "compiled model unusable: scoring with XGBoost",
+        extra={"model_version": contents.version, "reason": reason},
+    )
+    return None
+
+
+def _load_booster(model_file: Path, feature_names: tuple[str, ...]) -> xgb.Booster:
+    import xgboost as xgb
+
+    try:
+        booster = xgb.Booster(model_file=str(model_file))
     except xgb.core.XGBoostError as exc:
-        raise BundleError(f"model bundle {bundle_dir} is corrupt: {exc}") from exc
-    if booster.feature_names is not None and tuple(booster.feature_names) != contents.feature_names:
-        raise BundleError(f"model bundle {bundle_dir}: {MODEL_FILE}'s features differ from {FEATURES_FILE}")
+        raise BundleError(f"model bundle {model_file.parent} is corrupt: {exc}") from exc
+    if booster.feature_names is not None and tuple(booster.feature_names) != feature_names:
+        raise BundleError(
+            f"model bundle {model_file.parent}: {MODEL_FILE}'s features differ from {FEATURES_FILE}"
+        )
     booster.set_param({"nthread": 1})
-    return XGBoostModel(booster, contents.feature_names, contents.thresholds, contents.version)
+    return booster
 
 
 def _finite(value: float) -> float | None:

@@ -7,7 +7,9 @@ function fetches the one it is told to at run time. The bucket is versioned and 
 (template.yaml: ModelsBucket), and a version's files are never overwritten (`publish` refuses another
 bundle under a version it holds).
 
-Layout. ModelsBucket: `models/<version>/<file>` for each file of the bundle (adapters/bundle.py).
+Layout. ModelsBucket: `models/<version>/<file>` for each file of the bundle (adapters/bundle.py), its
+compiled model included when it has one (a version published without it is fetched without it, and
+scores with XGBoost).
 ModelsTable (key `item`): `version#<version>` per published version (who, when, the model's digest, its
 thresholds and test figures), `lineup` (the champion and challenger in force, the `seq` of the change
 that made them so) and `lineup#<seq>` per change (who, when, what, why), the history rollback walks.
@@ -16,7 +18,8 @@ rolling that promotion back, the functions score with what was deployed.
 
 The functions read `lineup` (one GetItem) at most every `max_age` seconds (MODELS_MAX_AGE_SECONDS, 15
 by default): a promotion or rollback takes effect within that, plus a batch. A version seen for the
-first time is fetched into /tmp once per container (four GetObjects) and loaded; versions no longer in
+first time is fetched into /tmp once per container (six GetObjects: four files and the compiled model's
+two, absent or not) and loaded; versions no longer in
 the lineup are dropped. A read or fetch that fails keeps the lineup in force and is tried again after
 `retry_after` seconds; a version that cannot be loaded here (corrupt, or built for other features) is
 refused, logged, and the lineup in force kept until the pointer changes again; so is one whose
@@ -41,7 +44,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fraudwatch.adapters.aws import call_failed
-from fraudwatch.adapters.bundle import BUNDLE_FILES, CARD_MARKDOWN, read_bundle, read_card
+from fraudwatch.adapters.bundle import BUNDLE_FILES, CARD_MARKDOWN, COMPILED_FILES, read_bundle, read_card
 from fraudwatch.adapters.model import load_model
 from fraudwatch.domain.decision import Thresholds
 from fraudwatch.domain.drift import Reference
@@ -59,6 +62,7 @@ LINEUP = "lineup"
 PREFIX = "models"
 LAYER = ""
 """The champion that is the function's own model layer."""
+MISSING_OBJECT = frozenset({"NoSuchKey", "AccessDenied"})
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """What a version may be: it names S3 keys and a directory under /tmp."""
 
@@ -132,7 +136,7 @@ class ModelRegistry:
                     f"(sha256 {known.digest[:12]}): versions are never overwritten"
                 )
             return known
-        for name in (*BUNDLE_FILES, CARD_MARKDOWN):
+        for name in (*BUNDLE_FILES, *COMPILED_FILES, CARD_MARKDOWN):
             path = bundle_dir / name
             if path.is_file():
                 self._put(f"{PREFIX}/{contents.version}/{name}", path.read_bytes())
@@ -176,6 +180,10 @@ class ModelRegistry:
         try:
             for name in BUNDLE_FILES:
                 (staging / name).write_bytes(self._get(f"{PREFIX}/{version}/{name}"))
+            for name in COMPILED_FILES:  # absent from versions published without a compiled model
+                body = self._get_optional(f"{PREFIX}/{version}/{name}")
+                if body is not None:
+                    (staging / name).write_bytes(body)
             staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -241,6 +249,16 @@ class ModelRegistry:
         return self._call(
             "GetObject", lambda: self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         )
+
+    def _get_optional(self, key: str) -> bytes | None:
+        """An object that may be absent: None then. Without s3:ListBucket (the functions' roles have none)
+        S3 answers AccessDenied, not NoSuchKey, for a key that does not exist."""
+        try:
+            return self._get(key)
+        except ModelRegistryError as exc:
+            if exc.code in MISSING_OBJECT:
+                return None
+            raise
 
     def _scan(self) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"TableName": self.table}
