@@ -130,8 +130,9 @@ def amount_to_mean_7d(amount: float, mean_7d: float) -> float:
     """The amount against the card's mean amount over the 7 whole days before (NaN: no payment in them,
     or only payments of 0).
 
-    The model has both numbers, but a tree draws their ratio only with many splits; given whole, it
-    ranks better a card whose payments are suddenly several times its week's (issue 16, docs/backtest.md).
+    The model has both numbers, but a tree draws their ratio only with many splits. Kept by measurement
+    on both histories (docs/backtest.md, "The amount against the card's week", which also says how
+    little of the gain measured there is the feature's own).
     """
     return amount / mean_7d if mean_7d else NAN
 
