@@ -2,7 +2,7 @@
 
 What a first draft of offline features looks like: for each transaction in time order, boolean masks
 over the whole frame select the user's earlier transactions, the labels its merchant had by then and
-its merchant's payments of earlier days, and pandas aggregates them. The same 27 features as
+its merchant's payments of earlier days, and pandas aggregates them. The same 28 features as
 `fraudwatch.domain.features` (written again here on purpose, as the baseline of
 `bench/training_pipeline.py`: nothing outside bench/ uses it), with the same windows: half-open
 recent windows, whole UTC days before the transaction's day for the long ones, labels counted from
@@ -54,6 +54,7 @@ def _user(tx: object, mine: pd.DataFrame) -> tuple[float, ...]:
     last_day = mine[mine["epoch"] > t - DAY]
     week = mine[(mine["day"] >= day - 7) & (mine["day"] < day)]
     month = mine[(mine["day"] >= day - 30) & (mine["day"] < day)]
+    week_mean = float(week["amount"].mean()) if len(week) else NAN
     return (
         amount,
         zscore,
@@ -68,9 +69,10 @@ def _user(tx: object, mine: pd.DataFrame) -> tuple[float, ...]:
         0.0 if (mine["merchant_id"] == tx.merchant_id).any() else 1.0,  # type: ignore[attr-defined]
         float(n),
         float(len(week)),
-        float(week["amount"].mean()) if len(week) else NAN,
+        week_mean,
         float(len(month)),
         float(month["amount"].mean()) if len(month) else NAN,
+        amount / week_mean if week_mean else NAN,
     )
 
 

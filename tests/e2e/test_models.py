@@ -30,6 +30,7 @@ from fraudwatch.adapters.bundle import MODEL_FILE, THRESHOLDS_FILE, save_bundle
 from fraudwatch.adapters.dynamodb import decision_of
 from fraudwatch.domain.decision import DecisionRecord, Thresholds
 from fraudwatch.domain.drift import reference_of
+from fraudwatch.domain.features import ACTIVITY_FEATURES, FEATURE_NAMES, NO_ACTIVITY
 from infra.cli import main
 from infra.embedded import start_ops
 from infra.emulator import emulator_environment
@@ -228,6 +229,9 @@ def drift_champion(
     seed, features replayed offline with the Lambda's code), published and promoted: `tiny-drift-1`."""
     transactions = _stream(WARM_UP + 2 * PER_WINDOW)
     features = compute_features(pd.DataFrame(transactions), label_delay=None).values[WARM_UP:]
+    # The stack runs no daily count of the merchants' payments, so its merchants have no activity
+    # features; the offline replay counts them from the file. The reference is the traffic as scored.
+    features[:, [FEATURE_NAMES.index(name) for name in ACTIVITY_FEATURES]] = NO_ACTIVITY
     booster = xgb.Booster(model_file=str(tiny_bundle / MODEL_FILE))
     scores = booster.inplace_predict(features.astype(np.float32))
     reference = reference_of(features, scores, ("amount", "amount_zscore"))

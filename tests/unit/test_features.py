@@ -75,6 +75,7 @@ def test_a_users_first_transaction_has_no_history():
         "user_mean_amount_7d": NAN,
         "user_count_30d": 0.0,
         "user_mean_amount_30d": NAN,
+        "amount_to_mean_7d": NAN,
         "merchant_labels_1d": 0.0,
         "merchant_fraud_rate_1d": NAN,
         "merchant_labels_7d": 0.0,
@@ -254,6 +255,28 @@ def test_long_windows_leave_out_the_transactions_own_day():
     assert row["velocity_24h"] == 2.0  # the 24 h window sees the same day's two
     assert (row["user_count_7d"], row["user_mean_amount_7d"]) == (1.0, 10.0)
     assert (row["user_count_30d"], row["user_mean_amount_30d"]) == (1.0, 10.0)
+
+
+def test_amount_to_mean_7d_is_the_amount_against_the_weeks_mean_of_whole_days():
+    profile = folded(
+        parsed(1, "2026-01-12T12:00:00+00:00", 900.0),  # 8 days before: not in the week
+        parsed(2, "2026-01-14T12:00:00+00:00", 20.0),
+        parsed(3, "2026-01-19T12:00:00+00:00", 60.0),
+        parsed(4, "2026-01-20T09:00:00+00:00", 1000.0),  # the payment's own day: not in the week
+    )
+    row = described(profile, None, parsed(5, "2026-01-20T15:00:00+00:00", 200.0))
+    assert row["amount_to_mean_7d"] == 200.0 / ((20.0 + 60.0) / 2)
+    assert row["amount_to_mean"] != row["amount_to_mean_7d"]  # the lifetime mean reads all four
+
+
+def test_amount_to_mean_7d_is_undefined_without_a_weeks_mean():
+    quiet = folded(parsed(1, "2026-01-10T12:00:00+00:00", 30.0))  # 10 days before
+    row = described(quiet, None, parsed(2, "2026-01-20T15:00:00+00:00", 50.0))
+    assert math.isnan(row["amount_to_mean_7d"])  # no payment in the week
+    checks = folded(parsed(1, "2026-01-18T12:00:00+00:00", 0.0), parsed(2, "2026-01-19T12:00:00+00:00", 0.0))
+    row = described(checks, None, parsed(3, "2026-01-20T15:00:00+00:00", 50.0))
+    assert row["user_count_7d"] == 2.0
+    assert math.isnan(row["amount_to_mean_7d"])  # only zero-amount card checks: no mean to compare with
 
 
 def test_long_windows_use_utc_days_not_the_cards_local_days():
