@@ -41,7 +41,8 @@ from training.selection import selection_lines
 
 TOOLCHAIN = "gcc"
 """The C compiler tl2cgen drives. Lambda's x86_64 python3.12 runtime is Amazon Linux 2023 (glibc 2.34):
-gcc's generic x86-64 code, linked against libc and libm only, runs there (docs/compiled-model.md)."""
+gcc's generic x86-64 code, linked against libc and libm only, runs there (docs/models.md, "The compiled
+model")."""
 PROBE_ROWS = 64
 
 logger = logging.getLogger("training.bundle")
