@@ -7,8 +7,8 @@ scene (the same records, warmed profiles, `lambda_handler` loaded as Lambda load
 stores) in a child process under `valgrind --tool=callgrind --instr-atstart=no`, and counts only the
 timed batches (and then the naive way's records, per record as bench/scoring_cpu.py's naive scorer
 does them), switched on and dumped with `callgrind_control` around each. Instructions are not time:
-they leave out cache misses and the CPU's parallelism (about 8,600 instructions a µs here, from the
-handler's CPU time and count on one quiet run); they are for comparing two versions of the code.
+they leave out cache misses and the CPU's parallelism (386k instructions and 40.3 µs a record on one
+quiet run: about 9,600 a µs here); they are for comparing two versions of the code.
 
 Needs valgrind (Debian's `valgrind` package). Takes about a minute with the defaults.
 

@@ -314,9 +314,7 @@ def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) 
     if days and days[-1][0] == day:  # nearly every record: no older row read
         row: list[float] | None = days[-1]
     else:
-        if isinstance(owner, UserProfile):
-            owner.all_days()
-        row = day_row(days, day)
+        row = day_row(owner.all_days(), day)  # type: ignore[arg-type]  # as above
     if row is None:
         days.append([day, 1, value])
         if len(days) > KEPT_DAYS + 1:

@@ -59,6 +59,10 @@ class MerchantProfile(Ledger):
             }
         ).decode()
 
+    def all_days(self) -> list[list[int]]:
+        """Every day row: a merchant profile stores and reads them all (`UserProfile.all_days` does not)."""
+        return self.days
+
     @classmethod
     def from_json(cls, merchant_id: str, text: str) -> MerchantProfile:
         """Rebuild a profile from `to_json`'s output."""
