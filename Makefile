@@ -40,7 +40,7 @@ backtest: setup ## generate labelled history into data/ and backtest it, with an
 	$(VENV)/bin/fraudwatch backtest data/history.parquet --out data/backtest
 
 # What CI runs (.ci/run): every check that needs no network beyond PyPI, in the order that fails fastest.
-test: setup browser ## lint, format check, types (bench and tests too), then the test suite: what CI runs (about 6 minutes)
+test: setup browser ## lint, format check, types (bench and tests too), the test suite, then the scoring tests on the compiled build: what CI runs (about 7 minutes)
 	@echo "== ruff: lint and format check"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -48,6 +48,19 @@ test: setup browser ## lint, format check, types (bench and tests too), then the
 	$(VENV)/bin/mypy $(TYPED)
 	@echo "== pytest: the suite on 2 workers (about 4 minutes); a dot per test, the slowest listed at the end"
 	$(VENV)/bin/pytest -n 2 -q --durations=5
+	@echo "== the scoring path compiled by mypyc, as the layer ships it: its tests again on that build (1 minute)"
+	$(PY) layers/fraudwatch/compile.py build/compiled
+	PYTHONPATH=build/compiled $(PY) -c 'import sys, fraudwatch.domain.scoring as m; \
+		sys.exit(None if m.__file__.endswith(".so") else f"not compiled: {m.__file__}")'
+	PYTHONPATH=build/compiled $(VENV)/bin/pytest -n 2 -q -p no:cacheprovider $(COMPILED_TESTS)
+
+# The tests whose code runs through the modules layers/fraudwatch/compile.py compiles: run again on that build,
+# where a value that contradicts its annotation raises TypeError.
+COMPILED_TESTS := $(addprefix tests/unit/test_,$(addsuffix .py,scoring features profile_bounds \
+	profile_conflicts profile_json recent_keys events payload_fast_path id_bounds merchant_cache label \
+	lineup parity observability rules_history)) \
+	$(addprefix tests/adapters/test_,$(addsuffix .py,handler stores redrive aws_failures warm_profiles \
+	aws_call_budget snapstart activity_job)) tests/e2e/test_delivery.py tests/e2e/test_labels.py
 
 # The console's browser test drives Debian's own Chromium and its driver (nothing downloads a browser or a
 # driver at test time); CI machines start without them. As root, through apt, once.
@@ -67,7 +80,7 @@ lint: setup ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-TYPED := layers/fraudwatch/python/fraudwatch training infra functions bench tests
+TYPED := layers/fraudwatch/python/fraudwatch layers/fraudwatch/compile.py training infra functions bench tests
 
 typecheck: setup ## mypy
 	$(VENV)/bin/mypy $(TYPED)

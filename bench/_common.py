@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import hashlib
 import json
 import math
 import os
@@ -12,12 +13,15 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import NoReturn
 
+from fraudwatch.domain import scoring
 from fraudwatch.domain.records import StreamRecord
 from infra.invoke import DEFAULT_BUNDLE
 
@@ -227,6 +231,46 @@ class TransactionStream:
             merchants=tuple(f"m-{rng.randrange(2000):05d}" for _ in range(rng.randint(4, 15))),
             categories=tuple(rng.sample(CATEGORIES, rng.randint(2, 5))),
         )
+
+
+# ---------------------------------------------------------------- the package as the layer ships it
+
+COMPILE = REPO_ROOT / "layers" / "fraudwatch" / "compile.py"
+COMPILED_BUILD = REPO_ROOT / "build" / "compiled"
+"""The fraudwatch package with the scoring path compiled by mypyc, as the layer ships it (COMPILE)."""
+
+
+def domain_build() -> str:
+    """How this process runs the scoring path: "compiled" (mypyc's extension modules) or "source"."""
+    return "compiled" if (scoring.__file__ or "").endswith(".so") else "source"
+
+
+def compiled_environment() -> dict[str, str]:
+    """This process's environment with COMPILED_BUILD first on the path, built now unless it is of the
+    current sources already (about 20 s to build)."""
+    sources = sorted((REPO_ROOT / "layers" / "fraudwatch" / "python").rglob("*.py"))
+    digest = hashlib.sha256()
+    for path in [COMPILE, *sources]:
+        digest.update(path.read_bytes())
+    stamp = COMPILED_BUILD / ".sources"
+    if not stamp.exists() or stamp.read_text() != digest.hexdigest():
+        print("building the scoring path with mypyc as the layer ships it (layers/fraudwatch/compile.py)")
+        built = subprocess.run(
+            [sys.executable, str(COMPILE), str(COMPILED_BUILD)], capture_output=True, text=True
+        )
+        if built.returncode != 0:
+            raise SystemExit(
+                f"layers/fraudwatch/compile.py failed:\n{built.stdout[-2000:]}{built.stderr[-3000:]}"
+            )
+        stamp.write_text(digest.hexdigest())
+    paths = [str(COMPILED_BUILD), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+
+
+def rerun_compiled(module: str, argv: Sequence[str]) -> NoReturn:
+    """Replace this process with `python -m module argv` on COMPILED_BUILD."""
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], compiled_environment())
 
 
 # ---------------------------------------------------------------- reporting

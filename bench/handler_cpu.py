@@ -15,6 +15,9 @@ The handler runs twice a pass, the two alternated event by event (so that the lo
 weighs on both alike): scoring with the bundle's compiled model (when it has one), and with XGBoost's
 `inplace_predict` (`load_model(..., compiled=False)`), the way before compiled models.
 The passes alternate, so a noisy neighbour weighs on every way alike.
+Every way runs the scoring path as the layer ships it, compiled by mypyc (layers/fraudwatch/compile.py:
+the bench builds it into build/compiled and runs itself again there); `--source` runs it from its
+Python sources instead.
 
 Run: .venv/bin/python -m bench.handler_cpu
 """
@@ -38,8 +41,10 @@ import numpy as np
 from bench._common import (
     REPO_ROOT,
     Bundle,
+    domain_build,
     machine,
     median,
+    rerun_compiled,
     stream_parser,
     table,
     verdict,
@@ -72,6 +77,8 @@ APP = REPO_ROOT / "functions" / "scoring" / "app.py"
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the three ways in one run, alternating, and print the table."""
     args = _parser().parse_args(argv)
+    if not args.source and domain_build() == "source":
+        rerun_compiled("bench.handler_cpu", sys.argv[1:] if argv is None else argv)
     setup = scene(args)
     bundle, model, timed, history = setup.bundle, setup.model, setup.timed, setup.history
     events = [kinesis_event(batch) for batch in timed]
@@ -101,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("Real handler CPU per record, batch of 100 (Powertools batch, metrics, logs; AWS stubbed)")
     print(f"machine: {machine()}")
     print(f"model:   {bundle.origin}; scored by: {getattr(model, 'scorer', 'xgboost')}")
+    print(f"domain:  {DOMAIN_BUILDS[domain_build()]}")
     print(
         f"records: {args.users} users, {args.warmup_batches} warm-up batches, then {args.batches} timed "
         f"batches ({args.batches * BATCH} records); {args.repeats} alternating passes "
@@ -139,7 +147,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = stream_parser(__doc__.splitlines()[0], batches=100, repeats="alternating passes of each way")
     parser.add_argument("--naive-records", type=int, default=300, help="records per naive pass")
     parser.add_argument("--naive-repeats", type=int, default=3, help="naive passes (default 3)")
+    parser.add_argument(
+        "--source",
+        action="store_true",
+        help="run the scoring path from its sources (default: compiled by mypyc, as the layer ships it)",
+    )
     return parser
+
+
+DOMAIN_BUILDS = {
+    "compiled": "the scoring path compiled by mypyc, as the layer ships it (layers/fraudwatch/compile.py)",
+    "source": "the scoring path from its Python sources (--source)",
+}
 
 
 def kinesis_event(batch: Sequence[StreamRecord]) -> dict[str, Any]:

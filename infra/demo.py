@@ -411,7 +411,9 @@ def feed_labels(
 
     def labels_today() -> int:
         held = store.get_many((), merchants).merchants
-        return sum(row[1] for profile in held.values() if (row := day_row(profile.days, day)) is not None)
+        return int(
+            sum(row[1] for profile in held.values() if (row := day_row(profile.days, day)) is not None)
+        )
 
     before = labels_today()
     delivered = running.runner.stats.records_delivered + len(fed)

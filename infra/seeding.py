@@ -47,4 +47,6 @@ def warm_profiles(
             f"{len(unwritten)} user and {len(unwritten_merchants)} merchant profiles could not be written"
         )
     held = [row for merchant in merchants.values() for row in merchant.days]
-    return Seeded(len(profiles), len(merchants), sum(row[1] for row in held), sum(row[2] for row in held))
+    return Seeded(
+        len(profiles), len(merchants), int(sum(row[1] for row in held)), int(sum(row[2] for row in held))
+    )

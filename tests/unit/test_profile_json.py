@@ -88,4 +88,4 @@ def test_every_float_comes_back_bit_for_bit():
     copy = UserProfile.from_json("u-1", profile.to_json())
     assert copy == profile
     assert [v.hex() for v in copy.recent_amounts] == [v.hex() for v in profile.recent_amounts]
-    assert copy.all_days()[30][2].hex() == values[30].hex()
+    assert float(copy.all_days()[30][2]).hex() == values[30].hex()

@@ -53,7 +53,7 @@ from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import ListSnapshot, list_field
 from fraudwatch.domain.transaction import FIELDS, Transaction
 
-Mask = npt.NDArray[np.bool_]
+type Mask = npt.NDArray[np.bool_]
 
 # ---------------------------------------------------------------- the batch's columns
 

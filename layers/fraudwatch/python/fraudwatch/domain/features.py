@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.profile import KEPT_DAYS, MAX_RECENT, DayRows, UserProfile, day_row
+from fraudwatch.domain.profile import KEPT_DAYS, MAX_RECENT, UserProfile, day_row
 from fraudwatch.domain.transaction import Transaction
 
 HOUR = 3600.0
@@ -178,8 +178,8 @@ def merchant_features(merchant: MerchantProfile | None, day: int) -> tuple[float
     cached = merchant.windows
     if cached is not None and cached[0] == day:
         return cached[1]
-    labels = [0, 0, 0]
-    frauds = [0, 0, 0]
+    labels = [0.0, 0.0, 0.0]
+    frauds = [0.0, 0.0, 0.0]
     yesterday, week, month = day - 1, day - 7, day - 30
     for bucket, count, fraud in merchant.days:
         if month <= bucket < day:
@@ -301,8 +301,9 @@ def apply_activity(merchant: MerchantProfile, day: int, counts: tuple[int, int, 
     merchant.windows = None
 
 
-def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) -> None:
-    """Add one record of `value` to the owner's row of `day` ([day, records, sum of values]).
+def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: int | float) -> None:
+    """Add one record of `value` to the owner's row of `day` ([day, records, sum of values]): a user's
+    amount, or a merchant's label (1 when fraud), whose counts stay integers (`profile.DayRows`).
 
     Once there are more than KEPT_DAYS + 1 rows, those more than KEPT_DAYS days before the newest
     go: every window reads at most the KEPT_DAYS days before a transaction's day, so such a bucket is
@@ -310,11 +311,11 @@ def _count_in_day(owner: UserProfile | MerchantProfile, day: int, value: float) 
     a bucket goes (they may have read it) or when another day than theirs changes; a change to their
     own day is one they never read.
     """
-    days: DayRows = owner.days  # type: ignore[assignment]  # a merchant's values are ints
+    days = owner.days
     if days and days[-1][0] == day:  # nearly every record: no older row read
-        row: list[float] | None = days[-1]
+        row: list[int | float] | None = days[-1]
     else:
-        row = day_row(owner.all_days(), day)  # type: ignore[arg-type]  # as above
+        row = day_row(owner.all_days(), day)
     if row is None:
         days.append([day, 1, value])
         if len(days) > KEPT_DAYS + 1:

@@ -24,6 +24,7 @@ import orjson
 from fraudwatch.domain.profile import (
     KEPT_DAYS,
     MAX_APPLIED_IDS,
+    DayRows,
     Ledger,
     RecentKeys,
     checkpoints_to_json,
@@ -38,8 +39,8 @@ class MerchantProfile(Ledger):
     """The state kept per merchant."""
 
     merchant_id: str
-    days: list[list[int]] = field(default_factory=list)
-    """One row a UTC day labels became known: [day number, labels, of which fraud] (`profile.DayRows`)."""
+    days: DayRows = field(default_factory=list)
+    """One row a UTC day labels became known: [day number, labels, of which fraud]."""
     activity: dict[int, list[int]] = field(default_factory=dict)
     """UTC day number → the payments made at the merchant that day: [payments, cards, new cards]
     (`features.day_activity`)."""
@@ -59,7 +60,7 @@ class MerchantProfile(Ledger):
             }
         ).decode()
 
-    def all_days(self) -> list[list[int]]:
+    def all_days(self) -> DayRows:
         """Every day row: a merchant profile stores and reads them all (`UserProfile.all_days` does not)."""
         return self.days
 

@@ -153,9 +153,11 @@ class Ledger:
             self.checkpoints[shard_id] = max(sequence_number, self.checkpoints.get(shard_id, sequence_number))
 
 
-DayRows = list[list[float]]
+DayRows = list[list[int | float]]
 """A profile's day buckets: one row a UTC day, `[day number, *values]`, in the order the days first came
-(newest last, but for a late record's day)."""
+(newest last, but for a late record's day). `int | float`, not `float` (which admits ints too): compiled
+(layers/fraudwatch/compile.py), code reading a `float` makes a float of an int, and a row's day number and
+counts are integers, stored as such."""
 
 
 @dataclass(slots=True)
@@ -171,7 +173,7 @@ class UserProfile(Ledger):
     recent_amounts: list[float] = field(default_factory=list)
     categories: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_CATEGORIES))
     merchants: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_MERCHANTS))
-    days: list[list[float]] = field(default_factory=list)
+    days: DayRows = field(default_factory=list)
     """One row a UTC day: [day number, transactions, total amount]; only the last until `all_days()`."""
     applied_ids: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_APPLIED_IDS))
     checkpoints: dict[str, int] = field(default_factory=dict)
@@ -284,7 +286,7 @@ def _windows_from_json(stored: list[float | None]) -> tuple[int, tuple[float, ..
 NAN = float("nan")
 
 
-def day_row[N: (int, float)](rows: list[list[N]], day: int) -> list[N] | None:
+def day_row(rows: DayRows, day: int) -> list[int | float] | None:
     """The row of UTC day `day`, or None: looked for from the newest."""
     for row in reversed(rows):
         if row[0] == day:
