@@ -19,6 +19,7 @@ import numpy as np
 from fraudwatch.adapters.bundle import FEATURES_FILE, MODEL_FILE, BundleContents, read_bundle, read_compiled
 from fraudwatch.adapters.compiled import CompiledModel
 from fraudwatch.domain.decision import Reason, Thresholds
+from fraudwatch.domain.rows import feature_matrix
 from fraudwatch.errors import BundleError
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class XGBoostModel:
         """Fraud probabilities for a batch of feature rows, in one predict call."""
         if len(rows) == 0:
             return []
-        matrix = np.asarray(rows, dtype=np.float32)
+        matrix = feature_matrix(rows, np.float32)
         if self._compiled is not None:
             return self._compiled.predict(matrix).tolist()  # type: ignore[no-any-return]
         return self.booster().inplace_predict(matrix, validate_features=False).tolist()  # type: ignore[no-any-return]
@@ -79,7 +80,7 @@ class XGBoostModel:
         import xgboost as xgb
 
         booster = self.booster()
-        matrix = np.asarray(rows, dtype=np.float32)
+        matrix = feature_matrix(rows, np.float32)
         data = xgb.DMatrix(matrix, missing=np.nan, nthread=1)
         contributions = booster.predict(data, pred_contribs=True, validate_features=False)[:, :-1]
         names = self.feature_names

@@ -29,7 +29,6 @@ checks every translated form against it on random records):
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -51,6 +50,7 @@ from fraudwatch.domain.cel_syntax import (
 )
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import ListSnapshot, list_field
+from fraudwatch.domain.rows import feature_matrix
 from fraudwatch.domain.transaction import FIELDS, Transaction
 
 type Mask = npt.NDArray[np.bool_]
@@ -85,7 +85,7 @@ class Batch:
 
     def _feature_columns(self) -> list[Value]:
         """Every feature's column (contiguous: one row of the transposed matrix), found undefined at once."""
-        by_feature = np.ascontiguousarray(_matrix(self._rows, self.size).T)
+        by_feature = np.ascontiguousarray(feature_matrix(self._rows, np.float64).T)
         undefined = np.isnan(by_feature)
         return [
             Value(values, failed if any_failed else None, False, True)
@@ -147,14 +147,6 @@ def fired(
     ):  # by condition, then record
         found.setdefault(j, []).append(i)
     return found
-
-
-def _matrix(rows: Sequence[Sequence[float]] | npt.NDArray[np.float64], size: int) -> npt.NDArray[np.float64]:
-    """The feature rows as one matrix of doubles (the values CEL gets: no float32 rounding)."""
-    if isinstance(rows, np.ndarray):
-        return rows.astype(np.float64, copy=False).reshape(size, len(FEATURE_NAMES))
-    flat = np.fromiter(itertools.chain.from_iterable(rows), np.float64, size * len(FEATURE_NAMES))
-    return flat.reshape(size, len(FEATURE_NAMES))
 
 
 # ---------------------------------------------------------------- typed, vectorised terms

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from fraudwatch.domain.features import FEATURE_NAMES
+from fraudwatch.domain.rows import feature_matrix
 
 SCORE = "score"
 COLUMNS = (*FEATURE_NAMES, SCORE)
@@ -101,7 +102,7 @@ def bin_counts(
     scores: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
     """A batch's counts per column and bin, (len(COLUMNS), SLOTS) int64, in the reference's bins."""
-    matrix = _with_scores(np.asarray(rows, dtype=np.float64), np.asarray(scores, dtype=np.float64))
+    matrix = _with_scores(feature_matrix(rows, np.float64), np.asarray(scores, dtype=np.float64))
     return _count(matrix, reference.edges)
 
 
