@@ -57,7 +57,8 @@ class RecentKeys:
         self._stored = " "
         """The stored words not used since the read, between spaces: " a b c " (" ": none)."""
         self._count = 0
-        """How many words `_stored` holds."""
+        """How many words `_stored` holds, or -1 until counted: counting a set of 200 merchants' ids costs
+        more than the rest of its read, and only a key new to the set needs the count."""
         self._used: dict[str, None] = {}
         for key in keys:
             self.touch(key)
@@ -68,7 +69,7 @@ class RecentKeys:
         keys = cls(bound)
         if joined:
             keys._stored = f" {joined} "
-            keys._count = joined.count(" ") + 1
+            keys._count = -1
         return keys
 
     def joined(self) -> str:
@@ -84,18 +85,27 @@ class RecentKeys:
         used = self._used
         if key in used:
             del used[key]
-        else:
-            word = f" {key} "
-            if word in self._stored:
-                self._stored = self._stored.replace(word, " ", 1)
+            used[key] = None
+            return
+        word = f" {key} "
+        if word in self._stored:
+            self._stored = self._stored.replace(word, " ", 1)
+            if self._count > 0:
                 self._count -= 1
+            used[key] = None
+            return
         used[key] = None
-        if self._count + len(used) > self.bound:
+        if self._stored_count() + len(used) > self.bound:
             if self._count:
                 self._stored = self._stored[self._stored.index(" ", 1) :]
                 self._count -= 1
             else:
                 del used[next(iter(used))]
+
+    def _stored_count(self) -> int:
+        if self._count < 0:
+            self._count = self._stored.count(" ") - 1
+        return self._count
 
     def __contains__(self, key: object) -> bool:
         return key in self._used or (isinstance(key, str) and f" {key} " in self._stored)
@@ -108,7 +118,7 @@ class RecentKeys:
         return reversed(list(self))
 
     def __len__(self) -> int:
-        return self._count + len(self._used)
+        return self._stored_count() + len(self._used)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RecentKeys):

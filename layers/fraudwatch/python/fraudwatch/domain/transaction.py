@@ -279,16 +279,16 @@ def transaction_from_mapping(obj: dict[str, object], *, received_at: float | Non
     if missing:
         raise InvalidRecordError(missing[0], "missing")
     text, timestamp, epoch = instant(obj, "timestamp", received_at)
-    return Transaction(
-        transaction_id=identifier(obj, "transaction_id"),
-        user_id=identifier(obj, "user_id"),
-        merchant_id=identifier(obj, "merchant_id"),
-        amount=_amount(obj["amount"]),
-        currency=_currency(obj["currency"]),
-        timestamp=text,
-        category=_category(obj["category"]),
-        epoch=epoch,
-        local_hour=timestamp.hour,
+    return Transaction(  # by position: by keyword, each record pays the keywords' matching (compiled too)
+        identifier(obj, "transaction_id"),
+        identifier(obj, "user_id"),
+        identifier(obj, "merchant_id"),
+        _amount(obj["amount"]),
+        _currency(obj["currency"]),
+        text,
+        _category(obj["category"]),
+        epoch,
+        timestamp.hour,
     )
 
 
@@ -349,7 +349,8 @@ def id_problem(value: str) -> str | None:
 
 
 def _amount(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # A tuple, not `int | float`: that union is built anew at each call.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRecordError("amount", f"expected a number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRecordError("amount", "must be a finite number")
