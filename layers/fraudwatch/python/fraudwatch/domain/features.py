@@ -178,24 +178,27 @@ def merchant_features(merchant: MerchantProfile | None, day: int) -> tuple[float
     cached = merchant.windows
     if cached is not None and cached[0] == day:
         return cached[1]
-    labels = [0.0, 0.0, 0.0]
-    frauds = [0.0, 0.0, 0.0]
+    labels_1 = frauds_1 = labels_7 = frauds_7 = labels_30 = frauds_30 = 0.0
     yesterday, week, month = day - 1, day - 7, day - 30
     for bucket, count, fraud in merchant.days:
         if month <= bucket < day:
-            labels[2] += count
-            frauds[2] += fraud
+            labels_30 += count
+            frauds_30 += fraud
             if bucket >= week:
-                labels[1] += count
-                frauds[1] += fraud
+                labels_7 += count
+                frauds_7 += fraud
                 if bucket == yesterday:
-                    labels[0] += count
-                    frauds[0] += fraud
-    values = tuple(
-        value
-        for count, fraud in zip(labels, frauds, strict=True)
-        for value in (float(count), fraud / count if count else NAN)
-    ) + activity_features(merchant.activity, day)
+                    labels_1 += count
+                    frauds_1 += fraud
+    values = (
+        labels_1,
+        frauds_1 / labels_1 if labels_1 else NAN,
+        labels_7,
+        frauds_7 / labels_7 if labels_7 else NAN,
+        labels_30,
+        frauds_30 / labels_30 if labels_30 else NAN,
+        *activity_features(merchant.activity, day),
+    )
     merchant.windows = (day, values)
     return values
 
@@ -207,27 +210,28 @@ def activity_features(activity: dict[int, list[int]], day: int) -> tuple[float, 
     `activity` holds a merchant's `day_activity` by UTC day; only the 30 whole days before `day` are read.
     """
     yesterday_payments = month_payments = 0
-    cards = [0, 0, 0]  # the day before, the 7 days, the 30 days
-    new = [0, 0, 0]
+    cards_1 = new_1 = cards_7 = new_7 = cards_30 = new_30 = 0
     yesterday, week, month = day - 1, day - 7, day - 30
     for bucket, (payments, distinct, fresh) in activity.items():
         if month <= bucket < day:
             month_payments += payments
-            cards[2] += distinct
-            new[2] += fresh
+            cards_30 += distinct
+            new_30 += fresh
             if bucket >= week:
-                cards[1] += distinct
-                new[1] += fresh
+                cards_7 += distinct
+                new_7 += fresh
                 if bucket == yesterday:
                     yesterday_payments += payments
-                    cards[0] += distinct
-                    new[0] += fresh
+                    cards_1 += distinct
+                    new_1 += fresh
     if not month_payments:
         return NO_ACTIVITY
     return (
         float(yesterday_payments),
         yesterday_payments * 30 / month_payments,
-        *(fresh / distinct if distinct else NAN for fresh, distinct in zip(new, cards, strict=True)),
+        new_1 / cards_1 if cards_1 else NAN,
+        new_7 / cards_7 if cards_7 else NAN,
+        new_30 / cards_30 if cards_30 else NAN,
     )
 
 
