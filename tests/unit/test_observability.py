@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
 
 from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
 from fraudwatch.domain.scoring import BatchReport
@@ -73,6 +74,42 @@ def test_a_batch_without_decisions_emits_no_distribution(capsys: pytest.CaptureF
     assert "Score" not in document
     assert "DecisionLatency" not in document
     assert document["Scored"] == [0]
+
+
+def test_a_flush_prints_the_document_powertools_serializes_once_then_clears_the_set(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The printing is orjson's, the document Powertools': the same keys and values, on one line."""
+    record_batch(
+        BatchReport(decisions=[decision(i) for i in range(3)], latencies_ms=[0.1, 1e-5, 2.5e3]), "model-7"
+    )
+    expected = json.loads(json.dumps(metrics.serialize_metric_set()))
+    metrics.flush_metrics()
+    (document,) = emitted(capsys.readouterr().out)
+    assert document["_aws"].pop("Timestamp") - expected["_aws"].pop("Timestamp") in range(0, 1000)
+    assert document == expected
+    assert document["DecisionLatency"] == [0.1, 1e-5, 2.5e3]
+    assert (metrics.metric_set, metrics.metadata_set) == ({}, {})
+
+
+def test_a_flush_with_nothing_to_print_does_what_powertools_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.warns(UserWarning, match="No application metrics to publish"):
+        metrics.flush_metrics()
+    with pytest.raises(SchemaValidationError):
+        metrics.flush_metrics(raise_on_empty_metrics=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_with_metrics_disabled_a_flush_prints_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    record_batch(BatchReport(decisions=[decision(1)], latencies_ms=[1.0]), model_version="model-7")
+    try:
+        metrics.flush_metrics()
+        assert capsys.readouterr().out == ""
+    finally:
+        metrics.clear_metrics()
 
 
 TRACING_PROBE = """
