@@ -7,8 +7,11 @@ import sys
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.exceptions import SchemaValidationError
 
-from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
+from fraudwatch.domain.decision import Decision, DecisionRecord, ShadowVerdict, Thresholds
+from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import BatchReport
 from fraudwatch.observability import MAX_EMF_VALUES, metrics, record_batch
 
@@ -73,6 +76,84 @@ def test_a_batch_without_decisions_emits_no_distribution(capsys: pytest.CaptureF
     assert "Score" not in document
     assert "DecisionLatency" not in document
     assert document["Scored"] == [0]
+
+
+def test_the_metric_set_is_the_one_powertools_add_metric_makes_value_by_value() -> None:
+    """`add_distribution` makes its entries itself: the same names, units, resolution and values as
+    `add_metric` called for each value in turn, over two batches before a flush."""
+    shadow = ShadowVerdict("model-8", 0.25, Decision.APPROVED)
+    decisions = [decision(i)._replace(challenger=shadow if i % 2 else None) for i in range(30)]
+    failed = [StreamRecord("shardId-0", "7", b"{}", 1.0)]
+    reports = [
+        BatchReport(decisions=decisions, latencies_ms=[1.5] * 30, labels=2, duplicates=1, misrouted=3),
+        BatchReport(decisions=decisions[:4], failed=failed),
+    ]
+    powertools = EphemeralMetrics(namespace="Fraudwatch", service="fraudwatch")
+    for report in reports:
+        record_batch(report, model_version="model-7")
+        kinds = [d.decision for d in report.decisions]
+        per_decision = {
+            ("Score", MetricUnit.NoUnit): [d.score for d in report.decisions],
+            ("ChallengerScore", MetricUnit.NoUnit): [
+                d.challenger.score for d in report.decisions if d.challenger is not None
+            ],
+            ("DecisionLatency", MetricUnit.Milliseconds): report.latencies_ms,
+        }
+        for (name, unit), values in per_decision.items():
+            for value in values:
+                powertools.add_metric(name=name, unit=unit, value=value)
+        counts = {
+            "Scored": len(report.decisions),
+            **{kind.value.capitalize(): kinds.count(kind) for kind in Decision},
+            "Quarantined": len(report.quarantined),
+            "Labels": report.labels,
+            "Duplicates": report.duplicates,
+            "Misrouted": report.misrouted,
+            "RetriedRecords": len(report.failed),
+        }
+        for name, count in counts.items():
+            powertools.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    try:
+        assert metrics.metric_set == powertools.metric_set
+        assert list(metrics.metric_set) == list(powertools.metric_set)
+    finally:
+        metrics.clear_metrics()
+
+
+def test_a_flush_prints_the_document_powertools_serializes_once_then_clears_the_set(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The printing is orjson's, the document Powertools': the same keys and values, on one line."""
+    record_batch(
+        BatchReport(decisions=[decision(i) for i in range(3)], latencies_ms=[0.1, 1e-5, 2.5e3]), "model-7"
+    )
+    expected = json.loads(json.dumps(metrics.serialize_metric_set()))
+    metrics.flush_metrics()
+    (document,) = emitted(capsys.readouterr().out)
+    assert document["_aws"].pop("Timestamp") - expected["_aws"].pop("Timestamp") in range(0, 1000)
+    assert document == expected
+    assert document["DecisionLatency"] == [0.1, 1e-5, 2.5e3]
+    assert (metrics.metric_set, metrics.metadata_set) == ({}, {})
+
+
+def test_a_flush_with_nothing_to_print_does_what_powertools_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.warns(UserWarning, match="No application metrics to publish"):
+        metrics.flush_metrics()
+    with pytest.raises(SchemaValidationError):
+        metrics.flush_metrics(raise_on_empty_metrics=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_with_metrics_disabled_a_flush_prints_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    record_batch(BatchReport(decisions=[decision(1)], latencies_ms=[1.0]), model_version="model-7")
+    try:
+        metrics.flush_metrics()
+        assert capsys.readouterr().out == ""
+    finally:
+        metrics.clear_metrics()
 
 
 TRACING_PROBE = """
