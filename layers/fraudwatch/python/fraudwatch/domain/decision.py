@@ -97,7 +97,9 @@ class DecisionRecord(NamedTuple):
         challenger: ShadowVerdict | None = None,
     ) -> DecisionRecord:
         """The decision on one transaction, its ids and amount taken from the transaction."""
-        return cls(
+        # tuple.__new__, not cls(...): a NamedTuple's constructor is a generated Python function, a frame
+        # a decision even where this module is compiled (layers/fraudwatch/compile.py).
+        fields = (
             tx.transaction_id,
             tx.user_id,
             tx.merchant_id,
@@ -114,6 +116,7 @@ class DecisionRecord(NamedTuple):
             rules_version,
             challenger,
         )
+        return tuple.__new__(cls, fields)
 
     @property
     def is_alert(self) -> bool:

@@ -281,7 +281,9 @@ def transaction_from_mapping(obj: dict[str, object], *, received_at: float | Non
     if missing:
         raise InvalidRecordError(missing[0], "missing")
     text, timestamp, epoch = instant(obj, "timestamp", received_at)
-    return Transaction(  # by position: by keyword, each record pays the keywords' matching (compiled too)
+    # tuple.__new__, not Transaction(...): a NamedTuple's constructor is a generated Python function, a
+    # frame a record even where this module is compiled (layers/fraudwatch/compile.py).
+    fields = (
         identifier(obj, "transaction_id"),
         identifier(obj, "user_id"),
         identifier(obj, "merchant_id"),
@@ -292,6 +294,7 @@ def transaction_from_mapping(obj: dict[str, object], *, received_at: float | Non
         epoch,
         timestamp.hour,
     )
+    return tuple.__new__(Transaction, fields)
 
 
 def instant(obj: dict[str, object], field: str, received_at: float | None) -> tuple[str, datetime, float]:
