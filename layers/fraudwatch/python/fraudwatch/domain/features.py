@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.merchant import MerchantProfile
-from fraudwatch.domain.profile import KEPT_DAYS, MAX_RECENT, UserProfile, day_row
+from fraudwatch.domain.profile import KEPT_DAYS, MAX_RECENT, DayRows, UserProfile, day_row
 from fraudwatch.domain.transaction import Transaction
 
 HOUR = 3600.0
@@ -148,21 +148,7 @@ def _user_windows(profile: UserProfile, day: int) -> tuple[float, ...]:
     cached = profile.windows
     if cached is not None and cached[0] == day:
         return cached[1]
-    count_7 = count_30 = total_7 = total_30 = 0.0
-    week, month = day - 7, day - 30
-    for bucket, count, total in profile.all_days():
-        if month <= bucket < day:
-            count_30 += count
-            total_30 += total
-            if bucket >= week:
-                count_7 += count
-                total_7 += total
-    values = (
-        count_7,
-        total_7 / count_7 if count_7 else NAN,
-        count_30,
-        total_30 / count_30 if count_30 else NAN,
-    )
+    values = _window_means(profile.all_days(), day)[2:]
     profile.windows = (day, values)
     return values
 
@@ -178,29 +164,35 @@ def merchant_features(merchant: MerchantProfile | None, day: int) -> tuple[float
     cached = merchant.windows
     if cached is not None and cached[0] == day:
         return cached[1]
-    labels_1 = frauds_1 = labels_7 = frauds_7 = labels_30 = frauds_30 = 0.0
-    yesterday, week, month = day - 1, day - 7, day - 30
-    for bucket, count, fraud in merchant.days:
-        if month <= bucket < day:
-            labels_30 += count
-            frauds_30 += fraud
-            if bucket >= week:
-                labels_7 += count
-                frauds_7 += fraud
-                if bucket == yesterday:
-                    labels_1 += count
-                    frauds_1 += fraud
-    values = (
-        labels_1,
-        frauds_1 / labels_1 if labels_1 else NAN,
-        labels_7,
-        frauds_7 / labels_7 if labels_7 else NAN,
-        labels_30,
-        frauds_30 / labels_30 if labels_30 else NAN,
-        *activity_features(merchant.activity, day),
-    )
+    values = _window_means(merchant.days, day) + activity_features(merchant.activity, day)
     merchant.windows = (day, values)
     return values
+
+
+def _window_means(rows: DayRows, day: int) -> tuple[float, ...]:
+    """From day rows ([day, records, sum of values]): the records, and the mean of their values (NaN: no
+    record), over the day before `day`, the 7 days before it and the 30 days before it, in that order.
+    A user's are transactions and their amounts; a merchant's, labels and their frauds (the fraud rate)."""
+    records_1 = sum_1 = records_7 = sum_7 = records_30 = sum_30 = 0.0
+    yesterday, week, month = day - 1, day - 7, day - 30
+    for bucket, records, total in rows:
+        if month <= bucket < day:
+            records_30 += records
+            sum_30 += total
+            if bucket >= week:
+                records_7 += records
+                sum_7 += total
+                if bucket == yesterday:
+                    records_1 += records
+                    sum_1 += total
+    return (
+        records_1,
+        sum_1 / records_1 if records_1 else NAN,
+        records_7,
+        sum_7 / records_7 if records_7 else NAN,
+        records_30,
+        sum_30 / records_30 if records_30 else NAN,
+    )
 
 
 def activity_features(activity: dict[int, list[int]], day: int) -> tuple[float, ...]:
