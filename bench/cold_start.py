@@ -210,7 +210,11 @@ def _lambda_paths(*, rebuild: bool) -> list[Path]:
     """The layers' python/ directories and the runtime's boto3, built under build/bench/."""
     for name, (makefile, target) in LAYERS.items():
         site = BUILD_DIR / name / "python"
-        if name == "fraudwatch" or rebuild or not site.is_dir():
+        # A layer built before its Makefile or requirements last changed is stale (an ML runtime without
+        # tl2cgen scores with XGBoost, and imports it at init).
+        inputs = (REPO_ROOT / makefile).parent.glob("*")
+        stale = site.is_dir() and max(path.stat().st_mtime for path in inputs) > site.stat().st_mtime
+        if name == "fraudwatch" or rebuild or stale or not site.is_dir():
             print(f"building the {name} layer ({makefile}) ...", file=sys.stderr)
             _run(["make", "-s", "-f", makefile, target, f"ARTIFACTS_DIR={BUILD_DIR / name}"])
     runtime = BUILD_DIR / "runtime"
