@@ -44,6 +44,7 @@ SOURCE = Path(__file__).resolve().parent / "python" / "fraudwatch"
 
 
 def main(argv: list[str]) -> int:
+    """Copy the package into OUT and build the compiled modules there; the usage when called otherwise."""
     if len(argv) != 1 or argv[0].startswith("-"):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
@@ -60,11 +61,9 @@ def main(argv: list[str]) -> int:
         for stale in out.glob("*__mypyc.*"):
             stale.unlink()
         out.mkdir(parents=True, exist_ok=True)
-        for built in [
-            work / "fraudwatch",
-            *work.glob("*__mypyc.*"),
-        ]:  # mypyc's runtime, shared by its modules
-            shutil.move(built, out / built.name)
+        # The package, and mypyc's runtime, which its modules share.
+        for path in [work / "fraudwatch", *work.glob("*__mypyc.*")]:
+            shutil.move(path, out / path.name)
     if not compiling:
         print(
             f"compile.py: fraudwatch copied as source only: {target} is not the Lambda runtime's",

@@ -165,9 +165,9 @@ class Ledger:
 
 DayRows = list[list[int | float]]
 """A profile's day buckets: one row a UTC day, `[day number, *values]`, in the order the days first came
-(newest last, but for a late record's day). `int | float`, not `float` (which admits ints too): compiled
-(layers/fraudwatch/compile.py), code reading a `float` makes a float of an int, and a row's day number and
-counts are integers, stored as such."""
+(newest last, but for a late record's day). Typed `int | float` rather than `float` (which admits ints
+too): compiled by mypyc (layers/fraudwatch/compile.py), code that reads a `float` turns an int into a
+float, and a row's day number and counts are integers, and stored as such."""
 
 
 @dataclass(slots=True)
