@@ -102,7 +102,7 @@ def bin_counts(
     scores: Sequence[float] | np.ndarray,
 ) -> np.ndarray:
     """A batch's counts per column and bin, (len(COLUMNS), SLOTS) int64, in the reference's bins."""
-    matrix = _with_scores(feature_matrix(rows, np.float64), np.asarray(scores, dtype=np.float64))
+    matrix = _with_scores(rows, scores)
     return _count(matrix, reference.edges)
 
 
@@ -172,10 +172,11 @@ class DriftRecorder(Protocol):
         ...
 
 
-def _with_scores(features: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
-        raise ValueError(f"expected rows of {len(FEATURE_NAMES)} features, got shape {features.shape}")
-    return np.column_stack([features, scores]).astype(np.float64, copy=False)
+def _with_scores(
+    features: Sequence[Sequence[float]] | np.ndarray, scores: Sequence[float] | np.ndarray
+) -> np.ndarray:
+    """The feature rows (checked by `feature_matrix`) with each one's score as a last column, as doubles."""
+    return np.column_stack([feature_matrix(features, np.float64), np.asarray(scores, dtype=np.float64)])
 
 
 def _count(matrix: np.ndarray, edges: np.ndarray) -> np.ndarray:
