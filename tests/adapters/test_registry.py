@@ -279,13 +279,10 @@ def test_drift_counts_from_several_writers_add_up_per_window_and_a_rewrite_count
 def test_a_version_is_fetched_with_its_compiled_model_and_scores_with_it(
     registry: ModelRegistry, tiny_challenger: Path, tmp_path: Path
 ) -> None:
-    registry.publish(tiny_challenger, published_by="ana", now=1.0)
-    fetched = registry.fetch("tiny-test-2", tmp_path / "cache")
+    fetched, scorer = _published_and_fetched(registry, tiny_challenger, tmp_path / "cache")
     for name in COMPILED_FILES:
         assert (fetched / name).read_bytes() == (tiny_challenger / name).read_bytes()
-    model = load_member(fetched).model
-    assert isinstance(model, XGBoostModel)
-    assert model.scorer == "compiled"
+    assert scorer == "compiled"
 
 
 def test_a_version_published_without_a_compiled_model_is_fetched_and_scores_with_xgboost(
@@ -294,12 +291,18 @@ def test_a_version_published_without_a_compiled_model_is_fetched_and_scores_with
     plain = shutil.copytree(tiny_challenger, tmp_path / "plain")
     for name in COMPILED_FILES:
         (plain / name).unlink()
-    registry.publish(plain, published_by="ana", now=1.0)
-    fetched = registry.fetch("tiny-test-2", tmp_path / "cache")
+    fetched, scorer = _published_and_fetched(registry, plain, tmp_path / "cache")
     assert not any((fetched / name).exists() for name in COMPILED_FILES)
+    assert scorer == "xgboost"
+
+
+def _published_and_fetched(registry: ModelRegistry, bundle: Path, cache: Path) -> tuple[Path, str]:
+    """Publish `bundle` (version tiny-test-2), fetch it into `cache`: where it landed, and what scores it."""
+    registry.publish(bundle, published_by="ana", now=1.0)
+    fetched = registry.fetch("tiny-test-2", cache)
     model = load_member(fetched).model
     assert isinstance(model, XGBoostModel)
-    assert model.scorer == "xgboost"
+    return fetched, model.scorer
 
 
 def test_a_library_compiled_again_does_not_make_another_version(
