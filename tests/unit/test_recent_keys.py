@@ -24,15 +24,17 @@ def reference_touch(keys: dict[str, None], key: str, bound: int) -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     bound=st.integers(1, 5),
-    steps=st.lists(st.tuples(KEYS, st.booleans()), max_size=40),
+    steps=st.lists(st.tuples(KEYS, st.booleans(), st.booleans()), max_size=40),
     probes=st.lists(KEYS, max_size=5),
 )
 def test_it_is_the_ordered_bounded_set_it_replaced_across_round_trips(
-    bound: int, steps: list[tuple[str, bool]], probes: list[str]
+    bound: int, steps: list[tuple[str, bool, bool]], probes: list[str]
 ) -> None:
     expected: dict[str, None] = {}
     keys = RecentKeys(bound)
-    for key, stored_after in steps:
+    for key, asked_first, stored_after in steps:
+        if asked_first:  # as a record does: its features ask, its update touches where the asking found
+            assert (key in keys) == (key in expected)
         reference_touch(expected, key, bound)
         keys.touch(key)
         if stored_after:  # written and read back, as a profile is between batches
