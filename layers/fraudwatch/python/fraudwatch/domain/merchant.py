@@ -34,20 +34,38 @@ from fraudwatch.domain.profile import (
 __all__ = ["KEPT_DAYS", "MerchantCache", "MerchantProfile"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MerchantProfile(Ledger):
     """The state kept per merchant."""
 
     merchant_id: str
-    days: DayRows = field(default_factory=list)
+    days: DayRows
     """One row a UTC day labels became known: [day number, labels, of which fraud]."""
-    activity: dict[int, list[int]] = field(default_factory=dict)
+    activity: dict[int, list[int]]
     """UTC day number → the payments made at the merchant that day: [payments, cards, new cards]
     (`features.day_activity`)."""
-    applied_ids: RecentKeys = field(default_factory=lambda: RecentKeys(MAX_APPLIED_IDS))
-    checkpoints: dict[str, int] = field(default_factory=dict)
-    windows: tuple[int, tuple[float, ...]] | None = field(default=None, compare=False, repr=False)
+    applied_ids: RecentKeys
+    checkpoints: dict[str, int]
+    windows: tuple[int, tuple[float, ...]] | None = field(compare=False, repr=False)
     """The features of one day, cached (never stored): they change only at midnight."""
+
+    def __init__(
+        self,
+        merchant_id: str,
+        days: DayRows | None = None,
+        activity: dict[int, list[int]] | None = None,
+        applied_ids: RecentKeys | None = None,
+        checkpoints: dict[str, int] | None = None,
+        windows: tuple[int, tuple[float, ...]] | None = None,
+    ) -> None:
+        """A new merchant's profile, or a stored one's state (None: empty); written out, not generated,
+        for the reason `UserProfile.__init__` gives."""
+        self.merchant_id = merchant_id
+        self.days = [] if days is None else days
+        self.activity = {} if activity is None else activity
+        self.applied_ids = RecentKeys(MAX_APPLIED_IDS) if applied_ids is None else applied_ids
+        self.checkpoints = {} if checkpoints is None else checkpoints
+        self.windows = windows
 
     def to_json(self) -> str:
         """The compact JSON the profile store keeps."""
@@ -68,7 +86,7 @@ class MerchantProfile(Ledger):
     def from_json(cls, merchant_id: str, text: str) -> MerchantProfile:
         """Rebuild a profile from `to_json`'s output."""
         state = load_state(text)
-        return cls(
+        return MerchantProfile(
             merchant_id=merchant_id,
             days=state["d"],
             # Profiles stored before payments were counted have no "a".
@@ -78,13 +96,17 @@ class MerchantProfile(Ledger):
         )
 
 
-@dataclass(slots=True)
 class _Cached:
-    profile: MerchantProfile | None
-    """None: the merchant has no profile yet."""
-    day: int
-    """The latest UTC day of the transactions it was read for."""
-    read_at: float
+    """A merchant's profile as read (None: it has none yet), for the latest UTC day of the transactions it
+    was read for, and when. A plain class: compiled, its written-out `__init__` is a native call where a
+    dataclass's generated one is interpreted (as `UserProfile.__init__` says)."""
+
+    __slots__ = ("day", "profile", "read_at")
+
+    def __init__(self, profile: MerchantProfile | None, day: int, read_at: float) -> None:
+        self.profile = profile
+        self.day = day
+        self.read_at = read_at
 
 
 class MerchantCache:

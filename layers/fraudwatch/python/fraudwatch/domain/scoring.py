@@ -91,11 +91,15 @@ older arrival time is a sample event's or a replayed file's, and would only skew
 _MODEL_ALONE = {verdict: Judgement(verdict) for verdict in Decision}
 
 
-@dataclass(slots=True)
 class _Pending:
-    record: StreamRecord
-    tx: Transaction
-    row: tuple[float, ...]
+    """A record to decide, its transaction and its feature row (a plain class, as `merchant._Cached` is)."""
+
+    __slots__ = ("record", "row", "tx")
+
+    def __init__(self, record: StreamRecord, tx: Transaction, row: tuple[float, ...]) -> None:
+        self.record = record
+        self.tx = tx
+        self.row = row
 
 
 class ScoringService:
