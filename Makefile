@@ -57,7 +57,7 @@ test: setup browser ## lint, format check, types (bench and tests too), the test
 # The tests whose code runs through the modules layers/fraudwatch/compile.py compiles: run again on that build,
 # where a value that contradicts its annotation raises TypeError.
 COMPILED_TESTS := $(addprefix tests/unit/test_,$(addsuffix .py,scoring features profile_bounds \
-	profile_conflicts profile_json recent_keys events payload_fast_path id_bounds merchant_cache label \
+	profile_conflicts profile_json recent_keys sequence_numbers events payload_fast_path id_bounds merchant_cache label \
 	lineup parity observability rules_history)) \
 	$(addprefix tests/adapters/test_,$(addsuffix .py,handler stores redrive aws_failures warm_profiles \
 	aws_call_budget snapstart activity_job)) tests/e2e/test_delivery.py tests/e2e/test_labels.py

@@ -97,7 +97,7 @@ class NaiveHandler:
             return None
         tx = event
         profile = self._read_profile(tx.user_id)
-        if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence):
+        if profile.has_applied(tx.transaction_id, record.shard_id, record.sequence_number):
             return None
         row = features(profile, self._read_merchant(tx.merchant_id), tx)
         decision = self._decide(tx, row)
@@ -108,7 +108,7 @@ class NaiveHandler:
         if decision.is_alert:
             self._publish(decision)
         apply(profile, tx)
-        profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
+        profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence_number)
         self._put_profile(self._settings.profiles_table, "user_id", tx.user_id, profile.to_json())
         return decision
 
@@ -117,10 +117,10 @@ class NaiveHandler:
         from fraudwatch.domain.merchant import MerchantProfile
 
         merchant = self._read_merchant(label.merchant_id) or MerchantProfile(label.merchant_id)
-        if merchant.has_applied(label.applied_id, record.shard_id, record.sequence):
+        if merchant.has_applied(label.applied_id, record.shard_id, record.sequence_number):
             return
         apply_label(merchant, label)
-        merchant.mark_applied(label.applied_id, record.shard_id, record.sequence)
+        merchant.mark_applied(label.applied_id, record.shard_id, record.sequence_number)
         self._put_profile(
             self._settings.merchant_profiles_table, "merchant_id", label.merchant_id, merchant.to_json()
         )

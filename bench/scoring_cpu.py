@@ -274,7 +274,7 @@ class PerRecordScorer:
         profile = users.get(tx.user_id) or UserProfile(tx.user_id)
         row = features(profile, merchants.get(tx.merchant_id), tx)
         apply(profile, tx)
-        profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence)
+        profile.mark_applied(tx.transaction_id, record.shard_id, record.sequence_number)
         start = time.process_time()
         frame = self._pd.DataFrame([row], columns=list(FEATURE_NAMES))
         score = float(self._classifier.predict_proba(frame)[0, 1])

@@ -96,7 +96,7 @@ def profile(user_id: str, amounts: list[float]) -> UserProfile:
     p.recent_epochs = [1.0 * i for i in range(len(amounts))]
     p.recent_amounts = amounts
     p.merchants.touch("merch-1")
-    p.mark_applied("tx-1", "shardId-000000000000", 12345678901234567890123456789)
+    p.mark_applied("tx-1", "shardId-000000000000", "12345678901234567890123456789")
     return p
 
 
@@ -119,7 +119,7 @@ def decision(tx: str, user: str = "user-1", kind: Decision = Decision.FLAGGED) -
 
 def merchant(merchant_id: str, labels: int, frauds: int) -> MerchantProfile:
     p = MerchantProfile(merchant_id, days=[[20_400, labels, frauds], [20_401, 1, 0]])
-    p.mark_applied("tx-9", "shardId-000000000001", 98765432109876543210)
+    p.mark_applied("tx-9", "shardId-000000000001", "98765432109876543210")
     return p
 
 
@@ -136,7 +136,7 @@ def test_profiles_round_trip_in_chunks_of_one_hundred(stack):
     assert len(found.users) == 150
     assert found.merchants == {}
     assert found.users["user-7"] == profiles[7]
-    assert found.users["user-7"].checkpoints == {"shardId-000000000000": 12345678901234567890123456789}
+    assert found.users["user-7"].checkpoints == {"shardId-000000000000": "12345678901234567890123456789"}
 
 
 def test_merchant_profiles_round_trip_in_their_own_table(stack):

@@ -19,7 +19,7 @@ def test_every_generated_record_is_valid_under_the_contract_at_its_arrival_time(
 
 def test_sequence_numbers_are_56_digits_and_increase_with_time():
     records = TransactionStream(users=10, seed=1).batch(50)
-    sequences = [r.sequence for r in records]
+    sequences = [int(r.sequence_number) for r in records]
     epochs = [parse_transaction(r.data).epoch for r in records]
     assert all(len(r.sequence_number) == 56 for r in records)
     assert sequences == sorted(sequences)

@@ -49,7 +49,7 @@ def test_a_hot_user_profile_with_the_longest_ids_stays_under_the_item_limit():
             local_hour=at.hour,
         )
         apply(profile, tx)
-        profile.mark_applied(tx.transaction_id, "shardId-000000000000", 49_590_338_271_490_256_608_559 + i)
+        profile.mark_applied(tx.transaction_id, "shardId-000000000000", str(49_590_338_271_490_256_608_559 + i))
     size = len(profile.to_json().encode())
     assert size < ITEM_LIMIT / 2, size
     assert UserProfile.from_json(profile.user_id, profile.to_json()) == profile
@@ -61,7 +61,7 @@ def test_a_merchant_profile_with_the_longest_ids_stays_small():
         at = START + timedelta(seconds=i * DAY / 100)
         label = Label(longest_id("t", i), merchant.merchant_id, i % 7 == 0, at.isoformat(), at.timestamp())
         apply_label(merchant, label)
-        merchant.mark_applied(label.applied_id, "shardId-000000000000", 49_590_338_271_490_256_608_559 + i)
+        merchant.mark_applied(label.applied_id, "shardId-000000000000", str(49_590_338_271_490_256_608_559 + i))
     size = len(merchant.to_json().encode())
     assert size < ITEM_LIMIT / 8, size
     assert MerchantProfile.from_json(merchant.merchant_id, merchant.to_json()) == merchant
@@ -72,8 +72,8 @@ def test_ids_with_a_space_would_not_survive_a_profile_so_they_are_refused():
     may cut another id short ("tx 1" then "1" is "tx 1 1"). When profile.py stores them otherwise,
     allow spaces."""
     profile = UserProfile("user-1")
-    profile.mark_applied("tx 1", "shardId-000000000000", 1)
-    profile.mark_applied("1", "shardId-000000000000", 2)
+    profile.mark_applied("tx 1", "shardId-000000000000", "1")
+    profile.mark_applied("1", "shardId-000000000000", "2")
     stored = UserProfile.from_json("user-1", profile.to_json())
     assert list(stored.applied_ids) == ["tx", "1", "1"]
     assert id_problem("tx 1") is not None

@@ -48,7 +48,7 @@ def hot_profile(count: int = HOT, shards: int = 1) -> tuple[UserProfile, list[in
         tx = worst_case_transaction(i)
         apply(profile, tx)
         shard = f"shardId-{i % shards:012d}"
-        profile.mark_applied(tx.transaction_id, shard, 49_590_338_271_490_256_608_559_692_538_361_571 + i)
+        profile.mark_applied(tx.transaction_id, shard, str(49_590_338_271_490_256_608_559_692_538_361_571 + i))
         if i % 100 == 99:
             sizes.append(len(profile.to_json().encode()))
     return profile, sizes
@@ -149,7 +149,7 @@ def test_a_busy_merchant_profile_stays_small_and_flat():
         )
         apply_label(merchant, label)
         merchant.mark_applied(
-            label.transaction_id, "shardId-000000000000", 49_590_338_271_490_256_608_559 + i
+            label.transaction_id, "shardId-000000000000", str(49_590_338_271_490_256_608_559 + i)
         )
         if i % 100 == 99:
             sizes.append(len(merchant.to_json().encode()))

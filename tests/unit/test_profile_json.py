@@ -15,11 +15,12 @@ OTHER_SHARD = "shardId-000000000001"
 # Kinesis sequence numbers have 56 digits, far beyond 64 bits
 SEQUENCE = 49_659_316_102_413_298_817_294_872_918_452_340_611_358_716_289_351_368_706
 OTHER_SEQUENCE = 49_659_316_102_435_599_562_493_403_541_593_876_329_647_367_811_138_781_202
+NEXT = str(SEQUENCE + 1)
 
 
 def ledgered(profile: UserProfile | MerchantProfile) -> UserProfile | MerchantProfile:
-    profile.mark_applied("tx-1", SHARD, SEQUENCE)
-    profile.mark_applied("tx-2", OTHER_SHARD, OTHER_SEQUENCE)
+    profile.mark_applied("tx-1", SHARD, str(SEQUENCE))
+    profile.mark_applied("tx-2", OTHER_SHARD, str(OTHER_SEQUENCE))
     return profile
 
 
@@ -30,12 +31,12 @@ def test_checkpoints_are_stored_as_their_exact_decimal_digits():
 
 
 @pytest.mark.parametrize("kind", [UserProfile, MerchantProfile])
-def test_checkpoints_come_back_as_the_same_integers(kind: type[UserProfile] | type[MerchantProfile]):
+def test_checkpoints_come_back_as_the_same_numbers(kind: type[UserProfile] | type[MerchantProfile]):
     original = ledgered(kind("id-1"))
     copy = kind.from_json("id-1", original.to_json())
-    assert copy.checkpoints == {SHARD: SEQUENCE, OTHER_SHARD: OTHER_SEQUENCE}
-    assert copy.has_applied("tx-new", SHARD, SEQUENCE)
-    assert not copy.has_applied("tx-new", SHARD, SEQUENCE + 1)  # one past the checkpoint is new
+    assert copy.checkpoints == {SHARD: str(SEQUENCE), OTHER_SHARD: str(OTHER_SEQUENCE)}
+    assert copy.has_applied("tx-new", SHARD, str(SEQUENCE))
+    assert not copy.has_applied("tx-new", SHARD, NEXT)  # one past the checkpoint is new
 
 
 def test_a_profile_written_with_integer_checkpoints_is_read_exactly():
@@ -57,13 +58,13 @@ def test_a_profile_written_with_integer_checkpoints_is_read_exactly():
         separators=(",", ":"),
     )
     profile = UserProfile.from_json("u-1", older)
-    assert profile.checkpoints == {SHARD: SEQUENCE}
-    assert not profile.has_applied("tx-new", SHARD, SEQUENCE + 1)
+    assert profile.checkpoints == {SHARD: str(SEQUENCE)}
+    assert not profile.has_applied("tx-new", SHARD, NEXT)
     written = json.loads(profile.to_json())  # written back in the current format
     assert written["cp"] == {SHARD: str(SEQUENCE)}
     assert (written["d"], written["dn"]) == ("[]", [20_794, 1, 12.5])  # its one day row is the last
     merchant_text = json.dumps({"d": [[20_794, 2, 1]], "ids": "tx-1", "cp": {SHARD: SEQUENCE}})
-    assert MerchantProfile.from_json("m-1", merchant_text).checkpoints == {SHARD: SEQUENCE}
+    assert MerchantProfile.from_json("m-1", merchant_text).checkpoints == {SHARD: str(SEQUENCE)}
 
 
 def test_every_float_comes_back_bit_for_bit():
@@ -83,7 +84,7 @@ def test_every_float_comes_back_bit_for_bit():
         merchants=RecentKeys(MAX_MERCHANTS, (f"m-{i}" for i in range(50))),
         days=[[20_000 + i, i + 1, values[i]] for i in range(31)],
         applied_ids=RecentKeys(MAX_APPLIED_IDS, (f"tx-{i}" for i in range(80))),
-        checkpoints={SHARD: SEQUENCE},
+        checkpoints={SHARD: str(SEQUENCE)},
     )
     copy = UserProfile.from_json("u-1", profile.to_json())
     assert copy == profile

@@ -174,7 +174,7 @@ def test_profiles_fold_each_users_records_in_stream_order():
     profiles = ports["profiles"].get_many(["user-1", "user-2", "user-3"]).users
     assert profiles["user-1"].count == 3
     assert profiles["user-1"].recent_amounts == [20.0, 5000.0, 25.0]
-    assert profiles["user-1"].checkpoints == {"shardId-000000000000": 5}
+    assert profiles["user-1"].checkpoints == {"shardId-000000000000": "5"}
     # tx-5 saw user-1's two earlier transactions of the same batch
     assert ports["decisions"].items["tx-5"].decision is Decision.APPROVED
 
@@ -275,7 +275,7 @@ def test_a_given_up_record_is_decided_when_redriven_and_only_once():
     redriven = svc.process([record(1)], redrive=True)
     assert [d.transaction_id for d in redriven.decisions] == ["tx-1"]
     assert svc.process([record(1)], redrive=True).duplicates == 1  # and a second redrive changes nothing
-    assert ports["profiles"].get_many(["user-1"]).users["user-1"].checkpoints == {"shardId-000000000000": 2}
+    assert ports["profiles"].get_many(["user-1"]).users["user-1"].checkpoints == {"shardId-000000000000": "2"}
 
 
 # Labels: partition key = merchant id, so here on their own shard.
@@ -323,7 +323,7 @@ def test_labels_in_a_batch_are_counted_in_their_merchants_profiles():
     assert len(report.decisions) == 5
     assert stored_merchant(ports["profiles"], "merch-1").days == [[DAY0, 3, 2]]
     assert stored_merchant(ports["profiles"], "merch-2").days == [[DAY0, 1, 0]]
-    assert stored_merchant(ports["profiles"], "merch-1").checkpoints == {LABEL_SHARD: 104}
+    assert stored_merchant(ports["profiles"], "merch-1").checkpoints == {LABEL_SHARD: "104"}
 
 
 def test_a_labels_only_batch_scores_nothing_and_writes_no_decisions():
@@ -381,7 +381,7 @@ def test_a_given_up_label_is_counted_when_redriven_and_only_once():
     assert svc.process([label(1, tx="tx-a")], redrive=True).duplicates == 1
     merchant = stored_merchant(profiles, "merch-1")
     assert merchant.days == [[DAY0, 2, 2]]
-    assert merchant.checkpoints == {LABEL_SHARD: 2}
+    assert merchant.checkpoints == {LABEL_SHARD: "2"}
 
 
 def test_a_merchant_left_unwritten_retries_exactly_its_labels_and_keeps_its_profile():

@@ -27,7 +27,6 @@ from fraudwatch.domain.profile import (
     DayRows,
     Ledger,
     RecentKeys,
-    checkpoints_to_json,
     load_state,
 )
 
@@ -45,7 +44,7 @@ class MerchantProfile(Ledger):
     """UTC day number → the payments made at the merchant that day: [payments, cards, new cards]
     (`features.day_activity`)."""
     applied_ids: RecentKeys
-    checkpoints: dict[str, int]
+    checkpoints: dict[str, str]
     windows: tuple[int, tuple[float, ...]] | None = field(compare=False, repr=False)
     """The features of one day, cached (never stored): they change only at midnight."""
 
@@ -55,7 +54,7 @@ class MerchantProfile(Ledger):
         days: DayRows | None = None,
         activity: dict[int, list[int]] | None = None,
         applied_ids: RecentKeys | None = None,
-        checkpoints: dict[str, int] | None = None,
+        checkpoints: dict[str, str] | None = None,
         windows: tuple[int, tuple[float, ...]] | None = None,
     ) -> None:
         """A new merchant's profile, or a stored one's state (None: empty); written out, not generated,
@@ -74,7 +73,7 @@ class MerchantProfile(Ledger):
                 "d": self.days,
                 "a": [[day, *counts] for day, counts in self.activity.items()],
                 "ids": self.applied_ids.joined(),
-                "cp": checkpoints_to_json(self.checkpoints),
+                "cp": self.checkpoints,
             }
         ).decode()
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import orjson
 
+from fraudwatch.domain.records import at_or_before
+
 MAX_RECENT = 1000
 MAX_CATEGORIES = 32
 MAX_MERCHANTS = 200
@@ -151,33 +153,37 @@ class RecentKeys:
 class Ledger:
     """What makes applying a record idempotent: per-shard checkpoints and a ring of recent ids.
 
-    Mixed into a profile dataclass that has `applied_ids` (RecentKeys) and `checkpoints`.
+    Mixed into a profile dataclass that has `applied_ids` (RecentKeys) and `checkpoints`. Sequence numbers
+    stay the decimal text Kinesis writes (`records.at_or_before` compares them).
     """
 
     __slots__ = ()
     applied_ids: RecentKeys
-    checkpoints: dict[str, int]
+    checkpoints: dict[str, str]
 
-    def has_applied(self, record_id: str, shard_id: str | None, sequence_number: int | None) -> bool:
+    def has_applied(self, record_id: str, shard_id: str | None, sequence_number: str | None) -> bool:
         """True when this record (or the same id, delivered twice) is already in the profile."""
         return self.is_checkpointed(shard_id, sequence_number) or record_id in self.applied_ids
 
-    def mark_applied(self, record_id: str, shard_id: str | None, sequence_number: int | None) -> None:
+    def mark_applied(self, record_id: str, shard_id: str | None, sequence_number: str | None) -> None:
         """Remember a record so that its redelivery changes nothing."""
         self.applied_ids.touch(record_id)
         self.checkpoint(shard_id, sequence_number)
 
-    def is_checkpointed(self, shard_id: str | None, sequence_number: int | None) -> bool:
+    def is_checkpointed(self, shard_id: str | None, sequence_number: str | None) -> bool:
         """True when the shard's checkpoint is at or past this sequence number."""
         if shard_id is None or sequence_number is None:
             return False
         checkpoint = self.checkpoints.get(shard_id)
-        return checkpoint is not None and sequence_number <= checkpoint
+        return checkpoint is not None and at_or_before(sequence_number, checkpoint)
 
-    def checkpoint(self, shard_id: str | None, sequence_number: int | None) -> None:
+    def checkpoint(self, shard_id: str | None, sequence_number: str | None) -> None:
         """Move the shard's checkpoint to this sequence number, never backwards."""
-        if shard_id is not None and sequence_number is not None:
-            self.checkpoints[shard_id] = max(sequence_number, self.checkpoints.get(shard_id, sequence_number))
+        if shard_id is None or sequence_number is None:
+            return
+        current = self.checkpoints.get(shard_id)
+        if current is None or at_or_before(current, sequence_number):
+            self.checkpoints[shard_id] = sequence_number
 
 
 DayRows = list[list[int | float]]
@@ -203,7 +209,7 @@ class UserProfile(Ledger):
     days: DayRows
     """One row a UTC day: [day number, transactions, total amount]; only the last until `all_days()`."""
     applied_ids: RecentKeys
-    checkpoints: dict[str, int]
+    checkpoints: dict[str, str]
     windows: tuple[int, tuple[float, ...]] | None = field(compare=False, repr=False)
     """The long windows' features of one day, cached, and stored with the profile: they read only the
     days before theirs, so they change only at midnight (or with a record of an earlier day, which drops
@@ -228,7 +234,7 @@ class UserProfile(Ledger):
         merchants: RecentKeys | None = None,
         days: DayRows | None = None,
         applied_ids: RecentKeys | None = None,
-        checkpoints: dict[str, int] | None = None,
+        checkpoints: dict[str, str] | None = None,
         windows: tuple[int, tuple[float, ...]] | None = None,
         older_days: str | None = None,
         version: int = 0,
@@ -273,7 +279,7 @@ class UserProfile(Ledger):
                 **self.stored_days(),
                 "w": None if self.windows is None else [self.windows[0], *map(_nan_to_none, self.windows[1])],
                 "ids": self.applied_ids.joined(),
-                "cp": checkpoints_to_json(self.checkpoints),
+                "cp": self.checkpoints,
             }
         ).decode()
 
@@ -359,26 +365,20 @@ def day_row(rows: DayRows, day: int) -> list[int | float] | None:
     return None
 
 
-def checkpoints_to_json(checkpoints: dict[str, int]) -> dict[str, str]:
-    """Sequence numbers as decimal strings: Kinesis's have 56 digits, and orjson encodes 64-bit ints only."""
-    return {shard_id: str(sequence_number) for shard_id, sequence_number in checkpoints.items()}
-
-
 def load_state(text: str) -> dict[str, Any]:
-    """A stored profile's JSON (user or merchant), its checkpoints back as ints.
+    """A stored profile's JSON (user or merchant), its checkpoints as decimal text.
 
     Profiles written before checkpoints became strings hold them as JSON integers, which orjson reads
     as floats beyond 64 bits, digits lost: such a profile is read again, exactly, by the standard
     library, until its next write stores it in the current format.
     """
     state: dict[str, Any] = orjson.loads(text)
-    checkpoints: dict[str, int] = {}
-    for shard_id, sequence_number in state["cp"].items():
-        if type(sequence_number) is float:
-            checkpoints = {shard_id: int(n) for shard_id, n in json.loads(text)["cp"].items()}
+    checkpoints: dict[str, Any] = state["cp"]
+    for sequence_number in checkpoints.values():
+        if type(sequence_number) is not str:
+            exact = json.loads(text)["cp"]
+            state["cp"] = {shard_id: str(exact[shard_id]) for shard_id in exact}
             break
-        checkpoints[shard_id] = int(sequence_number)
-    state["cp"] = checkpoints
     return state
 
 

@@ -24,10 +24,17 @@ class StreamRecord(NamedTuple):
     """False for a transaction that did not come from a shard (the inline API's): no checkpoint counts
     it, only its transaction id among those its profile has applied."""
 
-    @property
-    def sequence(self) -> int:
-        """The sequence number as an integer (never compare them as strings)."""
-        return int(self.sequence_number)
+
+def at_or_before(sequence_number: str, other: str) -> bool:
+    """`int(sequence_number) <= int(other)` for two sequence numbers of a shard, read as written.
+
+    Kinesis writes them in decimal without leading zeros (56 digits today, up to 128), so the shorter is
+    the smaller, and of two as long the first in text order: no 56-digit integer to read for each record
+    and each checkpoint a profile holds (a fifth of a µs each), nor to write back with the profile.
+    """
+    if len(sequence_number) != len(other):
+        return len(sequence_number) < len(other)
+    return sequence_number <= other
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 
 from fraudwatch.domain.activity import MerchantActivity
 from fraudwatch.domain.controls import ControlsSource, Judgement
@@ -307,7 +306,8 @@ class ScoringService:
         duplicates: dict[str, int] = defaultdict(int)
         for user_id, items in by_user.items():
             profile = profiles.get(user_id) or UserProfile(user_id)
-            for _, sequence, record, tx in _in_shard_order(items):
+            for record, tx in _in_shard_order(items):
+                sequence = record.sequence_number
                 shard = record.shard_id if record.from_shard else None
                 if profile.has_applied(tx.transaction_id, None if redrive else shard, sequence):
                     duplicates[user_id] += 1
@@ -331,7 +331,8 @@ class ScoringService:
         checkpoint (not the ring of label ids, which it would crowd) tells a redelivery.
         """
         learnt: list[tuple[StreamRecord, MerchantEvent]] = []
-        for _, sequence, record, event in _in_shard_order(labels):
+        for record, event in _in_shard_order(labels):
+            sequence = record.sequence_number
             merchant = merchants.get(event.merchant_id)
             if merchant is None:
                 merchant = merchants[event.merchant_id] = MerchantProfile(event.merchant_id)
@@ -451,15 +452,14 @@ class ScoringService:
         return failed_users, conflicts
 
 
-def _in_shard_order[E](items: list[tuple[StreamRecord, E]]) -> list[tuple[str, int, StreamRecord, E]]:
-    """The records by shard, then sequence number, each with its sequence number as an integer: converted
-    once, since the 56 digits of a Kinesis one cost more to read than most of a record's checks."""
-    return sorted(
-        ((record.shard_id, record.sequence, record, event) for record, event in items), key=_SHARD_ORDER
-    )
+def _in_shard_order[E](items: list[tuple[StreamRecord, E]]) -> list[tuple[StreamRecord, E]]:
+    """The records by shard, then sequence number (by length, then text: `records.at_or_before`)."""
+    return sorted(items, key=_shard_order)
 
 
-_SHARD_ORDER = itemgetter(0, 1)
+def _shard_order[E](item: tuple[StreamRecord, E]) -> tuple[str, int, str]:
+    record = item[0]
+    return record.shard_id, len(record.sequence_number), record.sequence_number
 
 
 def _shadow(lineup: Lineup, rows: list[tuple[float, ...]]) -> Sequence[ShadowVerdict | None]:
