@@ -16,6 +16,8 @@ KEY_LIMIT = 2048  # DynamoDB's partition key limit, bytes
 PARTITION_KEY_LIMIT = 256  # Kinesis's, in characters (counted here as UTF-16 units, the stricter way)
 HOT = 10_000
 START = datetime(2026, 11, 30, tzinfo=UTC)
+SEQUENCE = 49_590_338_271_490_256_608_559_692_538_361_571_033_948_521_123_456_789_012
+"""A Kinesis sequence number (56 digits) the records here follow from."""
 WIDE = "\U0001f600"  # four bytes of UTF-8
 
 
@@ -49,7 +51,7 @@ def test_a_hot_user_profile_with_the_longest_ids_stays_under_the_item_limit():
             local_hour=at.hour,
         )
         apply(profile, tx)
-        profile.mark_applied(tx.transaction_id, "shardId-000000000000", str(49_590_338_271_490_256_608_559 + i))
+        profile.mark_applied(tx.transaction_id, "shardId-000000000000", str(SEQUENCE + i))
     size = len(profile.to_json().encode())
     assert size < ITEM_LIMIT / 2, size
     assert UserProfile.from_json(profile.user_id, profile.to_json()) == profile
@@ -61,7 +63,7 @@ def test_a_merchant_profile_with_the_longest_ids_stays_small():
         at = START + timedelta(seconds=i * DAY / 100)
         label = Label(longest_id("t", i), merchant.merchant_id, i % 7 == 0, at.isoformat(), at.timestamp())
         apply_label(merchant, label)
-        merchant.mark_applied(label.applied_id, "shardId-000000000000", str(49_590_338_271_490_256_608_559 + i))
+        merchant.mark_applied(label.applied_id, "shardId-000000000000", str(SEQUENCE + i))
     size = len(merchant.to_json().encode())
     assert size < ITEM_LIMIT / 8, size
     assert MerchantProfile.from_json(merchant.merchant_id, merchant.to_json()) == merchant

@@ -22,6 +22,8 @@ from fraudwatch.domain.transaction import Transaction
 ITEM_LIMIT = 400 * 1024  # DynamoDB's item size limit
 HOT = 10_000
 START = datetime(2026, 11, 30, tzinfo=UTC)
+SEQUENCE = 49_590_338_271_490_256_608_559_692_538_361_571_033_948_521_123_456_789_012
+"""A Kinesis sequence number (56 digits) the records here follow from."""
 
 
 def worst_case_transaction(i: int) -> Transaction:
@@ -48,7 +50,7 @@ def hot_profile(count: int = HOT, shards: int = 1) -> tuple[UserProfile, list[in
         tx = worst_case_transaction(i)
         apply(profile, tx)
         shard = f"shardId-{i % shards:012d}"
-        profile.mark_applied(tx.transaction_id, shard, str(49_590_338_271_490_256_608_559_692_538_361_571 + i))
+        profile.mark_applied(tx.transaction_id, shard, str(SEQUENCE + i))
         if i % 100 == 99:
             sizes.append(len(profile.to_json().encode()))
     return profile, sizes
@@ -148,9 +150,7 @@ def test_a_busy_merchant_profile_stays_small_and_flat():
             f"tx-{i:07d}-".ljust(64, "t"), merchant.merchant_id, i % 7 == 0, at.isoformat(), at.timestamp()
         )
         apply_label(merchant, label)
-        merchant.mark_applied(
-            label.transaction_id, "shardId-000000000000", str(49_590_338_271_490_256_608_559 + i)
-        )
+        merchant.mark_applied(label.transaction_id, "shardId-000000000000", str(SEQUENCE + i))
         if i % 100 == 99:
             sizes.append(len(merchant.to_json().encode()))
     assert len(merchant.days) <= KEPT_DAYS + 1
