@@ -90,3 +90,12 @@ def test_every_float_comes_back_bit_for_bit():
     assert copy == profile
     assert [v.hex() for v in copy.recent_amounts] == [v.hex() for v in profile.recent_amounts]
     assert float(copy.all_days()[30][2]).hex() == values[30].hex()
+
+
+def test_a_profile_is_unhashable_state_shown_by_its_fields() -> None:
+    """Compiled by mypyc, a class-level `__hash__ = None` became a field of the dataclass's repr."""
+    profile = UserProfile("u-1")
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(profile)
+    assert repr(profile).startswith("UserProfile(user_id='u-1', count=0, ")
+    assert "__hash__" not in repr(profile)

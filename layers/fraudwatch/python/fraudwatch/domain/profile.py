@@ -338,8 +338,6 @@ class UserProfile(Ledger):
         other.all_days()
         return all(getattr(self, name) == getattr(other, name) for name in _COMPARED)
 
-    __hash__ = None  # type: ignore[assignment]  # mutable
-
 
 _COMPARED = tuple(f.name for f in fields(UserProfile) if f.compare)
 
