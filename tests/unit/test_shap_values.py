@@ -33,6 +33,15 @@ def test_the_values_are_those_of_xgboosts_python_api(tiny_bundle: Path, n: int) 
     assert np.count_nonzero(values[:, :-1]), "the rows move the score"
 
 
+def test_rows_in_another_layout_or_type_give_the_same_values(tiny_bundle: Path) -> None:
+    """The C API reads C-ordered float32: a column-major or float64 matrix must be copied to it first."""
+    booster = load_model(tiny_bundle, compiled=False).booster()
+    matrix = rows(5, seed=9)
+    expected = shap_values(booster, matrix)
+    np.testing.assert_array_equal(shap_values(booster, np.asfortranarray(matrix)), expected)
+    np.testing.assert_array_equal(shap_values(booster, matrix.astype(np.float64)), expected)
+
+
 def test_each_call_returns_its_own_values(tiny_bundle: Path) -> None:
     """XGBoost writes every prediction into one buffer of the Booster's: a result must not change after."""
     booster = load_model(tiny_bundle, compiled=False).booster()

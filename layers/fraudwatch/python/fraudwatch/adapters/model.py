@@ -166,16 +166,18 @@ _library: ctypes.CDLL | None = None
 _library_lock = threading.Lock()
 
 
-def shap_values(booster: xgb.Booster, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+def shap_values(booster: xgb.Booster, matrix: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     """Each row's SHAP values, one per feature and the bias last: what `booster.predict(xgb.DMatrix(matrix,
     missing=np.nan, nthread=1), pred_contribs=True, validate_features=False)` returns.
 
     Made by the same two calls of XGBoost's C API (c_api.h) that `DMatrix` and `predict` make, without the
     Python around them: its dispatch on the data's type, its JSON and its copies cost a third of an
     explanation in the handler (a batch's alerts: 500 -> 330 µs), and the handler explains in one batch
-    out of two. `matrix` is C-ordered float32 rows of the Booster's width (`feature_matrix` makes them).
+    out of two. `matrix` holds rows of the Booster's width; C-ordered float32 (`feature_matrix` makes
+    them) is passed as it is, any other layout or type copied to it first.
     """
     lib = _xgboost_library()
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
     rows, columns = matrix.shape
     interface = b'{"data": [%d, true], "shape": [%d, %d], "typestr": "<f4", "version": 3}' % (
         matrix.ctypes.data,
