@@ -40,7 +40,7 @@ backtest: setup ## generate labelled history into data/ and backtest it, with an
 	$(VENV)/bin/fraudwatch backtest data/history.parquet --out data/backtest
 
 # What CI runs (.ci/run): every check that needs no network beyond PyPI, in the order that fails fastest.
-test: setup browser ## lint, format check, types (bench and tests too), the test suite, then the scoring tests on the compiled build: what CI runs (about 7 minutes)
+test: setup browser ## lint, format check, types (bench and tests too), the test suite, the scoring tests again on the compiled build, the fraudwatch layer built: what CI runs (about 7 minutes)
 	@echo "== ruff: lint and format check"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -53,6 +53,9 @@ test: setup browser ## lint, format check, types (bench and tests too), the test
 	PYTHONPATH=build/compiled $(PY) -c 'import sys, fraudwatch.domain.scoring as m; \
 		sys.exit(None if m.__file__.endswith(".so") else f"not compiled: {m.__file__}")'
 	PYTHONPATH=build/compiled $(VENV)/bin/pytest -n 2 -q -p no:cacheprovider $(COMPILED_TESTS)
+	@echo "== the fraudwatch layer as sam build builds it: Lambda's wheels, the compiled modules, its own checks (20 s)"
+	rm -rf build/layer-check
+	$(MAKE) --no-print-directory -C layers/fraudwatch build-FraudwatchLayer ARTIFACTS_DIR=$(CURDIR)/build/layer-check
 
 # The tests whose code runs through the modules layers/fraudwatch/compile.py compiles: run again on that build,
 # where a value that contradicts its annotation raises TypeError.
