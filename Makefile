@@ -40,7 +40,7 @@ backtest: setup ## generate labelled history into data/ and backtest it, with an
 	$(VENV)/bin/fraudwatch backtest data/history.parquet --out data/backtest
 
 # What CI runs (.ci/run): every check that needs no network beyond PyPI, in the order that fails fastest.
-test: setup browser ## lint, format check, types (bench and tests too), the test suite, the scoring tests again on the compiled build, the fraudwatch layer built: what CI runs (about 7 minutes)
+test: setup browser ## lint, format check, types (bench and tests too), the test suite, then the fraudwatch layer built and the scoring tests again on it: what CI runs (about 7 minutes)
 	@echo "== ruff: lint and format check"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -48,17 +48,16 @@ test: setup browser ## lint, format check, types (bench and tests too), the test
 	$(VENV)/bin/mypy $(TYPED)
 	@echo "== pytest: the suite on 2 workers (about 4 minutes); a dot per test, the slowest listed at the end"
 	$(VENV)/bin/pytest -n 2 -q --durations=5
-	@echo "== the scoring path compiled by mypyc, as the layer ships it: its tests again on that build (1 minute)"
-	$(PY) layers/fraudwatch/compile.py build/compiled
-	PYTHONPATH=build/compiled $(PY) -c 'import sys, fraudwatch.domain.scoring as m; \
-		sys.exit(None if m.__file__.endswith(".so") else f"not compiled: {m.__file__}")'
-	PYTHONPATH=build/compiled $(VENV)/bin/pytest -n 2 -q -p no:cacheprovider $(COMPILED_TESTS)
-	@echo "== the fraudwatch layer as sam build builds it: Lambda's wheels, the compiled modules, its own checks (20 s)"
+	@echo "== the fraudwatch layer as sam build builds it (Lambda's wheels, the scoring path compiled by mypyc, its own checks), then the scoring tests again on it (1 minute)"
 	rm -rf build/layer-check
 	$(MAKE) --no-print-directory -C layers/fraudwatch build-FraudwatchLayer ARTIFACTS_DIR=$(CURDIR)/build/layer-check
+	PYTHONPATH=build/layer-check/python $(PY) -c 'import sys, fraudwatch.domain.scoring as m; \
+		sys.exit(None if m.__file__.endswith(".so") else f"not compiled: {m.__file__}")'
+	PYTHONPATH=build/layer-check/python $(VENV)/bin/pytest -n 2 -q -p no:cacheprovider $(COMPILED_TESTS)
 
-# The tests whose code runs through the modules layers/fraudwatch/compile.py compiles: run again on that build,
-# where a value that contradicts its annotation raises TypeError.
+# The tests whose code runs through the modules layers/fraudwatch/compile.py compiles: run again on the layer
+# as built (its packages, pinned in its requirements.txt, come first), where a value that contradicts an
+# annotation raises TypeError.
 COMPILED_TESTS := $(addprefix tests/unit/test_,$(addsuffix .py,scoring features profile_bounds \
 	profile_conflicts profile_json recent_keys sequence_numbers events payload_fast_path id_bounds merchant_cache label \
 	lineup parity observability rules_history)) \
