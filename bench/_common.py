@@ -153,12 +153,15 @@ class TransactionStream:
     for many times the usual amount.
     """
 
-    def __init__(self, users: int, *, seed: int = 0, fraud_rate: float = 0.01) -> None:
+    def __init__(
+        self, users: int, *, seed: int = 0, fraud_rate: float = 0.01, start: float = START_EPOCH
+    ) -> None:
         self._rng = random.Random(seed)
         self._fraud_rate = fraud_rate
         self.shoppers = [self._shopper(i) for i in range(users)]
-        self._mean_gap = 86400.0 / (TRANSACTIONS_PER_USER_PER_DAY * users)
-        self._epoch = START_EPOCH
+        self.mean_gap = 86400.0 / (TRANSACTIONS_PER_USER_PER_DAY * users)
+        """Seconds between two transactions of the stream, on average."""
+        self._epoch = start
         self._count = 0
 
     def batch(self, size: int, distinct_users: int | None = None) -> list[StreamRecord]:
@@ -194,7 +197,7 @@ class TransactionStream:
 
     def _transaction(self, shopper: Shopper) -> tuple[dict[str, object], bool]:
         rng = self._rng
-        self._epoch += rng.expovariate(1.0 / self._mean_gap)
+        self._epoch += rng.expovariate(1.0 / self.mean_gap)
         is_fraud = rng.random() < self._fraud_rate
         if is_fraud:
             amount = shopper.typical_amount * rng.uniform(8.0, 40.0)

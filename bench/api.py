@@ -2,15 +2,15 @@
 
 Ours: `fraudwatch serve`'s server (infra/serve.py), each request an HTTP API (payload v2) event for the
 real ScoringApiFunction handler (Powertools resolver, validation, `ScoringService.decide_one`: one
-BatchGetItem, one BatchWriteItem, a PublishBatch for an alert, one conditional TransactWriteItems, and
-`inplace_predict` on the Booster), 8 handler instances as 8 Lambda environments. Naive: a plain
+BatchGetItem, a PublishBatch for an alert, one TransactWriteItems of the decision and the conditional
+profile, and the compiled model), 8 handler instances as 8 Lambda environments. Naive: a plain
 threaded http.server endpoint (FastAPI is not installed here; the endpoint is the same shape) that per
 request parses the body, GetItems the user's and the merchant's profiles, builds a one-row pandas
 DataFrame and calls xgboost's scikit-learn `XGBClassifier.predict_proba`, PutItems the decision and the
 profile, Publishes an alert (bench/naive_handler.py, the same tables of the same stack).
 
-Both answer the same payments of their own users (fresh transaction ids, timestamps of the last hour),
-after a warm-up that gives every user a profile. Latency is the client's (http.client, keep-alive),
+Both answer the same payments of their own users (shoppers' habits, the stream's: `Payments`), after a
+warm-up that gives most users a profile. Latency is the client's (http.client, keep-alive),
 request sent to answer read; throughput is requests over the wall time of a run; handler CPU is the
 serving thread's CPU time (`time.thread_time`) inside the handler per request, AWS client work included,
 the emulator's (its own process) not.
@@ -27,21 +27,25 @@ import inspect
 import itertools
 import json
 import os
-import random
 import statistics
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench._common import CATEGORIES, REPO_ROOT, machine, model_bundle, table
+from bench._common import (
+    REPO_ROOT,
+    TRANSACTIONS_PER_USER_PER_DAY,
+    TransactionStream,
+    machine,
+    model_bundle,
+    table,
+)
 from bench.naive_handler import NaiveHandler
 from fraudwatch.domain.records import StreamRecord
 from infra.serve import HOST, Containers, in_background, serving
@@ -52,6 +56,8 @@ P99_BUDGET_MS = 50.0
 CPU_BUDGET_MS = 2.0
 THROUGHPUT_RATIO_BUDGET = 10.0
 LOG_FILE = REPO_ROOT / ".fraudwatch" / "bench-api-handlers.log"
+MAX_SPAN_S = 6 * 86400
+"""The payments' time span at most: the API refuses a timestamp over 7 days old."""
 
 
 @dataclass
@@ -122,32 +128,27 @@ def naive_serving(naive: NaiveHandler, cpu_ms: list[float]) -> Iterator[str]:
 
 
 class Payments:
-    """Valid payments of a pool of users, each with a fresh id and a timestamp of the last hour."""
+    """Payments with shoppers' habits (`TransactionStream`: usual merchants, categories and amounts,
+    about six a day each, 1 % card theft), as many as `count`, timed to end about an hour ago (the API
+    takes timestamps up to 7 days old), for users of one way only (`prefix`)."""
 
-    def __init__(self, prefix: str, users: int, seed: int) -> None:
-        self._rng = random.Random(seed)
-        self._users = [f"{prefix}-user-{i}" for i in range(users)]
+    def __init__(self, prefix: str, users: int, seed: int, count: int) -> None:
+        span = count * 86400.0 / (TRANSACTIONS_PER_USER_PER_DAY * users)
+        if span > MAX_SPAN_S:
+            raise SystemExit(
+                f"{count} payments of {users} users span {span / 86400:.1f} days, over the API's 7: "
+                "give more --users"
+            )
+        self._stream = TransactionStream(users, seed=seed, start=time.time() - span - 3600)
         self._prefix = prefix
         self._lock = threading.Lock()
 
     def next(self) -> bytes:
         with self._lock:
-            user = self._rng.choice(self._users)
-            amount = round(self._rng.lognormvariate(3.5, 1.0), 2)
-            merchant = f"{self._prefix}-merch-{self._rng.randrange(300)}"
-            category = self._rng.choice(CATEGORIES)
-            seconds_ago = self._rng.uniform(0, 3000)
-        return json.dumps(
-            {
-                "transaction_id": f"{self._prefix}-{uuid.uuid4().hex}",
-                "user_id": user,
-                "merchant_id": merchant,
-                "amount": min(amount, 20_000.0),
-                "currency": "USD",
-                "timestamp": datetime.fromtimestamp(time.time() - seconds_ago, UTC).isoformat(),
-                "category": category,
-            }
-        ).encode()
+            ((body, _),) = self._stream.labelled(1)
+        body["user_id"] = f"{self._prefix}-{body['user_id']}"
+        body["transaction_id"] = f"{self._prefix}-{body['transaction_id']}"
+        return json.dumps(body).encode()
 
 
 @dataclass
@@ -214,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {**function_environment(outputs, function="ScoringApiFunction"), "MODEL_DIR": str(bundle.path)}
         naive = NaiveHandler(env, bundle.path, emulator.endpoint_url)
         naive_cpu: list[float] = []
-        ours_payments = Payments("ours", args.users, args.seed)
-        naive_payments = Payments("naive", args.users, args.seed)
+        count = args.warmup + args.requests * sum(CLIENTS)
+        ours_payments = Payments("ours", args.users, args.seed, count)
+        naive_payments = Payments("naive", args.users, args.seed, count)
         with serving(ours_cpu, log=False) as ours_url, naive_serving(naive, naive_cpu) as naive_url:
             drive(ours_url, ours_payments, 8, args.warmup // 8)
             drive(naive_url, naive_payments, 8, args.warmup // 8)

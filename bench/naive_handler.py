@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.adapters.dynamodb import profile_item, stored_state
+from fraudwatch.adapters.dynamodb import decision_item, profile_item, stored_state
 from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.label import Label
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
@@ -39,7 +39,6 @@ class NaiveHandler:
 
         from fraudwatch.adapters.aws import CLIENT_CONFIG
         from fraudwatch.adapters.bundle import read_bundle
-        from fraudwatch.adapters.dynamodb import DynamoDecisionStore
         from fraudwatch.adapters.model import XGBoostModel
         from fraudwatch.domain.features import FEATURE_NAMES
         from fraudwatch.settings import Settings
@@ -60,8 +59,6 @@ class NaiveHandler:
         self._explainer = XGBoostModel(
             self._classifier.get_booster(), FEATURE_NAMES, self.thresholds, self.model_version
         )
-        # Only for its item shape: the naive way writes each item with PutItem.
-        self._decision_items = DynamoDecisionStore(settings.decisions_table, self._dynamodb)
 
     def __call__(self, event: Mapping[str, Any], context: Any) -> dict[str, list[Any]]:
         """Handle the records one after another; report no partial failure."""
@@ -103,7 +100,7 @@ class NaiveHandler:
         decision = self._decide(tx, row)
         self._dynamodb.put_item(
             TableName=self._settings.decisions_table,
-            Item=self._decision_items._item(decision),  # the stored shape, from the real adapter
+            Item=decision_item(decision),  # the stored shape, from the real adapter
         )
         if decision.is_alert:
             self._publish(decision)

@@ -56,9 +56,9 @@ class _Faults:
 class FakeProfileStore(_Faults, MemoryProfileStore):
     """Profiles by user id, stored as JSON."""
 
-    def __init__(self) -> None:
+    def __init__(self, decisions: MemoryDecisionStore | None = None) -> None:
         _Faults.__init__(self)
-        MemoryProfileStore.__init__(self)
+        MemoryProfileStore.__init__(self, decisions)
         self.before_put: Callable[[], object] | None = None
 
     def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
@@ -66,8 +66,9 @@ class FakeProfileStore(_Faults, MemoryProfileStore):
         self._enter()
         return super().get_many(user_ids, merchant_ids)
 
-    def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Store the profiles not chosen to fail, each if its version is the one read; return conflicts.
+    def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:
+        """Store the profiles not chosen to fail (with their decisions), each if its version is the one
+        read; return conflicts.
 
         `before_put`, when set, runs once before the write: another writer racing this one.
         """
@@ -76,7 +77,10 @@ class FakeProfileStore(_Faults, MemoryProfileStore):
             race, self.before_put = self.before_put, None
             race()
         failed = self._failing(p.user_id for p in profiles)
-        conflicts = super().put_many([p for p in profiles if p.user_id not in failed])
+        conflicts = super().put_many(
+            [p for p in profiles if p.user_id not in failed],
+            [d for d in decisions if d.user_id not in failed],
+        )
         if failed:
             raise ProfileStoreError("Injected", operation="TransactWriteItems", unwritten=failed)
         return conflicts

@@ -6,7 +6,9 @@ profiles (conditional on the version read: the inline API writes them too); one 
 alerts. A realistic batch over 95 users pays at about as many merchants, so it needs two reads: 8 calls
 with up to 10 alerts, and 9 when labels are in it (the merchants' write, which carries the labels'
 verdicts for the matured metrics too: LabelsTable's items share its chunks), within the design's budget
-of 10; the daily count's records of 100 merchants, 5. Measured in docs/benchmarks.md.
+of 10; the daily count's records of 100 merchants, 5. A transaction decided inline (the HTTP API)
+costs one read and one TransactWriteItems of its decision and its profile, and a PublishBatch when it
+alerts. Measured in docs/benchmarks.md.
 """
 
 import json
@@ -14,24 +16,29 @@ import math
 import time
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
+import pytest
 
 from bench._common import TransactionStream
 from bench.aws_calls import BUDGET, CallCounter, profile_keys, table_labels, with_labels
 from fraudwatch.adapters.bundle import BUNDLE_FILES, COMPILED_FILES
+from fraudwatch.adapters.dynamodb import DynamoDecisionStore
 from fraudwatch.adapters.registry import ModelRegistry
 from fraudwatch.domain.activity import MerchantActivity
 from fraudwatch.domain.features import DAY
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
 from fraudwatch.settings import Settings
-from fraudwatch.wiring import build_service
+from fraudwatch.wiring import build_inline, build_service
 from infra.models import challenge
 
 
-def counted_service(stack: Mapping[str, str], bundle: Path) -> tuple[ScoringService, CallCounter]:
+def counted_session(
+    stack: Mapping[str, str], bundle: Path, **overrides: str
+) -> tuple[Settings, boto3.Session, CallCounter]:
     session = boto3.Session(region_name="us-east-1")
     env = {
         "PROFILES_TABLE": stack["ProfilesTableName"],
@@ -41,10 +48,15 @@ def counted_service(stack: Mapping[str, str], bundle: Path) -> tuple[ScoringServ
         "ALERTS_TOPIC_ARN": stack["AlertsTopicArn"],
         "QUARANTINE_QUEUE_URL": stack["QuarantineQueueUrl"],
         "MODEL_DIR": str(bundle),
-    }
+    } | overrides
     counter = CallCounter(table_labels(env))
     session.events.register("provide-client-params.*.*", counter)
-    return build_service(Settings.from_env(env), session), counter
+    return Settings.from_env(env), session, counter
+
+
+def counted_service(stack: Mapping[str, str], bundle: Path) -> tuple[ScoringService, CallCounter]:
+    settings, session, counter = counted_session(stack, bundle)
+    return build_service(settings, session), counter
 
 
 def reads(calls: Counter[str]) -> int:
@@ -99,6 +111,36 @@ def test_a_batch_of_transactions_and_labels_writes_the_merchants_in_one_more_cal
     assert calls["BatchWriteItem (merchants)"] == calls["BatchWriteItem (labels)"] == 0
     alerts = sum(d.is_alert for d in report.decisions)
     assert calls.total() == reads(calls) + 4 + math.ceil(users / 100) + 1 + math.ceil(alerts / 10)
+
+
+@pytest.mark.parametrize(("flag", "alerts"), [("1.0", 0), ("0.0", 1)], ids=["approved", "flagged (an alert)"])
+def test_a_transaction_decided_inline_costs_a_read_and_one_transaction_and_a_publish_when_it_alerts(
+    stack, tiny_bundle, flag, alerts
+):
+    settings, session, counter = counted_session(
+        stack, tiny_bundle, FLAG_THRESHOLD=flag, REJECT_THRESHOLD="1.0"
+    )
+    inline = build_inline(settings, session)
+    payments = TransactionStream(users=5, seed=8, fraud_rate=0.0)
+    now = time.time()
+
+    decided = [inline.decide(_recent(record.data, now)) for record in payments.batch(3)]
+
+    calls = counter.take()
+    assert [d.new for d in decided] == [True] * 3
+    assert {d.decision.is_alert for d in decided} == {bool(alerts)}
+    assert reads(calls) == 3
+    assert calls["TransactWriteItems (decisions, profiles)"] == 3  # the decision inside its profile's
+    assert calls["PublishBatch"] == 3 * alerts
+    assert calls.total() == 3 * (2 + alerts)
+    assert DynamoDecisionStore(settings.decisions_table).get(decided[0].decision.transaction_id) is not None
+
+
+def _recent(data: bytes, now: float) -> bytes:
+    """A generated payment moved to a minute ago: the API refuses timestamps over 7 days old."""
+    body = json.loads(data)
+    body["timestamp"] = datetime.fromtimestamp(now - 60, UTC).isoformat()
+    return json.dumps(body).encode()
 
 
 def test_a_batch_over_20_users_reads_once_writes_their_profiles_once_and_keeps_the_budget(stack, tiny_bundle):

@@ -119,14 +119,19 @@ AWS_ECHO = f"One or more parameter values were invalid: card_number {PAN}, amoun
 
 
 def fail_decision_writes(handler, table: str, times: int, code: str) -> None:
-    """The decisions table answers `code` to the first `times` writes, with a message echoing card data."""
+    """The decisions table answers `code` to the first `times` writes, with a message echoing card data
+    (the stream's BatchWriteItem calls, the API's TransactWriteItems of a decision and its profile)."""
     wired = inspect.unwrap(handler).__globals__
     service = wired["service"] if "service" in wired else wired["scoring"].service  # the API's
     client = service._decisions._client
     left = {"n": times}
 
+    def tables(body: dict[str, Any]) -> set[str]:
+        actions = body.get("TransactItems", [])
+        return set(body.get("RequestItems", {})) | {a["TableName"] for i in actions for a in i.values()}
+
     def fail(params, **kwargs):
-        if table in json.loads(params["body"])["RequestItems"] and left["n"]:
+        if table in tables(json.loads(params["body"])) and left["n"]:
             left["n"] -= 1
             error = {
                 "Error": {"Code": code, "Message": AWS_ECHO},
@@ -136,6 +141,7 @@ def fail_decision_writes(handler, table: str, times: int, code: str) -> None:
         return None
 
     client.meta.events.register("before-call.dynamodb.BatchWriteItem", fail)
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", fail)
 
 
 def throttle_first_decision_writes(handler, table: str, times: int) -> None:

@@ -10,7 +10,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fraudwatch.adapters.aws import ATTEMPTS
-from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore, decision_of, stored_state
+from fraudwatch.adapters.dynamodb import (
+    DynamoDecisionStore,
+    DynamoProfileStore,
+    decision_item,
+    decision_of,
+    stored_state,
+)
 from fraudwatch.adapters.sns import SnsAlertPublisher
 from fraudwatch.adapters.sqs import SqsQuarantine
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
@@ -242,7 +248,7 @@ def test_one_table_for_both_kinds_is_refused(aws):
 
 
 def test_decisions_are_queryable_by_user_over_time_and_expire(stack):
-    store = DynamoDecisionStore(stack["DecisionsTableName"], ttl_days=90)
+    store = DynamoDecisionStore(stack["DecisionsTableName"])
     assert (
         store.put_many(
             [decision("tx-1"), decision("tx-2", kind=Decision.REJECTED), decision("tx-3", "user-2")]
@@ -363,6 +369,56 @@ def test_a_profile_another_writer_changed_since_the_read_is_a_conflict_and_the_o
     assert writer.put_many([also_new]) == {"user-1"}
 
 
+def decisions_store(stack, client: Any = None) -> DynamoProfileStore:
+    return DynamoProfileStore(
+        stack["ProfilesTableName"],
+        stack["MerchantProfilesTableName"],
+        client,
+        sleep=no_sleep,
+        decisions_table_name=stack["DecisionsTableName"],
+    )
+
+
+def test_a_decision_is_written_in_its_profiles_transaction_and_not_at_all_when_the_profile_conflicts(stack):
+    client = RecordingTransactions(boto3.client("dynamodb"))
+    writer = decisions_store(stack, client)
+    writer.put_many([profile("user-1", [5.0])])
+    stale = writer.get_many(["user-1"]).users["user-1"]
+    fresh = writer.get_many(["user-1"]).users["user-1"]
+    client.transactions.clear()
+
+    assert writer.put_many([fresh], [decision("tx-2")]) == set()
+    assert writer.put_many([stale], [decision("tx-3")]) == {"user-1"}
+
+    assert [len(t) for t in client.transactions] == [2, 2]  # one call each: the profile and its decision
+    decisions = DynamoDecisionStore(stack["DecisionsTableName"])
+    assert decisions.get("tx-2") == decision("tx-2")
+    assert decisions.get("tx-3") is None  # the profile conflicted: its decision was not written either
+    assert (fresh.version, stale.version) == (2, 1)
+
+
+def test_a_conflict_cancels_the_others_and_they_are_written_again_with_their_decisions(stack):
+    writer = decisions_store(stack)
+    writer.put_many([profile("user-1", [5.0]), profile("user-2", [6.0])])
+    stale = writer.get_many(["user-1", "user-2"]).users
+    writer.put_many([writer.get_many(["user-1"]).users["user-1"]])  # user-1 moves on
+
+    conflicts = writer.put_many(
+        list(stale.values()),
+        [decision("tx-1", "user-1"), decision("tx-2", "user-2"), decision("tx-3", "user-2")],
+    )
+
+    assert conflicts == {"user-1"}
+    decisions = DynamoDecisionStore(stack["DecisionsTableName"])
+    assert [decisions.get(tx) is not None for tx in ("tx-1", "tx-2", "tx-3")] == [False, True, True]
+    assert writer.get_many(["user-2"]).users["user-2"].version == 2
+
+
+def test_decisions_without_a_decisions_table_are_refused(stack):
+    with pytest.raises(ValueError, match="no decisions table"):
+        store(stack).put_many([profile("user-1", [5.0])], [decision("tx-1")])
+
+
 def test_a_profile_stored_before_versions_is_read_as_version_0_and_written_once(stack):
     dynamodb = boto3.client("dynamodb")
     legacy = profile("user-1", [5.0])
@@ -472,6 +528,6 @@ def test_a_decision_stored_before_reasons_were_maps_reads_back_the_same(aws: Non
     decided = decision_of(item)
     assert decided.reasons == (Reason("amount", None, 0.4),)
     assert decided.rule_reasons == ("rule:night",)
-    rewritten = DynamoDecisionStore("decisions")._item(decided)
+    rewritten = decision_item(decided)
     assert rewritten["reasons"]["L"][0]["M"]["value"] == {"NULL": True}
     assert decision_of(rewritten) == decided

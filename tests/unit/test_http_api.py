@@ -20,8 +20,8 @@ JSON = {"content-type": "application/json"}
 
 class Api:
     def __init__(self) -> None:
-        self.profiles = FakeProfileStore()
         self.decisions = MemoryDecisionStore()
+        self.profiles = FakeProfileStore(self.decisions)
         self.alerts = MemoryAlertPublisher()
         service = ScoringService(
             profiles=self.profiles,
@@ -161,6 +161,22 @@ def test_a_store_failure_is_503_with_retry_after_and_the_profile_unchanged(api: 
     assert response["headers"]["Retry-After"] == "1"
     assert api.profiles.items == {}
     assert api.call("POST", "/v1/transactions", payment())["statusCode"] == 200  # asked again: decided
+
+
+def test_a_failed_profile_write_leaves_no_decision_and_asked_again_the_alert_goes_once(api: Api):
+    flagged = payment(amount=900)  # AmountModel flags it
+    api.profiles.fail_next = {"user-1"}  # the transaction of its decision and its profile fails
+    response = api.call("POST", "/v1/transactions", flagged)
+
+    assert response["statusCode"] == 503
+    assert (api.profiles.items, api.decisions.items) == ({}, {})  # neither: they are written together
+    assert [d.transaction_id for d in api.alerts.published] == ["tx-1"]  # the alert went first
+    again = api.call("POST", "/v1/transactions", flagged)
+    assert again["statusCode"] == 200
+    assert body_of(again)["decision"] == "FLAGGED"
+    assert set(api.decisions.items) == {"tx-1"}
+    # published again with the same alert id: the topic's deduplication drops it (adapters/sns.py)
+    assert [d.transaction_id for d in api.alerts.published] == ["tx-1", "tx-1"]
 
 
 def test_the_committed_openapi_document_is_the_one_the_code_generates():

@@ -12,10 +12,10 @@ from tests.fakes import FakeProfileStore
 from tests.unit.test_scoring import T0, AmountModel, record
 
 
-def scoring(
-    profiles: FakeProfileStore, decisions: MemoryDecisionStore | None = None
-) -> tuple[ScoringService, MemoryDecisionStore, MemoryAlertPublisher]:
-    decisions, alerts = decisions or MemoryDecisionStore(), MemoryAlertPublisher()
+def scoring(profiles: FakeProfileStore) -> tuple[ScoringService, MemoryDecisionStore, MemoryAlertPublisher]:
+    """A writer of `profiles`; its decisions go to the store that inline ones share with the profiles."""
+    assert profiles.decisions is not None
+    decisions, alerts = profiles.decisions, MemoryAlertPublisher()
     svc = ScoringService(
         profiles=profiles,
         decisions=decisions,
@@ -35,9 +35,9 @@ def inline(seq: int, **kwargs) -> tuple[StreamRecord, Transaction]:
 
 
 def test_a_profile_changed_by_another_writer_is_reread_and_its_users_records_scored_again():
-    profiles = FakeProfileStore()
+    profiles = FakeProfileStore(MemoryDecisionStore())
     stream, decisions, _ = scoring(profiles)
-    api, _, _ = scoring(profiles, decisions)
+    api, _, _ = scoring(profiles)
     api_record, api_tx = inline(100, user="user-1", amount=600, minutes=0.5)
     # The API decides user-1's payment between the stream's read and its write.
     profiles.before_put = lambda: api.decide_one(api_record, api_tx)
@@ -55,9 +55,9 @@ def test_a_profile_changed_by_another_writer_is_reread_and_its_users_records_sco
 
 
 def test_the_same_transaction_by_api_and_stream_at_once_counts_once():
-    profiles = FakeProfileStore()
+    profiles = FakeProfileStore(MemoryDecisionStore())
     stream, decisions, _ = scoring(profiles)
-    api, _, _ = scoring(profiles, decisions)
+    api, _, _ = scoring(profiles)
     api_record, api_tx = inline(1, amount=700)
     profiles.before_put = lambda: api.decide_one(api_record, api_tx)
 
@@ -72,13 +72,13 @@ def test_the_same_transaction_by_api_and_stream_at_once_counts_once():
 class EverChanging(FakeProfileStore):
     """Another writer changes user-1's profile before every one of this writer's writes."""
 
-    def put_many(self, profiles):
+    def put_many(self, profiles, decisions=()):
         self.versions["user-1"] = self.versions.get("user-1", 0) + 1
-        return super().put_many(profiles)
+        return super().put_many(profiles, decisions)
 
 
 def test_a_profile_that_keeps_changing_leaves_its_records_to_the_retry_after_the_last_round():
-    profiles = EverChanging()
+    profiles = EverChanging(MemoryDecisionStore())
     svc, _, _ = scoring(profiles)
 
     report = svc.process([record(1, user="user-1"), record(2, user="user-2")])
@@ -92,7 +92,7 @@ def test_a_profile_that_keeps_changing_leaves_its_records_to_the_retry_after_the
 
 
 def test_an_inline_transaction_is_applied_by_its_id_only_and_a_second_post_is_a_duplicate():
-    profiles = FakeProfileStore()
+    profiles = FakeProfileStore(MemoryDecisionStore())
     svc, decisions, _ = scoring(profiles)
     api_record, api_tx = inline(1, amount=20)
 

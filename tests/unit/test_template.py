@@ -322,12 +322,12 @@ def test_api_function_may_do_exactly_what_it_needs_and_of_the_stream_only_put_la
     transformed: dict[str, Any],
 ) -> None:
     grants = _grants(transformed, "ScoringApiFunctionRole")
-    tables = {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
-    assert grants["dynamodb:BatchGetItem"] == tables
-    assert grants["dynamodb:BatchWriteItem"] == tables | {"ListsTable"}  # a fraud verdict's block entry
-    assert grants["dynamodb:PutItem"] == tables | {"CasesTable"}  # cases: conditional puts
-    # by key: the rules in force, the model lineup, a case
-    assert grants["dynamodb:GetItem"] == tables | {"RulesTable", "ModelsTable", "CasesTable"}
+    assert grants["dynamodb:BatchGetItem"] == {"ProfilesTable", "MerchantProfilesTable"}
+    assert grants["dynamodb:BatchWriteItem"] == {"ListsTable"}  # a fraud verdict's block entry
+    # a decision with its profile (one transaction's puts); cases: conditional puts; never a merchant
+    assert grants["dynamodb:PutItem"] == {"ProfilesTable", "DecisionsTable", "CasesTable"}
+    # by key: a decision, the rules in force, the model lineup, a case
+    assert grants["dynamodb:GetItem"] == {"DecisionsTable", "RulesTable", "ModelsTable", "CasesTable"}
     assert grants["dynamodb:Scan"] == {"ListsTable"}  # the lists, as the stream function reads them
     assert grants["s3:GetObject"] == {"ModelsBucket"}
     assert "DriftTable" not in grants["dynamodb:PutItem"]  # drift is the stream's to count

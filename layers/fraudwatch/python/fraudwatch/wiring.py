@@ -99,6 +99,7 @@ def _service(
             settings.merchant_profiles_table,
             dynamodb,
             labels_table_name=settings.labels_table,
+            decisions_table_name=settings.decisions_table,
         ),
         decisions=DynamoDecisionStore(settings.decisions_table, dynamodb),
         alerts=SnsAlertPublisher(settings.alerts_topic_arn, sns),

@@ -3,7 +3,8 @@
 Reads are BatchGetItem (100 keys a call, users' and merchants' together); decisions and merchant
 profiles are written with BatchWriteItem (25 items a call). User profiles have two writers, the stream
 and the inline API (DESIGN.md, decision 6), so each is written only if its stored version is still the
-one read: TransactWriteItems, 100 conditional puts a call (BatchWriteItem takes no conditions). What
+one read: TransactWriteItems, 100 conditional puts a call (BatchWriteItem takes no conditions); the
+inline API's decision goes in its profile's transaction (domain/scoring.py says why). What
 DynamoDB leaves unprocessed is retried with backoff a few times, and so is a write call that failed
 transiently; a permanent failure is not retried, nor a failed read call (the whole batch waits on it,
 and its redelivery retries it). What is still unread or unwritten is raised as a ProfileStoreError or
@@ -91,12 +92,14 @@ class DynamoProfileStore:
         client: DynamoDBClient | None = None,
         sleep: Callable[[float], None] = time.sleep,
         labels_table_name: str | None = None,
+        decisions_table_name: str | None = None,
     ):
         if table_name == merchant_table_name:
             raise ValueError(f"users and merchants need tables of their own, both are {table_name!r}")
         self.table_name = table_name
         self.merchant_table_name = merchant_table_name
         self.labels_table_name = labels_table_name
+        self.decisions_table_name = decisions_table_name
         self._keys = {table_name: "user_id", merchant_table_name: "merchant_id"}
         self._client = client or boto3.client("dynamodb")
         self._sleep = sleep
@@ -113,8 +116,9 @@ class DynamoProfileStore:
             {m: MerchantProfile.from_json(m, s) for m, (s, _) in states[self.merchant_table_name].items()},
         )
 
-    def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write user profiles, each only if its stored version is the one read; return the conflicts.
+    def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:
+        """Write user profiles, each only if its stored version is the one read, each with its user's
+        `decisions` in the same transaction; return the conflicts.
 
         A conflict is a user whose profile another writer changed since it was read: nothing of it is
         written, and the caller re-reads and recomputes it. The profiles written get their new version.
@@ -123,12 +127,18 @@ class DynamoProfileStore:
         by_id = {p.user_id: p for p in profiles}
         states = {user_id: p.to_json() for user_id, p in by_id.items()}
         now = datetime.now(UTC).isoformat()
+        decided: dict[str, list[DecisionRecord]] = {}
+        if decisions:
+            if self.decisions_table_name is None:
+                raise ValueError("this profile store was given no decisions table to write decisions in")
+            for d in decisions:
+                decided.setdefault(d.user_id, []).append(d)
 
         def write(chunk: list[str]) -> list[tuple[str, Failure]]:
-            return self._transact(chunk, by_id, states, now)
+            return self._transact(chunk, by_id, states, now, decided)
 
         given: list[tuple[str, Failure]] = []
-        for chunk in _transact_chunks(states):
+        for chunk in _transact_chunks(states, decided):
             given += retry_batch(write, chunk, self._sleep)
         failed = [(user_id, failure) for user_id, failure in given if failure is not _CONFLICT]
         if failed:
@@ -137,22 +147,39 @@ class DynamoProfileStore:
         return {user_id for user_id, _ in given}
 
     def _transact(
-        self, chunk: list[str], profiles: dict[str, UserProfile], states: dict[str, str], now: str
+        self,
+        chunk: list[str],
+        profiles: dict[str, UserProfile],
+        states: dict[str, str],
+        now: str,
+        decided: dict[str, list[DecisionRecord]],
     ) -> list[tuple[str, Failure]]:
-        """One TransactWriteItems of conditional puts; return the users not written, and why.
+        """One TransactWriteItems of conditional puts (and their users' decisions); return the users not
+        written, and why.
 
         A transaction is all or nothing: when some of its users conflict, the others are returned as
         retryable and go again in a transaction of their own. Its ClientRequestToken is made from its
-        content, so a retry of a call whose response was lost changes nothing (for 10 minutes).
+        content, so a retry of a call whose response was lost changes nothing (for 10 minutes), and two
+        writers' different decisions on the same profile version never pass for one request.
         """
-        actions: list[Any] = [self._conditional_put(profiles[u], states[u], now) for u in chunk]
-        token = hashlib.sha256(
-            "\n".join(f"{u} {profiles[u].version} {states[u]}" for u in chunk).encode()
-        ).hexdigest()[:36]
+        actions: list[Any] = []
+        owners: list[str] = []
+        for u in chunk:
+            actions.append(self._conditional_put(profiles[u], states[u], now))
+            owners.append(u)
+            for d in decided.get(u, ()):
+                actions.append({"Put": {"TableName": self.decisions_table_name, "Item": decision_item(d)}})
+                owners.append(u)
+        content = "\n".join(
+            f"{u} {profiles[u].version} {states[u]}"
+            + "".join(f" {d.transaction_id} {d.decided_at}" for d in decided.get(u, ()))
+            for u in chunk
+        )
+        token = hashlib.sha256(content.encode()).hexdigest()[:36]
         try:
             self._client.transact_write_items(TransactItems=actions, ClientRequestToken=token)
         except (ClientError, BotoCoreError) as exc:
-            return _cancelled(chunk, exc)
+            return _cancelled(owners, exc)
         for user_id in chunk:
             profiles[user_id].version += 1
         return []
@@ -248,23 +275,21 @@ class DynamoProfileStore:
 
 
 class DynamoDecisionStore:
-    """Decisions keyed by transaction_id, queryable by user over time, expiring after a TTL."""
+    """Decisions keyed by transaction_id, queryable by user over time, expiring after DECISION_TTL_DAYS."""
 
     def __init__(
         self,
         table_name: str,
         client: DynamoDBClient | None = None,
-        ttl_days: int = DECISION_TTL_DAYS,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.table_name = table_name
         self._client = client or boto3.client("dynamodb")
-        self._ttl_seconds = ttl_days * 86400
         self._sleep = sleep
 
     def put_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
         """Write decisions; raises DecisionStoreError naming the transaction ids left unwritten."""
-        items = {d.transaction_id: self._item(d) for d in decisions}
+        items = {d.transaction_id: decision_item(d) for d in decisions}
         return batch_write(
             self._client,
             self.table_name,
@@ -360,28 +385,30 @@ class DynamoDecisionStore:
         except (ClientError, BotoCoreError) as exc:
             raise call_failed(DecisionStoreError, exc, operation="Scan", resource=self.table_name) from exc
 
-    def _item(self, d: DecisionRecord) -> Item:
-        decided = datetime.fromisoformat(d.decided_at).timestamp()
-        return (
-            {
-                "transaction_id": {"S": d.transaction_id},
-                "user_id": {"S": d.user_id},
-                "merchant_id": {"S": d.merchant_id},
-                "amount": {"N": repr(d.amount)},
-                "currency": {"S": d.currency},
-                "transaction_time": {"S": d.transaction_time},
-                "decision": {"S": d.decision.value},
-                "score": {"N": repr(d.score)},
-                "model_version": {"S": d.model_version},
-                "flag_threshold": {"N": repr(d.thresholds.flag)},
-                "reject_threshold": {"N": repr(d.thresholds.reject)},
-                "reasons": {"L": [{"M": _reason_attributes(r)} for r in d.reasons]},
-                "decided_at": {"S": d.decided_at},
-                "expires_at": {"N": str(int(decided) + self._ttl_seconds)},
-            }
-            | _rules_attributes(d)
-            | _challenger_attributes(d)
-        )
+
+def decision_item(d: DecisionRecord) -> Item:
+    """A decision as the decisions table stores it, expiring DECISION_TTL_DAYS after it was made."""
+    decided = datetime.fromisoformat(d.decided_at).timestamp()
+    return (
+        {
+            "transaction_id": {"S": d.transaction_id},
+            "user_id": {"S": d.user_id},
+            "merchant_id": {"S": d.merchant_id},
+            "amount": {"N": repr(d.amount)},
+            "currency": {"S": d.currency},
+            "transaction_time": {"S": d.transaction_time},
+            "decision": {"S": d.decision.value},
+            "score": {"N": repr(d.score)},
+            "model_version": {"S": d.model_version},
+            "flag_threshold": {"N": repr(d.thresholds.flag)},
+            "reject_threshold": {"N": repr(d.thresholds.reject)},
+            "reasons": {"L": [{"M": _reason_attributes(r)} for r in d.reasons]},
+            "decided_at": {"S": d.decided_at},
+            "expires_at": {"N": str(int(decided) + DECISION_TTL_DAYS * 86400)},
+        }
+        | _rules_attributes(d)
+        | _challenger_attributes(d)
+    )
 
 
 def _reason_attributes(reason: Reason) -> Item:
@@ -496,41 +523,50 @@ def _start_key(cursor: str, user_id: str) -> Item:
     return {name: {"S": value} for name, value in zip(_CURSOR_KEYS, values, strict=True)}
 
 
-def _transact_chunks(states: dict[str, str]) -> list[list[str]]:
-    """The ids in chunks of TRANSACT_CHUNK at most, and TRANSACT_BYTES of state at most."""
+DECISION_BYTES = 4_000
+"""What a decision adds to a transaction, at most (its item is about 1 KB with three reasons)."""
+
+
+def _transact_chunks(states: dict[str, str], decided: dict[str, list[DecisionRecord]]) -> list[list[str]]:
+    """The ids in chunks of TRANSACT_CHUNK actions at most (a profile and its decisions), and
+    TRANSACT_BYTES at most."""
     chunks: list[list[str]] = [[]]
-    size = 0
+    size = actions = 0
     for key_id, state in states.items():
-        cost = len(state) + len(key_id.encode())
-        if len(chunks[-1]) == TRANSACT_CHUNK or (chunks[-1] and size + cost > TRANSACT_BYTES):
+        decisions = len(decided.get(key_id, ()))
+        cost = len(state) + len(key_id.encode()) + decisions * DECISION_BYTES
+        if chunks[-1] and (actions + 1 + decisions > TRANSACT_CHUNK or size + cost > TRANSACT_BYTES):
             chunks.append([])
-            size = 0
+            size = actions = 0
         chunks[-1].append(key_id)
         size += cost
+        actions += 1 + decisions
     return [chunk for chunk in chunks if chunk]
 
 
-def _cancelled(chunk: list[str], exc: ClientError | BotoCoreError) -> list[tuple[str, Failure]]:
-    """Each id of a failed TransactWriteItems with its failure, from the cancellation reasons if any.
+def _cancelled(owners: list[str], exc: ClientError | BotoCoreError) -> list[tuple[str, Failure]]:
+    """Each id of a failed TransactWriteItems with its failure, from the cancellation reasons if any;
+    `owners` names the id of each action, in order (a profile's decisions share its id).
 
     Reasons come in the order of the actions: `ConditionalCheckFailed` is a conflict (another writer's
     version), `None` an action that was fine, any other code its own failure (`TransactionConflict`,
-    a concurrent transaction on the item, passes by itself).
+    a concurrent transaction on the item, passes by itself). An id takes its worst action's: a
+    conflict, then a failure of its own, then cancelled with the others.
     """
     failure = Failure.of_exception(exc)
     reasons = exc.response.get("CancellationReasons") if isinstance(exc, ClientError) else None
-    if not reasons or len(reasons) != len(chunk):
-        return [(key_id, failure) for key_id in chunk]
-    failed: list[tuple[str, Failure]] = []
-    for key_id, reason in zip(chunk, reasons, strict=True):
+    if not reasons or len(reasons) != len(owners):
+        return [(key_id, failure) for key_id in dict.fromkeys(owners)]
+    failed: dict[str, Failure] = {}
+    for key_id, reason in zip(owners, reasons, strict=True):
         code = str(reason.get("Code") or "None")
         if code == CONDITION_FAILED:
-            failed.append((key_id, _CONFLICT))
-        elif code == "None":
-            failed.append((key_id, _CANCELLED_WITH_OTHERS))
+            failed[key_id] = _CONFLICT
+        elif code != "None" and failed.get(key_id) is not _CONFLICT:
+            failed[key_id] = Failure(code, is_transient(code), failure.status, exc)
         else:
-            failed.append((key_id, Failure(code, is_transient(code), failure.status, exc)))
-    return failed
+            failed.setdefault(key_id, _CANCELLED_WITH_OTHERS)
+    return list(failed.items())
 
 
 def batch_write(

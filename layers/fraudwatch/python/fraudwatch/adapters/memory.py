@@ -16,9 +16,11 @@ from fraudwatch.errors import InvalidRecordError
 
 
 class MemoryProfileStore:
-    """Profiles in a dict, stored as their JSON like DynamoDB keeps them (so a stored copy never aliases)."""
+    """Profiles in a dict, stored as their JSON like DynamoDB keeps them (so a stored copy never aliases);
+    decisions written with their profiles go to `decisions`."""
 
-    def __init__(self) -> None:
+    def __init__(self, decisions: MemoryDecisionStore | None = None) -> None:
+        self.decisions = decisions
         self.items: dict[str, str] = {}
         self.versions: dict[str, int] = {}
         self.merchant_items: dict[str, str] = {}
@@ -36,13 +38,18 @@ class MemoryProfileStore:
             {m: MerchantProfile.from_json(m, merchants[m]) for m in set(merchant_ids) if m in merchants},
         )
 
-    def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Store each user profile whose stored version is the one read; return the others' ids."""
+    def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:
+        """Store each user profile whose stored version is the one read, with its user's decisions;
+        return the others' ids."""
+        if decisions and self.decisions is None:
+            raise ValueError("this profile store was given no decision store to write decisions in")
         conflicts = {p.user_id for p in profiles if self.versions.get(p.user_id, 0) != p.version}
         for p in profiles:
             if p.user_id not in conflicts:
                 self.items[p.user_id] = p.to_json()
                 p.version = self.versions[p.user_id] = p.version + 1
+        if self.decisions is not None:
+            self.decisions.put_many([d for d in decisions if d.user_id not in conflicts])
         return conflicts
 
     def put_merchants(self, profiles: Sequence[MerchantProfile], labels: Sequence[Label] = ()) -> set[str]:

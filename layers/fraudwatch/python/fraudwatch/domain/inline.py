@@ -2,14 +2,15 @@
 
 A request is validated as a stream record is (`decode_payload`, `transaction_from_mapping`: the same
 contract, the same field and reason), then scored by `ScoringService.decide_one`: the same profile
-read, features, model, decision write, alert and conditional profile write as a batch of one. The same
-transaction id asked again, by the API or on the stream, is known to its user's profile (the ids it
-applied, as for the stream), and its answer is the decision already made, read from the decisions table.
+read, features, model and alert as a batch of one, and its decision written in the same transaction as
+its user's conditional profile write (two calls a request, three when it alerts). The same transaction
+id asked again, by the API or on the stream, is known to its user's profile (the ids it applied, as for
+the stream), and its answer is the decision already made, read from the decisions table.
 
-The profile, not the decisions table, says whether a transaction was applied: a request that failed
-after its decision was written but before its profile was (answered 503) is scored afresh when asked
-again, to the same decision, and counted once. A profile remembers its user's last 64 transaction ids
-(domain/profile.py), the stream's window too.
+A request that failed after its alert was published but before its decision and profile were written
+(answered 503) is scored afresh when asked again, to the same decision, counted once, and its alert
+(the same alert id) is dropped by the topic's deduplication. A profile remembers its user's last 64
+transaction ids (domain/profile.py), the stream's window too.
 """
 
 from __future__ import annotations

@@ -26,11 +26,12 @@ class ProfileStore(Protocol):
         """The stored profiles of these users and merchants; raises ProfileStoreError."""
         ...
 
-    def put_many(self, profiles: Sequence[UserProfile]) -> set[str]:
-        """Write user profiles, each only if its stored version is still `profile.version`.
+    def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:
+        """Write user profiles, each only if its stored version is still `profile.version`, and each of
+        `decisions` in the same write as its user's profile: both or neither.
 
         Return the user ids whose stored profile another writer changed meanwhile (nothing of theirs
-        written); raise ProfileStoreError naming those a failure left unwritten.
+        written, their decisions neither); raise ProfileStoreError naming those a failure left unwritten.
         """
         ...
 

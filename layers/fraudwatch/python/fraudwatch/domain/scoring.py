@@ -15,6 +15,12 @@ the alert is sent again with the same id). Once the profile is written, a redeli
 recognised and changes nothing. A merchant profile stands alone: if its write fails, its labels are
 retried.
 
+A transaction decided inline (`decide_one`: a request that waits on every call) is written in fewer
+calls: its alert first, then its decision in the same transaction as its profile (both or neither), so
+a request costs a read and a write, and a publish when it alerts. A stream batch keeps its decisions in
+BatchWriteItem calls of their own: a transactional write costs DynamoDB twice a plain one, worth it
+for a request's one decision, not for a batch's hundred, which no caller waits on.
+
 Two writers, the stream and the inline API, update user profiles (DESIGN.md, decision 6), so a user
 profile is written only if its stored version is still the one read. When another writer got there
 first, nothing of that profile is written; its user's records are scored again against the profile
@@ -190,7 +196,7 @@ class ScoringService:
             report.errors.append(exc)
             report.failed.append(record)
             return report
-        self._score([(record, tx)], users, merchants, report, redrive=True)
+        self._score([(record, tx)], users, merchants, report, redrive=True, inline=True)
         return report
 
     def _score(
@@ -200,12 +206,13 @@ class ScoringService:
         merchants: dict[str, MerchantProfile],
         report: BatchReport,
         redrive: bool,
+        inline: bool = False,
     ) -> None:
         """Score, decide and write, again for the users whose profile another writer changed meanwhile."""
         for attempt in range(CONFLICT_ROUNDS):
             pending, touched, duplicates = self._apply(valid, users, merchants, redrive)
             decided = self._decide(pending)
-            failed_users, conflicts = self._write(decided, pending, touched, report)
+            failed_users, conflicts = self._write(decided, pending, touched, report, inline)
             report.duplicates += sum(n for user_id, n in duplicates.items() if user_id not in conflicts)
             decided_epoch = self._clock()
             for p, decision in zip(pending, decided, strict=True):
@@ -434,17 +441,22 @@ class ScoringService:
         pending: list[_Pending],
         touched: dict[str, UserProfile],
         report: BatchReport,
+        inline: bool,
     ) -> tuple[set[str], set[str]]:
-        """Write decisions, alerts, then profiles; return the users whose records must be retried, and
-        the users whose profile another writer changed since it was read (nothing of theirs written)."""
+        """Write decisions, alerts, then profiles (inline: alerts, then decisions with their profiles);
+        return the users whose records must be retried, and the users whose profile another writer
+        changed since it was read (nothing of theirs written)."""
         user_of = {p.tx.transaction_id: p.tx.user_id for p in pending}
-        unwritten = _attempt(self._decisions.put_many, decided, DecisionStoreError, report)
+        unwritten = (
+            set() if inline else _attempt(self._decisions.put_many, decided, DecisionStoreError, report)
+        )
         alerts = [d for d in decided if d.is_alert and d.transaction_id not in unwritten]
         unwritten |= _attempt(self._alerts.publish_many, alerts, AlertPublishError, report)
         failed_users = {user_of[tx_id] for tx_id in unwritten}
         ready = [profile for user_id, profile in touched.items() if user_id not in failed_users]
+        together = [d for d in decided if d.user_id not in failed_users] if inline else []
         try:
-            conflicts = self._profiles.put_many(ready) if ready else set()
+            conflicts = self._profiles.put_many(ready, together) if ready else set()
         except ProfileStoreError as exc:
             report.errors.append(exc)
             failed_users |= set(exc.unwritten or (p.user_id for p in ready))
