@@ -431,7 +431,7 @@ def test_the_emulators_cancelled_transaction_loses_no_write_made_meanwhile(stack
     get_item = models.DynamoDBBackend.get_item
 
     def slow_get_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread().name == "cancelled":  # inside the transaction, after its copy
+        if threading.current_thread().name == "cancelled":  # inside the transaction, after its journal
             began.set()
             go_on.wait(5)
         return get_item(self, *args, **kwargs)
