@@ -79,6 +79,22 @@ def test_a_taken_port_fails_the_start_naming_it(emulator: Emulator, in_process: 
         Emulator(in_process=in_process, port=port).start()
 
 
+def test_the_emulator_lists_motos_modules_once_as_moto_lists_them() -> None:
+    import moto.backends as backends
+
+    from infra.emulator import _ModulesListedOnce, tune_moto
+
+    tune_moto()
+    tune_moto()  # changes nothing: moto's own listing is still the one wrapped
+    listed = backends.list_of_moto_modules
+    assert isinstance(listed, _ModulesListedOnce)
+    own = listed.__wrapped__
+    assert (own.__module__, own.__qualname__) == ("moto.backends", "list_of_moto_modules")
+    assert listed() == tuple(own())
+    assert listed() is listed()
+    assert "dynamodb" in listed()
+
+
 def test_an_unreachable_endpoint_is_neither_healthy_nor_moto() -> None:
     assert not is_healthy("http://127.0.0.1:9", timeout=0.5)
     assert not is_moto("http://127.0.0.1:9", timeout=0.5)

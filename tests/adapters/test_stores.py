@@ -3,6 +3,7 @@
 import base64
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -24,7 +25,7 @@ from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
 from fraudwatch.errors import AlertPublishError, ProfileStoreError, QuarantineError
-from tests.adapters.conftest import drain
+from tests.adapters.conftest import REGION, drain
 
 
 class Recording:
@@ -433,7 +434,7 @@ def test_a_profile_stored_before_versions_is_read_as_version_0_and_written_once(
     assert store(stack).put_many([second]) == {"user-1"}
 
 
-def test_the_emulators_one_copy_per_transaction_still_rolls_a_cancelled_transaction_back(stack):
+def test_the_emulators_cancelled_transaction_of_profiles_writes_none_of_them(stack):
     from infra.emulator import atomic_transactions
 
     atomic_transactions()
@@ -486,7 +487,7 @@ def test_the_emulators_cancelled_transaction_loses_no_write_made_meanwhile(stack
     get_item = models.DynamoDBBackend.get_item
 
     def slow_get_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if threading.current_thread().name == "cancelled":  # inside the transaction, after its copy
+        if threading.current_thread().name == "cancelled":  # inside the transaction, after its journal
             began.set()
             go_on.wait(5)
         return get_item(self, *args, **kwargs)
@@ -505,6 +506,79 @@ def test_the_emulators_cancelled_transaction_loses_no_write_made_meanwhile(stack
 
     assert conflicts == [{"user-1"}]
     assert writer.get_many(["user-2"]).users["user-2"].count == 1
+
+
+# An item of each of the template's key schemas: a hash key alone, and a hash and a range key (the same
+# list, so the items share moto's storage of their hash key).
+ITEM_KEYS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "ProfilesTableName": lambda i: {"user_id": {"S": f"user-{i}"}},
+    "ListsTableName": lambda i: {"list_name": {"S": "blocked_cards"}, "value": {"S": f"card-{i}"}},
+}
+
+
+@pytest.mark.parametrize("table", list(ITEM_KEYS))
+@pytest.mark.parametrize("failure", ["a condition", "an item twice"])
+def test_the_emulators_failed_transaction_is_undone_item_by_item_with_no_copy_of_its_table(
+    stack, monkeypatch, table, failure
+):
+    import copy
+
+    import moto.dynamodb.models as models
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models.table import Table
+
+    from infra.emulator import atomic_transactions
+
+    atomic_transactions()
+    name, key = stack[table], ITEM_KEYS[table]
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.put_item(TableName=name, Item=key(1) | {"n": {"N": "1"}})
+    dynamodb.put_item(TableName=name, Item=key(3) | {"n": {"N": "7"}})
+    stored = models.dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].tables[name]
+    tables_copied: list[Any] = []
+    deepcopy = copy.deepcopy
+
+    def recording_deepcopy(obj: Any, memo: Any = None) -> Any:
+        if isinstance(obj, Table):
+            tables_copied.append(obj)
+        return deepcopy(obj, memo)
+
+    monkeypatch.setattr(copy, "deepcopy", recording_deepcopy)
+    fails: Any = {
+        "a condition": {
+            "ConditionCheck": {
+                "TableName": name,
+                "Key": key(3),
+                "ConditionExpression": "n = :none",
+                "ExpressionAttributeValues": {":none": {"N": "0"}},
+            }
+        },
+        "an item twice": {"Delete": {"TableName": name, "Key": key(2)}},
+    }[failure]
+    items: Any = [
+        {
+            "Update": {
+                "TableName": name,
+                "Key": key(1),
+                "UpdateExpression": "SET n = n + :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        },
+        {"Put": {"TableName": name, "Item": key(2) | {"n": {"N": "2"}}}},
+        fails,
+    ]
+
+    with pytest.raises(ClientError) as failed:
+        dynamodb.transact_write_items(TransactItems=items)
+
+    code = {"a condition": "TransactionCanceledException", "an item twice": "ValidationException"}[failure]
+    assert failed.value.response["Error"]["Code"] == code
+    assert dynamodb.get_item(TableName=name, Key=key(1))["Item"] == key(1) | {"n": {"N": "1"}}
+    assert "Item" not in dynamodb.get_item(TableName=name, Key=key(2))
+    assert dynamodb.get_item(TableName=name, Key=key(3))["Item"] == key(3) | {"n": {"N": "7"}}
+    assert dynamodb.scan(TableName=name)["Count"] == 2
+    assert models.dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].tables[name] is stored
+    assert tables_copied == []
 
 
 def test_a_decision_stored_before_reasons_were_maps_reads_back_the_same(aws: None) -> None:
