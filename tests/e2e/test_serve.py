@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -107,3 +108,33 @@ def test_no_request_the_openapi_document_describes_gets_a_server_error(base_url:
     call()
     assert statuses
     assert max(statuses) < 500
+
+
+def test_one_clients_requests_meet_one_warm_handler_and_concurrent_ones_each_their_own():
+    served: list[str] = []
+    entered, release = threading.Barrier(3), threading.Event()  # the two requests and the test
+
+    def handler(name: str) -> Any:
+        def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            served.append(name)
+            if event.get("wait"):
+                entered.wait(5)
+                release.wait(5)
+            return {"statusCode": 200}
+
+        return handle
+
+    containers = Containers.of([handler("a"), handler("b")])
+    for _ in range(3):
+        containers.invoke({})
+    assert served == ["b", "b", "b"]  # one after another: the same handler, as one Lambda environment
+
+    served.clear()
+    both = [threading.Thread(target=containers.invoke, args=({"wait": True},)) for _ in range(2)]
+    for thread in both:
+        thread.start()
+    entered.wait(5)
+    release.set()
+    for thread in both:
+        thread.join(5)
+    assert sorted(served) == ["a", "b"]  # at once: one each
