@@ -179,3 +179,21 @@ def test_the_handler_is_traced_only_when_tracing_is_on(disabled: str, expected: 
         [sys.executable, "-c", TRACING_PROBE], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.split("\n")[0] == expected
+
+
+EMPTY_FLUSH_PROBE = """
+from fraudwatch.observability import metrics
+@metrics.log_metrics
+def handler(event, context):
+    return "answered"
+print(handler({}, None))
+"""
+
+
+def test_a_request_with_no_metric_to_publish_prints_no_warning() -> None:
+    """A GET, a refusal, a transaction decided before: nothing to publish, and nothing said of it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "PYTHONWARNINGS"))}
+    done = subprocess.run(
+        [sys.executable, "-c", EMPTY_FLUSH_PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    assert (done.stdout, done.stderr) == ("answered\n", "")

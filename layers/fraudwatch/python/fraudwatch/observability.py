@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,10 @@ def print_emf(document: Mapping[str, Any]) -> None:
 
 logger = Logger(service="fraudwatch")
 metrics = OrjsonEMFMetrics(namespace="Fraudwatch", service="fraudwatch")
+# Most requests to the API (a GET, a refusal, a transaction decided before) and many scheduled runs have
+# no metric to publish, which is as it should be: Powertools' warning then says nothing, on every cold
+# start of every function. Its documentation's own way to silence it.
+warnings.filterwarnings("ignore", "No application metrics to publish*")
 
 
 def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
