@@ -3,11 +3,11 @@
 Ours: `fraudwatch serve`'s server (infra/serve.py), each request an HTTP API (payload v2) event for the
 real ScoringApiFunction handler (Powertools resolver, validation, `ScoringService.decide_one`: one
 BatchGetItem, a PublishBatch for an alert, one TransactWriteItems of the decision and the conditional
-profile, and the compiled model), 8 handler instances as 8 Lambda environments. Naive: a plain
-threaded http.server endpoint (FastAPI is not installed here; the endpoint is the same shape) that per
-request parses the body, GetItems the user's and the merchant's profiles, builds a one-row pandas
-DataFrame and calls xgboost's scikit-learn `XGBClassifier.predict_proba`, PutItems the decision and the
-profile, Publishes an alert (bench/naive_handler.py, the same tables of the same stack).
+profile, and the compiled model), 8 handler instances as 8 Lambda environments. Naive: a FastAPI
+endpoint (a plain `def`, run on FastAPI's thread pool) served by uvicorn with its defaults (one worker,
+keep-alive), that per request parses the body, GetItems the user's and the merchant's profiles, builds
+a one-row pandas DataFrame and calls xgboost's scikit-learn `XGBClassifier.predict_proba`, PutItems the
+decision and the profile, Publishes an alert (bench/naive_handler.py, the same tables of the same stack).
 
 Both answer the same payments of their own users (shoppers' habits, the stream's: `Payments`), after a
 warm-up that gives most users a profile. Latency is the client's (http.client, keep-alive),
@@ -34,9 +34,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request
 
 from bench._common import (
     REPO_ROOT,
@@ -48,7 +50,7 @@ from bench._common import (
 )
 from bench.naive_handler import NaiveHandler
 from fraudwatch.domain.records import StreamRecord
-from infra.serve import HOST, Containers, in_background, serving
+from infra.serve import HOST, Containers, serving
 
 CLIENTS = (1, 8)
 CONTAINERS = 8
@@ -97,35 +99,42 @@ class TimedContainers(Containers):
             self.sdk_ms.append(self._local.sdk * 1000)
 
 
+async def raw_body(request: Request) -> bytes:
+    """The body as sent, for the naive handler to parse as it parses a record's data (a `bytes` Body
+    parameter would not do: FastAPI parses a JSON content type into a dict first)."""
+    return await request.body()
+
+
 @contextlib.contextmanager
 def naive_serving(naive: NaiveHandler, cpu_ms: list[float]) -> Iterator[str]:
-    """The naive endpoint: POST /v1/transactions, one request on its own with its own calls."""
+    """The naive endpoint: POST /v1/transactions, one request on its own with its own calls, a FastAPI
+    app served by uvicorn on a thread, as a default deployment runs it (one worker, keep-alive)."""
     sequence = itertools.count(1)
+    app = FastAPI()
 
-    class Request(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # as fraudwatch serve's (infra/serve.py says why)
+    @app.post("/v1/transactions")
+    def score(body: Annotated[bytes, Depends(raw_body)]) -> dict[str, Any]:
+        """A plain `def`, as a typical naive service writes it: FastAPI runs it on its thread pool."""
+        started = time.thread_time()
+        decision = naive.handle(StreamRecord("api", str(next(sequence)), body, time.time()))
+        cpu_ms.append((time.thread_time() - started) * 1000)
+        if decision is None:
+            raise HTTPException(status_code=400, detail="invalid")
+        return decision.to_dict()
 
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            started = time.thread_time()
-            record = StreamRecord("api", str(next(sequence)), body, time.time())
-            decision = naive.handle(record)
-            answer = json.dumps(decision.to_dict() if decision else {"error": "invalid"}).encode()
-            cpu_ms.append((time.thread_time() - started) * 1000)
-            self.send_response(200 if decision else 400)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Silent: the benchmark prints its own table."""
-
-    server = ThreadingHTTPServer((HOST, 0), Request)
-    server.daemon_threads = True
-    with in_background(server) as url:
-        yield url
+    server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=0, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="naive-uvicorn", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the naive way's uvicorn stopped before serving (its log says why)")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{HOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 class Payments:
