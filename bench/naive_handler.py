@@ -1,5 +1,5 @@
-"""The naive scoring Lambda, for bench/e2e.py and bench/aws_calls.py: every record on its own, like a
-per-request web service.
+"""The naive scoring Lambda, for bench/e2e.py, bench/aws_calls.py and bench/api.py: every record on its
+own, like a per-request web service.
 
 Per record of the event, one by one: base64-decode, parse and validate (the transaction and label
 contracts); for a transaction GetItem the user's and the merchant's profiles, compute the features,
