@@ -243,6 +243,13 @@ COMPILED_BUILD = REPO_ROOT / "build" / "compiled"
 """The fraudwatch package with the scoring path compiled by mypyc, as the layer ships it (COMPILE)."""
 
 
+DOMAIN_BUILDS = {
+    "compiled": "the scoring path compiled by mypyc, as the layer ships it (layers/fraudwatch/compile.py)",
+    "source": "the scoring path from its Python sources (--source)",
+}
+"""What `domain_build()` says, as a bench prints it."""
+
+
 def domain_build() -> str:
     """How this process runs the scoring path: "compiled" (mypyc's extension modules) or "source"."""
     return "compiled" if (scoring.__file__ or "").endswith(".so") else "source"

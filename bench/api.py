@@ -15,7 +15,11 @@ request sent to answer read; throughput is requests over the wall time of a run;
 serving thread's CPU time (`time.thread_time`) inside the handler per request, AWS client work included,
 the emulator's (its own process) not.
 
-Run: .venv/bin/python -m bench.api   (--requests per client, --users, --seed)
+Both ways run the scoring path as the layer ships it, compiled by mypyc (the bench builds it into
+build/compiled and runs itself again there, as bench/handler_cpu.py does); `--source` runs it from its
+Python sources.
+
+Run: .venv/bin/python -m bench.api   (--requests per client, --users, --seed, --source)
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ import uvicorn
 from fastapi import Depends, FastAPI, HTTPException, Request
 
 from bench._common import (
+    DOMAIN_BUILDS,
     REPO_ROOT,
     TRANSACTIONS_PER_USER_PER_DAY,
     TransactionStream,
+    domain_build,
     machine,
     model_bundle,
+    rerun_compiled,
     table,
 )
 from bench.naive_handler import NaiveHandler
@@ -207,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=300, help="requests before measuring, per way")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--source",
+        action="store_true",
+        help="run the scoring path from its sources (default: compiled by mypyc, as the layer ships it)",
+    )
     args = parser.parse_args(argv)
+    if not args.source and domain_build() == "source":
+        rerun_compiled("bench.api", sys.argv[1:] if argv is None else argv)
 
     from infra.deploy import deploy
     from infra.embedded import use_emulator_credentials
@@ -216,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bundle = model_bundle()
     print(f"machine: {machine()}")
-    print(f"model: {bundle.origin}", flush=True)
+    print(f"model: {bundle.origin}")
+    print(f"domain: {DOMAIN_BUILDS[domain_build()]}", flush=True)
     with handler_output(), Emulator() as emulator:
         outputs = deploy(emulator.endpoint_url, stack_name="fraudwatch-bench-api")
         use_emulator_credentials(emulator.endpoint_url)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import (
+    DOMAIN_BUILDS,
     REPO_ROOT,
     Bundle,
     domain_build,
@@ -153,12 +154,6 @@ def _parser() -> argparse.ArgumentParser:
         help="run the scoring path from its sources (default: compiled by mypyc, as the layer ships it)",
     )
     return parser
-
-
-DOMAIN_BUILDS = {
-    "compiled": "the scoring path compiled by mypyc, as the layer ships it (layers/fraudwatch/compile.py)",
-    "source": "the scoring path from its Python sources (--source)",
-}
 
 
 def kinesis_event(batch: Sequence[StreamRecord]) -> dict[str, Any]:
