@@ -190,13 +190,7 @@ def make_server(
 @contextlib.contextmanager
 def serving(containers: Containers, port: int = 0, *, log: bool = True) -> Iterator[str]:
     """Serve in a background thread; yields the base URL; stops on exit."""
-    with in_background(make_server(containers, port, log=log)) as url:
-        yield url
-
-
-@contextlib.contextmanager
-def in_background(server: ThreadingHTTPServer) -> Iterator[str]:
-    """Run any HTTP server of 127.0.0.1 on a thread; yields its base URL; shuts it down on exit."""
+    server = make_server(containers, port, log=log)
     thread = threading.Thread(target=server.serve_forever, name="fraudwatch-serve", daemon=True)
     thread.start()
     try:
