@@ -150,10 +150,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 def test_an_analyst_closes_a_case_as_fraud_in_the_console_and_the_merchant_learns_it(
     stack: dict[str, Any], served: str, browser: Any, tmp_path: Path
 ):
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
+
+    def after_navigation() -> Any:
+        """A wait across a page load: an element found in the old page may be gone before its text is
+        read (chromium: "Node with given id does not belong to the document"), so look again."""
+        return WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,))
 
     outputs = stack["outputs"]
     run = uuid.uuid4().hex[:6]
@@ -172,7 +178,7 @@ def test_an_analyst_closes_a_case_as_fraud_in_the_console_and_the_merchant_learn
     assert not browser.find_elements(By.CSS_SELECTOR, "td b")  # ...never as markup
     browser.find_element(By.LINK_TEXT, flagged).send_keys(Keys.ENTER)  # the keyboard opens a case
 
-    WebDriverWait(browser, 30).until(ready.text_to_be_present_in_element((By.TAG_NAME, "h1"), flagged))
+    after_navigation().until(ready.text_to_be_present_in_element((By.TAG_NAME, "h1"), flagged))
     payment = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=payment]").text
     assert merchant in payment
     assert "4,800.00 EUR" in payment
@@ -184,9 +190,7 @@ def test_an_analyst_closes_a_case_as_fraud_in_the_console_and_the_merchant_learn
     browser.find_element(By.ID, "reason").send_keys("cardholder denies the payment")
     browser.find_element(By.ID, "close").click()
 
-    WebDriverWait(browser, 30).until(
-        ready.text_to_be_present_in_element((By.ID, "case-status"), "CLOSED: fraud")
-    )
+    after_navigation().until(ready.text_to_be_present_in_element((By.ID, "case-status"), "CLOSED: fraud"))
     history = browser.find_element(By.ID, "history-list").text
     assert "closed: fraud: cardholder denies the payment" in history
     browser.execute_script("window.scrollTo(0, 0)")  # the reload keeps the scroll of the form
