@@ -1,11 +1,11 @@
 """`fraudwatch activity`: the daily count of merchants' payments, put on the stream (domain/activity.py).
 
-Run after each UTC midnight (by a scheduler: cron, or EventBridge invoking it). It reads the decisions
-of the days counted and the 30 days before them from the decisions table, counts each merchant's
-payments of each day (`summarise_day`), and puts one `"event": "activity"` record per merchant and day
-on the stream, partition key `merchant_id`: the scoring function sets those counts in the merchant's
-profile. The last RECOUNT_DAYS days are counted again each run: the stream accepts payments up to 7
-days late, and a count set again is a count corrected, never a count doubled.
+Run after each UTC midnight (by a scheduler: cron, or EventBridge invoking it). It reads the payments
+of the days counted and the 30 days before them from the decisions table's by-payment-day index, counts
+each merchant's payments of each day (`count_days`), and puts one `"event": "activity"` record per
+merchant and day on the stream, partition key `merchant_id`: the scoring function sets those counts in
+the merchant's profile. The last RECOUNT_DAYS days are counted again each run: the stream accepts
+payments up to 7 days late, and a count set again is a count corrected, never a count doubled.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _activity_command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     last = (args.day or datetime.now(UTC).date() - timedelta(days=1)) - date(1970, 1, 1)
     decisions = DynamoDecisionStore(table, client=client("dynamodb", endpoint, args.region))
-    activities = count_recent(decisions.payments_since, last.days, args.days)
+    activities = count_recent(decisions.payments_on, last.days, args.days)
     kinesis = client("kinesis", endpoint, args.region)
     stats = produce(kinesis, stream, activity_records(activities), unit="record")
     print(f"counted {args.days} days of payments: put {stats.records_put} activity records on {stream}")

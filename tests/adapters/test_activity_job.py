@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,10 +12,8 @@ from fraudwatch.adapters.dynamodb import DynamoDecisionStore
 from fraudwatch.domain.activity import (
     MerchantActivity,
     count_days,
-    days_to_count,
+    count_recent,
     payments_of,
-    read_from,
-    summarise_day,
 )
 from fraudwatch.domain.decision import Decision, DecisionRecord, Thresholds
 from fraudwatch.domain.events import activity_records, parse_event
@@ -62,15 +61,21 @@ def test_the_daily_count_reads_the_decisions_and_puts_a_record_per_merchant_and_
     ]
     store = DynamoDecisionStore(stack["DecisionsTableName"])
     store.put_many(decided)
-    days = days_to_count(DAY0, 2)
-    activities = count_days(store.payments_since(read_from(days[0])), days)
+    read: list[int] = []
+
+    def payments_on(days: Iterable[int]) -> Iterator[tuple[str, str, int]]:
+        read.extend(days)
+        return store.payments_on(days)
+
+    activities = count_recent(payments_on, DAY0, 2)
     assert activities == [
         MerchantActivity("m1", DAY0 - 1, payments=3, cards=2, new_cards=1),
         MerchantActivity("m2", DAY0, payments=1, cards=1, new_cards=1),
     ]
-    # What the parity test counts from the service's decisions, the same way.
+    assert read == list(range(DAY0 - 31, DAY0 + 1))  # the days counted and the 30 before: no more
+    # What the parity test counts from the service's decisions, the same way, day by day.
     everything = list(payments_of(decided))
-    assert activities == [a for day in days for a in summarise_day(everything, day)]
+    assert activities == [a for day in (DAY0 - 1, DAY0) for a in count_days(everything, [day])]
 
     produce(boto3.client("kinesis"), stack["StreamName"], activity_records(activities), progress=False)
     put = stream_records(stack["StreamName"])

@@ -24,7 +24,7 @@ from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresho
 from fraudwatch.domain.merchant import MerchantProfile
 from fraudwatch.domain.profile import UserProfile
 from fraudwatch.domain.records import QuarantinedRecord, StreamRecord
-from fraudwatch.errors import AlertPublishError, ProfileStoreError, QuarantineError
+from fraudwatch.errors import AlertPublishError, DecisionStoreError, ProfileStoreError, QuarantineError
 from tests.adapters.conftest import REGION, drain
 
 
@@ -274,6 +274,42 @@ def test_decisions_are_queryable_by_user_over_time_and_expire(stack):
         ExpressionAttributeValues={":u": {"S": "user-1"}, ":t": {"S": "2026-11-30"}},
     )
     assert sorted(i["transaction_id"]["S"] for i in by_user["Items"]) == ["tx-1", "tx-2"]
+
+
+def test_decisions_are_read_by_key_one_hundred_at_a_time_what_is_unprocessed_again(stack):
+    written = [decision(f"tx-{i:03d}") for i in range(150)]
+    DynamoDecisionStore(stack["DecisionsTableName"]).put_many(written)
+    reader: Any = HalfProcessed(boto3.client("dynamodb"))
+    store = DynamoDecisionStore(stack["DecisionsTableName"], reader, sleep=no_sleep)
+
+    found = list(store.get_many(["tx-missing", *(d.transaction_id for d in reversed(written))]))
+
+    assert sorted(found) == written  # the missing one left out, none twice
+    keys = [len(r[stack["DecisionsTableName"]]["Keys"]) for r in reader.requests]
+    assert keys == [100, 99, 51]  # the first call half-processed: its 99 read again, then the rest
+
+
+def test_decisions_left_unread_after_every_attempt_are_a_store_error(stack):
+    client: Any = NeverProcessed(boto3.client("dynamodb"))
+    store = DynamoDecisionStore(stack["DecisionsTableName"], client, sleep=no_sleep)
+    with pytest.raises(DecisionStoreError) as raised:
+        list(store.get_many(["tx-1", "tx-2"]))
+    assert client.calls == ATTEMPTS
+    assert (raised.value.code, raised.value.operation) == ("UnprocessedKeys", "BatchGetItem")
+    assert raised.value.unwritten == frozenset({"tx-1", "tx-2"})
+
+
+def test_payments_are_read_by_the_day_they_were_made_not_the_day_decided(stack):
+    store = DynamoDecisionStore(stack["DecisionsTableName"])
+    late = decision("tx-late")._replace(  # made at 23:30 on the 29th, decided on the 30th
+        transaction_time="2026-11-30T01:30:00+02:00", merchant_id="merch-2", user_id="user-9"
+    )
+    store.put_many([decision("tx-1"), decision("tx-2", "user-2"), late])
+    day = 20_787  # 2026-11-30
+
+    assert sorted(store.payments_on([day])) == [("merch-1", "user-1", day), ("merch-1", "user-2", day)]
+    assert list(store.payments_on([day - 1])) == [("merch-2", "user-9", day - 1)]
+    assert list(store.payments_on([day + 1, day - 2])) == []
 
 
 def test_alerts_carry_the_decision_and_the_transaction_as_alert_id(stack, alert_inbox):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fraudwatch.domain.activity import payments_of, summarise_day
+from fraudwatch.domain.activity import count_days, payments_of
 from fraudwatch.domain.features import ACTIVITY_FEATURES, DAY, FEATURE_NAMES, LABEL_FEATURES
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import ScoringService
@@ -61,7 +61,7 @@ def online_rows(frame: pd.DataFrame, epochs: np.ndarray, batch_size: int) -> dic
     """Replay the frame and its labels through ScoringService; the row each transaction was scored on.
 
     After each UTC midnight, the merchants' activity of the day just ended is counted from the
-    decisions written (`summarise_day`, as the daily job does) and put on the stream first.
+    decisions written (`count_days`, as the daily job does) and put on the stream first.
     """
     model = FakeModel()
     decisions = FakeDecisionStore()
@@ -102,7 +102,7 @@ def online_rows(frame: pd.DataFrame, epochs: np.ndarray, batch_size: int) -> dic
         if day is not None and today > day:
             process(batch)
             for ended in range(day, today):
-                summaries = summarise_day(payments_of(decisions.items.values()), ended)
+                summaries = count_days(payments_of(decisions.items.values()), [ended])
                 midnight = (ended + 1) * DAY
                 process([record(midnight, {"event": "activity", **s.to_mapping()}) for s in summaries])
         day = today

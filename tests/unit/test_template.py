@@ -219,16 +219,26 @@ def test_tables_have_the_documented_keys(resources: dict[str, Any]) -> None:
     assert "GlobalSecondaryIndexes" not in merchants
     decisions = _props(resources, "DecisionsTable")
     assert decisions["KeySchema"] == [{"AttributeName": "transaction_id", "KeyType": "HASH"}]
-    (by_user,) = decisions["GlobalSecondaryIndexes"]
+    by_user, by_payment_day = decisions["GlobalSecondaryIndexes"]
     assert by_user["IndexName"] == "by-user"
     assert by_user["KeySchema"] == [
         {"AttributeName": "user_id", "KeyType": "HASH"},
         {"AttributeName": "decided_at", "KeyType": "RANGE"},
     ]
     assert by_user["Projection"] == {"ProjectionType": "ALL"}
+    assert by_payment_day["IndexName"] == "by-payment-day"
+    assert by_payment_day["KeySchema"] == [
+        {"AttributeName": "paid_day", "KeyType": "HASH"},
+        {"AttributeName": "transaction_id", "KeyType": "RANGE"},
+    ]
+    # what the daily count reads, and no more: no amounts, no scores
+    assert by_payment_day["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["merchant_id", "user_id"],
+    }
     assert decisions["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     declared = {a["AttributeName"]: a["AttributeType"] for a in decisions["AttributeDefinitions"]}
-    assert declared == {"transaction_id": "S", "user_id": "S", "decided_at": "S"}
+    assert declared == {"transaction_id": "S", "user_id": "S", "decided_at": "S", "paid_day": "N"}
     for table in (profiles, merchants, decisions):
         assert table["BillingMode"] == "PAY_PER_REQUEST"
         assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -391,7 +401,8 @@ def test_model_ops_function_runs_on_three_schedules_with_the_scoring_layers(
         assert env[name] == {"Ref": table}
     assert scoring["LABELS_TABLE"] == {"Ref": "LabelsTable"}  # the stream keeps what the ops function reads
     assert env["STREAM_NAME"] == {"Ref": "TransactionsStream"}  # where the daily activity records go
-    assert fn["Timeout"] >= 300  # the daily scans
+    assert fn["Timeout"] >= 300  # the daily reads
+    assert fn["MemorySize"] >= 1536  # the daily count of 37 days of payments (bench/daily_jobs.py)
 
 
 def test_model_ops_function_reads_only_what_it_measures_and_writes_metrics_and_activity_records(
@@ -399,10 +410,18 @@ def test_model_ops_function_reads_only_what_it_measures_and_writes_metrics_and_a
 ) -> None:
     grants = _grants(transformed, "ModelOpsFunctionRole")
     assert grants["dynamodb:GetItem"] == {"ModelsTable"}  # the lineup
-    assert grants["dynamodb:Query"] == {"DriftTable"}
-    assert grants["dynamodb:Scan"] == {"DecisionsTable", "LabelsTable"}  # the daily matured step
+    assert grants["dynamodb:Query"] == {"DriftTable", "DecisionsTable"}
+    queries = [
+        s["Resource"]
+        for s in _statements(transformed, "ModelOpsFunctionRole")
+        if s["Action"] == "dynamodb:Query"
+    ]
+    assert {"Fn::Sub": "${DecisionsTable.Arn}/index/by-payment-day"} in queries  # the index, not the table
+    assert grants["dynamodb:Scan"] == {"LabelsTable"}  # the daily matured step's labels
+    assert grants["dynamodb:BatchGetItem"] == {"DecisionsTable"}  # and the labelled decisions, by key
     assert grants["s3:GetObject"] == {"ModelsBucket"}
     assert {a for a in grants if a.startswith("dynamodb:")} == {
+        "dynamodb:BatchGetItem",
         "dynamodb:GetItem",
         "dynamodb:Query",
         "dynamodb:Scan",

@@ -13,9 +13,8 @@ model that decides nothing. The champion is the registry's (its bundle fetched o
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,7 +29,6 @@ from fraudwatch.adapters.model_metrics import ModelMetrics
 from fraudwatch.adapters.registry import ModelRegistry
 from fraudwatch.adapters.stream import KinesisEvents
 from fraudwatch.domain.activity import RECOUNT_DAYS, MerchantActivity, count_recent
-from fraudwatch.domain.decision import DecisionRecord
 from fraudwatch.domain.drift import Reference, WindowDrift, drifting, settled_windows, window_drift
 from fraudwatch.domain.events import activity_records
 from fraudwatch.domain.matured import DAY, MaturedDay, latest_verdicts, matured_days, matured_span
@@ -39,11 +37,6 @@ from fraudwatch.settings import DEFAULT_MODEL_DIR, optional_number
 
 JOBS = ("drift", "matured", "activity")
 """The scheduled jobs, each a schedule's constant input `{"job": ...}` (template.yaml)."""
-
-DECIDED_LATE = 7 * DAY
-"""How long after its transaction a decision can be made at most (a record's maximum age): the
-decisions read for a matured day are those decided from its midnight (less an hour: timestamps may be an
-hour ahead) to this much after its end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +162,17 @@ class ModelOps:
 
     def matured(self, now: float, labels: Mapping[str, bool] | None = None) -> list[MaturedDay]:
         """The matured days' recall and precision, published; the verdicts are the labels table's latest,
-        or `labels` (a labelled file's, by transaction id) when given."""
+        or `labels` (a labelled file's, by transaction id) when given. Only labelled decisions count, so
+        only theirs are read (by key), not every decision of the days."""
         s = self.settings
-        first, end = matured_span(now, delay_days=s.label_delay_days, days=s.matured_days)
+        first, _ = matured_span(now, delay_days=s.label_delay_days, days=s.matured_days)
         verdicts = latest_verdicts(self._labels.known_since(first)) if labels is None else labels
         matured = matured_days(
-            self.decided(first, end), verdicts, now=now, delay_days=s.label_delay_days, days=s.matured_days
+            self._decisions.get_many(verdicts),
+            verdicts,
+            now=now,
+            delay_days=s.label_delay_days,
+            days=s.matured_days,
         )
         self._metrics.matured(matured)
         return matured
@@ -186,13 +184,9 @@ class ModelOps:
         if self._stream is None:
             raise ConfigurationError("the activity job needs the stream (STREAM_NAME)")
         last = int(now // DAY) - 1
-        activities = count_recent(self._decisions.payments_since, last, self.settings.activity_days)
+        activities = count_recent(self._decisions.payments_on, last, self.settings.activity_days)
         self._stream.put_many(activity_records(activities), key="merchant_id")
         return activities
-
-    def decided(self, first: float, end: float) -> Iterable[DecisionRecord]:
-        """The decisions that can be of transactions in [first, end) (matured_days keeps exactly those)."""
-        return self._decisions.decided_between(_iso(first - 3600), _iso(end + DECIDED_LATE))
 
 
 def build_ops(settings: OpsSettings, session: boto3.Session | None = None) -> ModelOps:
@@ -215,10 +209,6 @@ def build_ops(settings: OpsSettings, session: boto3.Session | None = None) -> Mo
         if settings.stream_name
         else None,
     )
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

@@ -2,7 +2,7 @@
 
 Payments are keyed by user on the stream, so no function instance sees all of a merchant's; the
 decisions table does, one item per transaction. After each UTC midnight a job counts the day just
-ended there, per merchant (`summarise_day`), and puts each count on the stream as a record keyed by
+ended there, per merchant (`count_days`), and puts each count on the stream as a record keyed by
 the merchant, so the merchant's profile keeps its single writer (the stream's shard of that key):
 
     {"event": "activity", "merchant_id": "merch-7", "day": "2026-09-01",
@@ -16,7 +16,6 @@ holds no state of its own.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import NamedTuple
@@ -87,32 +86,8 @@ def _count(obj: dict[str, object], field: str) -> int:
     return value
 
 
-def summarise_day(payments: Iterable[tuple[str, str, int]], day: int) -> list[MerchantActivity]:
-    """Each merchant's activity on UTC day `day`, from payments as (merchant id, card, UTC day).
-
-    The payments of `day` are counted; those of the NEW_CARD_DAYS days before tell which cards are new
-    to their merchant; the others are ignored. What the offline replay counts, by the same
-    `day_activity`.
-    """
-    by_merchant: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for merchant_id, card, paid_on in payments:
-        if day - NEW_CARD_DAYS <= paid_on <= day:
-            by_merchant[merchant_id].append((paid_on, card))
-    summaries = []
-    for merchant_id, paid in sorted(by_merchant.items()):
-        today = [card for paid_on, card in paid if paid_on == day]
-        if not today:
-            continue
-        last_seen: dict[str, int] = {}
-        for paid_on, card in paid:
-            if paid_on < day and last_seen.get(card, paid_on) <= paid_on:
-                last_seen[card] = paid_on
-        summaries.append(MerchantActivity(merchant_id, day, *day_activity(today, last_seen, day)))
-    return summaries
-
-
 def payments_of(decisions: Iterable[DecisionRecord]) -> Iterator[tuple[str, str, int]]:
-    """The payment behind each decision, as `summarise_day` reads it: (merchant id, card, UTC day)."""
+    """The payment behind each decision, as `count_days` reads it: (merchant id, card, UTC day)."""
     for decision in decisions:
         yield decision.merchant_id, decision.user_id, payment_day(decision.transaction_time)
 
@@ -128,9 +103,32 @@ days late (the contract's limit), and its day's count must include it."""
 
 
 def count_days(payments: Iterable[tuple[str, str, int]], days: Iterable[int]) -> list[MerchantActivity]:
-    """Each merchant's activity on each of `days`, from payments as (merchant id, card, UTC day)."""
-    wanted = list(payments)
-    return [activity for day in days for activity in summarise_day(wanted, day)]
+    """Each merchant's activity on each of `days`, by day then merchant, from payments as (merchant id,
+    card, UTC day), in any order.
+
+    The payments of a day are counted; those of the NEW_CARD_DAYS days before tell which cards are new
+    to their merchant; the others are ignored. What the offline replay counts, by the same
+    `day_activity`. The payments are read once and kept as each merchant's cards by day, each card's
+    text once: memory grows by a list slot a payment (about 8 bytes) and a string a distinct card.
+    """
+    counted = set(days)
+    if not counted:
+        return []
+    first, last = min(counted) - NEW_CARD_DAYS, max(counted)
+    cards: dict[str, str] = {}
+    paid: dict[str, dict[int, list[str]]] = {}
+    for merchant_id, card, day in payments:
+        if first <= day <= last:
+            paid.setdefault(merchant_id, {}).setdefault(day, []).append(cards.setdefault(card, card))
+    found: list[MerchantActivity] = []
+    for merchant_id, by_day in paid.items():
+        last_seen: dict[str, int] = {}
+        for day in sorted(by_day):
+            activity = day_activity(by_day[day], last_seen, day)
+            if day in counted:
+                found.append(MerchantActivity(merchant_id, day, *activity))
+    found.sort(key=lambda a: (a.day, a.merchant_id))
+    return found
 
 
 def days_to_count(last: int, count: int = RECOUNT_DAYS) -> list[int]:
@@ -138,16 +136,12 @@ def days_to_count(last: int, count: int = RECOUNT_DAYS) -> list[int]:
     return list(range(last - count + 1, last + 1))
 
 
-def read_from(first: int) -> str:
-    """The earliest `decided_at` (ISO 8601 UTC) whose payment a count from day `first` can read: the
-    NEW_CARD_DAYS days before it tell new cards, and a payment is decided at the earliest when made."""
-    return datetime.fromtimestamp((first - NEW_CARD_DAYS) * DAY, UTC).isoformat()
-
-
 def count_recent(
-    payments_since: Callable[[str], Iterable[tuple[str, str, int]]], last: int, days: int = RECOUNT_DAYS
+    payments_on: Callable[[Iterable[int]], Iterable[tuple[str, str, int]]],
+    last: int,
+    days: int = RECOUNT_DAYS,
 ) -> list[MerchantActivity]:
-    """Each merchant's activity on the `days` UTC days ending with `last`, from the payments decided
-    since `read_from` the first (`payments_since(decided_from)`: the decisions table's)."""
+    """Each merchant's activity on the `days` UTC days ending with `last`, from the payments made on them
+    and on the NEW_CARD_DAYS days before (`payments_on(days)`: the decisions table's, by payment day)."""
     counted = days_to_count(last, days)
-    return count_days(payments_since(read_from(counted[0])), counted)
+    return count_days(payments_on(range(counted[0] - NEW_CARD_DAYS, last + 1)), counted)
