@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- the stack on moto
 
 
-def _table_definitions() -> dict[str, dict[str, Any]]:
+def table_definitions() -> dict[str, dict[str, Any]]:
     from infra.template import load_template, resources_of_type
 
     tables = resources_of_type(load_template(REPO_ROOT / "template.yaml"), "AWS::DynamoDB::Table")
@@ -143,7 +143,7 @@ def _create_stack(session: Any) -> dict[str, str]:
     """Tables, topic and quarantine queue; returns the handler's environment."""
     dynamodb = session.client("dynamodb")
     names = {}
-    for logical_id, props in _table_definitions().items():
+    for logical_id, props in table_definitions().items():
         names[logical_id] = f"bench-{logical_id}"
         args = {
             key: props[key]
