@@ -110,42 +110,53 @@ def describe(state: LineupState) -> str:
 # ---------------------------------------------------------------- compare
 
 
+class _Pair:
+    """What `compare` keeps of one champion-challenger pair's decisions: the two decision mixes, counted as
+    they are read, and the scores of the matured labelled ones (memory for those only)."""
+
+    def __init__(self) -> None:
+        self.decisions = 0
+        self.champion: Counter[Decision] = Counter()
+        self.challenger: Counter[Decision] = Counter()
+        self.matured: list[tuple[float, float, bool, float, str]] = []
+        """(champion's score, challenger's score, fraud, transaction epoch, card) of each matured label."""
+
+
 def compare(decisions: Iterable[DecisionRecord], labels: dict[str, bool], *, matured_before: float) -> str:
     """Champion against challenger on the decisions that carry both: on their matured labels (decided
     before `matured_before`, labelled), the backtest's figures side by side; on all, the decision mix."""
     from training.backtest.metrics import figures
     from training.comparison import side_by_side
 
-    pairs: dict[tuple[str, str], list[DecisionRecord]] = {}
+    pairs: dict[tuple[str, str], _Pair] = {}
     for d in decisions:
-        if d.challenger is not None:
-            pairs.setdefault((d.model_version, d.challenger.model_version), []).append(d)
+        if d.challenger is None:
+            continue
+        pair = pairs.setdefault((d.model_version, d.challenger.model_version), _Pair())
+        pair.decisions += 1
+        pair.champion[d.thresholds.decide(d.score)] += 1  # each at its own thresholds, rules aside
+        pair.challenger[d.challenger.decision] += 1
+        fraud = labels.get(d.transaction_id)
+        if fraud is not None and (epoch := _epoch(d)) < matured_before:
+            pair.matured.append((d.score, d.challenger.score, fraud, epoch, d.user_id))
     if not pairs:
         return "no decision carries a challenger's score: set one with `fraudwatch models challenge VERSION`"
     lines: list[str] = []
-    for (champion, challenger), shared in sorted(pairs.items(), key=lambda item: -len(item[1])):
+    for (champion, challenger), pair in sorted(pairs.items(), key=lambda item: -item[1].decisions):
         titles = {"champion": f"champion {champion}", "challenger": f"challenger {challenger}"}
-        lines += [f"## {titles['champion']} vs {titles['challenger']}: {len(shared):,} decisions", ""]
-        lines += _mix(shared, titles)
-        matured = [d for d in shared if d.transaction_id in labels and _epoch(d) < matured_before]
-        truth = np.array([labels[d.transaction_id] for d in matured], dtype=bool)
+        lines += [f"## {titles['champion']} vs {titles['challenger']}: {pair.decisions:,} decisions", ""]
+        lines += _mix(pair, titles)
+        truth = np.array([fraud for _, _, fraud, _, _ in pair.matured], dtype=bool)
         if not truth.any() or truth.all():
-            lines += [f"{len(matured):,} matured labels, {int(truth.sum())} fraud: the figures need both", ""]
+            lines += [f"{len(truth):,} matured labels, {int(truth.sum())} fraud: the figures need both", ""]
             continue
-        epochs = np.array([_epoch(d) for d in matured])
-        cards = np.array([d.user_id for d in matured])
+        epochs = np.array([epoch for *_, epoch, _ in pair.matured])
+        cards = np.array([card for *_, card in pair.matured])
         results = {
-            "champion": figures(np.array([d.score for d in matured]), truth, None, epochs, cards, 10),
-            "challenger": figures(
-                np.array([d.challenger.score for d in matured if d.challenger]),
-                truth,
-                None,
-                epochs,
-                cards,
-                10,
-            ),
+            name: figures(np.array([m[column] for m in pair.matured]), truth, None, epochs, cards, 10)
+            for name, column in (("champion", 0), ("challenger", 1))
         }
-        lines += [f"On {len(matured):,} matured labels ({int(truth.sum())} fraud):", ""]
+        lines += [f"On {len(truth):,} matured labels ({int(truth.sum())} fraud):", ""]
         lines += side_by_side(results, titles, {})
     return "\n".join(lines)
 
@@ -154,13 +165,11 @@ def _epoch(decision: DecisionRecord) -> float:
     return datetime.fromisoformat(decision.transaction_time).timestamp()
 
 
-def _mix(shared: list[DecisionRecord], titles: dict[str, str]) -> list[str]:
+def _mix(pair: _Pair, titles: dict[str, str]) -> list[str]:
     """Each model's verdicts at its own thresholds (rules and lists aside: they are the same for both)."""
-    champion = Counter(d.thresholds.decide(d.score) for d in shared)
-    challenger = Counter(d.challenger.decision for d in shared if d.challenger)
     rows = [
-        f"| {kind.value} | {champion[kind]:,} ({champion[kind] / len(shared):.1%}) "
-        f"| {challenger[kind]:,} ({challenger[kind] / len(shared):.1%}) |"
+        f"| {kind.value} | {pair.champion[kind]:,} ({pair.champion[kind] / pair.decisions:.1%}) "
+        f"| {pair.challenger[kind]:,} ({pair.challenger[kind] / pair.decisions:.1%}) |"
         for kind in Decision
     ]
     header = f"| decision mix | {titles['champion']} | {titles['challenger']} |"
@@ -301,13 +310,17 @@ def _labels(path: Path) -> dict[str, bool]:
     return dict(zip(frame["transaction_id"].astype(str), frame["is_fraud"].astype(bool), strict=True))
 
 
-def _decisions(stack: Stack) -> Iterator[DecisionRecord]:
-    """Every stored decision (a Scan: a daily job's read, not the hot path's)."""
+def _shadowed(stack: Stack) -> Iterator[DecisionRecord]:
+    """Every stored decision that carries a challenger's score: a Scan whose filter leaves the others in
+    DynamoDB (read, and billed, but neither sent nor parsed), page by page."""
     from fraudwatch.adapters.dynamodb import decision_of
     from infra.emulator import client
 
     paginator = client("dynamodb", stack.endpoint, stack.region).get_paginator("scan")
-    for page in paginator.paginate(TableName=stack.outputs["DecisionsTableName"]):
+    pages = paginator.paginate(
+        TableName=stack.outputs["DecisionsTableName"], FilterExpression="attribute_exists(challenger_version)"
+    )
+    for page in pages:
         yield from (decision_of(item) for item in page["Items"])
 
 
@@ -315,7 +328,7 @@ def _compare(args: argparse.Namespace) -> str:
     stack = _stack(args)
     matured_before = time.time() - args.label_delay_days * 86400
     labels = _stored_labels(stack) if args.labels is None else _labels(Path(args.labels))
-    return compare(_decisions(stack), labels, matured_before=matured_before)
+    return compare(_shadowed(stack), labels, matured_before=matured_before)
 
 
 def _stored_labels(stack: Stack) -> dict[str, bool]:

@@ -10,6 +10,7 @@ from fraudwatch.adapters.dynamodb import DynamoDecisionStore, DynamoProfileStore
 from fraudwatch.domain.decision import Decision, DecisionRecord, ShadowVerdict, Thresholds
 from fraudwatch.domain.label import Label
 from infra.cli import main
+from tests.adapters.conftest import REGION
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 MATURED = (DAY + timedelta(days=8, hours=1)).isoformat()  # day 0 is 7 days old
@@ -88,3 +89,15 @@ def test_run_ops_invokes_the_scheduled_functions_handler_once_per_job(
     assert main(["models", "run-ops", *options, "--job", "activity", "--outputs", outputs_file]) == 0
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith('{"job"')]
     assert json.loads(line) == {"job": "activity", "records": 1, "days": [int(DAY.timestamp() // 86400)]}
+
+
+def test_compare_reads_only_the_decisions_a_challenger_shadowed(outputs_file, stack):
+    from infra.models import Stack, _shadowed
+
+    unshadowed = DecisionRecord(
+        "tx-alone", "user-1", "merch-1", 10.0, "EUR", DAY.isoformat(), Decision.APPROVED, 0.1, "champ-1",
+        Thresholds(0.5, 0.9), DAY.isoformat(),
+    )  # fmt: skip
+    DynamoDecisionStore(stack["DecisionsTableName"]).put_many([unshadowed])
+    shadowed = _shadowed(Stack(stack, None, REGION))
+    assert sorted(d.transaction_id for d in shadowed) == ["tx-0", "tx-1", "tx-2", "tx-3"]
