@@ -65,14 +65,16 @@ def stack_up(args: argparse.Namespace) -> int:
     """`stack up`: emulator + deploy (+ runner with the real handler), until Ctrl-C or `stack down`."""
     if args.runner:
         require_bundle(args.bundle)  # before anything starts: a stack that cannot decide is no stack
-    if args.detach:
-        return _detach(args)
-
+    # Before --detach too: a second background stack would take over the state file and leave the first
+    # running where `stack down` can no longer find it.
     state = read_state()
     if state and _ours(int(state["pid"])):
         raise StackError(
             f"a stack already runs (pid {state['pid']}, {state['endpoint']}); `stack down` first"
         )
+    if args.detach:
+        return _detach(args)
+
     stop = threading.Event()
     # `stack down` (SIGTERM) ends the wait below, and the cleanup runs in order.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -136,6 +136,29 @@ def test_stack_up_with_a_missing_bundle_fails_naming_the_path_before_starting_an
     assert "--no-runner" in line
 
 
+def test_stack_up_detach_refuses_while_a_stack_runs_instead_of_orphaning_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import infra.stack
+
+    state_file = tmp_path / "stack.json"
+    state_file.write_text(json.dumps({"pid": 4242, "endpoint": "http://127.0.0.1:9", "outputs": {}}))
+    monkeypatch.setattr(infra.stack, "STATE_FILE", state_file)
+    monkeypatch.setattr(infra.stack, "LOG_FILE", tmp_path / "stack.log")
+    monkeypatch.setattr(infra.stack, "read_state", lambda: json.loads(state_file.read_text()))
+    monkeypatch.setattr(infra.stack, "_ours", lambda pid: pid == 4242)
+
+    def no_second_stack(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a second background stack was started")
+
+    monkeypatch.setattr(subprocess, "Popen", no_second_stack)
+    assert main(["stack", "up", "--detach", "--no-runner"]) == 1
+    line = error_line(capsys)
+    assert line.startswith("fraudwatch stack: error: a stack already runs (pid 4242, http://127.0.0.1:9)")
+    assert "`stack down` first" in line
+    assert state_file.is_file()  # the running stack stays recorded, so `stack down` still stops it
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
