@@ -159,6 +159,20 @@ def test_stack_up_detach_refuses_while_a_stack_runs_instead_of_orphaning_it(
     assert state_file.is_file()  # the running stack stays recorded, so `stack down` still stops it
 
 
+@pytest.mark.parametrize(
+    "command", [["lists", "show"], ["cases", "list"], ["alerts"], ["produce"], ["models", "list"]]
+)
+def test_commands_find_the_stack_that_stack_up_recorded_from_any_directory(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.cli import build_parser
+    from infra.state import STATE_FILE
+
+    monkeypatch.chdir(tmp_path)  # not the project: `stack status` still finds the stack, so must they
+    args = build_parser().parse_args(command)
+    assert Path(args.outputs).resolve() == STATE_FILE.resolve()
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
