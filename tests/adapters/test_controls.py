@@ -255,6 +255,15 @@ def test_rules_push_show_history_and_rollback(outputs, store, tmp_path, capsys):
     assert main(["rules", "validate", str(shown_file)]) == 0, "what show prints, push takes back"
 
 
+@pytest.mark.parametrize("argv", [["rollback", str(ACTIVE)], ["show", "--version", str(ACTIVE)]])
+def test_the_pointer_to_the_version_in_force_is_no_version_of_its_own(outputs, store, capsys, argv):
+    pushed = store.push(compile_rules(RULES), pushed_by="analyst", note="", now=T0)
+    assert main(["rules", *argv, "--outputs", outputs]) == 2
+    assert f"no pushed version #{ACTIVE}" in capsys.readouterr().err
+    assert store.active() == pushed
+    assert store.version(ACTIVE) is None
+
+
 def test_a_broken_document_is_refused_at_push_with_its_rule_and_position_and_nothing_changes(
     outputs, store, tmp_path, capsys
 ):

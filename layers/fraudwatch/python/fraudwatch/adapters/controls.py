@@ -119,6 +119,8 @@ class ControlsStore:
 
     def version(self, seq: int) -> RulesVersion | None:
         """One pushed version, or None."""
+        if seq == ACTIVE:  # the item that points at the version in force, not a version of its own
+            return None
         response = self._call(
             "GetItem",
             self.rules_table,
