@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudwatch.domain.lists import ListEntry, entry_problem
+from fraudwatch.domain.lists import ListEntry, entry_problem, list_name_problem
 from fraudwatch.errors import FraudwatchError
 from infra.state import add_stack_options
 
@@ -163,8 +163,17 @@ def lists_remove(args: argparse.Namespace, store: ControlsStore, now: float) -> 
         keys = [(args.list, args.value)]
     else:
         raise ControlsCommandError("give LIST and VALUE, or --file")
-    store.remove(keys)
-    return f"removed {len(keys)} entries: out of force within {args.max_age:g} s"
+    for list_name, _ in keys:
+        if problem := list_name_problem(list_name):
+            raise ControlsCommandError(problem)
+    removed = store.remove(keys)
+    absent = [f"{list_name} {value}" for list_name, value in keys if (list_name, value) not in removed]
+    if absent:
+        raise ControlsCommandError(
+            f"removed {len(removed)} of {len(keys)} entries; not on their list, so not removed: "
+            f"{', '.join(absent)} (see `fraudwatch lists show`)"
+        )
+    return f"removed {len(removed)} entries: out of force within {args.max_age:g} s"
 
 
 def lists_show(args: argparse.Namespace, store: ControlsStore, now: float) -> str:

@@ -80,7 +80,8 @@ def test_entries_keep_who_why_when_and_expiry_and_can_be_removed(store):
         entry("blocked_merchants", "merch-1", T0 + 86400),
     ]
     assert store.entries("allowed_users") == [entry("allowed_users", "user-9")]
-    store.remove([("allowed_users", "user-9"), ("allowed_users", "never-there")])
+    removed = store.remove([("allowed_users", "user-9"), ("allowed_users", "never-there")])
+    assert removed == [("allowed_users", "user-9")]
     assert [e.value for e in store.entries()] == ["merch-1"]
 
 
@@ -198,6 +199,23 @@ def test_lists_add_show_and_remove_one_entry(outputs, store, capsys):
     assert "card testing" in shown
     assert main(["lists", "remove", "blocked_merchants", "merch-1", "--outputs", outputs]) == 0
     assert store.entries() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["blocked_merchants", "merch-2"], "removed 0 of 1 entries; not on their list, so not removed: "
+         "blocked_merchants merch-2"),
+        (["blocked_merchant", "merch-1"], "'blocked_merchant': a list's name"),
+    ],
+)  # fmt: skip
+def test_lists_remove_of_an_entry_that_is_not_there_says_so_and_fails(outputs, store, capsys, argv, says):
+    store.add([entry("blocked_merchants", "merch-1")])
+    assert main(["lists", "remove", *argv, "--outputs", outputs]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"fraudwatch lists remove: error: {says}")
+    assert [e.value for e in store.entries()] == ["merch-1"]
 
 
 def test_lists_add_from_a_file(outputs, store, tmp_path):
