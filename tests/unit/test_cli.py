@@ -173,6 +173,17 @@ def test_commands_find_the_stack_that_stack_up_recorded_from_any_directory(
     assert Path(args.outputs).resolve() == STATE_FILE.resolve()
 
 
+def test_a_local_context_names_its_own_function_in_its_arn_and_log_group() -> None:
+    from infra.invoke import LocalContext
+
+    ops = LocalContext("ModelOpsFunction")
+    assert ops.invoked_function_arn == "arn:aws:lambda:us-east-1:123456789012:function:ModelOpsFunction"
+    assert ops.log_group_name == "/aws/lambda/ModelOpsFunction"
+    assert LocalContext().invoked_function_arn.endswith(":function:ScoringFunction")
+    given = "arn:aws:lambda:eu-west-1:1:function:f"
+    assert LocalContext(invoked_function_arn=given).invoked_function_arn == given
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
