@@ -157,6 +157,22 @@ def _run(action: Callable[[argparse.Namespace, CaseService], str]) -> Callable[[
     return run
 
 
+MAX_PAGE = 100  # cases a page, as the API's (fraudwatch.cases_api.MAX_PAGE, heavy to import here)
+
+
+def _page_size(text: str) -> int:
+    """--limit: 1 to MAX_PAGE cases, as the API takes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_PAGE}, got {text!r}"
+        ) from None
+    if not 1 <= value <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_PAGE}, got {value}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `cases` (list, show, assign, comment, close)."""
     from fraudwatch.domain.cases import Verdict
@@ -179,7 +195,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listed.add_argument("--assignee", help="only this analyst's cases (e.g. your own)")
     listed.add_argument("--user", help="only this user's cases")
     listed.add_argument(
-        "--limit", type=int, default=20, choices=range(1, 101), metavar="1-100", help="default 20"
+        "--limit", type=_page_size, default=20, metavar="1-100", help="cases per page (default 20)"
     )
     listed.add_argument("--cursor", help="the `more:` cursor of the page before")
     listed.add_argument("--json", action="store_true", help="JSON, as the API answers")

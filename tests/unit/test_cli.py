@@ -184,6 +184,25 @@ def test_a_local_context_names_its_own_function_in_its_arn_and_log_group() -> No
     assert LocalContext(invoked_function_arn=given).invoked_function_arn == given
 
 
+@pytest.mark.parametrize(("limit", "says"), [("0", "must be from 1 to 100, got 0"), ("x", "got 'x'")])
+def test_a_cases_page_size_out_of_range_is_one_short_error(
+    limit: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["cases", "list", "--limit", limit])
+    assert exited.value.code == 2
+    line = error_line(capsys)
+    assert line.startswith("fraudwatch cases list: error: argument --limit: ")
+    assert line.endswith(says)
+
+
+def test_the_cases_command_pages_as_the_api_does() -> None:
+    from fraudwatch.cases_api import MAX_PAGE
+    from infra.cases import MAX_PAGE as COMMAND_MAX_PAGE
+
+    assert COMMAND_MAX_PAGE == MAX_PAGE
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
