@@ -6,13 +6,16 @@ adds them with `set_defaults(run=...)`. Heavy imports happen inside the commands
 Every command reports an error the same way, here: `fraudwatch <command>: error: <what>, <what to do>`
 on stderr; exit status 2 for usage and input errors (argparse's own, UsageError, and a setting or model
 bundle it was given that cannot be used: ConfigurationError), 1 for a failure at run time (any other
-FraudwatchError, or an AWS call that failed).
+FraudwatchError, or an AWS call that failed). Output whose reader stopped reading (`| head`) ends the
+command quietly, with a shell's status for it (141), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +40,7 @@ COMMAND_MODULES = (
 )
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1
+BROKEN_PIPE = 128 + 13  # as a shell reports a command that SIGPIPE ended
 
 
 def build_parser(prog: str = "fraudwatch") -> argparse.ArgumentParser:
@@ -75,7 +79,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "fraudwatch") -> int:
 
     args = parse(build_parser(prog), argv)
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not at the interpreter's exit
+        return status
     except (UsageError, ConfigurationError) as exc:  # a setting or bundle the command was given
         return _error(args.command, str(exc), USAGE_ERROR)
     except FraudwatchError as exc:
@@ -86,6 +92,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "fraudwatch") -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output stopped reading (`| head`): stop quietly
+        _discard_stdout()
+        return BROKEN_PIPE
+
+
+def _discard_stdout() -> None:
+    """Send what is left to write to /dev/null, so that the exit's flush raises nothing either."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _error(command: str, message: str, status: int) -> int:

@@ -203,6 +203,17 @@ def test_the_cases_command_pages_as_the_api_does() -> None:
     assert COMMAND_MAX_PAGE == MAX_PAGE
 
 
+def test_output_cut_short_by_its_reader_ends_quietly_without_a_traceback() -> None:
+    command = [sys.executable, "-m", "infra.cli", "openapi", "--out", "-"]  # 50 kB on stdout
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.close()  # as `| head` does once it has its lines
+    _, err = child.communicate(timeout=60)
+    assert b"Traceback" not in err
+    assert b"BrokenPipeError" not in err
+    assert child.returncode == 141
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
