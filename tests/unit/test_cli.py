@@ -214,6 +214,15 @@ def test_output_cut_short_by_its_reader_ends_quietly_without_a_traceback() -> No
     assert child.returncode == 141
 
 
+def test_the_readme_gives_labels_a_time_that_is_recent_whenever_it_is_run() -> None:
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "--labelled-at" in readme
+    # A fixed time is quarantined 7 days after it: the example would fail from then on.
+    assert not re.findall(r"--labelled-at\s+\d{4}-\d{2}-\d{2}", readme)
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
