@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Protocol
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
@@ -268,9 +269,14 @@ def build_app(
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
+    def no_route(exc: NotFoundError) -> Response[str]:
+        event = app.current_event
+        return _error(HTTPStatus.NOT_FOUND, "not found", "path", f"no route {event.http_method} {event.path}")
+
     app.exception_handler(InvalidRecordError)(invalid)
     app.exception_handler(RequestValidationError)(invalid_parameter)
     app.exception_handler(ScoringUnavailable)(unavailable)
+    app.not_found(no_route)
     return app
 
 
