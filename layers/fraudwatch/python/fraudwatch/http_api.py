@@ -22,7 +22,10 @@ from typing import Annotated, Any, Protocol
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
@@ -40,6 +43,7 @@ from fraudwatch.domain.transaction import (
 )
 from fraudwatch.errors import InvalidRecordError
 from fraudwatch.http_common import error_response as _error
+from fraudwatch.http_common import is_json as _is_json
 from fraudwatch.http_common import path_id as _path_id
 from fraudwatch.observability import error_fields, logger
 
@@ -189,8 +193,7 @@ def build_app(
         },
     )
     def post_transaction() -> Response[str]:
-        content_type = (app.current_event.headers or {}).get("content-type", "")
-        if content_type.split(";", 1)[0].strip().lower() != content_types.APPLICATION_JSON:
+        if not _is_json(app.current_event.headers):
             return _error(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 "unsupported media type",
@@ -250,6 +253,8 @@ def build_app(
     def invalid_parameter(exc: RequestValidationError) -> Response[str]:
         first = exc.errors()[0] if exc.errors() else {}
         loc = tuple(first.get("loc", ()))
+        if loc[:1] == ("body",) and not _is_json(app.current_event.headers):
+            return unsupported_body()  # a form's fields are not what is wrong: its media type is
         # A body that is no JSON at all is located at ("body", <offset>): the field at fault is the body.
         location = [
             str(part) for part in loc if part not in ("query", "path", "body") and not isinstance(part, int)
@@ -269,12 +274,17 @@ def build_app(
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
+    def unsupported_body(exc: RequestUnsupportedContentType | None = None) -> Response[str]:
+        reason = "send the body as application/json"
+        return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported media type", "content-type", reason)
+
     def no_route(exc: NotFoundError) -> Response[str]:
         event = app.current_event
         return _error(HTTPStatus.NOT_FOUND, "not found", "path", f"no route {event.http_method} {event.path}")
 
     app.exception_handler(InvalidRecordError)(invalid)
     app.exception_handler(RequestValidationError)(invalid_parameter)
+    app.exception_handler(RequestUnsupportedContentType)(unsupported_body)
     app.exception_handler(ScoringUnavailable)(unavailable)
     app.not_found(no_route)
     return app
