@@ -241,9 +241,7 @@ def build_app(
         cursor: Annotated[str | None, Query(max_length=2048, description="`next` of the page before")] = None,
     ) -> Response[str]:
         user_id = _path_id(user_id, "user_id")
-        since_utc = (
-            None if since is None else parse_timestamp(since, field="since").astimezone(UTC).isoformat()
-        )
+        since_utc = None if since is None else _since(since)
         page = backend.user_decisions(user_id, since_utc, limit, cursor)
         return _ok({"decisions": [d.to_dict() for d in page.decisions], "next": page.next})
 
@@ -342,6 +340,18 @@ def openapi_document(app: Any = None) -> str:
             del schemas[name]
         referenced = json.dumps([parsed["paths"], schemas])
     return json.dumps(parsed, indent=2, sort_keys=True) + "\n"
+
+
+def _since(value: str) -> str:
+    """The `since` parameter in UTC; a space where the offset's '+' was says how to send one."""
+    try:
+        return parse_timestamp(value, field="since").astimezone(UTC).isoformat()
+    except InvalidRecordError as exc:
+        if " " not in value:
+            raise
+        raise InvalidRecordError(
+            "since", f"{exc.reason}: a '+' in a query string is a space, write it %2B (or the offset Z)"
+        ) from exc
 
 
 def _body(raw: str | None, is_base64: bool) -> bytes:
