@@ -477,6 +477,8 @@ def positive_int(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `demo`."""
+    from training.generate import at_least
+
     parser = subparsers.add_parser(
         "demo",
         help="the main job: train if needed, run the whole stack, produce, report",
@@ -503,7 +505,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=str(DEFAULT_ALERTS_LOG),
         help=f"where the alerts are appended, one JSON line each (default {DEFAULT_ALERTS_LOG})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="generator seed (default: the training seed)")
+    parser.add_argument(
+        "--seed", type=at_least(0), default=0, help="generator seed (default: the training seed)"
+    )
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for every decision (default 300)"
     )

@@ -391,6 +391,8 @@ def _produce_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `produce`: put transactions, or labels, on the stream."""
+    from training.generate import at_least
+
     parser = subparsers.add_parser(
         "produce",
         help="put generated (or a file's) transactions, or a labelled file's labels, on the Kinesis stream",
@@ -411,7 +413,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--rate", type=_positive_float, help="records per second (default: as fast as possible)"
     )
-    parser.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+    parser.add_argument("--seed", type=at_least(0), default=7, help="generator seed (default 7)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--file", help="a CSV or Parquet file of transactions instead of the generator")
     source.add_argument(

@@ -39,6 +39,8 @@ DEFAULT_REPORTS = Path("reports")
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `train` and `score-file`."""
+    from training.generate import at_least
+
     train = subparsers.add_parser(
         "train",
         help="generate (or read) labelled history, train, evaluate and write the model bundle",
@@ -60,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=DEFAULT_DAYS,
         help=f"days of history to generate (default {DEFAULT_DAYS})",
     )
-    train.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    train.add_argument(
+        "--seed", type=at_least(0), default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
     train.add_argument(
         "--bundle",
         type=Path,

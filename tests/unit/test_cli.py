@@ -223,6 +223,17 @@ def test_the_readme_gives_labels_a_time_that_is_recent_whenever_it_is_run() -> N
     assert not re.findall(r"--labelled-at\s+\d{4}-\d{2}-\d{2}", readme)
 
 
+@pytest.mark.parametrize("command", [["train"], ["events"], ["produce"], ["demo"], ["generate"]])
+def test_a_negative_seed_is_a_usage_error_before_anything_runs(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--seed", "-1"])
+    assert exited.value.code == 2
+    says = f"fraudwatch {command[0]}: error: argument --seed: must be at least 0, got -1"
+    assert error_line(capsys) == says
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
