@@ -234,6 +234,20 @@ def test_a_negative_seed_is_a_usage_error_before_anything_runs(
     assert error_line(capsys) == says
 
 
+def test_openapi_writes_the_projects_document_from_any_directory_and_names_a_path_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)  # no docs/ here
+    assert Path(build_parser().parse_args(["openapi"]).out) == REPO / "docs" / "openapi.json"
+    unwritable = tmp_path / "no-such-dir" / "openapi.json"
+    assert main(["openapi", "--out", str(unwritable)]) == 2
+    assert error_line(capsys) == (
+        f"fraudwatch openapi: error: cannot write {unwritable} (No such file or directory), check --out"
+    )
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
