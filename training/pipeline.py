@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 DEFAULT_TRANSACTIONS = 200_000
 DEFAULT_DAYS = 60
 DEFAULT_SEED = 7
-DEFAULT_BUNDLE = Path("layers/model/bundle")
+# The bundle the functions and the embedded stack load, whatever directory a command is run from.
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "layers" / "model" / "bundle"
 DEFAULT_REPORTS = Path("reports")
 
 
@@ -69,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--bundle",
         type=Path,
         default=DEFAULT_BUNDLE,
-        help=f"model bundle directory (default {DEFAULT_BUNDLE})",
+        help="model bundle directory (default: the project's layers/model/bundle)",
     )
     train.add_argument(
         "--reports",
@@ -99,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--bundle",
         type=Path,
         default=DEFAULT_BUNDLE,
-        help=f"model bundle directory (default {DEFAULT_BUNDLE})",
+        help="model bundle directory (default: the project's layers/model/bundle)",
     )
     add_label_delay_option(score)
     score.set_defaults(run=run_score_file)

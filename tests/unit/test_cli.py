@@ -248,6 +248,17 @@ def test_openapi_writes_the_projects_document_from_any_directory_and_names_a_pat
     )
 
 
+@pytest.mark.parametrize("command", [["train"], ["score-file", "--data", "x.csv", "--out", "y.csv"]])
+def test_train_and_score_file_use_the_stacks_bundle_from_any_directory(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.cli import build_parser
+    from infra.invoke import DEFAULT_BUNDLE
+
+    monkeypatch.chdir(tmp_path)
+    assert Path(build_parser().parse_args(command).bundle) == DEFAULT_BUNDLE
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
