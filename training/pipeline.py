@@ -283,9 +283,13 @@ def summary(run: TrainingRun, seconds: float) -> str:
 def run_score_file(args: argparse.Namespace) -> int:
     """`fraudwatch score-file`; its errors are printed by infra.cli (a bad file or bundle: exit 2)."""
     from fraudwatch.adapters.model import load_model
+    from fraudwatch.errors import UsageError
     from training.io import read_transactions
+    from training.population.config import SUFFIXES
     from training.score import score_frame, write_table
 
+    if args.out.suffix.lower() not in SUFFIXES:  # before the scoring, not after it
+        raise UsageError(f"--out {args.out}: use a .parquet or .csv file")
     model = load_model(args.bundle)
     frame = read_transactions(args.data, labelled=False)
     scored = score_frame(
