@@ -173,6 +173,15 @@ def _page_size(text: str) -> int:
     return value
 
 
+def _feature(text: str) -> str:
+    """--reason: a feature's name, so that a typo is not an empty queue."""
+    from fraudwatch.domain.features import FEATURE_NAMES
+
+    if text not in FEATURE_NAMES:
+        raise argparse.ArgumentTypeError(f"no feature is named {text!r}: they are {', '.join(FEATURE_NAMES)}")
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `cases` (list, show, assign, comment, close)."""
     from fraudwatch.domain.cases import Verdict
@@ -189,7 +198,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "list", help="the queue, oldest first", description="List cases, oldest first."
     )
     listed.add_argument("--status", choices=["open", "closed"], default="open", help="default: open")
-    listed.add_argument("--reason", help="only cases with this feature among their top reasons")
+    listed.add_argument(
+        "--reason", type=_feature, help="only cases with this feature among their top reasons"
+    )
     listed.add_argument("--rule", help="only cases a rule or list matched, e.g. rule:night-spend")
     listed.add_argument("--merchant", help="only this merchant's cases")
     listed.add_argument("--assignee", help="only this analyst's cases (e.g. your own)")

@@ -259,6 +259,22 @@ def test_train_and_score_file_use_the_stacks_bundle_from_any_directory(
     assert Path(build_parser().parse_args(command).bundle) == DEFAULT_BUNDLE
 
 
+def test_cases_list_refuses_a_reason_that_is_no_feature_instead_of_showing_an_empty_queue(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infra.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        main(["cases", "list", "--reason", "amount_z_score"])
+    assert exited.value.code == 2
+    line = error_line(capsys)
+    assert line.startswith(
+        "fraudwatch cases list: error: argument --reason: no feature is named 'amount_z_score'"
+    )
+    assert "amount_zscore" in line
+    assert build_parser().parse_args(["cases", "list", "--reason", "amount_zscore"]).reason == "amount_zscore"
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
