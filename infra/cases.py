@@ -212,17 +212,30 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listed.add_argument("--json", action="store_true", help="JSON, as the API answers")
     listed.set_defaults(run=_run(cases_list))
 
-    show = commands.add_parser("show", help="one case: payment, reasons, recent decisions, history")
+    show = commands.add_parser(
+        "show",
+        help="one case: payment, reasons, recent decisions, history",
+        description="Show one case: the payment, its decision and reasons, the rules and lists that "
+        "matched, the user's decisions before it, and the case's history.",
+    )
     show.add_argument("case", help="the case id (the transaction id)")
     show.add_argument("--json", action="store_true", help="JSON, as the API answers")
     show.set_defaults(run=_run(cases_show))
 
-    assign = commands.add_parser("assign", help="give a case to an analyst")
+    assign = commands.add_parser(
+        "assign",
+        help="give a case to an analyst",
+        description="Give an open case to an analyst (to the one it is already with: no change).",
+    )
     assign.add_argument("case", help="the case id")
     assign.add_argument("assignee", help="the analyst")
     assign.set_defaults(run=_run(cases_assign))
 
-    comment = commands.add_parser("comment", help="add a comment to a case's history")
+    comment = commands.add_parser(
+        "comment",
+        help="add a comment to a case's history",
+        description="Add a comment to a case's history, open or closed, with who and when.",
+    )
     comment.add_argument("case", help="the case id")
     comment.add_argument("text", help="the comment")
     comment.set_defaults(run=_run(cases_comment))

@@ -191,7 +191,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "handler behind the local event-source runner) to poke at with the AWS CLI.",
     )
     actions = stack.add_subparsers(dest="action", required=True, metavar="ACTION")
-    up = actions.add_parser("up", help="start it (foreground; --detach for the background)")
+    up = actions.add_parser(
+        "up",
+        help="start it (foreground; --detach for the background)",
+        description="Start the embedded emulator, deploy template.yaml to it and run the scoring handler "
+        "behind the local event-source runner; print the endpoint, the line that points the AWS CLI at "
+        "it and the stack's outputs (recorded in .fraudwatch/stack.json for the other commands). In the "
+        "foreground until Ctrl-C, or with --detach in the background until `fraudwatch stack down`.",
+    )
     up.add_argument("--detach", action="store_true", help="run in the background; `stack down` stops it")
     up.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
     up.add_argument("--port", type=int, default=0, help="emulator port (default: a free one)")
@@ -206,7 +213,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="run the model operations (drift, matured) every SECONDS; default: the template's schedules",
     )
     up.set_defaults(run=guarded(stack_up))
-    status = actions.add_parser("status", help="is the background stack up, and where")
+    status = actions.add_parser(
+        "status",
+        help="is the background stack up, and where",
+        description="Say whether the recorded stack runs, and print its endpoint and outputs (exit 1 if "
+        "none runs).",
+    )
     status.set_defaults(run=guarded(stack_status))
-    down = actions.add_parser("down", help="stop the background stack")
+    down = actions.add_parser(
+        "down", help="stop the background stack", description="Stop the stack `stack up` recorded."
+    )
     down.set_defaults(run=guarded(stack_down))

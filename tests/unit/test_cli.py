@@ -275,6 +275,23 @@ def test_cases_list_refuses_a_reason_that_is_no_feature_instead_of_showing_an_em
     assert build_parser().parse_args(["cases", "list", "--reason", "amount_zscore"]).reason == "amount_zscore"
 
 
+def test_every_command_and_subcommand_says_what_it_does_in_its_help() -> None:
+    import argparse
+
+    from infra.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    found += parsers(child)
+        return found
+
+    silent = [p.prog for p in parsers(build_parser()) if not (p.description or "").strip()]
+    assert silent == []
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
