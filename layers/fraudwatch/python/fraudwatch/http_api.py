@@ -176,7 +176,7 @@ def build_app(
 ) -> Any:
     """The resolver with the three routes, wired to `backend`; `on_decision` sees each decision made;
     with `cases`, the review cases' routes and console too (fraudwatch.cases_api)."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
     if cases is not None:
         from fraudwatch.cases_api import add_case_routes
 
@@ -340,6 +340,15 @@ def openapi_document(app: Any = None) -> str:
             del schemas[name]
         referenced = json.dumps([parsed["paths"], schemas])
     return json.dumps(parsed, indent=2, sort_keys=True) + "\n"
+
+
+def _json_body(text: str) -> Any:
+    """A request body's JSON, as Powertools reads it for the validated routes (the review cases');
+    nested too deep for the parser, the body is invalid, not the function's RecursionError (a 500)."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise InvalidRecordError("body", "objects or arrays nested too deep") from exc
 
 
 def _since(value: str) -> str:
