@@ -23,6 +23,7 @@ import getpass
 import queue
 import sys
 import threading
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -151,7 +152,16 @@ def make_server(
                 source_ip=self.client_address[0],
                 caller=LOCAL_CALLER,
             )
-            response = containers.invoke(event)
+            try:
+                response = containers.invoke(event)
+            except Exception:  # the function failed: answer as API Gateway does, log it as Lambda would
+                traceback.print_exc()
+                self._send(
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    {"content-type": "application/json"},
+                    b'{"message":"Internal Server Error"}',
+                )
+                return
             payload = response.get("body") or ""
             data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
             headers = dict(response.get("headers") or {})
