@@ -89,6 +89,8 @@ def entries_of_file(path: Path, *, who: str, now: float) -> list[ListEntry]:
             raise ControlsCommandError(f"{path}: must be a JSON list of objects with list, value and why")
     else:
         rows = list(csv.DictReader(text.splitlines()))
+    if not rows:
+        raise ControlsCommandError(f"{path}: no entries, give at least one (list, value, why)")
     entries = []
     for number, row in enumerate(rows, start=1):
         missing = [key for key in ("list", "value") if not str(row.get(key) or "").strip()]

@@ -230,6 +230,17 @@ def test_lists_add_from_a_file(outputs, store, tmp_path):
     assert store.entries() == []
 
 
+@pytest.mark.parametrize("text", ["", "list,value,why\n"])
+@pytest.mark.parametrize("command", ["add", "remove"])
+def test_a_file_without_entries_is_refused_not_added_as_none(outputs, tmp_path, capsys, command, text):
+    path = tmp_path / "entries.csv"
+    path.write_text(text)
+    assert main(["lists", command, "--file", str(path), "--outputs", outputs]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch lists {command}: error: {path}: no entries, give at least one (list, value, why)"
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
