@@ -142,8 +142,15 @@ def store_of(args: argparse.Namespace) -> ControlsStore:
 # ---------------------------------------------------------------- lists
 
 
+def _one_source(args: argparse.Namespace) -> None:
+    """LIST and VALUE, or --file: given both, one would be ignored."""
+    if args.file and (args.list or args.value):
+        raise ControlsCommandError("give LIST and VALUE, or --file, not both")
+
+
 def lists_add(args: argparse.Namespace, store: ControlsStore, now: float) -> str:
     """Add one entry, or a file's."""
+    _one_source(args)
     if args.file:
         entries = entries_of_file(Path(args.file), who=args.who, now=now)
     elif args.list and args.value:
@@ -159,6 +166,7 @@ def lists_add(args: argparse.Namespace, store: ControlsStore, now: float) -> str
 
 def lists_remove(args: argparse.Namespace, store: ControlsStore, now: float) -> str:
     """Remove one entry, or a file's."""
+    _one_source(args)
     if args.file:
         keys = [(e.list_name, e.value) for e in entries_of_file(Path(args.file), who=args.who, now=now)]
     elif args.list and args.value:

@@ -230,6 +230,21 @@ def test_lists_add_from_a_file(outputs, store, tmp_path):
     assert store.entries() == []
 
 
+@pytest.mark.parametrize("command", ["add", "remove"])
+def test_an_entry_and_a_file_at_once_are_refused_not_the_entry_ignored(
+    outputs, store, tmp_path, capsys, command
+):
+    path = tmp_path / "entries.csv"
+    path.write_text("list,value,why\nblocked_merchants,m-1,testing\n")
+    why = ["--why", "x"] if command == "add" else []
+    argv = ["lists", command, "blocked_merchants", "m-2", *why, "--file", str(path), "--outputs", outputs]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch lists {command}: error: give LIST and VALUE, or --file, not both"
+    )
+    assert store.entries() == []
+
+
 @pytest.mark.parametrize("text", ["", "list,value,why\n"])
 @pytest.mark.parametrize("command", ["add", "remove"])
 def test_a_file_without_entries_is_refused_not_added_as_none(outputs, tmp_path, capsys, command, text):
