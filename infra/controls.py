@@ -106,6 +106,13 @@ def entries_of_file(path: Path, *, who: str, now: float) -> list[ListEntry]:
                 expiry(str(row.get("expires") or "") or None, now),
             )
         )
+    first: dict[tuple[str, str], int] = {}
+    for number, entry in enumerate(entries, start=1):
+        earlier = first.setdefault((entry.list_name, entry.value), number)
+        if earlier != number:  # the store keeps one entry per list and value: the later would win silently
+            raise ControlsCommandError(
+                f"{path}: entry {number} repeats entry {earlier} ({entry.list_name} {entry.value}), keep one"
+            )
     return entries
 
 

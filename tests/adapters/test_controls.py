@@ -230,6 +230,18 @@ def test_lists_add_from_a_file(outputs, store, tmp_path):
     assert store.entries() == []
 
 
+def test_a_file_that_names_an_entry_twice_is_refused_not_half_added(outputs, store, tmp_path, capsys):
+    path = tmp_path / "entries.csv"
+    path.write_text(
+        "list,value,why\nblocked_merchants,m-1,testing\nallowed_users,u-1,vip\nblocked_merchants,m-1,x\n"
+    )
+    assert main(["lists", "add", "--file", str(path), "--outputs", outputs]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch lists add: error: {path}: entry 3 repeats entry 1 (blocked_merchants m-1), keep one"
+    )
+    assert store.entries() == []
+
+
 @pytest.mark.parametrize("command", ["add", "remove"])
 def test_an_entry_and_a_file_at_once_are_refused_not_the_entry_ignored(
     outputs, store, tmp_path, capsys, command
