@@ -54,7 +54,7 @@ from infra.embedded import (
     start_handler,
     use_emulator_credentials,
 )
-from infra.emulator import Emulator, client
+from infra.emulator import Emulator, client, port_number
 from infra.events import label_of
 from infra.producer import live_transactions as producer_live
 from infra.producer import produce
@@ -529,5 +529,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "payments' review cases open, their labels left to the analysts) until Ctrl-C; --no-console stops "
         "after the report (default: the console when run from a terminal, so a script or CI never waits)",
     )
-    parser.add_argument("--console-port", type=int, default=3000, help="the console's port (default 3000)")
+    parser.add_argument(
+        "--console-port", type=port_number, default=3000, help="the console's port (default 3000)"
+    )
     parser.set_defaults(run=guarded(demo))

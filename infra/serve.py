@@ -277,6 +277,8 @@ def _openapi(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `serve` (the Docker-free `sam local start-api`) and `openapi` (the API's document)."""
+    from infra.emulator import port_number
+
     parser = subparsers.add_parser(
         "serve",
         help="the inline scoring API and the analysts' console on 127.0.0.1, on the real handler (no Docker)",
@@ -285,7 +287,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "recorded, or an embedded stack of its own. The analysts' console is at /console (docs/cases.md).",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
     )
     parser.add_argument(
         "--host",

@@ -31,7 +31,7 @@ from infra.embedded import (
     start_handler,
     use_emulator_credentials,
 )
-from infra.emulator import Emulator, emulator_environment, is_healthy
+from infra.emulator import Emulator, emulator_environment, is_healthy, port_number
 from infra.state import STATE_DIR, STATE_FILE, read_state, write_state
 from infra.template import REPO_ROOT
 
@@ -201,7 +201,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     up.add_argument("--detach", action="store_true", help="run in the background; `stack down` stops it")
     up.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
-    up.add_argument("--port", type=int, default=0, help="emulator port (default: a free one)")
+    up.add_argument("--port", type=port_number, default=0, help="emulator port (default: a free one)")
     up.add_argument(
         "--no-runner", dest="runner", action="store_false", help="deploy only; do not run the handler"
     )

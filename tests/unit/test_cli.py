@@ -292,6 +292,19 @@ def test_every_command_and_subcommand_says_what_it_does_in_its_help() -> None:
     assert silent == []
 
 
+@pytest.mark.parametrize(
+    "command", [["serve", "--port"], ["stack", "up", "--port"], ["demo", "--console-port"]]
+)
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_a_usage_error_not_a_bind_traceback(
+    command: list[str], port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, port])
+    assert exited.value.code == 2
+    assert error_line(capsys).endswith(f"error: argument {command[-1]}: must be from 0 to 65535, got {port}")
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
