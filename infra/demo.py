@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
@@ -475,6 +476,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _rate(text: str) -> float:
+    """--rate: transactions per second, 0 for a burst; checked before the demo starts anything."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (a burst) or more, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """--timeout: seconds, more than 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `demo`."""
     from training.generate import at_least
@@ -496,7 +523,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=_rate,
         default=DEFAULT_RATE,
         help=f"transactions per second (default {DEFAULT_RATE:.0f}; 0: as fast as possible, a burst)",
     )
@@ -509,7 +536,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--seed", type=at_least(0), default=0, help="generator seed (default: the training seed)"
     )
     parser.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds to wait for every decision (default 300)"
+        "--timeout", type=_seconds, default=300.0, help="seconds to wait for every decision (default 300)"
     )
     parser.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
     parser.add_argument(

@@ -305,6 +305,24 @@ def test_a_port_out_of_range_is_a_usage_error_not_a_bind_traceback(
     assert error_line(capsys).endswith(f"error: argument {command[-1]}: must be from 0 to 65535, got {port}")
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--rate", "-5", "must be 0 (a burst) or more, got -5"),
+        ("--rate", "nan", "expected a finite number, got nan"),
+        ("--timeout", "-1", "must be more than 0 seconds, got -1"),
+        ("--timeout", "0", "must be more than 0 seconds, got 0"),
+    ],
+)
+def test_the_demo_refuses_a_bad_rate_or_timeout_before_it_starts_anything(
+    option: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--no-console", option, value])
+    assert exited.value.code == 2
+    assert error_line(capsys) == f"fraudwatch demo: error: argument {option}: {says}"
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
