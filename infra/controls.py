@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.lists import ListEntry, entry_problem, list_name_problem
-from fraudwatch.errors import FraudwatchError
+from fraudwatch.errors import AwsCallError, FraudwatchError
 from infra.state import add_stack_options
 
 if TYPE_CHECKING:
@@ -340,6 +340,10 @@ def _offline(
             tail = "; fix the rule, nothing was stored" if stored else "; fix the rule"
             print(f"fraudwatch {name}: error: {exc}{tail}", file=sys.stderr)
             return 2
+        except AwsCallError as exc:  # a failure at run time, not the operator's input
+            hint = "is the stack up at its endpoint (`fraudwatch stack status`)?"
+            print(f"fraudwatch {name}: error: {exc}; {hint}", file=sys.stderr)
+            return 1
         except FraudwatchError as exc:
             print(f"fraudwatch {name}: error: {exc}", file=sys.stderr)
             return 2

@@ -348,6 +348,17 @@ def test_a_version_cannot_be_pushed_twice_with_other_rules(outputs, tmp_path, ca
     assert "give the document a new version" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["lists", "show"], ["rules", "history"]])
+def test_a_stack_that_does_not_answer_is_a_run_time_failure_not_a_usage_error(tmp_path, capsys, argv):
+    path = tmp_path / "stack.json"
+    outputs = {"ListsTableName": "lists", "RulesTableName": "rules"}
+    path.write_text(json.dumps({"endpoint": "http://127.0.0.1:9", "outputs": outputs}))
+    assert main([*argv, "--outputs", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fraudwatch {' '.join(argv)}: error: ")
+    assert err.endswith("is the stack up at its endpoint (`fraudwatch stack status`)?")
+
+
 def test_commands_without_a_stack_say_to_deploy(tmp_path, capsys):
     assert main(["lists", "show", "--outputs", str(tmp_path / "none.json")]) == 2
     assert "deploy first" in capsys.readouterr().err
