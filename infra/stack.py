@@ -169,13 +169,17 @@ def stack_down(args: argparse.Namespace) -> int:
         print("no stack is running")
         return 0
     pid = int(state["pid"])
+    if not _ours(pid):
+        with contextlib.suppress(OSError):
+            STATE_FILE.unlink()
+        print(f"the recorded stack (pid {pid}) was not running; its record is removed")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while _ours(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if _ours(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _ours(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _ours(pid):
-            raise StackError(f"pid {pid} did not stop within 20 s after SIGTERM")
+        raise StackError(f"pid {pid} did not stop within 20 s after SIGTERM")
     with contextlib.suppress(OSError):
         STATE_FILE.unlink()
     print(f"stopped (pid {pid})")

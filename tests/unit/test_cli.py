@@ -323,6 +323,24 @@ def test_the_demo_refuses_a_bad_rate_or_timeout_before_it_starts_anything(
     assert error_line(capsys) == f"fraudwatch demo: error: argument {option}: {says}"
 
 
+def test_stack_down_of_a_stack_that_had_died_says_so_and_forgets_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import infra.stack
+
+    state_file = tmp_path / "stack.json"
+    state_file.write_text(json.dumps({"pid": 4242, "endpoint": "http://127.0.0.1:9", "outputs": {}}))
+    monkeypatch.setattr(infra.stack, "STATE_FILE", state_file)
+    monkeypatch.setattr(infra.stack, "read_state", lambda: json.loads(state_file.read_text()))
+    monkeypatch.setattr(infra.stack, "_ours", lambda pid: False)  # killed, crashed, or the machine restarted
+    assert main(["stack", "down"]) == 0
+    assert (
+        capsys.readouterr().out.strip()
+        == "the recorded stack (pid 4242) was not running; its record is removed"
+    )
+    assert not state_file.exists()
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
