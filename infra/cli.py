@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 COMMAND_MODULES = (
     "training.generate",
@@ -41,6 +42,22 @@ COMMAND_MODULES = (
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1
 BROKEN_PIPE = 128 + 13  # as a shell reports a command that SIGPIPE ended
+
+
+def writable_file(text: str) -> str:
+    """An argparse type: a file a command writes once its work is done, checked before the work starts
+    (not a directory; the nearest folder of it that exists is one the user may write in)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory, give a file")
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if (
+        not folder.is_dir()
+        or not os.access(folder, os.W_OK)
+        or (path.exists() and not os.access(path, os.W_OK))
+    ):
+        raise argparse.ArgumentTypeError(f"cannot write {text}, check the path")
+    return text
 
 
 def build_parser(prog: str = "fraudwatch") -> argparse.ArgumentParser:

@@ -452,6 +452,7 @@ def demo(args: argparse.Namespace) -> int:
     if not args.console:
         print(report.text())
     if args.report_json:
+        Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report_json).write_text(json.dumps(report.to_dict(), indent=2))
     print(f"done in {time.perf_counter() - started:.1f} s; everything stopped")
     return 0
@@ -504,6 +505,7 @@ def _number(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `demo`."""
+    from infra.cli import writable_file
     from training.generate import at_least
 
     parser = subparsers.add_parser(
@@ -529,6 +531,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--alerts-log",
+        type=writable_file,
         default=str(DEFAULT_ALERTS_LOG),
         help=f"where the alerts are appended, one JSON line each (default {DEFAULT_ALERTS_LOG})",
     )
@@ -548,7 +551,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="store_false",
         help="do not put the transactions' labels (chargebacks and genuine) on the stream once decided",
     )
-    parser.add_argument("--report-json", help="also write the report as JSON to this file")
+    parser.add_argument(
+        "--report-json", type=writable_file, help="also write the report as JSON to this file"
+    )
     parser.add_argument(
         "--console",
         action=argparse.BooleanOptionalAction,

@@ -341,6 +341,24 @@ def test_stack_down_of_a_stack_that_had_died_says_so_and_forgets_it(
     assert not state_file.exists()
 
 
+@pytest.mark.parametrize(
+    "command", [["produce", "--put-times"], ["demo", "--report-json"], ["demo", "--alerts-log"]]
+)
+def test_a_file_written_after_the_run_is_checked_before_it(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        main([*command, str(tmp_path)])  # a directory: the put or the demo would be done, then lost
+    assert exited.value.code == 2
+    assert error_line(capsys).endswith(
+        f"error: argument {command[-1]}: {tmp_path} is a directory, give a file"
+    )
+    fine = str(tmp_path / "new" / "out.json")  # its folder is made when written
+    assert vars(build_parser().parse_args([*command, fine]))[command[-1][2:].replace("-", "_")] == fine
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
