@@ -182,6 +182,16 @@ def _feature(text: str) -> str:
     return text
 
 
+def _rule_code(text: str) -> str:
+    """--rule: a code as decisions record them, so that a bare id is not an empty queue."""
+    if not text.startswith(("rule:", "list:")) or text in ("rule:", "list:"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a rule as rule:<id> or a list as list:<name>, as decisions record them "
+            "(e.g. rule:night-spend, list:review_categories)"
+        )
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `cases` (list, show, assign, comment, close)."""
     from fraudwatch.domain.cases import Verdict
@@ -201,7 +211,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listed.add_argument(
         "--reason", type=_feature, help="only cases with this feature among their top reasons"
     )
-    listed.add_argument("--rule", help="only cases a rule or list matched, e.g. rule:night-spend")
+    listed.add_argument(
+        "--rule",
+        type=_rule_code,
+        help="only cases a rule or list matched: rule:<id> or list:<name>, e.g. rule:night-spend",
+    )
     listed.add_argument("--merchant", help="only this merchant's cases")
     listed.add_argument("--assignee", help="only this analyst's cases (e.g. your own)")
     listed.add_argument("--user", help="only this user's cases")

@@ -359,6 +359,23 @@ def test_a_file_written_after_the_run_is_checked_before_it(
     assert vars(build_parser().parse_args([*command, fine]))[command[-1][2:].replace("-", "_")] == fine
 
 
+@pytest.mark.parametrize("code", ["night-spend", "rule:", "List:x"])
+def test_cases_list_refuses_a_rule_filter_no_decision_could_carry(
+    code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        main(["cases", "list", "--rule", code])
+    assert exited.value.code == 2
+    assert error_line(capsys).startswith(
+        f"fraudwatch cases list: error: argument --rule: {code!r}: "
+        "give a rule as rule:<id> or a list as list:<name>"
+    )
+    for fine in ("rule:night-spend", "list:review_categories"):
+        assert build_parser().parse_args(["cases", "list", "--rule", fine]).rule == fine
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
