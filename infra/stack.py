@@ -44,8 +44,9 @@ def print_endpoint(endpoint_url: str, outputs: Mapping[str, str]) -> None:
     env = " ".join(f"{k}={v}" for k, v in emulator_environment(endpoint_url).items() if k != "AWS_REGION")
     print(f"endpoint: {endpoint_url}")
     print(f"export {env}")
+    width = max((len(key) for key in outputs), default=0)
     for key, value in outputs.items():
-        print(f"  {key:22} {value}")
+        print(f"  {key:{width}}  {value}")
 
 
 def _ours(pid: int) -> bool:

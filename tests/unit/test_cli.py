@@ -376,6 +376,16 @@ def test_cases_list_refuses_a_rule_filter_no_decision_could_carry(
         assert build_parser().parse_args(["cases", "list", "--rule", fine]).rule == fine
 
 
+def test_the_stacks_outputs_are_printed_in_one_column_however_long_their_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infra.stack import print_endpoint
+
+    print_endpoint("http://127.0.0.1:9", {"StreamName": "s", "MerchantProfilesTableName": "m"})
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert rows == ["  StreamName                 s", "  MerchantProfilesTableName  m"]
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 
