@@ -133,6 +133,12 @@ def _alerts_command(args: argparse.Namespace) -> int:
     from infra.state import require_stack_outputs, stack_endpoint
 
     outputs = require_stack_outputs(Path(args.outputs))
+    log = Path(args.log)
+    try:  # before subscribing and receiving: a log it cannot append to is the operator's to fix
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.open("a", encoding="utf-8").close()
+    except OSError as exc:
+        raise UsageError(f"cannot append to {args.log} ({exc.strerror}), check --log") from exc
     topic_arn = args.topic_arn or outputs.get("AlertsTopicArn")
     if not topic_arn:
         raise UsageError(f"{args.outputs} names no AlertsTopicArn: pass --topic-arn")
@@ -146,7 +152,7 @@ def _alerts_command(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     try:
-        logged = watch(watcher, Path(args.log), follow=args.follow, stop=stop)
+        logged = watch(watcher, log, follow=args.follow, stop=stop)
     except KeyboardInterrupt:
         return 130
     print(f"{len(logged)} alerts", file=sys.stderr)

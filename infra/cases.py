@@ -157,6 +157,41 @@ def _run(action: Callable[[argparse.Namespace, CaseService], str]) -> Callable[[
     return run
 
 
+MAX_PAGE = 100  # cases a page, as the API's (fraudwatch.cases_api.MAX_PAGE, heavy to import here)
+
+
+def _page_size(text: str) -> int:
+    """--limit: 1 to MAX_PAGE cases, as the API takes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number from 1 to {MAX_PAGE}, got {text!r}"
+        ) from None
+    if not 1 <= value <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_PAGE}, got {value}")
+    return value
+
+
+def _feature(text: str) -> str:
+    """--reason: a feature's name, so that a typo is not an empty queue."""
+    from fraudwatch.domain.features import FEATURE_NAMES
+
+    if text not in FEATURE_NAMES:
+        raise argparse.ArgumentTypeError(f"no feature is named {text!r}: they are {', '.join(FEATURE_NAMES)}")
+    return text
+
+
+def _rule_code(text: str) -> str:
+    """--rule: a code as decisions record them, so that a bare id is not an empty queue."""
+    if not text.startswith(("rule:", "list:")) or text in ("rule:", "list:"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a rule as rule:<id> or a list as list:<name>, as decisions record them "
+            "(e.g. rule:night-spend, list:review_categories)"
+        )
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `cases` (list, show, assign, comment, close)."""
     from fraudwatch.domain.cases import Verdict
@@ -173,29 +208,48 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "list", help="the queue, oldest first", description="List cases, oldest first."
     )
     listed.add_argument("--status", choices=["open", "closed"], default="open", help="default: open")
-    listed.add_argument("--reason", help="only cases with this feature among their top reasons")
-    listed.add_argument("--rule", help="only cases a rule or list matched, e.g. rule:night-spend")
+    listed.add_argument(
+        "--reason", type=_feature, help="only cases with this feature among their top reasons"
+    )
+    listed.add_argument(
+        "--rule",
+        type=_rule_code,
+        help="only cases a rule or list matched: rule:<id> or list:<name>, e.g. rule:night-spend",
+    )
     listed.add_argument("--merchant", help="only this merchant's cases")
     listed.add_argument("--assignee", help="only this analyst's cases (e.g. your own)")
     listed.add_argument("--user", help="only this user's cases")
     listed.add_argument(
-        "--limit", type=int, default=20, choices=range(1, 101), metavar="1-100", help="default 20"
+        "--limit", type=_page_size, default=20, metavar="1-100", help="cases per page (default 20)"
     )
     listed.add_argument("--cursor", help="the `more:` cursor of the page before")
     listed.add_argument("--json", action="store_true", help="JSON, as the API answers")
     listed.set_defaults(run=_run(cases_list))
 
-    show = commands.add_parser("show", help="one case: payment, reasons, recent decisions, history")
+    show = commands.add_parser(
+        "show",
+        help="one case: payment, reasons, recent decisions, history",
+        description="Show one case: the payment, its decision and reasons, the rules and lists that "
+        "matched, the user's decisions before it, and the case's history.",
+    )
     show.add_argument("case", help="the case id (the transaction id)")
     show.add_argument("--json", action="store_true", help="JSON, as the API answers")
     show.set_defaults(run=_run(cases_show))
 
-    assign = commands.add_parser("assign", help="give a case to an analyst")
+    assign = commands.add_parser(
+        "assign",
+        help="give a case to an analyst",
+        description="Give an open case to an analyst (to the one it is already with: no change).",
+    )
     assign.add_argument("case", help="the case id")
     assign.add_argument("assignee", help="the analyst")
     assign.set_defaults(run=_run(cases_assign))
 
-    comment = commands.add_parser("comment", help="add a comment to a case's history")
+    comment = commands.add_parser(
+        "comment",
+        help="add a comment to a case's history",
+        description="Add a comment to a case's history, open or closed, with who and when.",
+    )
     comment.add_argument("case", help="the case id")
     comment.add_argument("text", help="the comment")
     comment.set_defaults(run=_run(cases_comment))

@@ -6,15 +6,19 @@ adds them with `set_defaults(run=...)`. Heavy imports happen inside the commands
 Every command reports an error the same way, here: `fraudwatch <command>: error: <what>, <what to do>`
 on stderr; exit status 2 for usage and input errors (argparse's own, UsageError, and a setting or model
 bundle it was given that cannot be used: ConfigurationError), 1 for a failure at run time (any other
-FraudwatchError, or an AWS call that failed).
+FraudwatchError, or an AWS call that failed). Output whose reader stopped reading (`| head`) ends the
+command quietly, with a shell's status for it (141), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 COMMAND_MODULES = (
     "training.generate",
@@ -37,6 +41,23 @@ COMMAND_MODULES = (
 )
 USAGE_ERROR = 2
 RUN_TIME_ERROR = 1
+BROKEN_PIPE = 128 + 13  # as a shell reports a command that SIGPIPE ended
+
+
+def writable_file(text: str) -> str:
+    """An argparse type: a file a command writes once its work is done, checked before the work starts
+    (not a directory; the nearest folder of it that exists is one the user may write in)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory, give a file")
+    folder = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if (
+        not folder.is_dir()
+        or not os.access(folder, os.W_OK)
+        or (path.exists() and not os.access(path, os.W_OK))
+    ):
+        raise argparse.ArgumentTypeError(f"cannot write {text}, check the path")
+    return text
 
 
 def build_parser(prog: str = "fraudwatch") -> argparse.ArgumentParser:
@@ -75,7 +96,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "fraudwatch") -> int:
 
     args = parse(build_parser(prog), argv)
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        sys.stdout.flush()  # a reader gone (`| head`) shows here, not at the interpreter's exit
+        return status
     except (UsageError, ConfigurationError) as exc:  # a setting or bundle the command was given
         return _error(args.command, str(exc), USAGE_ERROR)
     except FraudwatchError as exc:
@@ -86,6 +109,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "fraudwatch") -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of the output stopped reading (`| head`): stop quietly
+        _discard_stdout()
+        return BROKEN_PIPE
+
+
+def _discard_stdout() -> None:
+    """Send what is left to write to /dev/null, so that the exit's flush raises nothing either."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _error(command: str, message: str, status: int) -> int:

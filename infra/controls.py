@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fraudwatch.domain.lists import ListEntry, entry_problem
-from fraudwatch.errors import FraudwatchError
+from fraudwatch.domain.lists import ListEntry, entry_problem, list_name_problem
+from fraudwatch.errors import AwsCallError, FraudwatchError
 from infra.state import add_stack_options
 
 if TYPE_CHECKING:
@@ -89,6 +89,8 @@ def entries_of_file(path: Path, *, who: str, now: float) -> list[ListEntry]:
             raise ControlsCommandError(f"{path}: must be a JSON list of objects with list, value and why")
     else:
         rows = list(csv.DictReader(text.splitlines()))
+    if not rows:
+        raise ControlsCommandError(f"{path}: no entries, give at least one (list, value, why)")
     entries = []
     for number, row in enumerate(rows, start=1):
         missing = [key for key in ("list", "value") if not str(row.get(key) or "").strip()]
@@ -104,6 +106,13 @@ def entries_of_file(path: Path, *, who: str, now: float) -> list[ListEntry]:
                 expiry(str(row.get("expires") or "") or None, now),
             )
         )
+    first: dict[tuple[str, str], int] = {}
+    for number, entry in enumerate(entries, start=1):
+        earlier = first.setdefault((entry.list_name, entry.value), number)
+        if earlier != number:  # the store keeps one entry per list and value: the later would win silently
+            raise ControlsCommandError(
+                f"{path}: entry {number} repeats entry {earlier} ({entry.list_name} {entry.value}), keep one"
+            )
     return entries
 
 
@@ -140,8 +149,15 @@ def store_of(args: argparse.Namespace) -> ControlsStore:
 # ---------------------------------------------------------------- lists
 
 
+def _one_source(args: argparse.Namespace) -> None:
+    """LIST and VALUE, or --file: given both, one would be ignored."""
+    if args.file and (args.list or args.value):
+        raise ControlsCommandError("give LIST and VALUE, or --file, not both")
+
+
 def lists_add(args: argparse.Namespace, store: ControlsStore, now: float) -> str:
     """Add one entry, or a file's."""
+    _one_source(args)
     if args.file:
         entries = entries_of_file(Path(args.file), who=args.who, now=now)
     elif args.list and args.value:
@@ -157,14 +173,24 @@ def lists_add(args: argparse.Namespace, store: ControlsStore, now: float) -> str
 
 def lists_remove(args: argparse.Namespace, store: ControlsStore, now: float) -> str:
     """Remove one entry, or a file's."""
+    _one_source(args)
     if args.file:
         keys = [(e.list_name, e.value) for e in entries_of_file(Path(args.file), who=args.who, now=now)]
     elif args.list and args.value:
         keys = [(args.list, args.value)]
     else:
         raise ControlsCommandError("give LIST and VALUE, or --file")
-    store.remove(keys)
-    return f"removed {len(keys)} entries: out of force within {args.max_age:g} s"
+    for list_name, _ in keys:
+        if problem := list_name_problem(list_name):
+            raise ControlsCommandError(problem)
+    removed = store.remove(keys)
+    absent = [f"{list_name} {value}" for list_name, value in keys if (list_name, value) not in removed]
+    if absent:
+        raise ControlsCommandError(
+            f"removed {len(removed)} of {len(keys)} entries; not on their list, so not removed: "
+            f"{', '.join(absent)} (see `fraudwatch lists show`)"
+        )
+    return f"removed {len(removed)} entries: out of force within {args.max_age:g} s"
 
 
 def lists_show(args: argparse.Namespace, store: ControlsStore, now: float) -> str:
@@ -314,6 +340,10 @@ def _offline(
             tail = "; fix the rule, nothing was stored" if stored else "; fix the rule"
             print(f"fraudwatch {name}: error: {exc}{tail}", file=sys.stderr)
             return 2
+        except AwsCallError as exc:  # a failure at run time, not the operator's input
+            hint = "is the stack up at its endpoint (`fraudwatch stack status`)?"
+            print(f"fraudwatch {name}: error: {exc}; {hint}", file=sys.stderr)
+            return 1
         except FraudwatchError as exc:
             print(f"fraudwatch {name}: error: {exc}", file=sys.stderr)
             return 2

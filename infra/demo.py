@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import sys
 import threading
@@ -54,7 +55,7 @@ from infra.embedded import (
     start_handler,
     use_emulator_credentials,
 )
-from infra.emulator import Emulator, client
+from infra.emulator import Emulator, client, port_number
 from infra.events import label_of
 from infra.producer import live_transactions as producer_live
 from infra.producer import produce
@@ -451,6 +452,7 @@ def demo(args: argparse.Namespace) -> int:
     if not args.console:
         print(report.text())
     if args.report_json:
+        Path(args.report_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report_json).write_text(json.dumps(report.to_dict(), indent=2))
     print(f"done in {time.perf_counter() - started:.1f} s; everything stopped")
     return 0
@@ -475,8 +477,37 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _rate(text: str) -> float:
+    """--rate: transactions per second, 0 for a burst; checked before the demo starts anything."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (a burst) or more, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """--timeout: seconds, more than 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `demo`."""
+    from infra.cli import writable_file
+    from training.generate import at_least
+
     parser = subparsers.add_parser(
         "demo",
         help="the main job: train if needed, run the whole stack, produce, report",
@@ -494,18 +525,21 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=_rate,
         default=DEFAULT_RATE,
         help=f"transactions per second (default {DEFAULT_RATE:.0f}; 0: as fast as possible, a burst)",
     )
     parser.add_argument(
         "--alerts-log",
+        type=writable_file,
         default=str(DEFAULT_ALERTS_LOG),
         help=f"where the alerts are appended, one JSON line each (default {DEFAULT_ALERTS_LOG})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="generator seed (default: the training seed)")
     parser.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds to wait for every decision (default 300)"
+        "--seed", type=at_least(0), default=0, help="generator seed (default: the training seed)"
+    )
+    parser.add_argument(
+        "--timeout", type=_seconds, default=300.0, help="seconds to wait for every decision (default 300)"
     )
     parser.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
     parser.add_argument(
@@ -517,7 +551,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="store_false",
         help="do not put the transactions' labels (chargebacks and genuine) on the stream once decided",
     )
-    parser.add_argument("--report-json", help="also write the report as JSON to this file")
+    parser.add_argument(
+        "--report-json", type=writable_file, help="also write the report as JSON to this file"
+    )
     parser.add_argument(
         "--console",
         action=argparse.BooleanOptionalAction,
@@ -525,5 +561,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "payments' review cases open, their labels left to the analysts) until Ctrl-C; --no-console stops "
         "after the report (default: the console when run from a terminal, so a script or CI never waits)",
     )
-    parser.add_argument("--console-port", type=int, default=3000, help="the console's port (default 3000)")
+    parser.add_argument(
+        "--console-port", type=port_number, default=3000, help="the console's port (default 3000)"
+    )
     parser.set_defaults(run=guarded(demo))

@@ -961,6 +961,8 @@ def deploy(
     from tqdm import tqdm
 
     parameters = dict(parameters or {})
+    sam = load_template(template)
+    check_parameters(sam, parameters)  # before any call: an unknown parameter is the caller's mistake
     emulated = endpoint_url is not None and is_moto(endpoint_url)
     keep_mappings = (not emulated) if event_source_mappings is None else event_source_mappings
     steps = tqdm(total=5, desc=f"deploy {stack_name}", unit="step", disable=not progress, leave=False)
@@ -971,7 +973,6 @@ def deploy(
     bucket = f"{stack_name}-artifacts-{account}-{region}"
 
     steps.set_postfix_str("package")
-    sam = load_template(template)
     ensure_bucket(s3, bucket, region)
     # Without the mapping, Lambda never runs the function there: the runner calls the handler in
     # process, so layers that need `sam build` (the ML runtime) may be stand-ins.
@@ -1029,6 +1030,18 @@ def served_url(value: str, endpoint_url: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- command
+
+
+def check_parameters(sam: Mapping[str, Any], parameters: Mapping[str, str]) -> None:
+    """ValueError naming a parameter the template does not declare: CloudFormation refuses one, and
+    moto would deploy without it, silently."""
+    declared = sorted(sam.get("Parameters") or {})
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        raise ValueError(
+            f"--parameter {', '.join(unknown)}: the template has no such parameter "
+            f"(it has {', '.join(declared) or 'none'})"
+        )
 
 
 def parse_parameters(pairs: list[str]) -> dict[str, str]:

@@ -227,6 +227,8 @@ def _events(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `events`: regenerate the sample Lambda events."""
+    from training.generate import at_least
+
     parser = subparsers.add_parser(
         "events",
         help="write the sample Kinesis events (ordinary, fraud, malformed, mixed, labels)",
@@ -234,5 +236,5 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "`sam local invoke` and `fraudwatch invoke`.",
     )
     parser.add_argument("--out", default=str(EVENTS_DIR), help="output directory (default: events/)")
-    parser.add_argument("--seed", type=int, default=11, help="generator seed")
+    parser.add_argument("--seed", type=at_least(0), default=11, help="generator seed (default 11)")
     parser.set_defaults(run=_events)

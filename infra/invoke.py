@@ -35,14 +35,17 @@ class LocalContext:
     function_name: str = FUNCTION
     function_version: str = "$LATEST"
     memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
+    invoked_function_arn: str = ""  # default: the function's own, from its name
     aws_request_id: str = ""
-    log_group_name: str = f"/aws/lambda/{FUNCTION}"
+    log_group_name: str = ""  # default: the function's own, from its name
     log_stream_name: str = "local"
     timeout_ms: int = 60_000
 
     def __post_init__(self) -> None:
         self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+        arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        self.invoked_function_arn = self.invoked_function_arn or arn
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         """Lambda's remaining time; the local runner does not enforce one."""

@@ -380,6 +380,7 @@ def _produce_command(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     if args.put_times:
+        Path(args.put_times).parent.mkdir(parents=True, exist_ok=True)
         Path(args.put_times).write_text(json.dumps(stats.put_times))
     print(
         f"put {stats.records_put} {what} on {stream} in {stats.calls} calls "
@@ -391,6 +392,9 @@ def _produce_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `produce`: put transactions, or labels, on the stream."""
+    from infra.cli import writable_file
+    from training.generate import at_least
+
     parser = subparsers.add_parser(
         "produce",
         help="put generated (or a file's) transactions, or a labelled file's labels, on the Kinesis stream",
@@ -411,7 +415,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--rate", type=_positive_float, help="records per second (default: as fast as possible)"
     )
-    parser.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+    parser.add_argument("--seed", type=at_least(0), default=7, help="generator seed (default 7)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--file", help="a CSV or Parquet file of transactions instead of the generator")
     source.add_argument(
@@ -425,7 +429,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=_aware_datetime,
         help="when the labels became known, ISO 8601 with a UTC offset (default: now)",
     )
-    parser.add_argument("--put-times", help="write {transaction_id: put time} as JSON to this file")
+    parser.add_argument(
+        "--put-times", type=writable_file, help="write {transaction_id: put time} as JSON to this file"
+    )
     parser.add_argument(
         "--amount-factor",
         type=_positive_float,

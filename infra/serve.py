@@ -23,6 +23,7 @@ import getpass
 import queue
 import sys
 import threading
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 from infra.http_event import http_api_event
 from infra.invoke import DEFAULT_BUNDLE, Handler, LocalContext, load_handler
 from infra.state import add_stack_options
+from infra.template import REPO_ROOT
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -41,6 +43,7 @@ FUNCTION = "ScoringApiFunction"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway's own limit on a request body: beyond it the API answers 413 without calling Lambda."""
 OPENAPI_PATH = "/openapi.json"
+OPENAPI_FILE = REPO_ROOT / "docs" / "openapi.json"
 CONSOLE_PATH = "/console"
 LOCAL_CALLER = f"arn:aws:iam::123456789012:user/{getpass.getuser()}"
 """The IAM identity of every local request: the user running the server."""
@@ -149,7 +152,16 @@ def make_server(
                 source_ip=self.client_address[0],
                 caller=LOCAL_CALLER,
             )
-            response = containers.invoke(event)
+            try:
+                response = containers.invoke(event)
+            except Exception:  # the function failed: answer as API Gateway does, log it as Lambda would
+                traceback.print_exc()
+                self._send(
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    {"content-type": "application/json"},
+                    b'{"message":"Internal Server Error"}',
+                )
+                return
             payload = response.get("body") or ""
             data = base64.b64decode(payload) if response.get("isBase64Encoded") else payload.encode()
             headers = dict(response.get("headers") or {})
@@ -248,19 +260,25 @@ def _own_stack(stack_name: str) -> Iterator[tuple[dict[str, str], str]]:
 
 
 def _openapi(args: argparse.Namespace) -> int:
+    from fraudwatch.errors import UsageError
     from fraudwatch.http_api import openapi_document
 
     document = openapi_document()
     if args.out == "-":
         sys.stdout.write(document)
-    else:
+        return 0
+    try:
         Path(args.out).write_text(document)
-        print(f"wrote {args.out}")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out} ({exc.strerror}), check --out") from exc
+    print(f"wrote {args.out}")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `serve` (the Docker-free `sam local start-api`) and `openapi` (the API's document)."""
+    from infra.emulator import port_number
+
     parser = subparsers.add_parser(
         "serve",
         help="the inline scoring API and the analysts' console on 127.0.0.1, on the real handler (no Docker)",
@@ -269,7 +287,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "recorded, or an embedded stack of its own. The analysts' console is at /console (docs/cases.md).",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
     )
     parser.add_argument(
         "--host",
@@ -284,6 +302,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--stack-name", default="fraudwatch", help="stack name when deploying its own")
     add_stack_options(parser)
     parser.set_defaults(run=_serve)
-    doc = subparsers.add_parser("openapi", help="write the inline API's OpenAPI document (generated)")
-    doc.add_argument("--out", default="docs/openapi.json", help="file, or - for stdout")
+    doc = subparsers.add_parser(
+        "openapi",
+        help="write the inline API's OpenAPI document (generated)",
+        description="Write the inline API's OpenAPI document, generated from the routes' code.",
+    )
+    doc.add_argument(
+        "--out",
+        default=str(OPENAPI_FILE),
+        help="a file, or - for stdout (default: the project's docs/openapi.json, which the tests compare)",
+    )
     doc.set_defaults(run=_openapi)

@@ -31,7 +31,7 @@ from infra.embedded import (
     start_handler,
     use_emulator_credentials,
 )
-from infra.emulator import Emulator, emulator_environment, is_healthy
+from infra.emulator import Emulator, emulator_environment, is_healthy, port_number
 from infra.state import STATE_DIR, STATE_FILE, read_state, write_state
 from infra.template import REPO_ROOT
 
@@ -44,8 +44,9 @@ def print_endpoint(endpoint_url: str, outputs: Mapping[str, str]) -> None:
     env = " ".join(f"{k}={v}" for k, v in emulator_environment(endpoint_url).items() if k != "AWS_REGION")
     print(f"endpoint: {endpoint_url}")
     print(f"export {env}")
+    width = max((len(key) for key in outputs), default=0)
     for key, value in outputs.items():
-        print(f"  {key:22} {value}")
+        print(f"  {key:{width}}  {value}")
 
 
 def _ours(pid: int) -> bool:
@@ -65,14 +66,16 @@ def stack_up(args: argparse.Namespace) -> int:
     """`stack up`: emulator + deploy (+ runner with the real handler), until Ctrl-C or `stack down`."""
     if args.runner:
         require_bundle(args.bundle)  # before anything starts: a stack that cannot decide is no stack
-    if args.detach:
-        return _detach(args)
-
+    # Before --detach too: a second background stack would take over the state file and leave the first
+    # running where `stack down` can no longer find it.
     state = read_state()
     if state and _ours(int(state["pid"])):
         raise StackError(
             f"a stack already runs (pid {state['pid']}, {state['endpoint']}); `stack down` first"
         )
+    if args.detach:
+        return _detach(args)
+
     stop = threading.Event()
     # `stack down` (SIGTERM) ends the wait below, and the cleanup runs in order.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -167,13 +170,17 @@ def stack_down(args: argparse.Namespace) -> int:
         print("no stack is running")
         return 0
     pid = int(state["pid"])
+    if not _ours(pid):
+        with contextlib.suppress(OSError):
+            STATE_FILE.unlink()
+        print(f"the recorded stack (pid {pid}) was not running; its record is removed")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while _ours(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if _ours(pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _ours(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _ours(pid):
-            raise StackError(f"pid {pid} did not stop within 20 s after SIGTERM")
+        raise StackError(f"pid {pid} did not stop within 20 s after SIGTERM")
     with contextlib.suppress(OSError):
         STATE_FILE.unlink()
     print(f"stopped (pid {pid})")
@@ -189,10 +196,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "handler behind the local event-source runner) to poke at with the AWS CLI.",
     )
     actions = stack.add_subparsers(dest="action", required=True, metavar="ACTION")
-    up = actions.add_parser("up", help="start it (foreground; --detach for the background)")
+    up = actions.add_parser(
+        "up",
+        help="start it (foreground; --detach for the background)",
+        description="Start the embedded emulator, deploy template.yaml to it and run the scoring handler "
+        "behind the local event-source runner; print the endpoint, the line that points the AWS CLI at "
+        "it and the stack's outputs (recorded in .fraudwatch/stack.json for the other commands). In the "
+        "foreground until Ctrl-C, or with --detach in the background until `fraudwatch stack down`.",
+    )
     up.add_argument("--detach", action="store_true", help="run in the background; `stack down` stops it")
     up.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
-    up.add_argument("--port", type=int, default=0, help="emulator port (default: a free one)")
+    up.add_argument("--port", type=port_number, default=0, help="emulator port (default: a free one)")
     up.add_argument(
         "--no-runner", dest="runner", action="store_false", help="deploy only; do not run the handler"
     )
@@ -204,7 +218,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="run the model operations (drift, matured) every SECONDS; default: the template's schedules",
     )
     up.set_defaults(run=guarded(stack_up))
-    status = actions.add_parser("status", help="is the background stack up, and where")
+    status = actions.add_parser(
+        "status",
+        help="is the background stack up, and where",
+        description="Say whether the recorded stack runs, and print its endpoint and outputs (exit 1 if "
+        "none runs).",
+    )
     status.set_defaults(run=guarded(stack_status))
-    down = actions.add_parser("down", help="stop the background stack")
+    down = actions.add_parser(
+        "down", help="stop the background stack", description="Stop the stack `stack up` recorded."
+    )
     down.set_defaults(run=guarded(stack_down))

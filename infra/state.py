@@ -14,7 +14,8 @@ from infra.template import REPO_ROOT
 
 STATE_DIR = REPO_ROOT / ".fraudwatch"
 STATE_FILE = STATE_DIR / "stack.json"
-DEFAULT_OUTPUTS = ".fraudwatch/stack.json"
+# Where `stack up` writes its state, whatever directory a command is run from.
+DEFAULT_OUTPUTS = str(STATE_FILE)
 
 
 def read_stack_outputs(path: Path) -> dict[str, str]:
@@ -61,7 +62,8 @@ def add_stack_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outputs",
         default=DEFAULT_OUTPUTS,
-        help=f"the stack's outputs (default {DEFAULT_OUTPUTS}, written by `fraudwatch stack up --detach`)",
+        help="the stack's outputs (default .fraudwatch/stack.json in the project, written by "
+        "`fraudwatch stack up --detach`)",
     )
 
 

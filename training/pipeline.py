@@ -33,12 +33,15 @@ if TYPE_CHECKING:
 DEFAULT_TRANSACTIONS = 200_000
 DEFAULT_DAYS = 60
 DEFAULT_SEED = 7
-DEFAULT_BUNDLE = Path("layers/model/bundle")
+# The bundle the functions and the embedded stack load, whatever directory a command is run from.
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "layers" / "model" / "bundle"
 DEFAULT_REPORTS = Path("reports")
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `train` and `score-file`."""
+    from training.generate import at_least
+
     train = subparsers.add_parser(
         "train",
         help="generate (or read) labelled history, train, evaluate and write the model bundle",
@@ -60,12 +63,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default=DEFAULT_DAYS,
         help=f"days of history to generate (default {DEFAULT_DAYS})",
     )
-    train.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    train.add_argument(
+        "--seed", type=at_least(0), default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
     train.add_argument(
         "--bundle",
         type=Path,
         default=DEFAULT_BUNDLE,
-        help=f"model bundle directory (default {DEFAULT_BUNDLE})",
+        help="model bundle directory (default: the project's layers/model/bundle)",
     )
     train.add_argument(
         "--reports",
@@ -95,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--bundle",
         type=Path,
         default=DEFAULT_BUNDLE,
-        help=f"model bundle directory (default {DEFAULT_BUNDLE})",
+        help="model bundle directory (default: the project's layers/model/bundle)",
     )
     add_label_delay_option(score)
     score.set_defaults(run=run_score_file)
@@ -278,9 +283,13 @@ def summary(run: TrainingRun, seconds: float) -> str:
 def run_score_file(args: argparse.Namespace) -> int:
     """`fraudwatch score-file`; its errors are printed by infra.cli (a bad file or bundle: exit 2)."""
     from fraudwatch.adapters.model import load_model
+    from fraudwatch.errors import UsageError
     from training.io import read_transactions
+    from training.population.config import SUFFIXES
     from training.score import score_frame, write_table
 
+    if args.out.suffix.lower() not in SUFFIXES:  # before the scoring, not after it
+        raise UsageError(f"--out {args.out}: use a .parquet or .csv file")
     model = load_model(args.bundle)
     frame = read_transactions(args.data, labelled=False)
     scored = score_frame(

@@ -127,3 +127,14 @@ def test_the_command_watches_the_stacks_topic(
     assert captured.err.strip().endswith("4 alerts")
     assert len(captured.out.strip().splitlines()) == 4
     assert len(logged(log)) == 4
+
+
+def test_a_log_it_cannot_append_to_is_a_usage_error_before_any_alert_is_taken(
+    stack: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "stack.json"
+    outputs.write_text(json.dumps({"outputs": stack}))
+    assert main(["alerts", "--outputs", str(outputs), "--log", str(tmp_path)]) == 2  # a directory
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch alerts: error: cannot append to {tmp_path} (Is a directory), check --log"
+    )

@@ -80,7 +80,8 @@ def test_entries_keep_who_why_when_and_expiry_and_can_be_removed(store):
         entry("blocked_merchants", "merch-1", T0 + 86400),
     ]
     assert store.entries("allowed_users") == [entry("allowed_users", "user-9")]
-    store.remove([("allowed_users", "user-9"), ("allowed_users", "never-there")])
+    removed = store.remove([("allowed_users", "user-9"), ("allowed_users", "never-there")])
+    assert removed == [("allowed_users", "user-9")]
     assert [e.value for e in store.entries()] == ["merch-1"]
 
 
@@ -200,6 +201,23 @@ def test_lists_add_show_and_remove_one_entry(outputs, store, capsys):
     assert store.entries() == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["blocked_merchants", "merch-2"], "removed 0 of 1 entries; not on their list, so not removed: "
+         "blocked_merchants merch-2"),
+        (["blocked_merchant", "merch-1"], "'blocked_merchant': a list's name"),
+    ],
+)  # fmt: skip
+def test_lists_remove_of_an_entry_that_is_not_there_says_so_and_fails(outputs, store, capsys, argv, says):
+    store.add([entry("blocked_merchants", "merch-1")])
+    assert main(["lists", "remove", *argv, "--outputs", outputs]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"fraudwatch lists remove: error: {says}")
+    assert [e.value for e in store.entries()] == ["merch-1"]
+
+
 def test_lists_add_from_a_file(outputs, store, tmp_path):
     path = tmp_path / "entries.csv"
     path.write_text("list,value,why,expires\nblocked_merchants,m-1,testing,\nallowed_users,u-1,vip,12h\n")
@@ -210,6 +228,44 @@ def test_lists_add_from_a_file(outputs, store, tmp_path):
     ]
     assert main(["lists", "remove", "--file", str(path), "--outputs", outputs]) == 0
     assert store.entries() == []
+
+
+def test_a_file_that_names_an_entry_twice_is_refused_not_half_added(outputs, store, tmp_path, capsys):
+    path = tmp_path / "entries.csv"
+    path.write_text(
+        "list,value,why\nblocked_merchants,m-1,testing\nallowed_users,u-1,vip\nblocked_merchants,m-1,x\n"
+    )
+    assert main(["lists", "add", "--file", str(path), "--outputs", outputs]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch lists add: error: {path}: entry 3 repeats entry 1 (blocked_merchants m-1), keep one"
+    )
+    assert store.entries() == []
+
+
+@pytest.mark.parametrize("command", ["add", "remove"])
+def test_an_entry_and_a_file_at_once_are_refused_not_the_entry_ignored(
+    outputs, store, tmp_path, capsys, command
+):
+    path = tmp_path / "entries.csv"
+    path.write_text("list,value,why\nblocked_merchants,m-1,testing\n")
+    why = ["--why", "x"] if command == "add" else []
+    argv = ["lists", command, "blocked_merchants", "m-2", *why, "--file", str(path), "--outputs", outputs]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch lists {command}: error: give LIST and VALUE, or --file, not both"
+    )
+    assert store.entries() == []
+
+
+@pytest.mark.parametrize("text", ["", "list,value,why\n"])
+@pytest.mark.parametrize("command", ["add", "remove"])
+def test_a_file_without_entries_is_refused_not_added_as_none(outputs, tmp_path, capsys, command, text):
+    path = tmp_path / "entries.csv"
+    path.write_text(text)
+    assert main(["lists", command, "--file", str(path), "--outputs", outputs]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch lists {command}: error: {path}: no entries, give at least one (list, value, why)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -255,6 +311,15 @@ def test_rules_push_show_history_and_rollback(outputs, store, tmp_path, capsys):
     assert main(["rules", "validate", str(shown_file)]) == 0, "what show prints, push takes back"
 
 
+@pytest.mark.parametrize("argv", [["rollback", str(ACTIVE)], ["show", "--version", str(ACTIVE)]])
+def test_the_pointer_to_the_version_in_force_is_no_version_of_its_own(outputs, store, capsys, argv):
+    pushed = store.push(compile_rules(RULES), pushed_by="analyst", note="", now=T0)
+    assert main(["rules", *argv, "--outputs", outputs]) == 2
+    assert f"no pushed version #{ACTIVE}" in capsys.readouterr().err
+    assert store.active() == pushed
+    assert store.version(ACTIVE) is None
+
+
 def test_a_broken_document_is_refused_at_push_with_its_rule_and_position_and_nothing_changes(
     outputs, store, tmp_path, capsys
 ):
@@ -281,6 +346,17 @@ def test_a_version_cannot_be_pushed_twice_with_other_rules(outputs, tmp_path, ca
     path.write_text(json.dumps({**RULES, "rules": []}))
     assert main(["rules", "push", str(path), "--outputs", outputs]) == 2
     assert "give the document a new version" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["lists", "show"], ["rules", "history"]])
+def test_a_stack_that_does_not_answer_is_a_run_time_failure_not_a_usage_error(tmp_path, capsys, argv):
+    path = tmp_path / "stack.json"
+    outputs = {"ListsTableName": "lists", "RulesTableName": "rules"}
+    path.write_text(json.dumps({"endpoint": "http://127.0.0.1:9", "outputs": outputs}))
+    assert main([*argv, "--outputs", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fraudwatch {' '.join(argv)}: error: ")
+    assert err.endswith("is the stack up at its endpoint (`fraudwatch stack status`)?")
 
 
 def test_commands_without_a_stack_say_to_deploy(tmp_path, capsys):

@@ -458,6 +458,18 @@ def test_a_malformed_parameter_is_a_one_line_error(capsys: pytest.CaptureFixture
     )
 
 
+def test_a_parameter_the_template_does_not_declare_is_refused_before_any_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["deploy", "--endpoint", "http://127.0.0.1:9", "--parameter", "AlarmMail=ops@example.com"]
+    assert main(argv) == 2  # usage, although nothing answers at the endpoint
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "fraudwatch deploy: error: --parameter AlarmMail: the template has no such parameter (it has "
+    )
+    assert "AlarmEmail" in err
+
+
 # ------------------------------------------------------------------------------------------------ LocalStack
 
 

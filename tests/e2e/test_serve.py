@@ -138,3 +138,24 @@ def test_one_clients_requests_meet_one_warm_handler_and_concurrent_ones_each_the
     for thread in both:
         thread.join(5)
     assert sorted(served) == ["a", "b"]  # at once: one each
+
+
+def test_a_failing_function_is_a_500_as_api_gateway_answers_and_the_server_goes_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if event["rawPath"] == "/boom":
+            raise RuntimeError("the function failed")
+        return {"statusCode": 200, "body": "{}"}
+
+    with serving(Containers.of([handle]), log=False) as url:
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(f"{url}/boom", timeout=10)
+        assert failed.value.code == 500
+        assert json.loads(failed.value.read()) == {"message": "Internal Server Error"}
+        with urllib.request.urlopen(f"{url}/fine", timeout=10) as answer:
+            assert answer.status == 200
+    assert "RuntimeError: the function failed" in capsys.readouterr().err

@@ -124,6 +124,38 @@ def test_statuses_of_the_case_routes(api: Api):
     assert body(api.call("GET", "/v1/cases?status=CLOSED"))["cases"] == []
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "image/png"])
+@pytest.mark.parametrize(
+    ("route", "payload"),
+    [("assign", b"assignee=bob"), ("close", b'{"verdict": "fraud", "reason": "x"}'), ("comments", b"")],
+)
+def test_a_body_that_is_not_json_is_a_415_in_the_apis_own_error_shape(
+    api: Api, content_type: str, route: str, payload: bytes
+):
+    headers = {"content-type": content_type, "host": "console.example"}
+    response = api.call("POST", f"/v1/cases/tx-1/{route}", payload, headers=headers)
+    assert response["statusCode"] == 415
+    assert body(response) == {
+        "error": "unsupported media type",
+        "field": "content-type",
+        "reason": "send the body as application/json",
+    }
+    assert api.store.cases["tx-1"].status is CaseStatus.OPEN
+
+
+@pytest.mark.parametrize("route", ["assign", "comments", "close"])
+def test_a_body_nested_deeper_than_the_parser_goes_is_a_400_not_a_crash(api: Api, route: str):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = api.call("POST", f"/v1/cases/tx-1/{route}", deep)
+    assert response["statusCode"] == 400
+    assert body(response) == {
+        "error": "invalid",
+        "field": "body",
+        "reason": "objects or arrays nested too deep",
+    }
+    assert api.store.cases["tx-1"].status is CaseStatus.OPEN
+
+
 def test_a_case_changed_meanwhile_is_a_409_and_nothing_of_the_stale_change_is_written(api: Api):
     read = api.store.cases["tx-1"]
     api.call("POST", "/v1/cases/tx-1/assign", {"assignee": "bob"})  # someone else, after our read

@@ -136,6 +136,256 @@ def test_stack_up_with_a_missing_bundle_fails_naming_the_path_before_starting_an
     assert "--no-runner" in line
 
 
+def test_stack_up_detach_refuses_while_a_stack_runs_instead_of_orphaning_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import infra.stack
+
+    state_file = tmp_path / "stack.json"
+    state_file.write_text(json.dumps({"pid": 4242, "endpoint": "http://127.0.0.1:9", "outputs": {}}))
+    monkeypatch.setattr(infra.stack, "STATE_FILE", state_file)
+    monkeypatch.setattr(infra.stack, "LOG_FILE", tmp_path / "stack.log")
+    monkeypatch.setattr(infra.stack, "read_state", lambda: json.loads(state_file.read_text()))
+    monkeypatch.setattr(infra.stack, "_ours", lambda pid: pid == 4242)
+
+    def no_second_stack(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a second background stack was started")
+
+    monkeypatch.setattr(subprocess, "Popen", no_second_stack)
+    assert main(["stack", "up", "--detach", "--no-runner"]) == 1
+    line = error_line(capsys)
+    assert line.startswith("fraudwatch stack: error: a stack already runs (pid 4242, http://127.0.0.1:9)")
+    assert "`stack down` first" in line
+    assert state_file.is_file()  # the running stack stays recorded, so `stack down` still stops it
+
+
+@pytest.mark.parametrize(
+    "command", [["lists", "show"], ["cases", "list"], ["alerts"], ["produce"], ["models", "list"]]
+)
+def test_commands_find_the_stack_that_stack_up_recorded_from_any_directory(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.cli import build_parser
+    from infra.state import STATE_FILE
+
+    monkeypatch.chdir(tmp_path)  # not the project: `stack status` still finds the stack, so must they
+    args = build_parser().parse_args(command)
+    assert Path(args.outputs).resolve() == STATE_FILE.resolve()
+
+
+def test_a_local_context_names_its_own_function_in_its_arn_and_log_group() -> None:
+    from infra.invoke import LocalContext
+
+    ops = LocalContext("ModelOpsFunction")
+    assert ops.invoked_function_arn == "arn:aws:lambda:us-east-1:123456789012:function:ModelOpsFunction"
+    assert ops.log_group_name == "/aws/lambda/ModelOpsFunction"
+    assert LocalContext().invoked_function_arn.endswith(":function:ScoringFunction")
+    given = "arn:aws:lambda:eu-west-1:1:function:f"
+    assert LocalContext(invoked_function_arn=given).invoked_function_arn == given
+
+
+@pytest.mark.parametrize(("limit", "says"), [("0", "must be from 1 to 100, got 0"), ("x", "got 'x'")])
+def test_a_cases_page_size_out_of_range_is_one_short_error(
+    limit: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["cases", "list", "--limit", limit])
+    assert exited.value.code == 2
+    line = error_line(capsys)
+    assert line.startswith("fraudwatch cases list: error: argument --limit: ")
+    assert line.endswith(says)
+
+
+def test_the_cases_command_pages_as_the_api_does() -> None:
+    from fraudwatch.cases_api import MAX_PAGE
+    from infra.cases import MAX_PAGE as COMMAND_MAX_PAGE
+
+    assert COMMAND_MAX_PAGE == MAX_PAGE
+
+
+def test_output_cut_short_by_its_reader_ends_quietly_without_a_traceback() -> None:
+    command = [sys.executable, "-m", "infra.cli", "openapi", "--out", "-"]  # 50 kB on stdout
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout is not None
+    child.stdout.close()  # as `| head` does once it has its lines
+    _, err = child.communicate(timeout=60)
+    assert b"Traceback" not in err
+    assert b"BrokenPipeError" not in err
+    assert child.returncode == 141
+
+
+def test_the_readme_gives_labels_a_time_that_is_recent_whenever_it_is_run() -> None:
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "--labelled-at" in readme
+    # A fixed time is quarantined 7 days after it: the example would fail from then on.
+    assert not re.findall(r"--labelled-at\s+\d{4}-\d{2}-\d{2}", readme)
+
+
+@pytest.mark.parametrize("command", [["train"], ["events"], ["produce"], ["demo"], ["generate"]])
+def test_a_negative_seed_is_a_usage_error_before_anything_runs(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--seed", "-1"])
+    assert exited.value.code == 2
+    says = f"fraudwatch {command[0]}: error: argument --seed: must be at least 0, got -1"
+    assert error_line(capsys) == says
+
+
+def test_openapi_writes_the_projects_document_from_any_directory_and_names_a_path_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)  # no docs/ here
+    assert Path(build_parser().parse_args(["openapi"]).out) == REPO / "docs" / "openapi.json"
+    unwritable = tmp_path / "no-such-dir" / "openapi.json"
+    assert main(["openapi", "--out", str(unwritable)]) == 2
+    assert error_line(capsys) == (
+        f"fraudwatch openapi: error: cannot write {unwritable} (No such file or directory), check --out"
+    )
+
+
+@pytest.mark.parametrize("command", [["train"], ["score-file", "--data", "x.csv", "--out", "y.csv"]])
+def test_train_and_score_file_use_the_stacks_bundle_from_any_directory(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.cli import build_parser
+    from infra.invoke import DEFAULT_BUNDLE
+
+    monkeypatch.chdir(tmp_path)
+    assert Path(build_parser().parse_args(command).bundle) == DEFAULT_BUNDLE
+
+
+def test_cases_list_refuses_a_reason_that_is_no_feature_instead_of_showing_an_empty_queue(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infra.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        main(["cases", "list", "--reason", "amount_z_score"])
+    assert exited.value.code == 2
+    line = error_line(capsys)
+    assert line.startswith(
+        "fraudwatch cases list: error: argument --reason: no feature is named 'amount_z_score'"
+    )
+    assert "amount_zscore" in line
+    assert build_parser().parse_args(["cases", "list", "--reason", "amount_zscore"]).reason == "amount_zscore"
+
+
+def test_every_command_and_subcommand_says_what_it_does_in_its_help() -> None:
+    import argparse
+
+    from infra.cli import build_parser
+
+    def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+        found = [parser]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    found += parsers(child)
+        return found
+
+    silent = [p.prog for p in parsers(build_parser()) if not (p.description or "").strip()]
+    assert silent == []
+
+
+@pytest.mark.parametrize(
+    "command", [["serve", "--port"], ["stack", "up", "--port"], ["demo", "--console-port"]]
+)
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_a_port_out_of_range_is_a_usage_error_not_a_bind_traceback(
+    command: list[str], port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, port])
+    assert exited.value.code == 2
+    assert error_line(capsys).endswith(f"error: argument {command[-1]}: must be from 0 to 65535, got {port}")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--rate", "-5", "must be 0 (a burst) or more, got -5"),
+        ("--rate", "nan", "expected a finite number, got nan"),
+        ("--timeout", "-1", "must be more than 0 seconds, got -1"),
+        ("--timeout", "0", "must be more than 0 seconds, got 0"),
+    ],
+)
+def test_the_demo_refuses_a_bad_rate_or_timeout_before_it_starts_anything(
+    option: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--no-console", option, value])
+    assert exited.value.code == 2
+    assert error_line(capsys) == f"fraudwatch demo: error: argument {option}: {says}"
+
+
+def test_stack_down_of_a_stack_that_had_died_says_so_and_forgets_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import infra.stack
+
+    state_file = tmp_path / "stack.json"
+    state_file.write_text(json.dumps({"pid": 4242, "endpoint": "http://127.0.0.1:9", "outputs": {}}))
+    monkeypatch.setattr(infra.stack, "STATE_FILE", state_file)
+    monkeypatch.setattr(infra.stack, "read_state", lambda: json.loads(state_file.read_text()))
+    monkeypatch.setattr(infra.stack, "_ours", lambda pid: False)  # killed, crashed, or the machine restarted
+    assert main(["stack", "down"]) == 0
+    assert (
+        capsys.readouterr().out.strip()
+        == "the recorded stack (pid 4242) was not running; its record is removed"
+    )
+    assert not state_file.exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["produce", "--put-times"], ["demo", "--report-json"], ["demo", "--alerts-log"]]
+)
+def test_a_file_written_after_the_run_is_checked_before_it(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        main([*command, str(tmp_path)])  # a directory: the put or the demo would be done, then lost
+    assert exited.value.code == 2
+    assert error_line(capsys).endswith(
+        f"error: argument {command[-1]}: {tmp_path} is a directory, give a file"
+    )
+    fine = str(tmp_path / "new" / "out.json")  # its folder is made when written
+    assert vars(build_parser().parse_args([*command, fine]))[command[-1][2:].replace("-", "_")] == fine
+
+
+@pytest.mark.parametrize("code", ["night-spend", "rule:", "List:x"])
+def test_cases_list_refuses_a_rule_filter_no_decision_could_carry(
+    code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        main(["cases", "list", "--rule", code])
+    assert exited.value.code == 2
+    assert error_line(capsys).startswith(
+        f"fraudwatch cases list: error: argument --rule: {code!r}: "
+        "give a rule as rule:<id> or a list as list:<name>"
+    )
+    for fine in ("rule:night-spend", "list:review_categories"):
+        assert build_parser().parse_args(["cases", "list", "--rule", fine]).rule == fine
+
+
+def test_the_stacks_outputs_are_printed_in_one_column_however_long_their_names(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from infra.stack import print_endpoint
+
+    print_endpoint("http://127.0.0.1:9", {"StreamName": "s", "MerchantProfilesTableName": "m"})
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert rows == ["  StreamName                 s", "  MerchantProfilesTableName  m"]
+
+
 def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     import io
 

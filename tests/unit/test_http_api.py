@@ -153,6 +153,32 @@ def test_bad_parameters_are_400_naming_the_field(api: Api, path: str, query: str
     assert body_of(response)["field"] == field
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/v1/nope"), ("GET", "/v1/transactions"), ("DELETE", "/v1/decisions/tx-1")]
+)
+def test_a_route_that_does_not_exist_is_a_404_in_the_apis_own_error_shape(api: Api, method: str, path: str):
+    response = api.call(method, path)
+    assert response["statusCode"] == 404
+    assert body_of(response) == {"error": "not found", "field": "path", "reason": f"no route {method} {path}"}
+
+
+def test_a_since_whose_plus_became_a_space_says_how_to_send_the_offset(api: Api):
+    response = api.call(
+        "GET", "/v1/users/user-1/decisions", headers={}, query="since=2026-01-01T00:00:00+00:00"
+    )
+    assert response["statusCode"] == 400
+    assert body_of(response) == {
+        "error": "invalid",
+        "field": "since",
+        "reason": "not an ISO 8601 date-time: a '+' in a query string is a space, "
+        "write it %2B (or the offset Z)",
+    }
+    escaped = api.call(
+        "GET", "/v1/users/user-1/decisions", headers={}, query="since=2026-01-01T00:00:00%2B00:00"
+    )
+    assert escaped["statusCode"] == 200
+
+
 def test_a_store_failure_is_503_with_retry_after_and_the_profile_unchanged(api: Api):
     api.profiles.raise_next = ProfileStoreError("ThrottlingException", operation="BatchGetItem")
     response = api.call("POST", "/v1/transactions", payment())

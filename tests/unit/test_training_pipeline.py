@@ -169,6 +169,15 @@ def test_score_file_without_a_bundle_fails_in_one_line(history, tmp_path, capsys
     assert not out.exists()
 
 
+def test_score_file_refuses_an_output_it_cannot_write_before_reading_or_scoring_anything(tmp_path, capsys):
+    out = tmp_path / "scores.txt"
+    argv = ["score-file", "--data", str(tmp_path / "none.csv"), "--out", str(out), "--bundle", str(tmp_path)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"fraudwatch score-file: error: --out {out}: use a .parquet or .csv file"
+    )
+
+
 def test_evaluation_without_patterns_counts_all_fraud_as_one(trained, history):
     run, _ = trained
     values = compute_features(history.copy()).values

@@ -33,7 +33,7 @@ from fraudwatch.domain.cases import (
 from fraudwatch.domain.transaction import MAX_ID_CHARS
 from fraudwatch.errors import AwsCallError
 from fraudwatch.http_common import error_response as _error
-from fraudwatch.http_common import path_id
+from fraudwatch.http_common import is_json, path_id
 from fraudwatch.observability import error_fields, logger
 
 DEFAULT_PAGE = 20
@@ -124,7 +124,7 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
     def check_post() -> None:
         """A POST must be JSON (a cross-site form cannot send that without a preflight) from this site."""
         headers = app.current_event.headers or {}
-        if headers.get("content-type", "").split(";", 1)[0].strip().lower() != content_types.APPLICATION_JSON:
+        if not is_json(headers):
             raise _Refused(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "content-type", "send the body as application/json"
             )

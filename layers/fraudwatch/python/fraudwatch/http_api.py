@@ -21,7 +21,11 @@ from http import HTTPStatus
 from typing import Annotated, Any, Protocol
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
@@ -39,6 +43,7 @@ from fraudwatch.domain.transaction import (
 )
 from fraudwatch.errors import InvalidRecordError
 from fraudwatch.http_common import error_response as _error
+from fraudwatch.http_common import is_json as _is_json
 from fraudwatch.http_common import path_id as _path_id
 from fraudwatch.observability import error_fields, logger
 
@@ -171,7 +176,7 @@ def build_app(
 ) -> Any:
     """The resolver with the three routes, wired to `backend`; `on_decision` sees each decision made;
     with `cases`, the review cases' routes and console too (fraudwatch.cases_api)."""
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_json_body)
     if cases is not None:
         from fraudwatch.cases_api import add_case_routes
 
@@ -188,8 +193,7 @@ def build_app(
         },
     )
     def post_transaction() -> Response[str]:
-        content_type = (app.current_event.headers or {}).get("content-type", "")
-        if content_type.split(";", 1)[0].strip().lower() != content_types.APPLICATION_JSON:
+        if not _is_json(app.current_event.headers):
             return _error(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 "unsupported media type",
@@ -237,9 +241,7 @@ def build_app(
         cursor: Annotated[str | None, Query(max_length=2048, description="`next` of the page before")] = None,
     ) -> Response[str]:
         user_id = _path_id(user_id, "user_id")
-        since_utc = (
-            None if since is None else parse_timestamp(since, field="since").astimezone(UTC).isoformat()
-        )
+        since_utc = None if since is None else _since(since)
         page = backend.user_decisions(user_id, since_utc, limit, cursor)
         return _ok({"decisions": [d.to_dict() for d in page.decisions], "next": page.next})
 
@@ -249,6 +251,8 @@ def build_app(
     def invalid_parameter(exc: RequestValidationError) -> Response[str]:
         first = exc.errors()[0] if exc.errors() else {}
         loc = tuple(first.get("loc", ()))
+        if loc[:1] == ("body",) and not _is_json(app.current_event.headers):
+            return unsupported_body()  # a form's fields are not what is wrong: its media type is
         # A body that is no JSON at all is located at ("body", <offset>): the field at fault is the body.
         location = [
             str(part) for part in loc if part not in ("query", "path", "body") and not isinstance(part, int)
@@ -268,9 +272,19 @@ def build_app(
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
+    def unsupported_body(exc: RequestUnsupportedContentType | None = None) -> Response[str]:
+        reason = "send the body as application/json"
+        return _error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported media type", "content-type", reason)
+
+    def no_route(exc: NotFoundError) -> Response[str]:
+        event = app.current_event
+        return _error(HTTPStatus.NOT_FOUND, "not found", "path", f"no route {event.http_method} {event.path}")
+
     app.exception_handler(InvalidRecordError)(invalid)
     app.exception_handler(RequestValidationError)(invalid_parameter)
+    app.exception_handler(RequestUnsupportedContentType)(unsupported_body)
     app.exception_handler(ScoringUnavailable)(unavailable)
+    app.not_found(no_route)
     return app
 
 
@@ -326,6 +340,27 @@ def openapi_document(app: Any = None) -> str:
             del schemas[name]
         referenced = json.dumps([parsed["paths"], schemas])
     return json.dumps(parsed, indent=2, sort_keys=True) + "\n"
+
+
+def _json_body(text: str) -> Any:
+    """A request body's JSON, as Powertools reads it for the validated routes (the review cases');
+    nested too deep for the parser, the body is invalid, not the function's RecursionError (a 500)."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise InvalidRecordError("body", "objects or arrays nested too deep") from exc
+
+
+def _since(value: str) -> str:
+    """The `since` parameter in UTC; a space where the offset's '+' was says how to send one."""
+    try:
+        return parse_timestamp(value, field="since").astimezone(UTC).isoformat()
+    except InvalidRecordError as exc:
+        if " " not in value:
+            raise
+        raise InvalidRecordError(
+            "since", f"{exc.reason}: a '+' in a query string is a space, write it %2B (or the offset Z)"
+        ) from exc
 
 
 def _body(raw: str | None, is_base64: bool) -> bytes:

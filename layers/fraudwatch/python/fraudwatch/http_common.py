@@ -1,9 +1,10 @@
 """What the HTTP API's routes share (the scoring routes and the cases'): path parameters (the raw path
-keeps its percent-escapes, ids are validated once here) and the error body."""
+keeps its percent-escapes, ids are validated once here), the JSON media type and the error body."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
 from urllib.parse import unquote
 
@@ -23,6 +24,12 @@ def path_id(value: str, field: str) -> str:
     if problem is not None:
         raise InvalidRecordError(field, problem)
     return decoded
+
+
+def is_json(headers: Mapping[str, str] | None) -> bool:
+    """Whether a request says its body is JSON (a charset may follow)."""
+    content_type = (headers or {}).get("content-type", "")
+    return content_type.split(";", 1)[0].strip().lower() == content_types.APPLICATION_JSON
 
 
 def error_response(status: HTTPStatus, error: str, field: str, reason: str) -> Response[str]:

@@ -85,17 +85,23 @@ class ControlsStore:
         items = {f"{e.list_name}\x00{e.value}": _entry_item(e) for e in entries}
         batch_write(self._client, self.lists_table, items, key="entry_key", error=ControlsStoreError)
 
-    def remove(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Delete entries by (list name, value); deleting one that is not there is no error."""
-        for list_name, value in keys:
-            self._delete({"list_name": {"S": list_name}, "value": {"S": value}})
+    def remove(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Delete entries by (list name, value); the keys that were there (deleting one that is not there
+        is no error)."""
+        return [
+            (list_name, value)
+            for list_name, value in keys
+            if self._delete({"list_name": {"S": list_name}, "value": {"S": value}})
+        ]
 
-    def _delete(self, key: dict[str, Any]) -> None:
-        self._call(
+    def _delete(self, key: dict[str, Any]) -> bool:
+        """Delete one entry; whether it was there."""
+        response = self._call(
             "DeleteItem",
             self.lists_table,
-            lambda: self._client.delete_item(TableName=self.lists_table, Key=key),
+            lambda: self._client.delete_item(TableName=self.lists_table, Key=key, ReturnValues="ALL_OLD"),
         )
+        return "Attributes" in response
 
     # ---------------------------------------------------------------- rules
 
@@ -119,6 +125,8 @@ class ControlsStore:
 
     def version(self, seq: int) -> RulesVersion | None:
         """One pushed version, or None."""
+        if seq == ACTIVE:  # the item that points at the version in force, not a version of its own
+            return None
         response = self._call(
             "GetItem",
             self.rules_table,
