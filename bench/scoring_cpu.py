@@ -270,7 +270,7 @@ class PerRecordScorer:
     def handle(self, record: StreamRecord) -> DecisionRecord:
         """Score one record as one request."""
         tx = parse_transaction(record.data, received_at=record.arrival_epoch)
-        users, merchants = self.profiles.get_many([tx.user_id], [tx.merchant_id])
+        users, merchants, _ = self.profiles.get_many([tx.user_id], [tx.merchant_id])
         profile = users.get(tx.user_id) or UserProfile(tx.user_id)
         row = features(profile, merchants.get(tx.merchant_id), tx)
         apply(profile, tx)

@@ -61,10 +61,12 @@ class FakeProfileStore(_Faults, MemoryProfileStore):
         MemoryProfileStore.__init__(self, decisions)
         self.before_put: Callable[[], object] | None = None
 
-    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
-        """The stored profiles of these users and merchants."""
+    def get_many(
+        self, user_ids: Iterable[str], merchant_ids: Iterable[str] = (), transaction_ids: Iterable[str] = ()
+    ) -> Profiles:
+        """The stored profiles of these users and merchants, and the decisions on these transactions."""
         self._enter()
-        return super().get_many(user_ids, merchant_ids)
+        return super().get_many(user_ids, merchant_ids, transaction_ids)
 
     def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:
         """Store the profiles not chosen to fail (with their decisions), each if its version is the one

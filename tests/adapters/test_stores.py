@@ -434,6 +434,21 @@ def test_a_decision_is_written_in_its_profiles_transaction_and_not_at_all_when_t
     assert (fresh.version, stale.version) == (2, 1)
 
 
+def test_a_decision_on_another_users_transaction_id_is_never_written_over_it(stack):
+    writer = decisions_store(stack)
+    assert writer.put_many([profile("user-1", [5.0])], [decision("tx-1")]) == set()
+    taken = decision("tx-1", "user-2", kind=Decision.APPROVED)
+
+    assert writer.put_many([profile("user-2", [9.0])], [taken]) == {"user-2"}  # a conflict: re-read
+
+    assert DynamoDecisionStore(stack["DecisionsTableName"]).get("tx-1") == decision("tx-1")
+    read = writer.get_many(["user-1", "user-2"], [], ["tx-1", "tx-unknown"])
+    assert set(read.users) == {"user-1"}  # user-2's profile was not written either
+    assert read.decided == {"tx-1": decision("tx-1")}  # read with the profiles, in the same call
+    again = decision("tx-1", kind=Decision.REJECTED)  # its own user may write it again (a retry)
+    assert writer.put_many([read.users["user-1"]], [again]) == set()
+
+
 def test_a_conflict_cancels_the_others_and_they_are_written_again_with_their_decisions(stack):
     writer = decisions_store(stack)
     writer.put_many([profile("user-1", [5.0]), profile("user-2", [6.0])])

@@ -68,6 +68,44 @@ def test_a_payment_posted_twice_is_decided_once_and_found_by_id_and_by_user(embe
     assert store.get_many([user]).users[user].count == 1
 
 
+def test_a_transaction_id_decided_for_another_user_is_refused_and_its_decision_kept(embedded: Embedded):
+    run = uuid.uuid4().hex[:8]
+    tx_id, first_user, second_user = f"tx-taken-{run}", f"user-a-{run}", f"user-b-{run}"
+
+    first = post(embedded, payment(tx_id, first_user, 42.5, seconds_ago=60))
+    other = post(embedded, payment(tx_id, second_user, 5000.0, seconds_ago=30))
+
+    assert first["statusCode"] == 200
+    assert other["statusCode"] == 409
+    assert json.loads(other["body"])["field"] == "transaction_id"
+    assert json.loads(get(embedded, f"/v1/decisions/{tx_id}")["body"]) == json.loads(first["body"])
+    store = DynamoProfileStore(
+        embedded.outputs["ProfilesTableName"],
+        embedded.outputs["MerchantProfilesTableName"],
+        embedded.client("dynamodb"),
+    )
+    assert second_user not in store.get_many([second_user]).users  # nothing counted for the other payment
+
+
+def test_a_payment_posted_again_long_after_is_still_the_same_decision_counted_once(embedded: Embedded):
+    run = uuid.uuid4().hex[:8]
+    user = f"user-late-{run}"
+    body = payment(f"tx-late-{run}-0", user, 42.5, seconds_ago=3000)
+    first = post(embedded, body)
+    for i in range(1, 70):  # more than the 64 transaction ids a profile remembers
+        assert post(embedded, payment(f"tx-late-{run}-{i}", user, 10.0 + i, 3000 - i))["statusCode"] == 200
+
+    again = post(embedded, body)
+
+    assert json.loads(again["body"]) == json.loads(first["body"])
+    store = DynamoProfileStore(
+        embedded.outputs["ProfilesTableName"],
+        embedded.outputs["MerchantProfilesTableName"],
+        embedded.client("dynamodb"),
+    )
+    assert store.get_many([user]).users[user].count == 70
+
+
 def test_stream_batches_and_api_calls_for_the_same_users_at_once_lose_no_update(embedded: Embedded):
     run = uuid.uuid4().hex[:8]
     users = [f"user-race-{run}-{i}" for i in range(3)]

@@ -27,10 +27,12 @@ class CountingStore(FakeProfileStore):
         super().__init__()
         self.merchant_reads: list[set[str]] = []
 
-    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
+    def get_many(
+        self, user_ids: Iterable[str], merchant_ids: Iterable[str] = (), transaction_ids: Iterable[str] = ()
+    ) -> Profiles:
         wanted = set(merchant_ids)
         self.merchant_reads.append(wanted)
-        return super().get_many(user_ids, wanted)
+        return super().get_many(user_ids, wanted, transaction_ids)
 
 
 class Clock:

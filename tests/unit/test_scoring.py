@@ -83,7 +83,7 @@ class CrashingPublisher(MemoryAlertPublisher):
 
 
 class BrokenProfiles(MemoryProfileStore):
-    def get_many(self, user_ids, merchant_ids=()):
+    def get_many(self, user_ids, merchant_ids=(), transaction_ids=()):
         raise ProfileStoreError("throttled")
 
 

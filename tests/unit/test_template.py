@@ -332,7 +332,8 @@ def test_api_function_may_do_exactly_what_it_needs_and_of_the_stream_only_put_la
     transformed: dict[str, Any],
 ) -> None:
     grants = _grants(transformed, "ScoringApiFunctionRole")
-    assert grants["dynamodb:BatchGetItem"] == {"ProfilesTable", "MerchantProfilesTable"}
+    # the profiles, and the decision already made on the transaction id, in one call
+    assert grants["dynamodb:BatchGetItem"] == {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
     assert grants["dynamodb:BatchWriteItem"] == {"ListsTable"}  # a fraud verdict's block entry
     # a decision with its profile (one transaction's puts); cases: conditional puts; never a merchant
     assert grants["dynamodb:PutItem"] == {"ProfilesTable", "DecisionsTable", "CasesTable"}

@@ -21,6 +21,14 @@ class InvalidRecordError(FraudwatchError):
         self.reason = reason
 
 
+class TransactionIdTaken(InvalidRecordError):
+    """A transaction id already decided for another user's payment: refused, the decision made kept."""
+
+    def __init__(self, transaction_id: str) -> None:
+        super().__init__("transaction_id", "already decided for another payment: transaction ids are unique")
+        self.transaction_id = transaction_id
+
+
 class UsageError(FraudwatchError):
     """A command given input it cannot use (a missing or unreadable file, options that clash): exit 2.
 

@@ -5,9 +5,10 @@ stream record is), not by a second model: its schema below documents that contra
 document. Query and path parameters are validated by Powertools; every refusal is a 400 naming the
 field and the reason, never a traceback.
 
-Statuses: 200 with the decision; 400 invalid (field, reason); 404 no such decision; 413 a body over
-MAX_PAYLOAD_BYTES (the stream's own record limit); 415 not `application/json`; 503 with Retry-After
-when the stores failed transiently (the profile unchanged: asking again is safe).
+Statuses: 200 with the decision; 400 invalid (field, reason); 404 no such decision; 409 a transaction
+id already decided for another user's payment; 413 a body over MAX_PAYLOAD_BYTES (the stream's own
+record limit); 415 not `application/json`; 503 with Retry-After when the stores failed transiently (the
+profile unchanged: asking again is safe).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from fraudwatch.domain.transaction import (
     MAX_PAYLOAD_BYTES,
     parse_timestamp,
 )
-from fraudwatch.errors import InvalidRecordError
+from fraudwatch.errors import InvalidRecordError, TransactionIdTaken
 from fraudwatch.http_common import error_response as _error
 from fraudwatch.http_common import is_json as _is_json
 from fraudwatch.http_common import path_id as _path_id
@@ -142,6 +143,9 @@ _UNAVAILABLE: OpenAPIResponse = {
 POST_RESPONSES: dict[int, OpenAPIResponse] = {
     200: _json("The decision, made now or (same transaction id) before", DECISION_SCHEMA),
     400: _BAD,
+    409: _json(
+        "The transaction id was decided for another user's payment: that decision is kept", ERROR_SCHEMA
+    ),
     413: _json(f"The body is over {MAX_PAYLOAD_BYTES} bytes", ERROR_SCHEMA),
     415: _json("The body is not application/json", ERROR_SCHEMA),
     503: _UNAVAILABLE,
@@ -248,6 +252,9 @@ def build_app(
     def invalid(exc: InvalidRecordError) -> Response[str]:
         return _error(HTTPStatus.BAD_REQUEST, "invalid", exc.field, exc.reason)
 
+    def taken(exc: TransactionIdTaken) -> Response[str]:
+        return _error(HTTPStatus.CONFLICT, "conflict", exc.field, exc.reason)
+
     def invalid_parameter(exc: RequestValidationError) -> Response[str]:
         first = exc.errors()[0] if exc.errors() else {}
         loc = tuple(first.get("loc", ()))
@@ -281,6 +288,7 @@ def build_app(
         return _error(HTTPStatus.NOT_FOUND, "not found", "path", f"no route {event.http_method} {event.path}")
 
     app.exception_handler(InvalidRecordError)(invalid)
+    app.exception_handler(TransactionIdTaken)(taken)
     app.exception_handler(RequestValidationError)(invalid_parameter)
     app.exception_handler(RequestUnsupportedContentType)(unsupported_body)
     app.exception_handler(ScoringUnavailable)(unavailable)

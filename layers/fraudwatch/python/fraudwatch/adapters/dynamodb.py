@@ -103,20 +103,37 @@ class DynamoProfileStore:
         self.labels_table_name = labels_table_name
         self.decisions_table_name = decisions_table_name
         self._keys = {table_name: "user_id", merchant_table_name: "merchant_id"}
+        if decisions_table_name is not None:
+            self._keys[decisions_table_name] = "transaction_id"
         self._client = client or boto3.client("dynamodb")
         self._sleep = sleep
 
-    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
-        """The stored profiles of these users and merchants; raises ProfileStoreError when a read fails."""
-        states = self._states({self.table_name: user_ids, self.merchant_table_name: merchant_ids})
+    def get_many(
+        self, user_ids: Iterable[str], merchant_ids: Iterable[str] = (), transaction_ids: Iterable[str] = ()
+    ) -> Profiles:
+        """The stored profiles of these users and merchants, and the decisions on these transactions (the
+        decisions table's, read in the same calls); raises ProfileStoreError when a read fails."""
+        wanted = {self.table_name: user_ids, self.merchant_table_name: merchant_ids}
+        if transaction_ids:
+            wanted[self._decisions_table()] = transaction_ids
+        items = self._items(wanted)
         users = {}
-        for user_id, (state, version) in states[self.table_name].items():
-            users[user_id] = profile = UserProfile.from_json(user_id, state)
-            profile.version = version
+        for user_id, item in items[self.table_name].items():
+            users[user_id] = profile = UserProfile.from_json(user_id, stored_state(item))
+            profile.version = int(item.get("version", {"N": "0"})["N"])
         return Profiles(
             users,
-            {m: MerchantProfile.from_json(m, s) for m, (s, _) in states[self.merchant_table_name].items()},
+            {
+                m: MerchantProfile.from_json(m, stored_state(i))
+                for m, i in items[self.merchant_table_name].items()
+            },
+            {t: decision_of(i) for t, i in items.get(self.decisions_table_name or "", {}).items()},
         )
+
+    def _decisions_table(self) -> str:
+        if self.decisions_table_name is None:
+            raise ValueError("this profile store was given no decisions table")
+        return self.decisions_table_name
 
     def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:
         """Write user profiles, each only if its stored version is the one read, each with its user's
@@ -131,8 +148,7 @@ class DynamoProfileStore:
         now = datetime.now(UTC).isoformat()
         decided: dict[str, list[DecisionRecord]] = {}
         if decisions:
-            if self.decisions_table_name is None:
-                raise ValueError("this profile store was given no decisions table to write decisions in")
+            self._decisions_table()
             for d in decisions:
                 decided.setdefault(d.user_id, []).append(d)
 
@@ -170,7 +186,7 @@ class DynamoProfileStore:
             actions.append(self._conditional_put(profiles[u], states[u], now))
             owners.append(u)
             for d in decided.get(u, ()):
-                actions.append({"Put": {"TableName": self.decisions_table_name, "Item": decision_item(d)}})
+                actions.append({"Put": _own_decision_put(self._decisions_table(), d)})
                 owners.append(u)
         content = "\n".join(
             f"{u} {profiles[u].version} {states[u]}"
@@ -221,14 +237,13 @@ class DynamoProfileStore:
             ]
         return packed_write(self._client, puts, error=ProfileStoreError, sleep=self._sleep)
 
-    def _states(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, tuple[str, int]]]:
-        """Per table, id -> (stored state, version) of the wanted ids, every table's keys sharing each
-        call's 100."""
+    def _items(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, Item]]:
+        """Per table, id -> stored item of the wanted ids, every table's keys sharing each call's 100."""
         keys = [(table, key_id) for table, ids in wanted.items() for key_id in sorted(set(ids))]
-        states: dict[str, dict[str, tuple[str, int]]] = {table: {} for table in wanted}
+        items: dict[str, dict[str, Item]] = {table: {} for table in wanted}
 
         def read(chunk: list[TableKey]) -> list[tuple[TableKey, Failure]]:
-            return self._batch_get(chunk, states)
+            return self._batch_get(chunk, items)
 
         for start in range(0, len(keys), READ_CHUNK):
             unread = retry_batch(read, keys[start : start + READ_CHUNK], self._sleep)
@@ -239,12 +254,12 @@ class DynamoProfileStore:
                     operation="BatchGetItem",
                     resource=", ".join(sorted({table for (table, _), _ in unread})),
                 )
-        return states
+        return items
 
     def _batch_get(
-        self, keys: list[TableKey], states: dict[str, dict[str, tuple[str, int]]]
+        self, keys: list[TableKey], found: dict[str, dict[str, Item]]
     ) -> list[tuple[TableKey, Failure]]:
-        """One BatchGetItem of these keys over their tables into `states`; return the keys left unprocessed.
+        """One BatchGetItem of these keys over their tables into `found`; return the keys left unprocessed.
 
         A failed call raises at once, after botocore's own retries: a batch cannot be scored without
         its profiles, and its redelivery retries the read.
@@ -265,10 +280,7 @@ class DynamoProfileStore:
             ) from exc
         for table, items in response.get("Responses", {}).items():
             key = self._keys[table]
-            states[table].update(
-                (item[key]["S"], (stored_state(item), int(item.get("version", {"N": "0"})["N"])))
-                for item in items
-            )
+            found[table].update((item[key]["S"], item) for item in items)
         return [
             ((table, item_key[self._keys[table]]["S"]), _UNREAD)
             for table, entry in (response.get("UnprocessedKeys") or {}).items()
@@ -397,6 +409,17 @@ class DynamoDecisionStore:
                     operation="Query",
                     resource=f"{self.table_name}/{BY_PAYMENT_DAY_INDEX}",
                 ) from exc
+
+
+def _own_decision_put(table: str, d: DecisionRecord) -> Item:
+    """A decision put that never replaces another user's decision on the same transaction id (two
+    requests racing with one id for two users: the second is cancelled, as a conflict, and re-read)."""
+    return {
+        "TableName": table,
+        "Item": decision_item(d),
+        "ConditionExpression": "attribute_not_exists(transaction_id) OR user_id = :user",
+        "ExpressionAttributeValues": {":user": {"S": d.user_id}},
+    }
 
 
 def decision_item(d: DecisionRecord) -> Item:

@@ -27,15 +27,19 @@ class MemoryProfileStore:
         self.labels: dict[tuple[str, float, bool], Label] = {}
         """Labels kept, by transaction, time known and verdict (LabelsTable's key)."""
 
-    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
-        """The stored profiles of these users and merchants."""
+    def get_many(
+        self, user_ids: Iterable[str], merchant_ids: Iterable[str] = (), transaction_ids: Iterable[str] = ()
+    ) -> Profiles:
+        """The stored profiles of these users and merchants, and the decisions on these transactions."""
         users, merchants = self.items, self.merchant_items
         read = {u: UserProfile.from_json(u, users[u]) for u in set(user_ids) if u in users}
         for user_id, profile in read.items():
             profile.version = self.versions.get(user_id, 0)
+        decided = {} if self.decisions is None else self.decisions.items
         return Profiles(
             read,
             {m: MerchantProfile.from_json(m, merchants[m]) for m in set(merchant_ids) if m in merchants},
+            {t: decided[t] for t in set(transaction_ids) if t in decided},
         )
 
     def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:

@@ -3,9 +3,10 @@
 A request is validated as a stream record is (`decode_payload`, `transaction_from_mapping`: the same
 contract, the same field and reason), then scored by `ScoringService.decide_one`: the same profile
 read, features, model and alert as a batch of one, and its decision written in the same transaction as
-its user's conditional profile write (two calls a request, three when it alerts). The same transaction
-id asked again, by the API or on the stream, is known to its user's profile (the ids it applied, as for
-the stream), and its answer is the decision already made, read from the decisions table.
+its user's conditional profile write (two calls a request, three when it alerts). The decision already
+made on the transaction id is read with the profile: asked again, by the API or on the stream, its
+answer is that decision, counted once; an id decided for another user's payment is refused
+(TransactionIdTaken: 409), and that decision kept.
 
 A request that failed after its alert was published but before its decision and profile were written
 (answered 503) is scored afresh when asked again, to the same decision, counted once, and its alert
@@ -75,9 +76,11 @@ class InlineScoring:
         report = self.service.decide_one(record, tx)
         if report.decisions:
             return InlineDecision(report.decisions[0], new=True, report=report)
+        if report.known:  # decided before, by this API or the stream: the decision then made is the answer
+            return InlineDecision(report.known[0], new=False, report=report)
         if report.failed:
             raise ScoringUnavailable(report.errors)
-        # Applied before, by this API or the stream: the decision then made is the answer.
+        # Applied before, between the read and the write (another request, or the stream): read it.
         applied = self._read(tx.transaction_id)
         if applied is None:
             raise ScoringUnavailable([])

@@ -13,17 +13,21 @@ from fraudwatch.domain.records import QuarantinedRecord
 
 
 class Profiles(NamedTuple):
-    """Stored profiles by id; absent ones are left out."""
+    """Stored profiles by id, and the decisions asked for by transaction id; absent ones are left out."""
 
     users: dict[str, UserProfile]
     merchants: dict[str, MerchantProfile]
+    decided: dict[str, DecisionRecord]
 
 
 class ProfileStore(Protocol):
-    """Per-user and per-merchant profiles, read together."""
+    """Per-user and per-merchant profiles, read together (with the decisions written beside them)."""
 
-    def get_many(self, user_ids: Iterable[str], merchant_ids: Iterable[str] = ()) -> Profiles:
-        """The stored profiles of these users and merchants; raises ProfileStoreError."""
+    def get_many(
+        self, user_ids: Iterable[str], merchant_ids: Iterable[str] = (), transaction_ids: Iterable[str] = ()
+    ) -> Profiles:
+        """The stored profiles of these users and merchants, and the decisions already made on these
+        transactions, in one read; raises ProfileStoreError."""
         ...
 
     def put_many(self, profiles: Sequence[UserProfile], decisions: Sequence[DecisionRecord] = ()) -> set[str]:

@@ -57,6 +57,7 @@ from fraudwatch.errors import (
     InvalidRecordError,
     ProfileStoreError,
     QuarantineError,
+    TransactionIdTaken,
 )
 
 CONFLICT_ROUNDS = 4
@@ -76,6 +77,8 @@ class BatchReport:
     """Merchants' days of activity set in their profiles."""
     quarantined: list[QuarantinedRecord] = field(default_factory=list)
     duplicates: int = 0
+    known: list[DecisionRecord] = field(default_factory=list)
+    """The decisions made before on transactions given again inline (counted in `duplicates` too)."""
     conflicts: int = 0
     """Users whose profile another writer changed between this batch's read and write (scored again)."""
     misrouted: int = 0
@@ -172,7 +175,7 @@ class ScoringService:
         if not valid and not labels:
             return report
         try:
-            users, merchants = self._read(valid, labels)
+            users, merchants, _ = self._read(valid, labels)
         except ProfileStoreError as exc:
             report.errors.append(exc)
             report.failed.extend(record for record, _ in valid)
@@ -186,15 +189,25 @@ class ScoringService:
     def decide_one(self, record: StreamRecord, tx: Transaction) -> BatchReport:
         """Score one transaction already validated (the inline API's), as a record of the stream would be.
 
-        The record is not from a shard: only its transaction id makes it idempotent. The report holds its
-        decision, or counts it as a duplicate, or lists it as failed (with the errors).
+        The record is not from a shard: only its transaction id makes it idempotent, and the decision
+        already made on it is read with its profile: given again, by the API or on the stream, it is a
+        duplicate (in `report.known`), for as long as the decisions table keeps it. The report holds its
+        decision, or that one, or lists it as failed (with the errors). Raises TransactionIdTaken when
+        the id was decided for another user's payment (the contract's ids are unique: never overwritten).
         """
         report = BatchReport()
         try:
-            users, merchants = self._read([(record, tx)], [])
+            users, merchants, decided = self._read([(record, tx)], [], (tx.transaction_id,))
         except ProfileStoreError as exc:
             report.errors.append(exc)
             report.failed.append(record)
+            return report
+        known = decided.get(tx.transaction_id)
+        if known is not None:
+            if known.user_id != tx.user_id:
+                raise TransactionIdTaken(tx.transaction_id)
+            report.duplicates += 1
+            report.known.append(known)
             return report
         self._score([(record, tx)], users, merchants, report, redrive=True, inline=True)
         return report
@@ -264,9 +277,13 @@ class ScoringService:
         return transactions, labels
 
     def _read(
-        self, valid: list[tuple[StreamRecord, Transaction]], labels: list[tuple[StreamRecord, MerchantEvent]]
-    ) -> tuple[dict[str, UserProfile], dict[str, MerchantProfile]]:
-        """The batch's user profiles, and its merchants' from the cache or the store (labels' always)."""
+        self,
+        valid: list[tuple[StreamRecord, Transaction]],
+        labels: list[tuple[StreamRecord, MerchantEvent]],
+        transaction_ids: Sequence[str] = (),
+    ) -> tuple[dict[str, UserProfile], dict[str, MerchantProfile], dict[str, DecisionRecord]]:
+        """The batch's user profiles, its merchants' from the cache or the store (labels' always), and the
+        decisions already made on `transaction_ids`."""
         days: dict[str, int] = {}
         for _, tx in valid:
             day = int(tx.epoch // DAY)
@@ -277,10 +294,12 @@ class ScoringService:
         held, missing = self._merchant_cache.lookup(
             {m: day for m, day in days.items() if m not in learning}, now
         )
-        users, read = self._profiles.get_many({tx.user_id for _, tx in valid}, missing | learning)
+        users, read, decided = self._profiles.get_many(
+            {tx.user_id for _, tx in valid}, missing | learning, transaction_ids
+        )
         self._merchant_cache.remember({m: read.get(m) for m in missing}, days, now)
         self._merchant_cache.forget(learning)
-        return users, {**held, **read}
+        return users, {**held, **read}, decided
 
     def _send_to_quarantine(self, report: BatchReport) -> None:
         if not report.quarantined:
