@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 COMMAND_MODULES = (
@@ -58,6 +59,19 @@ def writable_file(text: str) -> str:
     ):
         raise argparse.ArgumentTypeError(f"cannot write {text}, check the path")
     return text
+
+
+def instant(text: str) -> datetime:
+    """An argparse type: an ISO 8601 date-time with its UTC offset (a naive one is no instant: its epoch
+    would depend on the machine's time zone)."""
+    form = "expected e.g. 2026-12-06T09:00:00Z"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r} ({form})") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a UTC offset such as +00:00 or Z: {text!r} ({form})")
+    return value
 
 
 def build_parser(prog: str = "fraudwatch") -> argparse.ArgumentParser:

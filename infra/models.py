@@ -26,6 +26,7 @@ from fraudwatch.domain.drift import ALARM_PSI, SCORE, Reference, WindowDrift, dr
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.matured import MaturedDay
 from fraudwatch.errors import UsageError
+from infra.cli import instant
 from infra.state import add_stack_options
 
 if TYPE_CHECKING:
@@ -386,7 +387,7 @@ def _ops(args: argparse.Namespace, stack: Stack) -> ModelOps:
 
 
 def _now(args: argparse.Namespace) -> float:
-    return time.time() if args.now is None else datetime.fromisoformat(args.now).timestamp()
+    return time.time() if args.now is None else args.now.timestamp()
 
 
 def _matured(args: argparse.Namespace) -> str:
@@ -424,7 +425,7 @@ def _run_ops(args: argparse.Namespace) -> str:
     except KeyError as exc:  # an output the function's environment needs: a stack of an older template
         raise UsageError(f"{exc.args[0]}: deploy the current template") from exc
     jobs = list(OPS_JOBS) if args.job == "all" else [args.job]
-    event = {} if args.now is None else {"time": args.now}
+    event = {} if args.now is None else {"time": args.now.isoformat()}
     return "\n".join(
         json.dumps(handler({"job": job, **event}, LocalContext("ModelOpsFunction"))) for job in jobs
     )
@@ -501,7 +502,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     ops.add_argument("--job", choices=[*OPS_JOBS, "all"], default="all", help="default: all, in this order")
     for parser in (maturing, drift, ops):
-        parser.add_argument("--now", help="ISO 8601 time to measure at (default: now)")
+        parser.add_argument(
+            "--now",
+            type=instant,
+            metavar="TIME",
+            help="when to measure, ISO 8601 with a UTC offset, e.g. 2026-12-06T09:00:00Z (default: now)",
+        )
         parser.add_argument("--cache", default=DEFAULT_CACHE, help="where fetched bundles go")
         parser.add_argument(
             "--layer-bundle",

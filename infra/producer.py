@@ -392,7 +392,7 @@ def _produce_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `produce`: put transactions, or labels, on the stream."""
-    from infra.cli import writable_file
+    from infra.cli import instant, writable_file
     from training.generate import at_least
 
     parser = subparsers.add_parser(
@@ -426,7 +426,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--labelled-at",
         metavar="TIME",
-        type=_aware_datetime,
+        type=instant,
         help="when the labels became known, ISO 8601 with a UTC offset (default: now)",
     )
     parser.add_argument(
@@ -452,14 +452,4 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _aware_datetime(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from exc
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"needs a UTC offset such as +00:00 or Z: {text!r}")
     return value

@@ -400,3 +400,22 @@ def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     assert "--console keeps it up" in capsys.readouterr().out
     assert keeps_console(True, io.StringIO()) is True
     assert keeps_console(False, Terminal()) is False
+
+
+@pytest.mark.parametrize("command", ["drift", "matured", "run-ops"])
+@pytest.mark.parametrize(
+    ("now", "says"),
+    [
+        ("yesterday", "not an ISO 8601 date-time: 'yesterday' (expected e.g. 2026-12-06T09:00:00Z)"),
+        ("2026-12-06T09:00:00", "needs a UTC offset such as +00:00 or Z: '2026-12-06T09:00:00'"),
+    ],
+)
+def test_a_models_now_that_is_no_instant_is_a_usage_error_naming_the_form_not_a_traceback(
+    command: str, now: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["models", command, "--now", now])
+    assert exited.value.code == 2
+    line = error_line(capsys)
+    assert line.startswith(f"fraudwatch models {command}: error: argument --now: {says}")
+    assert line.endswith("(expected e.g. 2026-12-06T09:00:00Z)")
