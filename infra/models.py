@@ -26,7 +26,7 @@ from fraudwatch.domain.drift import ALARM_PSI, SCORE, Reference, WindowDrift, dr
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.matured import MaturedDay
 from fraudwatch.errors import UsageError
-from infra.cli import instant
+from infra.cli import at_least, instant, non_negative
 from infra.state import add_stack_options
 
 if TYPE_CHECKING:
@@ -476,7 +476,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
     )
     comparing.add_argument(
-        "--label-delay-days", type=float, default=7.0, help="labels count once this old (default 7)"
+        "--label-delay-days", type=non_negative, default=7.0, help="labels count once this old (default 7)"
     )
     maturing = command("matured", "daily recall and precision of the live decisions, published", _matured)
     maturing.add_argument(
@@ -484,16 +484,23 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
     )
     maturing.add_argument(
-        "--label-delay-days", type=float, default=7.0, help="a day counts once this much older (default 7)"
+        "--label-delay-days",
+        type=non_negative,
+        default=7.0,
+        help="a day counts once this much older (default 7)",
     )
-    maturing.add_argument("--days", type=int, default=7, help="matured days to publish (default 7)")
+    maturing.add_argument("--days", type=at_least(1), default=7, help="matured days to publish (default 7)")
     drift = command("drift", "PSI of the closed windows, published as metrics (the scheduled step)", _drift)
-    drift.add_argument("--windows", type=int, default=2, help="closed windows to measure (default 2)")
-    drift.add_argument("--window-seconds", type=int, default=900, help="as the function's (default 900)")
-    drift.add_argument("--min-rows", type=int, default=100, help="a window with fewer is not measured")
+    drift.add_argument("--windows", type=at_least(1), default=2, help="closed windows to measure (default 2)")
+    drift.add_argument(
+        "--window-seconds", type=at_least(1), default=900, help="as the function's (default 900)"
+    )
+    drift.add_argument(
+        "--min-rows", type=at_least(1), default=100, help="a window with fewer is not measured"
+    )
     drift.add_argument(
         "--settle-seconds",
-        type=float,
+        type=non_negative,
         default=120.0,
         help="measure windows closed this long ago at least: the functions flush within a minute",
     )

@@ -392,8 +392,7 @@ def _produce_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `produce`: put transactions, or labels, on the stream."""
-    from infra.cli import instant, writable_file
-    from training.generate import at_least
+    from infra.cli import at_least, instant, writable_file
 
     parser = subparsers.add_parser(
         "produce",
@@ -409,7 +408,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
     parser.add_argument(
         "--count",
-        type=_positive_int,
+        type=at_least(1),
         help=f"how many transactions (default {DEFAULT_COUNT}; with --file or --labels, the whole file)",
     )
     parser.add_argument(
@@ -439,13 +438,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="multiply every amount (3: shifted traffic that the drift alarms catch; default 1)",
     )
     parser.set_defaults(run=_produce_command)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:

@@ -419,3 +419,25 @@ def test_a_models_now_that_is_no_instant_is_a_usage_error_naming_the_form_not_a_
     line = error_line(capsys)
     assert line.startswith(f"fraudwatch models {command}: error: argument --now: {says}")
     assert line.endswith("(expected e.g. 2026-12-06T09:00:00Z)")
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value", "says"),
+    [
+        ("drift", "--windows", "0", "must be at least 1, got 0"),
+        ("drift", "--windows", "two", "expected a whole number, got 'two'"),
+        ("drift", "--window-seconds", "0", "must be at least 1, got 0"),
+        ("drift", "--min-rows", "-5", "must be at least 1, got -5"),
+        ("drift", "--settle-seconds", "-1", "must be a finite number of 0 or more, got -1"),
+        ("matured", "--days", "-1", "must be at least 1, got -1"),
+        ("matured", "--label-delay-days", "-1", "must be a finite number of 0 or more, got -1"),
+        ("compare", "--label-delay-days", "nan", "must be a finite number of 0 or more, got nan"),
+    ],
+)
+def test_a_models_count_below_one_or_a_negative_delay_is_a_usage_error_not_an_empty_report(
+    command: str, option: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["models", command, option, value])
+    assert exited.value.code == 2
+    assert error_line(capsys) == f"fraudwatch models {command}: error: argument {option}: {says}"
