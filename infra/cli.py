@@ -61,14 +61,16 @@ def writable_file(text: str) -> str:
     return text
 
 
-def at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `low` (`at_least(1)`: a count)."""
+def at_least(low: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `low` (`at_least(1)`: a count), and at most `most`."""
 
     def whole_number(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if most is not None and not low <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {most}, got {value}")
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
         return value

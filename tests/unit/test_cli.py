@@ -441,3 +441,15 @@ def test_a_models_count_below_one_or_a_negative_delay_is_a_usage_error_not_an_em
         main(["models", command, option, value])
     assert exited.value.code == 2
     assert error_line(capsys) == f"fraudwatch models {command}: error: argument {option}: {says}"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "31"])
+def test_activity_refuses_days_outside_what_the_function_counts_at_parse_time(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["activity", "--days", days])
+    assert exited.value.code == 2
+    assert (
+        error_line(capsys) == f"fraudwatch activity: error: argument --days: must be from 1 to 30, got {days}"
+    )
