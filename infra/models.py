@@ -259,8 +259,9 @@ def _list(args: argparse.Namespace) -> str:
             if v.version == state.challenger
             else ""
         )
-        at = datetime.fromtimestamp(v.published_at, UTC).isoformat(timespec="seconds")
-        lines.append(f"{v.version}  {role:10}  published by {v.published_by} at {at}  {v.summary}")
+        lines.append(
+            f"{v.version}  {role:10}  published by {v.published_by} at {_utc(v.published_at)}  {v.summary}"
+        )
     return "\n".join(lines)
 
 
@@ -268,18 +269,32 @@ def _show(args: argparse.Namespace) -> str:
     info = registry_of(args).version(args.version)
     if info is None:
         raise UsageError(f"version {args.version!r} is not published")
-    return "\n".join(f"{field}: {value}" for field, value in info._asdict().items())
+    return "\n".join(
+        [
+            f"version: {info.version}",
+            f"published_by: {info.published_by}",
+            f"published_at: {_utc(info.published_at)}",
+            f"digest: {info.digest}",
+            f"thresholds: flag {info.thresholds.flag:g}, reject {info.thresholds.reject:g}",
+            f"summary: {info.summary or 'no test figures'}",
+        ]
+    )
 
 
 def _history(args: argparse.Namespace) -> str:
     return (
         "\n".join(
-            f"#{s.seq} {datetime.fromtimestamp(s.changed_at, UTC).isoformat(timespec='seconds')} "
+            f"#{s.seq} {_utc(s.changed_at)} "
             f"{s.changed_by}: {s.action} -> {describe(s)}" + (f" ({s.note})" if s.note else "")
             for s in registry_of(args).history()
         )
         or "no change yet: the layer's bundle is the champion"
     )
+
+
+def _utc(epoch: float) -> str:
+    """An epoch as the lineup commands print it: ISO 8601 in UTC, to the second."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def _challenge(args: argparse.Namespace) -> str:
