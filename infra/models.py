@@ -44,35 +44,48 @@ OPS_JOBS = ("drift", "matured", "activity")
 # ---------------------------------------------------------------- the lineup
 
 
-def challenge(registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float) -> LineupState:
+class LineupChange(NamedTuple):
+    """The lineup before a command and after it: the same one when the command changed nothing."""
+
+    before: LineupState
+    after: LineupState
+
+    @property
+    def changed(self) -> bool:
+        return self.after.seq != self.before.seq
+
+
+def challenge(
+    registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float
+) -> LineupChange:
     """Set a published version as challenger (None: no challenger); the champion stays."""
     before = registry.lineup()
     if version is not None:
         _published(registry, version)
         if version == before.champion:
             raise UsageError(f"{version} is the champion already: challenge with another version")
-    return registry.change(
+    after = registry.change(
         before, champion=before.champion, challenger=version or "", by=by, now=now,
         action="challenge" if version else "clear challenger", note=note,
     )  # fmt: skip
+    return LineupChange(before, after)
 
 
-def promote(registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float) -> LineupState:
+def promote(registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float) -> LineupChange:
     """Make a published version the champion (None: the challenger); a promoted challenger leaves its slot."""
     before = registry.lineup()
     version = version or before.challenger
     if not version:
         raise UsageError("no challenger to promote: name a version (`fraudwatch models list`)")
     _published(registry, version)
-    if version == before.champion:
-        raise UsageError(f"{version} is the champion already")
     challenger = "" if version == before.challenger else before.challenger
-    return registry.change(
+    after = registry.change(
         before, champion=version, challenger=challenger, by=by, now=now, action="promote", note=note
     )
+    return LineupChange(before, after)
 
 
-def rollback(registry: ModelRegistry, *, by: str, note: str, now: float) -> LineupState:
+def rollback(registry: ModelRegistry, *, by: str, note: str, now: float) -> LineupChange:
     """Undo the last promotion still in force: its champion's predecessor is champion again ("": the
     layer's bundle). Promotions stack up and rollbacks pop them, so rolling back twice goes back two."""
     before = registry.lineup()
@@ -81,9 +94,10 @@ def rollback(registry: ModelRegistry, *, by: str, note: str, now: float) -> Line
         raise UsageError("nothing to roll back to: the layer's bundle has been the only champion")
     previous = promoted[-2] if len(promoted) > 1 else ""
     challenger = "" if before.challenger == previous else before.challenger
-    return registry.change(
+    after = registry.change(
         before, champion=previous, challenger=challenger, by=by, now=now, action="rollback", note=note
     )
+    return LineupChange(before, after)
 
 
 def champions(history: list[LineupState]) -> list[str]:
@@ -301,21 +315,25 @@ def _challenge(args: argparse.Namespace) -> str:
     if not args.clear and not args.version:
         raise UsageError("name the version to challenge with, or --clear")
     version = None if args.clear else args.version
-    return _changed(challenge(registry_of(args), version, by=args.who, note=args.note or "", now=time.time()))
+    change = challenge(registry_of(args), version, by=args.who, note=args.note or "", now=time.time())
+    return _changed(change, f"{version} is already the challenger" if version else "there is no challenger")
 
 
 def _promote(args: argparse.Namespace) -> str:
-    return _changed(
-        promote(registry_of(args), args.version, by=args.who, note=args.note or "", now=time.time())
-    )
+    change = promote(registry_of(args), args.version, by=args.who, note=args.note or "", now=time.time())
+    return _changed(change, f"{change.after.champion} is already the champion")
 
 
 def _rollback(args: argparse.Namespace) -> str:
-    return _changed(rollback(registry_of(args), by=args.who, note=args.note or "", now=time.time()))
+    change = rollback(registry_of(args), by=args.who, note=args.note or "", now=time.time())
+    return _changed(change, f"{describe(change.after)} already")
 
 
-def _changed(state: LineupState) -> str:
-    return f"#{state.seq}: {describe(state)}; the functions score with it within 15 s"
+def _changed(change: LineupChange, unchanged: str) -> str:
+    """What a change of the lineup did: its history entry, or why there is none."""
+    if not change.changed:
+        return f"{unchanged}: nothing changed"
+    return f"#{change.after.seq}: {describe(change.after)}; the functions score with it within 15 s"
 
 
 def _labels(path: Path) -> dict[str, bool]:

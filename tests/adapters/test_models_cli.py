@@ -125,3 +125,19 @@ def test_show_list_and_history_print_times_in_iso_8601_utc_and_thresholds_as_pla
     assert re.fullmatch(
         f"#1 {at} bob: challenge -> champion the layer's bundle, challenger tiny-test-2", changed
     )
+
+
+def test_a_lineup_command_that_would_change_nothing_says_so_and_records_nothing(
+    outputs_file: str, tiny_challenger: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def models(*args: str) -> str:
+        assert main(["models", *args, "--outputs", outputs_file]) == 0
+        return capsys.readouterr().out.strip()
+
+    models("publish", str(tiny_challenger))
+    assert models("challenge", "--clear") == "there is no challenger: nothing changed"
+    assert models("challenge", "tiny-test-2").startswith("#1: ")
+    assert models("challenge", "tiny-test-2") == "tiny-test-2 is already the challenger: nothing changed"
+    assert models("promote").startswith("#2: champion tiny-test-2, challenger none")
+    assert models("promote", "tiny-test-2") == "tiny-test-2 is already the champion: nothing changed"
+    assert [line.split(" ")[0] for line in models("history").splitlines()] == ["#1", "#2"]
