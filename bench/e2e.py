@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench._common import REPO_ROOT, machine, table
-from infra.demo import positive_int
+from infra.cli import at_least
 
 if TYPE_CHECKING:
     from infra.demo_report import DemoReport
@@ -315,9 +315,7 @@ def _parser() -> argparse.ArgumentParser:
         description="End to end on the embedded stack (moto server, template, local runner): records/s and "
         "arrival-to-decision latency of the real handler and of a naive per-record handler, side by side.",
     )
-    parser.add_argument(
-        "--count", type=positive_int, default=2000, help="transactions per way (default 2000)"
-    )
+    parser.add_argument("--count", type=at_least(1), default=2000, help="transactions per way (default 2000)")
     parser.add_argument(
         "--rate",
         type=float,

@@ -15,9 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.domain.activity import RECOUNT_DAYS, count_recent
+from fraudwatch.domain.activity import MAX_COUNT_DAYS, RECOUNT_DAYS, count_recent
 from fraudwatch.domain.events import activity_records
 from fraudwatch.errors import UsageError
+from infra.cli import at_least
 from infra.state import add_stack_options
 
 
@@ -67,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--day", type=date.fromisoformat, help="the last day to count, YYYY-MM-DD (default: yesterday, UTC)"
     )
     parser.add_argument(
-        "--days", type=int, default=RECOUNT_DAYS, help=f"days to count, ending --day (default {RECOUNT_DAYS})"
+        "--days",
+        type=at_least(1, MAX_COUNT_DAYS),
+        default=RECOUNT_DAYS,
+        help=f"days to count, ending --day: 1 to {MAX_COUNT_DAYS} (default {RECOUNT_DAYS})",
     )
     parser.set_defaults(run=_activity_command)

@@ -17,7 +17,8 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 COMMAND_MODULES = (
@@ -58,6 +59,47 @@ def writable_file(text: str) -> str:
     ):
         raise argparse.ArgumentTypeError(f"cannot write {text}, check the path")
     return text
+
+
+def at_least(low: int, most: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `low` (`at_least(1)`: a count), and at most `most`."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if most is not None and not low <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {most}, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return whole_number
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a finite number of 0 or more (days, seconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of 0 or more, got {text}")
+    return value
+
+
+def instant(text: str) -> datetime:
+    """An argparse type: an ISO 8601 date-time with its UTC offset (a naive one is no instant: its epoch
+    would depend on the machine's time zone)."""
+    form = "expected e.g. 2026-12-06T09:00:00Z"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r} ({form})") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"needs a UTC offset such as +00:00 or Z: {text!r} ({form})")
+    return value
 
 
 def build_parser(prog: str = "fraudwatch") -> argparse.ArgumentParser:

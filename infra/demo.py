@@ -469,14 +469,6 @@ def keeps_console(flag: bool | None, stdin: TextIO | None = None) -> bool:
     return interactive
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _rate(text: str) -> float:
     """--rate: transactions per second, 0 for a burst; checked before the demo starts anything."""
     value = _number(text)
@@ -505,8 +497,7 @@ def _number(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `demo`."""
-    from infra.cli import writable_file
-    from training.generate import at_least
+    from infra.cli import at_least, writable_file
 
     parser = subparsers.add_parser(
         "demo",
@@ -518,7 +509,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--transactions",
-        type=positive_int,
+        type=at_least(1),
         default=DEFAULT_TRANSACTIONS,
         help=f"live transactions to produce (default {DEFAULT_TRANSACTIONS}: enough fraud of each pattern to "
         "read its recall)",

@@ -227,7 +227,7 @@ def _events(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `events`: regenerate the sample Lambda events."""
-    from training.generate import at_least
+    from infra.cli import at_least
 
     parser = subparsers.add_parser(
         "events",

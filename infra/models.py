@@ -26,6 +26,7 @@ from fraudwatch.domain.drift import ALARM_PSI, SCORE, Reference, WindowDrift, dr
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.matured import MaturedDay
 from fraudwatch.errors import UsageError
+from infra.cli import at_least, instant, non_negative
 from infra.state import add_stack_options
 
 if TYPE_CHECKING:
@@ -43,35 +44,48 @@ OPS_JOBS = ("drift", "matured", "activity")
 # ---------------------------------------------------------------- the lineup
 
 
-def challenge(registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float) -> LineupState:
+class LineupChange(NamedTuple):
+    """The lineup before a command and after it: the same one when the command changed nothing."""
+
+    before: LineupState
+    after: LineupState
+
+    @property
+    def changed(self) -> bool:
+        return self.after.seq != self.before.seq
+
+
+def challenge(
+    registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float
+) -> LineupChange:
     """Set a published version as challenger (None: no challenger); the champion stays."""
     before = registry.lineup()
     if version is not None:
         _published(registry, version)
         if version == before.champion:
             raise UsageError(f"{version} is the champion already: challenge with another version")
-    return registry.change(
+    after = registry.change(
         before, champion=before.champion, challenger=version or "", by=by, now=now,
         action="challenge" if version else "clear challenger", note=note,
     )  # fmt: skip
+    return LineupChange(before, after)
 
 
-def promote(registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float) -> LineupState:
+def promote(registry: ModelRegistry, version: str | None, *, by: str, note: str, now: float) -> LineupChange:
     """Make a published version the champion (None: the challenger); a promoted challenger leaves its slot."""
     before = registry.lineup()
     version = version or before.challenger
     if not version:
         raise UsageError("no challenger to promote: name a version (`fraudwatch models list`)")
     _published(registry, version)
-    if version == before.champion:
-        raise UsageError(f"{version} is the champion already")
     challenger = "" if version == before.challenger else before.challenger
-    return registry.change(
+    after = registry.change(
         before, champion=version, challenger=challenger, by=by, now=now, action="promote", note=note
     )
+    return LineupChange(before, after)
 
 
-def rollback(registry: ModelRegistry, *, by: str, note: str, now: float) -> LineupState:
+def rollback(registry: ModelRegistry, *, by: str, note: str, now: float) -> LineupChange:
     """Undo the last promotion still in force: its champion's predecessor is champion again ("": the
     layer's bundle). Promotions stack up and rollbacks pop them, so rolling back twice goes back two."""
     before = registry.lineup()
@@ -80,9 +94,10 @@ def rollback(registry: ModelRegistry, *, by: str, note: str, now: float) -> Line
         raise UsageError("nothing to roll back to: the layer's bundle has been the only champion")
     previous = promoted[-2] if len(promoted) > 1 else ""
     challenger = "" if before.challenger == previous else before.challenger
-    return registry.change(
+    after = registry.change(
         before, champion=previous, challenger=challenger, by=by, now=now, action="rollback", note=note
     )
+    return LineupChange(before, after)
 
 
 def champions(history: list[LineupState]) -> list[str]:
@@ -258,8 +273,9 @@ def _list(args: argparse.Namespace) -> str:
             if v.version == state.challenger
             else ""
         )
-        at = datetime.fromtimestamp(v.published_at, UTC).isoformat(timespec="seconds")
-        lines.append(f"{v.version}  {role:10}  published by {v.published_by} at {at}  {v.summary}")
+        lines.append(
+            f"{v.version}  {role:10}  published by {v.published_by} at {_utc(v.published_at)}  {v.summary}"
+        )
     return "\n".join(lines)
 
 
@@ -267,13 +283,22 @@ def _show(args: argparse.Namespace) -> str:
     info = registry_of(args).version(args.version)
     if info is None:
         raise UsageError(f"version {args.version!r} is not published")
-    return "\n".join(f"{field}: {value}" for field, value in info._asdict().items())
+    return "\n".join(
+        [
+            f"version: {info.version}",
+            f"published_by: {info.published_by}",
+            f"published_at: {_utc(info.published_at)}",
+            f"digest: {info.digest}",
+            f"thresholds: flag {info.thresholds.flag:g}, reject {info.thresholds.reject:g}",
+            f"summary: {info.summary or 'no test figures'}",
+        ]
+    )
 
 
 def _history(args: argparse.Namespace) -> str:
     return (
         "\n".join(
-            f"#{s.seq} {datetime.fromtimestamp(s.changed_at, UTC).isoformat(timespec='seconds')} "
+            f"#{s.seq} {_utc(s.changed_at)} "
             f"{s.changed_by}: {s.action} -> {describe(s)}" + (f" ({s.note})" if s.note else "")
             for s in registry_of(args).history()
         )
@@ -281,25 +306,34 @@ def _history(args: argparse.Namespace) -> str:
     )
 
 
+def _utc(epoch: float) -> str:
+    """An epoch as the lineup commands print it: ISO 8601 in UTC, to the second."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
 def _challenge(args: argparse.Namespace) -> str:
     if not args.clear and not args.version:
         raise UsageError("name the version to challenge with, or --clear")
     version = None if args.clear else args.version
-    return _changed(challenge(registry_of(args), version, by=args.who, note=args.note or "", now=time.time()))
+    change = challenge(registry_of(args), version, by=args.who, note=args.note or "", now=time.time())
+    return _changed(change, f"{version} is already the challenger" if version else "there is no challenger")
 
 
 def _promote(args: argparse.Namespace) -> str:
-    return _changed(
-        promote(registry_of(args), args.version, by=args.who, note=args.note or "", now=time.time())
-    )
+    change = promote(registry_of(args), args.version, by=args.who, note=args.note or "", now=time.time())
+    return _changed(change, f"{change.after.champion} is already the champion")
 
 
 def _rollback(args: argparse.Namespace) -> str:
-    return _changed(rollback(registry_of(args), by=args.who, note=args.note or "", now=time.time()))
+    change = rollback(registry_of(args), by=args.who, note=args.note or "", now=time.time())
+    return _changed(change, f"{describe(change.after)} already")
 
 
-def _changed(state: LineupState) -> str:
-    return f"#{state.seq}: {describe(state)}; the functions score with it within 15 s"
+def _changed(change: LineupChange, unchanged: str) -> str:
+    """What a change of the lineup did: its history entry, or why there is none."""
+    if not change.changed:
+        return f"{unchanged}: nothing changed"
+    return f"#{change.after.seq}: {describe(change.after)}; the functions score with it within 15 s"
 
 
 def _labels(path: Path) -> dict[str, bool]:
@@ -386,7 +420,7 @@ def _ops(args: argparse.Namespace, stack: Stack) -> ModelOps:
 
 
 def _now(args: argparse.Namespace) -> float:
-    return time.time() if args.now is None else datetime.fromisoformat(args.now).timestamp()
+    return time.time() if args.now is None else args.now.timestamp()
 
 
 def _matured(args: argparse.Namespace) -> str:
@@ -424,7 +458,7 @@ def _run_ops(args: argparse.Namespace) -> str:
     except KeyError as exc:  # an output the function's environment needs: a stack of an older template
         raise UsageError(f"{exc.args[0]}: deploy the current template") from exc
     jobs = list(OPS_JOBS) if args.job == "all" else [args.job]
-    event = {} if args.now is None else {"time": args.now}
+    event = {} if args.now is None else {"time": args.now.isoformat()}
     return "\n".join(
         json.dumps(handler({"job": job, **event}, LocalContext("ModelOpsFunction"))) for job in jobs
     )
@@ -475,7 +509,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
     )
     comparing.add_argument(
-        "--label-delay-days", type=float, default=7.0, help="labels count once this old (default 7)"
+        "--label-delay-days", type=non_negative, default=7.0, help="labels count once this old (default 7)"
     )
     maturing = command("matured", "daily recall and precision of the live decisions, published", _matured)
     maturing.add_argument(
@@ -483,16 +517,23 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
     )
     maturing.add_argument(
-        "--label-delay-days", type=float, default=7.0, help="a day counts once this much older (default 7)"
+        "--label-delay-days",
+        type=non_negative,
+        default=7.0,
+        help="a day counts once this much older (default 7)",
     )
-    maturing.add_argument("--days", type=int, default=7, help="matured days to publish (default 7)")
+    maturing.add_argument("--days", type=at_least(1), default=7, help="matured days to publish (default 7)")
     drift = command("drift", "PSI of the closed windows, published as metrics (the scheduled step)", _drift)
-    drift.add_argument("--windows", type=int, default=2, help="closed windows to measure (default 2)")
-    drift.add_argument("--window-seconds", type=int, default=900, help="as the function's (default 900)")
-    drift.add_argument("--min-rows", type=int, default=100, help="a window with fewer is not measured")
+    drift.add_argument("--windows", type=at_least(1), default=2, help="closed windows to measure (default 2)")
+    drift.add_argument(
+        "--window-seconds", type=at_least(1), default=900, help="as the function's (default 900)"
+    )
+    drift.add_argument(
+        "--min-rows", type=at_least(1), default=100, help="a window with fewer is not measured"
+    )
     drift.add_argument(
         "--settle-seconds",
-        type=float,
+        type=non_negative,
         default=120.0,
         help="measure windows closed this long ago at least: the functions flush within a minute",
     )
@@ -501,7 +542,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     ops.add_argument("--job", choices=[*OPS_JOBS, "all"], default="all", help="default: all, in this order")
     for parser in (maturing, drift, ops):
-        parser.add_argument("--now", help="ISO 8601 time to measure at (default: now)")
+        parser.add_argument(
+            "--now",
+            type=instant,
+            metavar="TIME",
+            help="when to measure, ISO 8601 with a UTC offset, e.g. 2026-12-06T09:00:00Z (default: now)",
+        )
         parser.add_argument("--cache", default=DEFAULT_CACHE, help="where fetched bundles go")
         parser.add_argument(
             "--layer-bundle",

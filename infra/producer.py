@@ -392,8 +392,7 @@ def _produce_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `produce`: put transactions, or labels, on the stream."""
-    from infra.cli import writable_file
-    from training.generate import at_least
+    from infra.cli import at_least, instant, writable_file
 
     parser = subparsers.add_parser(
         "produce",
@@ -409,7 +408,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--stream", help="stream name (default: StreamName from the stack's outputs)")
     parser.add_argument(
         "--count",
-        type=_positive_int,
+        type=at_least(1),
         help=f"how many transactions (default {DEFAULT_COUNT}; with --file or --labels, the whole file)",
     )
     parser.add_argument(
@@ -426,7 +425,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--labelled-at",
         metavar="TIME",
-        type=_aware_datetime,
+        type=instant,
         help="when the labels became known, ISO 8601 with a UTC offset (default: now)",
     )
     parser.add_argument(
@@ -441,25 +440,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.set_defaults(run=_produce_command)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def _aware_datetime(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from exc
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"needs a UTC offset such as +00:00 or Z: {text!r}")
     return value

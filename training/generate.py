@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudwatch.errors import FraudwatchError, UsageError
+from infra.cli import at_least
 from training.population.config import MAX_FRAUD_RATE, MIN_TRANSACTIONS, SUFFIXES, GeneratorConfig
 from training.population.patterns import FRAUD_PATTERNS
 
@@ -138,19 +139,6 @@ def run_generate(args: argparse.Namespace) -> int:
         raise FraudwatchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
     print(f"{args.out}: {summary(frame, time.perf_counter() - began, names)}")
     return 0
-
-
-def at_least(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
 
 
 def _fraud_rate(text: str) -> float:

@@ -40,7 +40,7 @@ DEFAULT_REPORTS = Path("reports")
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `train` and `score-file`."""
-    from training.generate import at_least
+    from infra.cli import at_least
 
     train = subparsers.add_parser(
         "train",
@@ -53,13 +53,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     train.add_argument("--data", type=Path, help="a labelled transaction file (.csv or .parquet)")
     train.add_argument(
         "--transactions",
-        type=_positive_int,
+        type=at_least(1),
         default=DEFAULT_TRANSACTIONS,
         help=f"transactions to generate without --data (default {DEFAULT_TRANSACTIONS:,})",
     )
     train.add_argument(
         "--days",
-        type=_positive_int,
+        type=at_least(1),
         default=DEFAULT_DAYS,
         help=f"days of history to generate (default {DEFAULT_DAYS})",
     )
@@ -79,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help=f"where reports/<version>/ is written (default {DEFAULT_REPORTS})",
     )
     train.add_argument(
-        "--threads", type=_positive_int, default=2, help="XGBoost threads (default 2: these machines' cores)"
+        "--threads", type=at_least(1), default=2, help="XGBoost threads (default 2: these machines' cores)"
     )
     add_label_delay_option(train)
     add_search_option(train)
@@ -128,13 +128,6 @@ def _days(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
     if not 0 <= value <= 3650:
         raise argparse.ArgumentTypeError(f"must be between 0 and 3650 days, got {value:g}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 

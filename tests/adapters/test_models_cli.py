@@ -1,6 +1,7 @@
 """`fraudwatch models matured|compare|run-ops` on the labels the stream brought (LabelsTable), on moto."""
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -101,3 +102,42 @@ def test_compare_reads_only_the_decisions_a_challenger_shadowed(outputs_file, st
     DynamoDecisionStore(stack["DecisionsTableName"]).put_many([unshadowed])
     shadowed = _shadowed(Stack(stack, None, REGION))
     assert sorted(d.transaction_id for d in shadowed) == ["tx-0", "tx-1", "tx-2", "tx-3"]
+
+
+def test_show_list_and_history_print_times_in_iso_8601_utc_and_thresholds_as_plain_text(
+    outputs_file, tiny_challenger, capsys
+):
+    at = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
+    assert main(["models", "publish", str(tiny_challenger), "--who", "ana", "--outputs", outputs_file]) == 0
+    assert main(["models", "challenge", "tiny-test-2", "--who", "bob", "--outputs", outputs_file]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", "tiny-test-2", "--outputs", outputs_file]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[:2] == ["version: tiny-test-2", "published_by: ana"]
+    assert re.fullmatch(f"published_at: {at}", shown[2]), shown[2]
+    assert re.fullmatch("digest: [0-9a-f]{64}", shown[3]), shown[3]
+    assert shown[4] == "thresholds: flag 0.4, reject 0.8"
+    assert main(["models", "list", "--outputs", outputs_file]) == 0
+    (_, listed) = capsys.readouterr().out.splitlines()
+    assert re.match(f"tiny-test-2  challenger  published by ana at {at}  ", listed), listed
+    assert main(["models", "history", "--outputs", outputs_file]) == 0
+    (changed,) = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(
+        f"#1 {at} bob: challenge -> champion the layer's bundle, challenger tiny-test-2", changed
+    )
+
+
+def test_a_lineup_command_that_would_change_nothing_says_so_and_records_nothing(
+    outputs_file: str, tiny_challenger: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def models(*args: str) -> str:
+        assert main(["models", *args, "--outputs", outputs_file]) == 0
+        return capsys.readouterr().out.strip()
+
+    models("publish", str(tiny_challenger))
+    assert models("challenge", "--clear") == "there is no challenger: nothing changed"
+    assert models("challenge", "tiny-test-2").startswith("#1: ")
+    assert models("challenge", "tiny-test-2") == "tiny-test-2 is already the challenger: nothing changed"
+    assert models("promote").startswith("#2: champion tiny-test-2, challenger none")
+    assert models("promote", "tiny-test-2") == "tiny-test-2 is already the champion: nothing changed"
+    assert [line.split(" ")[0] for line in models("history").splitlines()] == ["#1", "#2"]

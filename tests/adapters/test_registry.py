@@ -111,10 +111,10 @@ def test_challenge_promote_and_rollback_keep_a_history_and_rollback_can_return_t
         registry.publish(bundle, published_by="ana", now=1.0)
     assert registry.lineup() == NO_LINEUP
     challenge(registry, "tiny-test-2", by="ana", note="shadow it", now=10.0)
-    promoted = promote(registry, None, by="bob", note="", now=20.0)
+    promoted = promote(registry, None, by="bob", note="", now=20.0).after
     assert (promoted.champion, promoted.challenger) == ("tiny-test-2", "")
     promote(registry, "tiny-test-1", by="bob", note="", now=30.0)
-    back = rollback(registry, by="cy", note="regression", now=40.0)
+    back = rollback(registry, by="cy", note="regression", now=40.0).after
     assert (back.champion, back.changed_by, back.action) == ("tiny-test-2", "cy", "rollback")
     history = registry.history()
     assert [(s.seq, s.action, s.champion, s.changed_by) for s in history] == [
@@ -123,7 +123,7 @@ def test_challenge_promote_and_rollback_keep_a_history_and_rollback_can_return_t
         (3, "promote", "tiny-test-1", "bob"),
         (4, "rollback", "tiny-test-2", "cy"),
     ]
-    assert rollback(registry, by="cy", note="", now=50.0).champion == ""  # before the first promotion
+    assert rollback(registry, by="cy", note="", now=50.0).after.champion == ""  # before the first promotion
     with pytest.raises(UsageError, match="nothing to roll back to"):
         rollback(registry, by="cy", note="", now=60.0)
 
@@ -133,9 +133,38 @@ def test_the_first_promotion_rolls_back_to_the_layers_bundle(
 ) -> None:
     registry.publish(tiny_challenger, published_by="ana", now=1.0)
     promote(registry, "tiny-test-2", by="ana", note="", now=2.0)
-    assert rollback(registry, by="ana", note="", now=3.0).champion == ""
+    assert rollback(registry, by="ana", note="", now=3.0).after.champion == ""
     with pytest.raises(UsageError, match="nothing to roll back to"):
         rollback(registry, by="ana", note="", now=4.0)
+
+
+def test_a_change_to_the_lineup_in_force_is_no_change_and_leaves_no_history(
+    registry: ModelRegistry, tiny_bundle: Path, tiny_challenger: Path
+) -> None:
+    for bundle in (tiny_bundle, tiny_challenger):
+        registry.publish(bundle, published_by="ana", now=1.0)
+    assert not challenge(registry, None, by="ana", note="", now=2.0).changed  # no challenger to clear
+    assert challenge(registry, "tiny-test-2", by="ana", note="", now=3.0).changed
+    again = challenge(registry, "tiny-test-2", by="bob", note="", now=4.0)
+    assert not again.changed
+    assert again.after == again.before == registry.lineup()
+    assert promote(registry, "tiny-test-1", by="ana", note="", now=5.0).changed
+    assert not promote(registry, "tiny-test-1", by="bob", note="", now=6.0).changed
+    in_force = registry.lineup()
+    same = registry.change(
+        in_force,
+        champion="tiny-test-1",
+        challenger="tiny-test-2",
+        by="cy",
+        now=7.0,
+        action="promote",
+        note="",
+    )
+    assert same is in_force
+    assert [(s.seq, s.action, s.changed_by) for s in registry.history()] == [
+        (1, "challenge", "ana"),
+        (2, "promote", "ana"),
+    ]
 
 
 def test_an_unpublished_version_cannot_be_promoted_or_challenge(registry: ModelRegistry) -> None:
@@ -150,7 +179,9 @@ def test_two_changes_from_the_same_lineup_cannot_both_win(registry: ModelRegistr
     seen = registry.lineup()
     registry.change(seen, champion="tiny-test-1", challenger="", by="ana", now=2.0, action="promote", note="")
     with pytest.raises(ModelRegistryError) as raised:
-        registry.change(seen, champion="", challenger="", by="bob", now=3.0, action="promote", note="")
+        registry.change(
+            seen, champion="tiny-test-1", challenger="", by="bob", now=3.0, action="promote", note=""
+        )
     assert raised.value.operation == "TransactWriteItems"
     assert registry.lineup().changed_by == "ana"
 

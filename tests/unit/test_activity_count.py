@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,3 +61,12 @@ def test_the_recount_reads_the_days_it_counts_and_the_days_that_tell_new_cards()
         MerchantActivity("m1", DAY0, 1, 1, 1),
     ]
     assert asked == [list(range(DAY0 - 6 - NEW_CARD_DAYS, DAY0 + 1))]
+
+
+@pytest.mark.parametrize("days", [0, -1])
+def test_counting_fewer_than_one_day_is_refused_naming_the_count(days: int) -> None:
+    def payments_on(days: Iterable[int]) -> list[tuple[str, str, int]]:
+        raise AssertionError("nothing is read for no day")
+
+    with pytest.raises(ValueError, match=f"the days to count must be at least 1, got {days}"):
+        count_recent(payments_on, DAY0, days)

@@ -400,3 +400,56 @@ def test_the_demo_keeps_its_console_up_only_from_a_terminal_unless_told(capsys):
     assert "--console keeps it up" in capsys.readouterr().out
     assert keeps_console(True, io.StringIO()) is True
     assert keeps_console(False, Terminal()) is False
+
+
+@pytest.mark.parametrize("command", ["drift", "matured", "run-ops"])
+@pytest.mark.parametrize(
+    ("now", "says"),
+    [
+        ("yesterday", "not an ISO 8601 date-time: 'yesterday' (expected e.g. 2026-12-06T09:00:00Z)"),
+        ("2026-12-06T09:00:00", "needs a UTC offset such as +00:00 or Z: '2026-12-06T09:00:00'"),
+    ],
+)
+def test_a_models_now_that_is_no_instant_is_a_usage_error_naming_the_form_not_a_traceback(
+    command: str, now: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["models", command, "--now", now])
+    assert exited.value.code == 2
+    line = error_line(capsys)
+    assert line.startswith(f"fraudwatch models {command}: error: argument --now: {says}")
+    assert line.endswith("(expected e.g. 2026-12-06T09:00:00Z)")
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value", "says"),
+    [
+        ("drift", "--windows", "0", "must be at least 1, got 0"),
+        ("drift", "--windows", "two", "expected a whole number, got 'two'"),
+        ("drift", "--window-seconds", "0", "must be at least 1, got 0"),
+        ("drift", "--min-rows", "-5", "must be at least 1, got -5"),
+        ("drift", "--settle-seconds", "-1", "must be a finite number of 0 or more, got -1"),
+        ("matured", "--days", "-1", "must be at least 1, got -1"),
+        ("matured", "--label-delay-days", "-1", "must be a finite number of 0 or more, got -1"),
+        ("compare", "--label-delay-days", "nan", "must be a finite number of 0 or more, got nan"),
+    ],
+)
+def test_a_models_count_below_one_or_a_negative_delay_is_a_usage_error_not_an_empty_report(
+    command: str, option: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["models", command, option, value])
+    assert exited.value.code == 2
+    assert error_line(capsys) == f"fraudwatch models {command}: error: argument {option}: {says}"
+
+
+@pytest.mark.parametrize("days", ["0", "-3", "31"])
+def test_activity_refuses_days_outside_what_the_function_counts_at_parse_time(
+    days: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["activity", "--days", days])
+    assert exited.value.code == 2
+    assert (
+        error_line(capsys) == f"fraudwatch activity: error: argument --days: must be from 1 to 30, got {days}"
+    )

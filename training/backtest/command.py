@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from fraudwatch.domain.features import DAY
 from fraudwatch.errors import FraudwatchError
+from infra.cli import at_least
 from training.backtest.config import BacktestConfig, PeriodBounds, parse_bound
 from training.defaults import CARD_TOP_K
 from training.distributed.options import add_engine_options, engine_from
-from training.generate import at_least
 from training.pipeline import DEFAULT_SEED, add_label_delay_option
 from training.selection import add_search_option
 from training.steps import Steps

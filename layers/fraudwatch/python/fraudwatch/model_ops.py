@@ -28,7 +28,7 @@ from fraudwatch.adapters.labels import DynamoLabelStore
 from fraudwatch.adapters.model_metrics import ModelMetrics
 from fraudwatch.adapters.registry import ModelRegistry
 from fraudwatch.adapters.stream import KinesisEvents
-from fraudwatch.domain.activity import RECOUNT_DAYS, MerchantActivity, count_recent
+from fraudwatch.domain.activity import MAX_COUNT_DAYS, RECOUNT_DAYS, MerchantActivity, count_recent
 from fraudwatch.domain.drift import Reference, WindowDrift, drifting, settled_windows, window_drift
 from fraudwatch.domain.events import activity_records
 from fraudwatch.domain.matured import DAY, MaturedDay, latest_verdicts, matured_days, matured_span
@@ -97,7 +97,7 @@ class OpsSettings:
             min_rows=int(_number(env, "DRIFT_MIN_ROWS", 100, 1, 10**9)),
             label_delay_days=_number(env, "LABEL_DELAY_DAYS", 7, 0, 90),
             matured_days=int(_number(env, "MATURED_DAYS", 7, 1, 80)),
-            activity_days=int(_number(env, "ACTIVITY_DAYS", RECOUNT_DAYS, 1, 30)),
+            activity_days=int(_number(env, "ACTIVITY_DAYS", RECOUNT_DAYS, 1, MAX_COUNT_DAYS)),
         )
 
 

@@ -218,10 +218,14 @@ class ModelRegistry:
         action: str,
         note: str,
     ) -> LineupState:
-        """Put a new lineup in force if `before` is still the one in force, and record it in the history.
+        """Put a new lineup in force if `before` is still the one in force, and record it in the history;
+        the champion and challenger of `before` again change nothing: no write, and `before` is returned
+        (a history entry is a change, never a repeat).
 
         Both writes are one transaction, conditional on the lineup's `seq`: two operators changing it at
         once cannot both win (the loser gets ModelRegistryError, code TransactionCanceledException)."""
+        if (champion, challenger) == (before.champion, before.challenger):
+            return before
         after = LineupState(champion, challenger, before.seq + 1, by, now, action, note)
         in_force: dict[str, Any] = {"TableName": self.table, "Item": _lineup_item(after, LINEUP)}
         if before.seq == 0:

@@ -101,6 +101,9 @@ RECOUNT_DAYS = 7
 """Days counted each run, the day just ended and those before it: a payment may reach the stream 7
 days late (the contract's limit), and its day's count must include it."""
 
+MAX_COUNT_DAYS = 30
+"""The most days one run counts (ModelOpsFunction's ACTIVITY_DAYS, `fraudwatch activity --days`)."""
+
 
 def count_days(payments: Iterable[tuple[str, str, int]], days: Iterable[int]) -> list[MerchantActivity]:
     """Each merchant's activity on each of `days`, by day then merchant, from payments as (merchant id,
@@ -142,6 +145,9 @@ def count_recent(
     days: int = RECOUNT_DAYS,
 ) -> list[MerchantActivity]:
     """Each merchant's activity on the `days` UTC days ending with `last`, from the payments made on them
-    and on the NEW_CARD_DAYS days before (`payments_on(days)`: the decisions table's, by payment day)."""
+    and on the NEW_CARD_DAYS days before (`payments_on(days)`: the decisions table's, by payment day).
+    Raises ValueError for fewer than one day."""
+    if days < 1:
+        raise ValueError(f"the days to count must be at least 1, got {days}")
     counted = days_to_count(last, days)
     return count_days(payments_on(range(counted[0] - NEW_CARD_DAYS, last + 1)), counted)
