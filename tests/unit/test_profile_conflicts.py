@@ -1,9 +1,10 @@
 """Two writers of user profiles (the stream and the inline API): a write that lost the race is recomputed."""
 
 import json
+from collections.abc import Callable, Sequence
 
 from fraudwatch.adapters.memory import MemoryAlertPublisher, MemoryDecisionStore, MemoryQuarantine
-from fraudwatch.domain.decision import Decision
+from fraudwatch.domain.decision import Decision, DecisionRecord
 from fraudwatch.domain.records import StreamRecord
 from fraudwatch.domain.scoring import CONFLICT_ROUNDS, VERSION_CONFLICT, ScoringService
 from fraudwatch.domain.transaction import Transaction, parse_transaction
@@ -54,18 +55,53 @@ def test_a_profile_changed_by_another_writer_is_reread_and_its_users_records_sco
     assert set(decisions.items) == {"tx-1", "tx-2", "tx-100"}
 
 
-def test_the_same_transaction_by_api_and_stream_at_once_counts_once():
+class HookedDecisions(MemoryDecisionStore):
+    """Decisions; `before_put`, when set, runs once, before the next write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_put: Callable[[], object] | None = None
+
+    def put_many(self, decisions: Sequence[DecisionRecord]) -> set[str]:
+        hook, self.before_put = self.before_put, None
+        if hook is not None:
+            hook()
+        return super().put_many(decisions)
+
+
+def test_the_same_transaction_by_the_api_first_then_the_stream_counts_once():
+    decisions = HookedDecisions()
+    profiles = FakeProfileStore(decisions)
+    stream, _, _ = scoring(profiles)
+    api, _, _ = scoring(profiles)
+    api_record, api_tx = inline(1, amount=700)
+    answers = []
+    # The API decides the payment between the stream's read and its first write.
+    decisions.before_put = lambda: answers.append(api.decide_one(api_record, api_tx))
+
+    report = stream.process([record(1, amount=700)])
+
+    assert [d.transaction_id for d in answers[0].decisions] == ["tx-1"]  # the API's decision, new
+    assert (report.conflicts, report.duplicates, report.decisions, report.failed) == (1, 1, [], [])
+    assert profiles.get_many(["user-1"]).users["user-1"].count == 1
+    assert decisions.items["tx-1"] == answers[0].decisions[0]
+
+
+def test_the_same_transaction_decided_on_the_stream_is_the_apis_answer_and_counts_once():
     profiles = FakeProfileStore(MemoryDecisionStore())
     stream, decisions, _ = scoring(profiles)
     api, _, _ = scoring(profiles)
     api_record, api_tx = inline(1, amount=700)
-    profiles.before_put = lambda: api.decide_one(api_record, api_tx)
+    answers = []
+    # The API asks between the stream's decision write and its profile write.
+    profiles.before_put = lambda: answers.append(api.decide_one(api_record, api_tx))
 
     report = stream.process([record(1, amount=700)])
 
-    assert (report.conflicts, report.duplicates, report.decisions, report.failed) == (1, 1, [], [])
-    user = profiles.get_many(["user-1"]).users["user-1"]
-    assert user.count == 1
+    assert (report.conflicts, report.duplicates, report.failed) == (0, 0, [])
+    assert [d.transaction_id for d in report.decisions] == ["tx-1"]
+    assert (answers[0].decisions, answers[0].known, answers[0].duplicates) == ([], report.decisions, 1)
+    assert profiles.get_many(["user-1"]).users["user-1"].count == 1
     assert decisions.items["tx-1"].decision is Decision.FLAGGED
 
 
