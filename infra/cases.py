@@ -98,11 +98,12 @@ def cases_comment(args: argparse.Namespace, cases: CaseService) -> str:
 def cases_close(args: argparse.Namespace, cases: CaseService) -> str:
     from fraudwatch.domain.cases import verdict_of
 
-    case = cases.close(args.case, verdict_of(args.verdict), args.reason, by=args.who, block=args.block)
-    blocked = f"; {case.decision.user_id} is on blocked_users" if args.block else ""
+    closing = cases.close(args.case, verdict_of(args.verdict), args.reason, by=args.who, block=args.block)
+    case = closing.case
+    block = f"; {closing.block_note}" if closing.block_note else ""
     return (
         f"case {case.case_id}: closed as {args.verdict}; its label is on the stream for "
-        f"{case.decision.merchant_id}{blocked}"
+        f"{case.decision.merchant_id}{block}"
     )
 
 

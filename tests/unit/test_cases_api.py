@@ -78,9 +78,26 @@ def test_assign_then_close_as_fraud_records_who_from_the_iam_identity(api: Api):
         ("opened", "fraudwatch"),
         ("assigned", "ana"),
         ("closed", "ana"),
+        ("blocked", "ana"),
     ]
+    assert case["block"]["outcome"] == "added"
     assert api.labels.put[0]["is_fraud"] is True
     assert api.lists.added[0].value == "user-1"
+
+
+def test_a_verdict_changed_to_genuine_lifts_this_cases_block_and_the_body_says_so(api: Api):
+    api.call("POST", "/v1/cases/tx-1/close", {"verdict": "fraud", "reason": "stolen", "block": True})
+
+    changed = body(api.call("POST", "/v1/cases/tx-1/close", {"verdict": "genuine", "reason": "oops"}))
+
+    assert api.lists.entries == {}
+    assert changed["block"] == {
+        "list": "blocked_users",
+        "user": "user-1",
+        "outcome": "lifted",
+        "message": "user-1 is off blocked_users: this case's fraud verdict had put them there",
+    }
+    assert changed["history"][-1]["action"] == "block lifted"
 
 
 def test_closing_again_with_the_same_verdict_answers_the_same_case(api: Api):

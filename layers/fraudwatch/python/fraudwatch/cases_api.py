@@ -93,6 +93,27 @@ CHANGE_RESPONSES: dict[int, OpenAPIResponse] = {
     409: _json("Someone else changed the case since it was read: read it again", _ERROR),
     415: _json("The body is not application/json", _ERROR),
 }
+_CLOSING = {
+    "type": "object",
+    "description": "The case after the change, and `block`: null, or what the close did to the user's "
+    "entry on blocked_users (`outcome` added; lifted, the verdict now genuine and the entry this case's; "
+    "kept, the entry someone else's) with a `message` saying so",
+    "properties": {
+        "block": {
+            "type": ["object", "null"],
+            "properties": {
+                "list": {"type": "string"},
+                "user": {"type": "string"},
+                "outcome": {"type": "string", "enum": ["added", "lifted", "kept"]},
+                "message": {"type": "string"},
+            },
+        }
+    },
+}
+CLOSE_RESPONSES: dict[int, OpenAPIResponse] = {
+    **CHANGE_RESPONSES,
+    200: _json("The case after the change (unchanged when it changed nothing), and the block's", _CLOSING),
+}
 LIST_RESPONSES: dict[int, OpenAPIResponse] = {
     200: _json(
         "Cases oldest first, and the cursor of the next page",
@@ -180,15 +201,17 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
         summary="Close a case with a verdict",
         description="Puts the verdict on the stream as a label (its merchant's risk learns from it); "
         "`block` puts the user on blocked_users (fraud only). The same verdict again changes nothing; "
-        "another verdict is recorded in the history with who and when.",
-        responses=CHANGE_RESPONSES,
+        "another verdict is recorded in the history with who and when. A verdict changed to genuine lifts "
+        "the block this case put on the user (recorded in the history); an entry someone else put there "
+        "stays, and `block.message` says how to lift it.",
+        responses=CLOSE_RESPONSES,
     )
     def close_case(case_id: CaseId, body: Annotated[CloseBody, Body()]) -> Response[str]:
         who = analyst()
         check_post()
         verdict = verdict_of(body.verdict)
-        closed = working().close(case_id_of(case_id), verdict, body.reason, by=who, block=body.block)
-        return _ok(closed.to_dict())
+        closing = working().close(case_id_of(case_id), verdict, body.reason, by=who, block=body.block)
+        return _ok(closing.to_dict())
 
     @app.get("/console", include_in_schema=False)
     def console_queue(reason: Filter = None, rule: Filter = None, merchant: Filter = None) -> Response[str]:
