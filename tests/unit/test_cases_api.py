@@ -113,6 +113,9 @@ def test_closing_again_with_the_same_verdict_answers_the_same_case(api: Api):
         ({"verdict": "fraud"}, "reason"),
         ({"verdict": "fraud", "reason": ""}, "reason"),
         ({"verdict": "genuine", "reason": "ok", "block": True}, "block"),
+        ({"verdict": "fraud", "reason": "x", "block": "yes"}, "block"),
+        ({"verdict": "fraud", "reason": "x", "block": 1}, "block"),
+        ({"verdict": "fraud", "reason": "x", "blok": True}, "blok"),
         (b"{not json", "body"),
     ],
 )
@@ -121,6 +124,22 @@ def test_a_bad_close_is_a_400_naming_the_field(api: Api, payload: Any, field: st
     assert response["statusCode"] == 400
     assert body(response)["field"] == field
     assert api.store.cases["tx-1"].status is CaseStatus.OPEN
+
+
+@pytest.mark.parametrize(
+    ("route", "payload", "field"),
+    [
+        ("assign", {"assignee": "bob", "by": "someone-else"}, "by"),
+        ("assign", {"assignee": 7}, "assignee"),
+        ("comments", {"comment": "seen", "extra": 1}, "extra"),
+    ],
+)
+def test_a_case_routes_body_is_strict_an_unknown_field_or_a_wrong_type_is_a_400_naming_it(
+    api: Api, route: str, payload: Any, field: str
+):
+    response = api.call("POST", f"/v1/cases/tx-1/{route}", payload)
+    assert (response["statusCode"], body(response)["field"]) == (400, field)
+    assert api.store.cases["tx-1"].version == 0
 
 
 def test_statuses_of_the_case_routes(api: Api):

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fraudwatch.domain.cases import (
     MAX_TEXT_CHARS,
@@ -42,19 +42,26 @@ RETRY_AFTER_SECONDS = 1
 HTML = "text/html; charset=utf-8"
 
 
-class AssignBody(BaseModel):
+class _StrictBody(BaseModel):
+    """A case route's body: JSON types as they are (`"yes"` is no boolean), and no field it does not
+    know (a misspelt `blok` would otherwise be ignored)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class AssignBody(_StrictBody):
     """Who the case goes to."""
 
     assignee: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^\S+$")
 
 
-class CommentBody(BaseModel):
+class CommentBody(_StrictBody):
     """A note for the case's history."""
 
     comment: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
 
 
-class CloseBody(BaseModel):
+class CloseBody(_StrictBody):
     """The verdict, why, and whether to block the user (fraud only)."""
 
     verdict: Literal["fraud", "genuine"]
