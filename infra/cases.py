@@ -49,10 +49,10 @@ def service_of(args: argparse.Namespace) -> CaseService:
 
 def cases_list(args: argparse.Namespace, cases: CaseService) -> str:
     """The queue, oldest first, filtered."""
-    from fraudwatch.domain.cases import CaseStatus, QueueFilter
+    from fraudwatch.domain.cases import QueueFilter, status_of
 
     where = QueueFilter(
-        args.reason, args.rule, args.merchant, CaseStatus(args.status.upper()), args.assignee, args.user
+        args.reason, args.rule, args.merchant, status_of(args.status), args.assignee, args.user
     )
     page = cases.queue(where, args.limit, args.cursor)
     if args.json:
@@ -208,7 +208,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listed = commands.add_parser(
         "list", help="the queue, oldest first", description="List cases, oldest first."
     )
-    listed.add_argument("--status", choices=["open", "closed"], default="open", help="default: open")
+    listed.add_argument(
+        "--status",
+        type=str.lower,
+        choices=["open", "closed"],
+        default="open",
+        help="either case; default: open",
+    )
     listed.add_argument(
         "--reason", type=_feature, help="only cases with this feature among their top reasons"
     )

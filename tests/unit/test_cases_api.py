@@ -160,6 +160,15 @@ def test_statuses_of_the_case_routes(api: Api):
     assert body(api.call("GET", "/v1/cases?status=CLOSED"))["cases"] == []
 
 
+@pytest.mark.parametrize("status", ["open", "OPEN", "Open"])
+def test_the_queues_status_is_taken_in_either_case_as_the_command_line_takes_it(api: Api, status: str):
+    listed = api.call("GET", f"/v1/cases?status={status}")
+    assert listed["statusCode"] == 200
+    assert [c["case_id"] for c in body(listed)["cases"]] == ["tx-1"]
+    refused = api.call("GET", "/v1/cases?status=pending")
+    assert (refused["statusCode"], body(refused)["field"]) == (400, "status")
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "image/png"])
 @pytest.mark.parametrize(
     ("route", "payload"),

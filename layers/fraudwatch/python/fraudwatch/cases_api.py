@@ -26,8 +26,8 @@ from fraudwatch.domain.cases import (
     CaseConflict,
     CaseNotFound,
     CaseService,
-    CaseStatus,
     QueueFilter,
+    status_of,
     verdict_of,
 )
 from fraudwatch.domain.transaction import MAX_ID_CHARS
@@ -171,8 +171,13 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
     @app.get("/v1/cases", summary="Review cases, oldest first", responses=LIST_RESPONSES)
     def list_cases(
         status: Annotated[
-            Literal["OPEN", "CLOSED"], Query(description="open (the queue) or closed")
-        ] = "OPEN",
+            str,
+            Query(
+                max_length=6,
+                description="open (the queue) or closed, in either case (open, OPEN); default open",
+                json_schema_extra={"enum": ["open", "closed", "OPEN", "CLOSED"]},
+            ),
+        ] = "open",
         reason: Annotated[str | None, Query(max_length=64, description="a top reason's feature")] = None,
         rule: Filter = None,
         merchant: Filter = None,
@@ -182,7 +187,7 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
         cursor: Annotated[str | None, Query(max_length=2048, description="`next` of the page before")] = None,
     ) -> Response[str]:
         analyst()
-        where = QueueFilter(reason, rule, merchant, CaseStatus(status), assignee, user)
+        where = QueueFilter(reason, rule, merchant, status_of(status), assignee, user)
         page = working().queue(where, limit, cursor)
         return _ok({"cases": [c.to_dict() for c in page.cases], "next": page.next})
 

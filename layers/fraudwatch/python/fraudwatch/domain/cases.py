@@ -46,6 +46,16 @@ class CaseStatus(StrEnum):
     CLOSED = "CLOSED"
 
 
+def status_of(raw: str) -> CaseStatus:
+    """A status from its name in either case (`open`, `OPEN`), or InvalidRecordError naming `status`."""
+    try:
+        return CaseStatus(raw.strip().upper())
+    except ValueError:
+        raise InvalidRecordError(
+            "status", f"{raw!r} is not one of {', '.join(s.value.lower() for s in CaseStatus)} (either case)"
+        ) from None
+
+
 class Verdict(StrEnum):
     """An analyst's conclusion on the payment."""
 
