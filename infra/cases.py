@@ -175,21 +175,20 @@ def _page_size(text: str) -> int:
 
 
 def _feature(text: str) -> str:
-    """--reason: a feature's name, so that a typo is not an empty queue."""
-    from fraudwatch.domain.features import FEATURE_NAMES
+    """--reason: a feature's name, so that a typo is not an empty queue (checked where the API checks it)."""
+    from fraudwatch.domain.cases import reason_problem
 
-    if text not in FEATURE_NAMES:
-        raise argparse.ArgumentTypeError(f"no feature is named {text!r}: they are {', '.join(FEATURE_NAMES)}")
+    if problem := reason_problem(text):
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
 def _rule_code(text: str) -> str:
-    """--rule: a code as decisions record them, so that a bare id is not an empty queue."""
-    if not text.startswith(("rule:", "list:")) or text in ("rule:", "list:"):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a rule as rule:<id> or a list as list:<name>, as decisions record them "
-            "(e.g. rule:night-spend, list:review_categories)"
-        )
+    """--rule: a code as decisions record them, so that a bare id is not an empty queue (as the API)."""
+    from fraudwatch.domain.cases import rule_problem
+
+    if problem := rule_problem(text):
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 

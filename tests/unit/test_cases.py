@@ -310,3 +310,15 @@ def test_the_queue_filters_by_reason_rule_and_merchant():
     assert [c.case_id for c in service.queue(QueueFilter(merchant="merch-2")).cases] == ["tx-b"]
     assert [c.case_id for c in service.queue(QueueFilter(reason="velocity_1h")).cases] == ["tx-b", "tx-a"]
     assert service.queue(QueueFilter(reason="hour_of_day")).cases == []
+
+
+def test_a_queue_filter_refuses_a_reason_that_is_no_feature_and_a_rule_that_is_no_code():
+    with pytest.raises(InvalidRecordError) as reason:
+        QueueFilter(reason="amount_z_score")
+    assert reason.value.field == "reason"
+    assert "amount_zscore" in reason.value.reason  # the names it could be
+    with pytest.raises(InvalidRecordError) as rule:
+        QueueFilter(rule="night-spend")
+    assert rule.value.field == "rule"
+    assert "rule:<id>" in rule.value.reason
+    assert QueueFilter(reason="amount_zscore", rule="list:review_categories").rule == "list:review_categories"

@@ -160,6 +160,23 @@ def test_statuses_of_the_case_routes(api: Api):
     assert body(api.call("GET", "/v1/cases?status=CLOSED"))["cases"] == []
 
 
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        ("reason=nope", "reason", "no feature is named 'nope': they are "),
+        ("rule=night-spend", "rule", "give a rule as rule:<id> or a list as list:<name>"),
+        ("rule=rule:", "rule", "give a rule as rule:<id>"),
+    ],
+)
+def test_a_queue_filter_that_can_match_nothing_is_a_400_naming_it_as_the_command_line_refuses_it(
+    api: Api, query: str, field: str, says: str
+):
+    response = api.call("GET", f"/v1/cases?{query}")
+    assert (response["statusCode"], body(response)["field"]) == (400, field)
+    assert says in body(response)["reason"]
+    assert body(api.call("GET", "/v1/cases?reason=amount_zscore&rule=rule:big-night"))["cases"]
+
+
 @pytest.mark.parametrize("status", ["open", "OPEN", "Open"])
 def test_the_queues_status_is_taken_in_either_case_as_the_command_line_takes_it(api: Api, status: str):
     listed = api.call("GET", f"/v1/cases?status={status}")

@@ -178,8 +178,17 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
                 json_schema_extra={"enum": ["open", "closed", "OPEN", "CLOSED"]},
             ),
         ] = "open",
-        reason: Annotated[str | None, Query(max_length=64, description="a top reason's feature")] = None,
-        rule: Filter = None,
+        reason: Annotated[
+            str | None, Query(max_length=64, description="a top reason's feature (a feature's name)")
+        ] = None,
+        rule: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=MAX_ID_CHARS,
+                description="a rule or list code as decisions record them: rule:<id> or list:<name>",
+            ),
+        ] = None,
         merchant: Filter = None,
         assignee: Filter = None,
         user: Filter = None,

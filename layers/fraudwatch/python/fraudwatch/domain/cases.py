@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import MAX_REASON_CHARS, ListEntry
 from fraudwatch.domain.ports import DecisionReader
 from fraudwatch.domain.transaction import id_problem
@@ -335,10 +336,29 @@ def verdict_of(raw: str) -> Verdict:
 # ---------------------------------------------------------------------------------------------- ports
 
 
+def reason_problem(reason: str) -> str | None:
+    """Why `reason` cannot filter the queue, or None: it must name a feature (a typo is no empty queue)."""
+    if reason in FEATURE_NAMES:
+        return None
+    return f"no feature is named {reason!r}: they are {', '.join(FEATURE_NAMES)}"
+
+
+def rule_problem(rule: str) -> str | None:
+    """Why `rule` cannot filter the queue, or None: it must be a code as decisions record them (a bare
+    rule id is no empty queue)."""
+    if rule.startswith(("rule:", "list:")) and rule not in ("rule:", "list:"):
+        return None
+    return (
+        f"{rule!r}: give a rule as rule:<id> or a list as list:<name>, as decisions record them "
+        "(e.g. rule:night-spend, list:review_categories)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class QueueFilter:
     """What `list` narrows the queue to: a reason's feature, a rule or list code, a merchant, an
-    analyst's cases, a user's."""
+    analyst's cases, a user's. A reason that is no feature, or a rule that is no code, is refused
+    (InvalidRecordError naming `reason` or `rule`): the command line and the API check it here."""
 
     reason: str | None = None
     rule: str | None = None
@@ -346,6 +366,12 @@ class QueueFilter:
     status: CaseStatus = CaseStatus.OPEN
     assignee: str | None = None
     user: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reason is not None and (problem := reason_problem(self.reason)):
+            raise InvalidRecordError("reason", problem)
+        if self.rule is not None and (problem := rule_problem(self.rule)):
+            raise InvalidRecordError("rule", problem)
 
     def matches(self, case: Case) -> bool:
         """Whether a case passes the filter (what the store's query does, for the fakes)."""
