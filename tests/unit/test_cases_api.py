@@ -285,3 +285,19 @@ def test_a_page_labels_every_field_and_has_one_main_heading(api: Api):
         assert re.search(rf'<label for="{field}"|<label><input[^>]*id="{field}"', html), field
     assert html.count("<h1>") == 1
     assert api.call("GET", "/console/cases/tx-none")["statusCode"] == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [("/console/cases/a%20b", "case_id: "), ("/console?reason=nope", "reason: no feature is named")],
+)
+def test_a_pages_bad_input_is_an_html_400_page_in_the_consoles_style(api: Api, path: str, says: str):
+    response = api.call("GET", path)
+    assert response["statusCode"] == 400
+    assert response["headers"]["Content-Type"].startswith("text/html")
+    assert response["headers"]["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    html = response["body"]
+    assert html.count("<h1>") == 1
+    assert says in html
+    assert '<a href="/console">' in html
+    assert api.call("GET", "/v1/cases/a%20b")["headers"]["Content-Type"].startswith("application/json")

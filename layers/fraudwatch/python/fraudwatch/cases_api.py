@@ -31,7 +31,7 @@ from fraudwatch.domain.cases import (
     verdict_of,
 )
 from fraudwatch.domain.transaction import MAX_ID_CHARS
-from fraudwatch.errors import AwsCallError
+from fraudwatch.errors import AwsCallError, InvalidRecordError
 from fraudwatch.http_common import error_response as _error
 from fraudwatch.http_common import is_json, path_id
 from fraudwatch.observability import error_fields, logger
@@ -236,15 +236,26 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
 
     @app.get("/console", include_in_schema=False)
     def console_queue(reason: Filter = None, rule: Filter = None, merchant: Filter = None) -> Response[str]:
-        where = QueueFilter(reason=reason, rule=rule, merchant=merchant)
-        cursor = (app.current_event.query_string_parameters or {}).get("cursor")
         who = analyst()
+        try:
+            where = QueueFilter(reason=reason, rule=rule, merchant=merchant)
+        except InvalidRecordError as exc:
+            return invalid_page("Not a filter", exc)
+        cursor = (app.current_event.query_string_parameters or {}).get("cursor")
         return _page(console.queue_page(working().queue(where, MAX_PAGE // 2, cursor), where, who))
 
     @app.get("/console/cases/<case_id>", include_in_schema=False)
     def console_case(case_id: str) -> Response[str]:
         who = analyst()
-        return _page(console.case_page(working().show(case_id_of(case_id)), who))
+        try:
+            valid_id = case_id_of(case_id)
+        except InvalidRecordError as exc:
+            return invalid_page("Not a case id", exc)
+        return _page(console.case_page(working().show(valid_id), who))
+
+    def invalid_page(title: str, exc: InvalidRecordError) -> Response[str]:
+        """A page's bad input as a page, as a missing case is (the JSON routes answer a JSON 400)."""
+        return _page(console.error_page(400, title, f"{exc.field}: {exc.reason}"), HTTPStatus.BAD_REQUEST)
 
     def is_page() -> bool:
         return str(app.current_event.path).startswith("/console")
