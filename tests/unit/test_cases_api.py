@@ -301,3 +301,9 @@ def test_a_pages_bad_input_is_an_html_400_page_in_the_consoles_style(api: Api, p
     assert says in html
     assert '<a href="/console">' in html
     assert api.call("GET", "/v1/cases/a%20b")["headers"]["Content-Type"].startswith("application/json")
+
+
+def test_the_consoles_filter_form_sent_with_empty_fields_filters_on_the_others_only(api: Api):
+    response = api.call("GET", "/console?reason=&rule=&merchant=merch-1")  # as the form submits it
+    assert response["statusCode"] == 200
+    assert "tx-1" in response["body"]

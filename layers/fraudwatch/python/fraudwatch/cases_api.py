@@ -134,6 +134,8 @@ LIST_RESPONSES: dict[int, OpenAPIResponse] = {
 
 CaseId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
 Filter = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)]
+FormFilter = Annotated[str | None, Query(max_length=MAX_ID_CHARS)]
+"""A console filter: its form sends the fields left empty, which filter nothing."""
 
 
 def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> None:
@@ -235,10 +237,12 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
         return _ok(closing.to_dict())
 
     @app.get("/console", include_in_schema=False)
-    def console_queue(reason: Filter = None, rule: Filter = None, merchant: Filter = None) -> Response[str]:
+    def console_queue(
+        reason: FormFilter = None, rule: FormFilter = None, merchant: FormFilter = None
+    ) -> Response[str]:
         who = analyst()
         try:
-            where = QueueFilter(reason=reason, rule=rule, merchant=merchant)
+            where = QueueFilter(reason=reason or None, rule=rule or None, merchant=merchant or None)
         except InvalidRecordError as exc:
             return invalid_page("Not a filter", exc)
         cursor = (app.current_event.query_string_parameters or {}).get("cursor")
