@@ -49,10 +49,10 @@ def service_of(args: argparse.Namespace) -> CaseService:
 
 def cases_list(args: argparse.Namespace, cases: CaseService) -> str:
     """The queue, oldest first, filtered."""
-    from fraudwatch.domain.cases import CaseStatus, QueueFilter
+    from fraudwatch.domain.cases import QueueFilter, status_of
 
     where = QueueFilter(
-        args.reason, args.rule, args.merchant, CaseStatus(args.status.upper()), args.assignee, args.user
+        args.reason, args.rule, args.merchant, status_of(args.status), args.assignee, args.user
     )
     page = cases.queue(where, args.limit, args.cursor)
     if args.json:
@@ -98,11 +98,12 @@ def cases_comment(args: argparse.Namespace, cases: CaseService) -> str:
 def cases_close(args: argparse.Namespace, cases: CaseService) -> str:
     from fraudwatch.domain.cases import verdict_of
 
-    case = cases.close(args.case, verdict_of(args.verdict), args.reason, by=args.who, block=args.block)
-    blocked = f"; {case.decision.user_id} is on blocked_users" if args.block else ""
+    closing = cases.close(args.case, verdict_of(args.verdict), args.reason, by=args.who, block=args.block)
+    case = closing.case
+    block = f"; {closing.block_note}" if closing.block_note else ""
     return (
         f"case {case.case_id}: closed as {args.verdict}; its label is on the stream for "
-        f"{case.decision.merchant_id}{blocked}"
+        f"{case.decision.merchant_id}{block}"
     )
 
 
@@ -174,21 +175,20 @@ def _page_size(text: str) -> int:
 
 
 def _feature(text: str) -> str:
-    """--reason: a feature's name, so that a typo is not an empty queue."""
-    from fraudwatch.domain.features import FEATURE_NAMES
+    """--reason: a feature's name, so that a typo is not an empty queue (checked where the API checks it)."""
+    from fraudwatch.domain.cases import reason_problem
 
-    if text not in FEATURE_NAMES:
-        raise argparse.ArgumentTypeError(f"no feature is named {text!r}: they are {', '.join(FEATURE_NAMES)}")
+    if problem := reason_problem(text):
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
 def _rule_code(text: str) -> str:
-    """--rule: a code as decisions record them, so that a bare id is not an empty queue."""
-    if not text.startswith(("rule:", "list:")) or text in ("rule:", "list:"):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a rule as rule:<id> or a list as list:<name>, as decisions record them "
-            "(e.g. rule:night-spend, list:review_categories)"
-        )
+    """--rule: a code as decisions record them, so that a bare id is not an empty queue (as the API)."""
+    from fraudwatch.domain.cases import rule_problem
+
+    if problem := rule_problem(text):
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -207,7 +207,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listed = commands.add_parser(
         "list", help="the queue, oldest first", description="List cases, oldest first."
     )
-    listed.add_argument("--status", choices=["open", "closed"], default="open", help="default: open")
+    listed.add_argument(
+        "--status",
+        type=str.lower,
+        choices=["open", "closed"],
+        default="open",
+        help="either case; default: open",
+    )
     listed.add_argument(
         "--reason", type=_feature, help="only cases with this feature among their top reasons"
     )

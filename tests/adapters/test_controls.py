@@ -85,6 +85,21 @@ def test_entries_keep_who_why_when_and_expiry_and_can_be_removed(store):
     assert [e.value for e in store.entries()] == ["merch-1"]
 
 
+def test_an_entry_is_read_by_key_and_removed_only_while_it_is_still_the_one_read(store):
+    mine = ListEntry("blocked_users", "user-1", "ana", "case tx-1: stolen", T0)
+    store.add([mine])
+    assert store.entry("blocked_users", "user-1") == mine
+    assert store.entry("blocked_users", "user-2") is None
+    theirs = mine._replace(added_by="risk-team", reason="known mule")
+    store.add([theirs])  # replaced since it was read
+
+    assert store.remove_entry(mine) is False
+    assert store.entry("blocked_users", "user-1") == theirs
+    assert store.remove_entry(theirs) is True
+    assert store.entry("blocked_users", "user-1") is None
+    assert store.remove_entry(theirs) is False  # not there: nothing removed
+
+
 def test_pushes_are_numbered_and_a_rollback_puts_an_earlier_one_back(store):
     first = store.push(compile_rules(RULES), pushed_by="analyst", note="first", now=T0)
     second = store.push(

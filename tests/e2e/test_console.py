@@ -287,5 +287,14 @@ def test_the_command_line_lists_shows_assigns_and_closes_a_case(stack: dict[str,
         Key={"list_name": {"S": "blocked_users"}, "value": {"S": f"user-cli-{run}"}},
     )
     assert blocked["Item"]["reason"]["S"] == f"case {case_id}: stolen"
+    assert main(["cases", "close", case_id, "--verdict", "genuine", "--reason", "oops", *state]) == 0
+    assert f"user-cli-{run} is off blocked_users: this case's fraud verdict had put them there" in printed(
+        capsys
+    )
+    lifted = client("dynamodb", stack["endpoint"]).get_item(
+        TableName=outputs["ListsTableName"],
+        Key={"list_name": {"S": "blocked_users"}, "value": {"S": f"user-cli-{run}"}},
+    )
+    assert "Item" not in lifted
     assert main(["cases", "list", "--status", "closed", "--merchant", merchant, *state]) == 0
     assert case_id in printed(capsys)

@@ -13,6 +13,7 @@ from fraudwatch.adapters.memory import MemoryDecisionStore
 from fraudwatch.domain.cases import (
     BLOCK_LIST,
     MAX_EVENTS,
+    BlockChange,
     Case,
     CaseConflict,
     CaseNotFound,
@@ -93,11 +94,25 @@ class Labels:
 
 
 class Lists:
+    """Entries by (list, value), as the lists table keys them; `added` keeps every put."""
+
     def __init__(self) -> None:
         self.added: list[ListEntry] = []
+        self.entries: dict[tuple[str, str], ListEntry] = {}
 
     def add(self, entries: list[ListEntry]) -> None:
         self.added.extend(entries)
+        self.entries.update({(e.list_name, e.value): e for e in entries})
+
+    def entry(self, list_name: str, value: str) -> ListEntry | None:
+        return self.entries.get((list_name, value))
+
+    def remove_entry(self, entry: ListEntry) -> bool:
+        found = self.entries.get((entry.list_name, entry.value))
+        if found is None or (found.added_by, found.reason) != (entry.added_by, entry.reason):
+            return False
+        del self.entries[(entry.list_name, entry.value)]
+        return True
 
 
 @pytest.fixture
@@ -188,7 +203,8 @@ def test_a_full_history_refuses_more_events():
 
 
 def test_close_as_fraud_puts_a_valid_label_keyed_by_merchant_and_can_block_the_user(service: CaseService):
-    case = service.close("tx-1", Verdict.FRAUD, "card reported stolen", by="ana", block=True)
+    closing = service.close("tx-1", Verdict.FRAUD, "card reported stolen", by="ana", block=True)
+    case = closing.case
 
     assert case.status is CaseStatus.CLOSED
     assert case.verdict is Verdict.FRAUD
@@ -198,13 +214,63 @@ def test_close_as_fraud_puts_a_valid_label_keyed_by_merchant_and_can_block_the_u
     assert (label.transaction_id, label.merchant_id, label.is_fraud) == ("tx-1", "merch-1", True)
     [entry] = service.lists.added  # type: ignore[union-attr]
     assert (entry.list_name, entry.value, entry.added_by) == (BLOCK_LIST, "user-1", "ana")
+    assert (closing.block, closing.block_note) == (BlockChange.ADDED, "user-1 is on blocked_users")
+    assert (case.history[-1].action, case.history[-1].by) == ("blocked", "ana")  # the audit trail says so
+
+
+def test_a_verdict_changed_to_genuine_lifts_the_block_this_case_put_and_says_so(service: CaseService):
+    service.close("tx-1", Verdict.FRAUD, "card reported stolen", by="ana", block=True)
+
+    reversed_ = service.close("tx-1", Verdict.GENUINE, "the cardholder found it", by="bob")
+
+    assert service.lists.entries == {}  # type: ignore[union-attr]
+    assert reversed_.block is BlockChange.LIFTED
+    assert reversed_.block_note == "user-1 is off blocked_users: this case's fraud verdict had put them there"
+    assert [(e.action, e.by) for e in reversed_.case.history[1:]] == [
+        ("closed", "ana"),
+        ("blocked", "ana"),
+        ("verdict changed", "bob"),
+        ("block lifted", "bob"),
+    ]
+    assert reversed_.to_dict()["block"]["outcome"] == "lifted"
+    again = service.close("tx-1", Verdict.GENUINE, "the cardholder found it", by="bob")
+    assert (again.case, again.block) == (reversed_.case, None)  # nothing more to lift, nothing recorded
+
+
+def test_a_verdict_changed_to_genuine_never_lifts_someone_elses_entry_and_says_how_to(
+    service: CaseService,
+):
+    lists: Lists = service.lists  # type: ignore[assignment]
+    service.close("tx-1", Verdict.FRAUD, "stolen", by="ana", block=True)
+    theirs = ListEntry(BLOCK_LIST, "user-1", "risk-team", "chargebacks on three cards", NOW)
+    lists.add([theirs])  # replaced since: the entry is now the risk team's
+
+    kept = service.close("tx-1", Verdict.GENUINE, "found it", by="bob")
+
+    assert lists.entries[(BLOCK_LIST, "user-1")] == theirs
+    assert kept.block is BlockChange.KEPT
+    assert "user-1 stays on blocked_users" in kept.block_note
+    assert "fraudwatch lists remove blocked_users user-1" in kept.block_note
+    assert "block lifted" not in [e.action for e in kept.case.history]
+
+
+def test_a_fraud_verdict_without_block_changed_to_genuine_leaves_an_existing_entry(service: CaseService):
+    lists: Lists = service.lists  # type: ignore[assignment]
+    theirs = ListEntry(BLOCK_LIST, "user-1", "risk-team", "known mule", NOW)
+    lists.add([theirs])
+    service.close("tx-1", Verdict.FRAUD, "stolen", by="ana")
+
+    kept = service.close("tx-1", Verdict.GENUINE, "found it", by="ana")
+
+    assert lists.entries[(BLOCK_LIST, "user-1")] == theirs
+    assert kept.block is BlockChange.KEPT
 
 
 def test_close_again_with_the_same_verdict_keeps_the_case_and_puts_the_same_verdict_again(
     service: CaseService,
 ):
-    first = service.close("tx-1", Verdict.GENUINE, "known customer", by="ana")
-    again = service.close("tx-1", Verdict.GENUINE, "known customer", by="ana")
+    first = service.close("tx-1", Verdict.GENUINE, "known customer", by="ana").case
+    again = service.close("tx-1", Verdict.GENUINE, "known customer", by="ana").case
     assert again == first
     labels = service.labels.put  # type: ignore[attr-defined]
     assert [label["is_fraud"] for label in labels] == [False, False]  # counted once: same applied id
@@ -244,3 +310,15 @@ def test_the_queue_filters_by_reason_rule_and_merchant():
     assert [c.case_id for c in service.queue(QueueFilter(merchant="merch-2")).cases] == ["tx-b"]
     assert [c.case_id for c in service.queue(QueueFilter(reason="velocity_1h")).cases] == ["tx-b", "tx-a"]
     assert service.queue(QueueFilter(reason="hour_of_day")).cases == []
+
+
+def test_a_queue_filter_refuses_a_reason_that_is_no_feature_and_a_rule_that_is_no_code():
+    with pytest.raises(InvalidRecordError) as reason:
+        QueueFilter(reason="amount_z_score")
+    assert reason.value.field == "reason"
+    assert "amount_zscore" in reason.value.reason  # the names it could be
+    with pytest.raises(InvalidRecordError) as rule:
+        QueueFilter(rule="night-spend")
+    assert rule.value.field == "rule"
+    assert "rule:<id>" in rule.value.reason
+    assert QueueFilter(reason="amount_zscore", rule="list:review_categories").rule == "list:review_categories"

@@ -78,9 +78,26 @@ def test_assign_then_close_as_fraud_records_who_from_the_iam_identity(api: Api):
         ("opened", "fraudwatch"),
         ("assigned", "ana"),
         ("closed", "ana"),
+        ("blocked", "ana"),
     ]
+    assert case["block"]["outcome"] == "added"
     assert api.labels.put[0]["is_fraud"] is True
     assert api.lists.added[0].value == "user-1"
+
+
+def test_a_verdict_changed_to_genuine_lifts_this_cases_block_and_the_body_says_so(api: Api):
+    api.call("POST", "/v1/cases/tx-1/close", {"verdict": "fraud", "reason": "stolen", "block": True})
+
+    changed = body(api.call("POST", "/v1/cases/tx-1/close", {"verdict": "genuine", "reason": "oops"}))
+
+    assert api.lists.entries == {}
+    assert changed["block"] == {
+        "list": "blocked_users",
+        "user": "user-1",
+        "outcome": "lifted",
+        "message": "user-1 is off blocked_users: this case's fraud verdict had put them there",
+    }
+    assert changed["history"][-1]["action"] == "block lifted"
 
 
 def test_closing_again_with_the_same_verdict_answers_the_same_case(api: Api):
@@ -96,6 +113,9 @@ def test_closing_again_with_the_same_verdict_answers_the_same_case(api: Api):
         ({"verdict": "fraud"}, "reason"),
         ({"verdict": "fraud", "reason": ""}, "reason"),
         ({"verdict": "genuine", "reason": "ok", "block": True}, "block"),
+        ({"verdict": "fraud", "reason": "x", "block": "yes"}, "block"),
+        ({"verdict": "fraud", "reason": "x", "block": 1}, "block"),
+        ({"verdict": "fraud", "reason": "x", "blok": True}, "blok"),
         (b"{not json", "body"),
     ],
 )
@@ -104,6 +124,22 @@ def test_a_bad_close_is_a_400_naming_the_field(api: Api, payload: Any, field: st
     assert response["statusCode"] == 400
     assert body(response)["field"] == field
     assert api.store.cases["tx-1"].status is CaseStatus.OPEN
+
+
+@pytest.mark.parametrize(
+    ("route", "payload", "field"),
+    [
+        ("assign", {"assignee": "bob", "by": "someone-else"}, "by"),
+        ("assign", {"assignee": 7}, "assignee"),
+        ("comments", {"comment": "seen", "extra": 1}, "extra"),
+    ],
+)
+def test_a_case_routes_body_is_strict_an_unknown_field_or_a_wrong_type_is_a_400_naming_it(
+    api: Api, route: str, payload: Any, field: str
+):
+    response = api.call("POST", f"/v1/cases/tx-1/{route}", payload)
+    assert (response["statusCode"], body(response)["field"]) == (400, field)
+    assert api.store.cases["tx-1"].version == 0
 
 
 def test_statuses_of_the_case_routes(api: Api):
@@ -122,6 +158,32 @@ def test_statuses_of_the_case_routes(api: Api):
     listed = body(api.call("GET", "/v1/cases"))
     assert [c["case_id"] for c in listed["cases"]] == ["tx-1"]
     assert body(api.call("GET", "/v1/cases?status=CLOSED"))["cases"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        ("reason=nope", "reason", "no feature is named 'nope': they are "),
+        ("rule=night-spend", "rule", "give a rule as rule:<id> or a list as list:<name>"),
+        ("rule=rule:", "rule", "give a rule as rule:<id>"),
+    ],
+)
+def test_a_queue_filter_that_can_match_nothing_is_a_400_naming_it_as_the_command_line_refuses_it(
+    api: Api, query: str, field: str, says: str
+):
+    response = api.call("GET", f"/v1/cases?{query}")
+    assert (response["statusCode"], body(response)["field"]) == (400, field)
+    assert says in body(response)["reason"]
+    assert body(api.call("GET", "/v1/cases?reason=amount_zscore&rule=rule:big-night"))["cases"]
+
+
+@pytest.mark.parametrize("status", ["open", "OPEN", "Open"])
+def test_the_queues_status_is_taken_in_either_case_as_the_command_line_takes_it(api: Api, status: str):
+    listed = api.call("GET", f"/v1/cases?status={status}")
+    assert listed["statusCode"] == 200
+    assert [c["case_id"] for c in body(listed)["cases"]] == ["tx-1"]
+    refused = api.call("GET", "/v1/cases?status=pending")
+    assert (refused["statusCode"], body(refused)["field"]) == (400, "status")
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "image/png"])
@@ -223,3 +285,25 @@ def test_a_page_labels_every_field_and_has_one_main_heading(api: Api):
         assert re.search(rf'<label for="{field}"|<label><input[^>]*id="{field}"', html), field
     assert html.count("<h1>") == 1
     assert api.call("GET", "/console/cases/tx-none")["statusCode"] == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [("/console/cases/a%20b", "case_id: "), ("/console?reason=nope", "reason: no feature is named")],
+)
+def test_a_pages_bad_input_is_an_html_400_page_in_the_consoles_style(api: Api, path: str, says: str):
+    response = api.call("GET", path)
+    assert response["statusCode"] == 400
+    assert response["headers"]["Content-Type"].startswith("text/html")
+    assert response["headers"]["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    html = response["body"]
+    assert html.count("<h1>") == 1
+    assert says in html
+    assert '<a href="/console">' in html
+    assert api.call("GET", "/v1/cases/a%20b")["headers"]["Content-Type"].startswith("application/json")
+
+
+def test_the_consoles_filter_form_sent_with_empty_fields_filters_on_the_others_only(api: Api):
+    response = api.call("GET", "/console?reason=&rule=&merchant=merch-1")  # as the form submits it
+    assert response["statusCode"] == 200
+    assert "tx-1" in response["body"]

@@ -453,3 +453,10 @@ def test_activity_refuses_days_outside_what_the_function_counts_at_parse_time(
     assert (
         error_line(capsys) == f"fraudwatch activity: error: argument --days: must be from 1 to 30, got {days}"
     )
+
+
+@pytest.mark.parametrize(("given", "taken"), [("open", "open"), ("CLOSED", "closed"), ("Closed", "closed")])
+def test_cases_list_takes_the_status_in_either_case_as_the_api_does(given: str, taken: str) -> None:
+    from infra.cli import build_parser
+
+    assert build_parser().parse_args(["cases", "list", "--status", given]).status == taken

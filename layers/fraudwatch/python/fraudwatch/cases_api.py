@@ -19,19 +19,19 @@ from urllib.parse import urlsplit
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fraudwatch.domain.cases import (
     MAX_TEXT_CHARS,
     CaseConflict,
     CaseNotFound,
     CaseService,
-    CaseStatus,
     QueueFilter,
+    status_of,
     verdict_of,
 )
 from fraudwatch.domain.transaction import MAX_ID_CHARS
-from fraudwatch.errors import AwsCallError
+from fraudwatch.errors import AwsCallError, InvalidRecordError
 from fraudwatch.http_common import error_response as _error
 from fraudwatch.http_common import is_json, path_id
 from fraudwatch.observability import error_fields, logger
@@ -42,19 +42,26 @@ RETRY_AFTER_SECONDS = 1
 HTML = "text/html; charset=utf-8"
 
 
-class AssignBody(BaseModel):
+class _StrictBody(BaseModel):
+    """A case route's body: JSON types as they are (`"yes"` is no boolean), and no field it does not
+    know (a misspelt `blok` would otherwise be ignored)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class AssignBody(_StrictBody):
     """Who the case goes to."""
 
     assignee: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^\S+$")
 
 
-class CommentBody(BaseModel):
+class CommentBody(_StrictBody):
     """A note for the case's history."""
 
     comment: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
 
 
-class CloseBody(BaseModel):
+class CloseBody(_StrictBody):
     """The verdict, why, and whether to block the user (fraud only)."""
 
     verdict: Literal["fraud", "genuine"]
@@ -93,6 +100,27 @@ CHANGE_RESPONSES: dict[int, OpenAPIResponse] = {
     409: _json("Someone else changed the case since it was read: read it again", _ERROR),
     415: _json("The body is not application/json", _ERROR),
 }
+_CLOSING = {
+    "type": "object",
+    "description": "The case after the change, and `block`: null, or what the close did to the user's "
+    "entry on blocked_users (`outcome` added; lifted, the verdict now genuine and the entry this case's; "
+    "kept, the entry someone else's) with a `message` saying so",
+    "properties": {
+        "block": {
+            "type": ["object", "null"],
+            "properties": {
+                "list": {"type": "string"},
+                "user": {"type": "string"},
+                "outcome": {"type": "string", "enum": ["added", "lifted", "kept"]},
+                "message": {"type": "string"},
+            },
+        }
+    },
+}
+CLOSE_RESPONSES: dict[int, OpenAPIResponse] = {
+    **CHANGE_RESPONSES,
+    200: _json("The case after the change (unchanged when it changed nothing), and the block's", _CLOSING),
+}
 LIST_RESPONSES: dict[int, OpenAPIResponse] = {
     200: _json(
         "Cases oldest first, and the cursor of the next page",
@@ -106,6 +134,8 @@ LIST_RESPONSES: dict[int, OpenAPIResponse] = {
 
 CaseId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
 Filter = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)]
+FormFilter = Annotated[str | None, Query(max_length=MAX_ID_CHARS)]
+"""A console filter: its form sends the fields left empty, which filter nothing."""
 
 
 def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> None:
@@ -143,10 +173,24 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
     @app.get("/v1/cases", summary="Review cases, oldest first", responses=LIST_RESPONSES)
     def list_cases(
         status: Annotated[
-            Literal["OPEN", "CLOSED"], Query(description="open (the queue) or closed")
-        ] = "OPEN",
-        reason: Annotated[str | None, Query(max_length=64, description="a top reason's feature")] = None,
-        rule: Filter = None,
+            str,
+            Query(
+                max_length=6,
+                description="open (the queue) or closed, in either case (open, OPEN); default open",
+                json_schema_extra={"enum": ["open", "closed", "OPEN", "CLOSED"]},
+            ),
+        ] = "open",
+        reason: Annotated[
+            str | None, Query(max_length=64, description="a top reason's feature (a feature's name)")
+        ] = None,
+        rule: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=MAX_ID_CHARS,
+                description="a rule or list code as decisions record them: rule:<id> or list:<name>",
+            ),
+        ] = None,
         merchant: Filter = None,
         assignee: Filter = None,
         user: Filter = None,
@@ -154,7 +198,7 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
         cursor: Annotated[str | None, Query(max_length=2048, description="`next` of the page before")] = None,
     ) -> Response[str]:
         analyst()
-        where = QueueFilter(reason, rule, merchant, CaseStatus(status), assignee, user)
+        where = QueueFilter(reason, rule, merchant, status_of(status), assignee, user)
         page = working().queue(where, limit, cursor)
         return _ok({"cases": [c.to_dict() for c in page.cases], "next": page.next})
 
@@ -180,27 +224,42 @@ def add_case_routes(app: APIGatewayHttpResolver, cases: CaseService | None) -> N
         summary="Close a case with a verdict",
         description="Puts the verdict on the stream as a label (its merchant's risk learns from it); "
         "`block` puts the user on blocked_users (fraud only). The same verdict again changes nothing; "
-        "another verdict is recorded in the history with who and when.",
-        responses=CHANGE_RESPONSES,
+        "another verdict is recorded in the history with who and when. A verdict changed to genuine lifts "
+        "the block this case put on the user (recorded in the history); an entry someone else put there "
+        "stays, and `block.message` says how to lift it.",
+        responses=CLOSE_RESPONSES,
     )
     def close_case(case_id: CaseId, body: Annotated[CloseBody, Body()]) -> Response[str]:
         who = analyst()
         check_post()
         verdict = verdict_of(body.verdict)
-        closed = working().close(case_id_of(case_id), verdict, body.reason, by=who, block=body.block)
-        return _ok(closed.to_dict())
+        closing = working().close(case_id_of(case_id), verdict, body.reason, by=who, block=body.block)
+        return _ok(closing.to_dict())
 
     @app.get("/console", include_in_schema=False)
-    def console_queue(reason: Filter = None, rule: Filter = None, merchant: Filter = None) -> Response[str]:
-        where = QueueFilter(reason=reason, rule=rule, merchant=merchant)
-        cursor = (app.current_event.query_string_parameters or {}).get("cursor")
+    def console_queue(
+        reason: FormFilter = None, rule: FormFilter = None, merchant: FormFilter = None
+    ) -> Response[str]:
         who = analyst()
+        try:
+            where = QueueFilter(reason=reason or None, rule=rule or None, merchant=merchant or None)
+        except InvalidRecordError as exc:
+            return invalid_page("Not a filter", exc)
+        cursor = (app.current_event.query_string_parameters or {}).get("cursor")
         return _page(console.queue_page(working().queue(where, MAX_PAGE // 2, cursor), where, who))
 
     @app.get("/console/cases/<case_id>", include_in_schema=False)
     def console_case(case_id: str) -> Response[str]:
         who = analyst()
-        return _page(console.case_page(working().show(case_id_of(case_id)), who))
+        try:
+            valid_id = case_id_of(case_id)
+        except InvalidRecordError as exc:
+            return invalid_page("Not a case id", exc)
+        return _page(console.case_page(working().show(valid_id), who))
+
+    def invalid_page(title: str, exc: InvalidRecordError) -> Response[str]:
+        """A page's bad input as a page, as a missing case is (the JSON routes answer a JSON 400)."""
+        return _page(console.error_page(400, title, f"{exc.field}: {exc.reason}"), HTTPStatus.BAD_REQUEST)
 
     def is_page() -> bool:
         return str(app.current_event.path).startswith("/console")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fraudwatch.adapters.aws import call_failed
+from fraudwatch.adapters.aws import CONDITION_FAILED, call_failed
 from fraudwatch.adapters.dynamodb import batch_write
 from fraudwatch.domain.controls import Controls
 from fraudwatch.domain.lists import ListEntry, ListSnapshot
@@ -93,6 +93,37 @@ class ControlsStore:
             for list_name, value in keys
             if self._delete({"list_name": {"S": list_name}, "value": {"S": value}})
         ]
+
+    def entry(self, list_name: str, value: str) -> ListEntry | None:
+        """One entry by its key (read consistently), or None; raises ControlsStoreError."""
+        key = {"list_name": {"S": list_name}, "value": {"S": value}}
+        response = self._call(
+            "GetItem",
+            self.lists_table,
+            lambda: self._client.get_item(TableName=self.lists_table, Key=key, ConsistentRead=True),
+        )
+        return None if "Item" not in response else _entry(response["Item"])
+
+    def remove_entry(self, entry: ListEntry) -> bool:
+        """Delete an entry only if it is still this one (who added it and why); whether it was deleted."""
+        try:
+            self._client.delete_item(
+                TableName=self.lists_table,
+                Key={"list_name": {"S": entry.list_name}, "value": {"S": entry.value}},
+                ConditionExpression="added_by = :by AND reason = :why",
+                ExpressionAttributeValues={":by": {"S": entry.added_by}, ":why": {"S": entry.reason}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == f"{CONDITION_FAILED}Exception":
+                return False
+            raise call_failed(
+                ControlsStoreError, exc, operation="DeleteItem", resource=self.lists_table
+            ) from exc
+        except BotoCoreError as exc:
+            raise call_failed(
+                ControlsStoreError, exc, operation="DeleteItem", resource=self.lists_table
+            ) from exc
+        return True
 
     def _delete(self, key: dict[str, Any]) -> bool:
         """Delete one entry; whether it was there."""

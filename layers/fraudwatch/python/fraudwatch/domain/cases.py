@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from fraudwatch.domain.decision import Decision, DecisionRecord, Reason, Thresholds
+from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.lists import MAX_REASON_CHARS, ListEntry
 from fraudwatch.domain.ports import DecisionReader
 from fraudwatch.domain.transaction import id_problem
@@ -44,6 +45,16 @@ class CaseStatus(StrEnum):
 
     OPEN = "OPEN"
     CLOSED = "CLOSED"
+
+
+def status_of(raw: str) -> CaseStatus:
+    """A status from its name in either case (`open`, `OPEN`), or InvalidRecordError naming `status`."""
+    try:
+        return CaseStatus(raw.strip().upper())
+    except ValueError:
+        raise InvalidRecordError(
+            "status", f"{raw!r} is not one of {', '.join(s.value.lower() for s in CaseStatus)} (either case)"
+        ) from None
 
 
 class Verdict(StrEnum):
@@ -264,6 +275,54 @@ def closed(case: Case, verdict: Verdict, reason: str, *, by: str, at: str) -> tu
     )
 
 
+BLOCKED = "blocked"
+BLOCK_LIFTED = "block lifted"
+"""The history's actions of a case that put its user on the block list, and of one that took them off."""
+
+
+class BlockChange(StrEnum):
+    """What a close did to the user's entry on the block list."""
+
+    ADDED = "added"
+    """Put there by this close (`block`)."""
+    LIFTED = "lifted"
+    """Taken off: the verdict is now genuine, and the entry was the one this case put there."""
+    KEPT = "kept"
+    """Left there: the verdict is now genuine, but the entry is someone else's."""
+
+
+def _block_detail(entry: ListEntry) -> str:
+    """How the history names a block-list entry; equal details, equal who: the same entry."""
+    return f"{entry.list_name} {entry.value}: {entry.reason}"
+
+
+def blocked(case: Case, entry: ListEntry, *, at: str) -> Case:
+    """The case recording that it put its user on the block list (unchanged when it says so already)."""
+    event = CaseEvent(at, entry.added_by, BLOCKED, _block_detail(entry))
+    last = _last_block_event(case)
+    if last is not None and (last.action, last.by, last.detail) == (event.action, event.by, event.detail):
+        return case
+    return _with(case, event)[0]
+
+
+def block_lifted(case: Case, entry: ListEntry, *, by: str, at: str) -> Case:
+    """The case recording that its block-list entry was taken off (unchanged when it says so already)."""
+    last = _last_block_event(case)
+    if last is not None and last.action == BLOCK_LIFTED:
+        return case
+    return _with(case, CaseEvent(at, by, BLOCK_LIFTED, _block_detail(entry)))[0]
+
+
+def put_by_case(case: Case, entry: ListEntry) -> bool:
+    """Whether a block-list entry is still the one this case last put there: same who, same why."""
+    put = next((e for e in reversed(case.history) if e.action == BLOCKED), None)
+    return put is not None and (put.by, put.detail) == (entry.added_by, _block_detail(entry))
+
+
+def _last_block_event(case: Case) -> CaseEvent | None:
+    return next((e for e in reversed(case.history) if e.action in (BLOCKED, BLOCK_LIFTED)), None)
+
+
 def verdict_of(raw: str) -> Verdict:
     """A verdict from its name, or InvalidRecordError naming the field `verdict`."""
     try:
@@ -277,10 +336,29 @@ def verdict_of(raw: str) -> Verdict:
 # ---------------------------------------------------------------------------------------------- ports
 
 
+def reason_problem(reason: str) -> str | None:
+    """Why `reason` cannot filter the queue, or None: it must name a feature (a typo is no empty queue)."""
+    if reason in FEATURE_NAMES:
+        return None
+    return f"no feature is named {reason!r}: they are {', '.join(FEATURE_NAMES)}"
+
+
+def rule_problem(rule: str) -> str | None:
+    """Why `rule` cannot filter the queue, or None: it must be a code as decisions record them (a bare
+    rule id is no empty queue)."""
+    if rule.startswith(("rule:", "list:")) and rule not in ("rule:", "list:"):
+        return None
+    return (
+        f"{rule!r}: give a rule as rule:<id> or a list as list:<name>, as decisions record them "
+        "(e.g. rule:night-spend, list:review_categories)"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class QueueFilter:
     """What `list` narrows the queue to: a reason's feature, a rule or list code, a merchant, an
-    analyst's cases, a user's."""
+    analyst's cases, a user's. A reason that is no feature, or a rule that is no code, is refused
+    (InvalidRecordError naming `reason` or `rule`): the command line and the API check it here."""
 
     reason: str | None = None
     rule: str | None = None
@@ -288,6 +366,12 @@ class QueueFilter:
     status: CaseStatus = CaseStatus.OPEN
     assignee: str | None = None
     user: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.reason is not None and (problem := reason_problem(self.reason)):
+            raise InvalidRecordError("reason", problem)
+        if self.rule is not None and (problem := rule_problem(self.rule)):
+            raise InvalidRecordError("rule", problem)
 
     def matches(self, case: Case) -> bool:
         """Whether a case passes the filter (what the store's query does, for the fakes)."""
@@ -343,6 +427,14 @@ class ListWriter(Protocol):
         """Put entries on their lists."""
         ...
 
+    def entry(self, list_name: str, value: str) -> ListEntry | None:
+        """The entry of a value on a list, or None."""
+        ...
+
+    def remove_entry(self, entry: ListEntry) -> bool:
+        """Delete an entry only if it is still this one (who added it, why); whether it was deleted."""
+        ...
+
 
 # -------------------------------------------------------------------------------------------- service
 
@@ -393,25 +485,47 @@ class CaseService:
         case = self.show(case_id)
         return self._save(case, commented(case, text, by=by, at=self._now())[0])
 
-    def close(self, case_id: str, verdict: Verdict, reason: str, *, by: str, block: bool = False) -> Case:
-        """Close a case with a verdict; put its label on the stream; on fraud, optionally block the user.
+    def close(self, case_id: str, verdict: Verdict, reason: str, *, by: str, block: bool = False) -> Closing:
+        """Close a case with a verdict; put its label on the stream; on fraud, optionally block the user;
+        on genuine, lift the block this case put on the user, if it is still there.
 
-        The case is written first (conditionally), then the label: a close that fails after the write is
-        repeated by closing again with the same verdict, which changes nothing in the case and puts the
-        label again, which the merchant's profile counts once (its id is the transaction and verdict).
+        The case is written first (conditionally, its history saying what happens to the block list),
+        then the label, then the block-list change: a close that fails after the write is repeated by
+        closing again with the same verdict, which changes nothing more in the case, puts the label again
+        (the merchant's profile counts it once: its id is the transaction and verdict) and makes the
+        block-list change again. An entry this case did not put there (someone else's, or replaced since)
+        is never removed: the answer says it stays.
         """
         if block and verdict is not Verdict.FRAUD:
             raise InvalidRecordError("block", "only a fraud verdict blocks the user")
-        case = self.show(case_id)
-        changed = closed(case, verdict, reason, by=by, at=self._now())
-        if changed is not None:
-            case = self._save(case, changed[0])
+        if block and self.lists is None:
+            raise InvalidRecordError("block", "no lists store is configured here")
+        read = self.show(case_id)
+        at = self._now()
+        changed = closed(read, verdict, reason, by=by, at=at)
+        case = read if changed is None else changed[0]
+        lists, to_add, to_lift, on_list = self.lists, None, None, None
+        if block and lists is not None:
+            to_add = block_entry(case, by=by, now=self.clock())
+            case = blocked(case, to_add, at=at)
+        elif verdict is Verdict.GENUINE and lists is not None and _may_hold_block(read):
+            on_list = lists.entry(BLOCK_LIST, read.decision.user_id)
+            if on_list is not None and put_by_case(read, on_list):
+                to_lift = on_list
+                case = block_lifted(case, on_list, by=by, at=at)
+        if case is not read:
+            case = self._save(read, case)
         self.labels.put_label(label_of(case, self._now()))
-        if block:
-            if self.lists is None:
-                raise InvalidRecordError("block", "no lists store is configured here")
-            self.lists.add([block_entry(case, by=by, now=self.clock())])
-        return case
+        if lists is None:
+            return Closing(case)
+        if to_add is not None:
+            lists.add([to_add])
+            return Closing(case, BlockChange.ADDED, to_add)
+        if to_lift is not None:
+            if lists.remove_entry(to_lift):
+                return Closing(case, BlockChange.LIFTED, to_lift)
+            on_list = lists.entry(BLOCK_LIST, to_lift.value)  # replaced or removed since it was read
+        return Closing(case) if on_list is None else Closing(case, BlockChange.KEPT, on_list)
 
     def _save(self, read: Case, changed: Case) -> Case:
         self.store.save(changed, read.version)
@@ -419,6 +533,48 @@ class CaseService:
 
     def _now(self) -> str:
         return datetime.fromtimestamp(self.clock(), UTC).isoformat()
+
+
+def _may_hold_block(case: Case) -> bool:
+    """Whether closing the case as genuine must look at the block list: its verdict was fraud, or it
+    once put its user there (a lift to do again after a failure)."""
+    return case.verdict is Verdict.FRAUD or any(e.action == BLOCKED for e in case.history)
+
+
+class Closing(NamedTuple):
+    """A close's outcome: the case, and what it did to the user's block-list entry (None: nothing)."""
+
+    case: Case
+    block: BlockChange | None = None
+    entry: ListEntry | None = None
+    """The entry added, lifted, or kept (someone else's)."""
+
+    @property
+    def block_note(self) -> str:
+        """What happened on the block list, for a person ("" when nothing did)."""
+        if self.block is None or self.entry is None:
+            return ""
+        user = self.entry.value
+        if self.block is BlockChange.ADDED:
+            return f"{user} is on {BLOCK_LIST}"
+        if self.block is BlockChange.LIFTED:
+            return f"{user} is off {BLOCK_LIST}: this case's fraud verdict had put them there"
+        return (
+            f"{user} stays on {BLOCK_LIST}: the entry is not this case's (added by {self.entry.added_by}: "
+            f"{self.entry.reason}); lift it with `fraudwatch lists remove {BLOCK_LIST} {user}`"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's body for a close: the case, and `block` (null, or what happened on the list)."""
+        block = None
+        if self.block is not None and self.entry is not None:
+            block = {
+                "list": BLOCK_LIST,
+                "user": self.entry.value,
+                "outcome": self.block.value,
+                "message": self.block_note,
+            }
+        return {**self.case.to_dict(), "block": block}
 
 
 def label_of(case: Case, labelled_at: str) -> dict[str, Any]:
