@@ -335,10 +335,18 @@ def test_api_function_may_do_exactly_what_it_needs_and_of_the_stream_only_put_la
     # the profiles, and the decision already made on the transaction id, in one call
     assert grants["dynamodb:BatchGetItem"] == {"ProfilesTable", "MerchantProfilesTable", "DecisionsTable"}
     assert grants["dynamodb:BatchWriteItem"] == {"ListsTable"}  # a fraud verdict's block entry
+    assert grants["dynamodb:DeleteItem"] == {"ListsTable"}  # lifted when its case's verdict is reversed
     # a decision with its profile (one transaction's puts); cases: conditional puts; never a merchant
     assert grants["dynamodb:PutItem"] == {"ProfilesTable", "DecisionsTable", "CasesTable"}
     # by key: a decision, the rules in force, the model lineup, a case
-    assert grants["dynamodb:GetItem"] == {"DecisionsTable", "RulesTable", "ModelsTable", "CasesTable"}
+    # and the block entry a reversed verdict may lift
+    assert grants["dynamodb:GetItem"] == {
+        "DecisionsTable",
+        "RulesTable",
+        "ModelsTable",
+        "CasesTable",
+        "ListsTable",
+    }
     assert grants["dynamodb:Scan"] == {"ListsTable"}  # the lists, as the stream function reads them
     assert grants["s3:GetObject"] == {"ModelsBucket"}
     assert "DriftTable" not in grants["dynamodb:PutItem"]  # drift is the stream's to count
