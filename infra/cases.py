@@ -161,19 +161,6 @@ def _run(action: Callable[[argparse.Namespace, CaseService], str]) -> Callable[[
 MAX_PAGE = 100  # cases a page, as the API's (fraudwatch.cases_api.MAX_PAGE, heavy to import here)
 
 
-def _page_size(text: str) -> int:
-    """--limit: 1 to MAX_PAGE cases, as the API takes."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number from 1 to {MAX_PAGE}, got {text!r}"
-        ) from None
-    if not 1 <= value <= MAX_PAGE:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_PAGE}, got {value}")
-    return value
-
-
 def _feature(text: str) -> str:
     """--reason: a feature's name, so that a typo is not an empty queue (checked where the API checks it)."""
     from fraudwatch.domain.cases import reason_problem
@@ -195,6 +182,7 @@ def _rule_code(text: str) -> str:
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `cases` (list, show, assign, comment, close)."""
     from fraudwatch.domain.cases import Verdict
+    from infra.cli import at_least
 
     cases = subparsers.add_parser(
         "cases",
@@ -226,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     listed.add_argument("--assignee", help="only this analyst's cases (e.g. your own)")
     listed.add_argument("--user", help="only this user's cases")
     listed.add_argument(
-        "--limit", type=_page_size, default=20, metavar="1-100", help="cases per page (default 20)"
+        "--limit", type=at_least(1, MAX_PAGE), default=20, metavar="1-100", help="cases per page (default 20)"
     )
     listed.add_argument("--cursor", help="the `more:` cursor of the page before")
     listed.add_argument("--json", action="store_true", help="JSON, as the API answers")

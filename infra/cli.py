@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -78,15 +79,29 @@ def at_least(low: int, most: int | None = None) -> Callable[[str], int]:
     return whole_number
 
 
-def non_negative(text: str) -> float:
-    """An argparse type: a finite number of 0 or more (days, seconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number of 0 or more, got {text}")
-    return value
+def number_from(low: float, high: float | None = None, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number of at least `low` (more than `low` with `above`), and at most
+    `high` (`number_from(0)`: days or seconds, none or more)."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low:g} to {high:g}, got {text}")
+        if value < low or (above and value == low):
+            bound = "more than" if above else "at least"
+            raise argparse.ArgumentTypeError(f"must be {bound} {low:g}, got {text}")
+        return value
+
+    return number
+
+
+port_number = at_least(0, 65535)
+"""An argparse type: a TCP port, 0 (any free one) to 65535."""
 
 
 def instant(text: str) -> datetime:

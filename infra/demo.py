@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import threading
@@ -55,7 +54,7 @@ from infra.embedded import (
     start_handler,
     use_emulator_credentials,
 )
-from infra.emulator import Emulator, client, port_number
+from infra.emulator import Emulator, client
 from infra.events import label_of
 from infra.producer import live_transactions as producer_live
 from infra.producer import produce
@@ -469,35 +468,9 @@ def keeps_console(flag: bool | None, stdin: TextIO | None = None) -> bool:
     return interactive
 
 
-def _rate(text: str) -> float:
-    """--rate: transactions per second, 0 for a burst; checked before the demo starts anything."""
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (a burst) or more, got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """--timeout: seconds, more than 0."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text}")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `demo`."""
-    from infra.cli import at_least, writable_file
+    from infra.cli import at_least, number_from, port_number, writable_file
 
     parser = subparsers.add_parser(
         "demo",
@@ -516,7 +489,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--rate",
-        type=_rate,
+        type=number_from(0),
         default=DEFAULT_RATE,
         help=f"transactions per second (default {DEFAULT_RATE:.0f}; 0: as fast as possible, a burst)",
     )
@@ -530,7 +503,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--seed", type=at_least(0), default=0, help="generator seed (default: the training seed)"
     )
     parser.add_argument(
-        "--timeout", type=_seconds, default=300.0, help="seconds to wait for every decision (default 300)"
+        "--timeout",
+        type=number_from(0, above=True),
+        default=300.0,
+        help="seconds to wait for every decision (default 300)",
     )
     parser.add_argument("--stack-name", default=DEFAULT_STACK, help=f"stack name (default {DEFAULT_STACK})")
     parser.add_argument(

@@ -425,19 +425,10 @@ def atomic_transactions() -> None:
         one_at_a_time(name)
 
 
-def port_number(text: str) -> int:
-    """An argparse type: a TCP port, 0 (any free one) to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {value}")
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the emulator's child process."""
+    from infra.cli import port_number
+
     parser = argparse.ArgumentParser(description="moto in server mode (the embedded emulator)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=port_number, default=0, help="0: a free port")

@@ -26,7 +26,7 @@ from fraudwatch.domain.drift import ALARM_PSI, SCORE, Reference, WindowDrift, dr
 from fraudwatch.domain.features import FEATURE_NAMES
 from fraudwatch.domain.matured import MaturedDay
 from fraudwatch.errors import UsageError
-from infra.cli import at_least, instant, non_negative
+from infra.cli import at_least, instant, number_from
 from infra.state import add_stack_options
 
 if TYPE_CHECKING:
@@ -509,7 +509,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="a labelled file (transaction_id, is_fraud, ...); default: the labels the stream brought",
     )
     comparing.add_argument(
-        "--label-delay-days", type=non_negative, default=7.0, help="labels count once this old (default 7)"
+        "--label-delay-days", type=number_from(0), default=7.0, help="labels count once this old (default 7)"
     )
     maturing = command("matured", "daily recall and precision of the live decisions, published", _matured)
     maturing.add_argument(
@@ -518,7 +518,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     maturing.add_argument(
         "--label-delay-days",
-        type=non_negative,
+        type=number_from(0),
         default=7.0,
         help="a day counts once this much older (default 7)",
     )
@@ -533,7 +533,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     drift.add_argument(
         "--settle-seconds",
-        type=non_negative,
+        type=number_from(0),
         default=120.0,
         help="measure windows closed this long ago at least: the functions flush within a minute",
     )

@@ -392,7 +392,7 @@ def _produce_command(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `produce`: put transactions, or labels, on the stream."""
-    from infra.cli import at_least, instant, writable_file
+    from infra.cli import at_least, instant, number_from, writable_file
 
     parser = subparsers.add_parser(
         "produce",
@@ -412,7 +412,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         help=f"how many transactions (default {DEFAULT_COUNT}; with --file or --labels, the whole file)",
     )
     parser.add_argument(
-        "--rate", type=_positive_float, help="records per second (default: as fast as possible)"
+        "--rate", type=number_from(0, above=True), help="records per second (default: as fast as possible)"
     )
     parser.add_argument("--seed", type=at_least(0), default=7, help="generator seed (default 7)")
     source = parser.add_mutually_exclusive_group()
@@ -433,15 +433,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     parser.add_argument(
         "--amount-factor",
-        type=_positive_float,
+        type=number_from(0, above=True),
         default=1.0,
         help="multiply every amount (3: shifted traffic that the drift alarms catch; default 1)",
     )
     parser.set_defaults(run=_produce_command)
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value

@@ -277,7 +277,7 @@ def _openapi(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add `serve` (the Docker-free `sam local start-api`) and `openapi` (the API's document)."""
-    from infra.emulator import port_number
+    from infra.cli import port_number
 
     parser = subparsers.add_parser(
         "serve",

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from infra.cli import port_number
 from infra.deploy import deploy
 from infra.embedded import (
     BUNDLE_DIR,
@@ -31,7 +32,7 @@ from infra.embedded import (
     start_handler,
     use_emulator_credentials,
 )
-from infra.emulator import Emulator, emulator_environment, is_healthy, port_number
+from infra.emulator import Emulator, emulator_environment, is_healthy
 from infra.state import STATE_DIR, STATE_FILE, read_state, write_state
 from infra.template import REPO_ROOT
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fraudwatch.errors import FraudwatchError, UsageError
-from infra.cli import at_least
+from infra.cli import at_least, number_from
 from training.population.config import MAX_FRAUD_RATE, MIN_TRANSACTIONS, SUFFIXES, GeneratorConfig
 from training.population.patterns import FRAUD_PATTERNS
 
@@ -103,7 +103,12 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "--transactions", type=at_least(MIN_TRANSACTIONS), default=50_000, help="rows (default: 50000)"
     )
     parser.add_argument("--days", type=at_least(1), default=60, help="days of history (default: 60)")
-    parser.add_argument("--fraud-rate", type=_fraud_rate, default=0.01, help="share of fraud (default: 0.01)")
+    parser.add_argument(
+        "--fraud-rate",
+        type=number_from(0, MAX_FRAUD_RATE),
+        default=0.01,
+        help="share of fraud (default: 0.01)",
+    )
     parser.add_argument("--seed", type=at_least(0), default=7, help="random seed (default: 7)")
     parser.add_argument(
         "--out",
@@ -139,13 +144,3 @@ def run_generate(args: argparse.Namespace) -> int:
         raise FraudwatchError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
     print(f"{args.out}: {summary(frame, time.perf_counter() - began, names)}")
     return 0
-
-
-def _fraud_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= MAX_FRAUD_RATE:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_FRAUD_RATE}, got {value}")
-    return value

@@ -108,9 +108,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def add_label_delay_option(parser: argparse.ArgumentParser) -> None:
     """`--label-delay-days`: when each transaction's fraud label (`is_fraud`) becomes known."""
+    from infra.cli import number_from
+
     parser.add_argument(
         "--label-delay-days",
-        type=_days,
+        type=number_from(0, 3650),
         default=DEFAULT_LABEL_DELAY / 86400,
         metavar="DAYS",
         help=(
@@ -119,16 +121,6 @@ def add_label_delay_option(parser: argparse.ArgumentParser) -> None:
             "ignored without is_fraud)"
         ),
     )
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if not 0 <= value <= 3650:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3650 days, got {value:g}")
-    return value
 
 
 @dataclass(slots=True)
