@@ -131,6 +131,14 @@ def make_server(
         def do_PATCH(self) -> None:
             self._invoke()
 
+        # Every method goes to the function, as API Gateway routes them (none of the API's routes is a
+        # HEAD or an OPTIONS one: its resolver answers them 404), never the standard library's HTML 501.
+        def do_HEAD(self) -> None:
+            self._invoke()
+
+        def do_OPTIONS(self) -> None:
+            self._invoke()
+
         def _invoke(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             if length > MAX_BODY_BYTES:
@@ -184,7 +192,8 @@ def make_server(
                 self.send_header("set-cookie", cookie)
             self.send_header("content-length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":  # a HEAD answer is the head alone: a body would be read as the next
+                self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
             """One line per request on stderr: method, path, status (no bodies, no query values)."""

@@ -159,3 +159,25 @@ def test_a_failing_function_is_a_500_as_api_gateway_answers_and_the_server_goes_
         with urllib.request.urlopen(f"{url}/fine", timeout=10) as answer:
             assert answer.status == 200
     assert "RuntimeError: the function failed" in capsys.readouterr().err
+
+
+def test_head_and_options_reach_the_function_and_a_head_answer_has_no_body(base_url: str) -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base_url)
+    connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=30)
+    try:
+        connection.request("OPTIONS", "/v1/transactions")
+        options = connection.getresponse()
+        assert options.status == 404  # no route: the API's JSON error, not an HTML 501
+        assert json.loads(options.read())["field"] == "path"
+        connection.request("HEAD", "/v1/decisions/tx-none")
+        head = connection.getresponse()
+        assert (head.status, head.read()) == (404, b"")
+        connection.request("GET", "/v1/decisions/tx-none")  # the same connection: nothing left over
+        after = connection.getresponse()
+        assert after.status == 404
+        assert json.loads(after.read())["error"] == "not found"
+    finally:
+        connection.close()
