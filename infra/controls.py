@@ -96,6 +96,10 @@ def entries_of_file(path: Path, *, who: str, now: float) -> list[ListEntry]:
         missing = [key for key in ("list", "value") if not str(row.get(key) or "").strip()]
         if missing:
             raise ControlsCommandError(f"{path}: entry {number} has no {' or '.join(missing)}")
+        try:
+            expires = expiry(str(row.get("expires") or "") or None, now)
+        except ControlsCommandError as exc:
+            raise ControlsCommandError(f"{path}: entry {number}: {exc}") from None
         entries.append(
             ListEntry(
                 str(row["list"]).strip(),
@@ -103,7 +107,7 @@ def entries_of_file(path: Path, *, who: str, now: float) -> list[ListEntry]:
                 who,
                 str(row.get("why") or "").strip(),
                 now,
-                expiry(str(row.get("expires") or "") or None, now),
+                expires,
             )
         )
     first: dict[tuple[str, str], int] = {}

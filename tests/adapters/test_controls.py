@@ -257,6 +257,18 @@ def test_a_file_that_names_an_entry_twice_is_refused_not_half_added(outputs, sto
     assert store.entries() == []
 
 
+def test_a_file_with_a_bad_expiry_names_its_entry_and_adds_none(outputs, store, tmp_path, capsys):
+    path = tmp_path / "entries.csv"
+    path.write_text("list,value,why,expires\nblocked_merchants,m-1,testing,7d\nallowed_users,u-1,vip,soon\n")
+    assert main(["lists", "add", "--file", str(path), "--outputs", outputs]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .startswith(f"fraudwatch lists add: error: {path}: entry 2: expiry 'soon': give a duration")
+    )
+    assert store.entries() == []
+
+
 @pytest.mark.parametrize("command", ["add", "remove"])
 def test_an_entry_and_a_file_at_once_are_refused_not_the_entry_ignored(
     outputs, store, tmp_path, capsys, command
