@@ -17,7 +17,7 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -238,54 +238,12 @@ class DynamoProfileStore:
         return packed_write(self._client, puts, error=ProfileStoreError, sleep=self._sleep)
 
     def _items(self, wanted: dict[str, Iterable[str]]) -> dict[str, dict[str, Item]]:
-        """Per table, id -> stored item of the wanted ids, every table's keys sharing each call's 100."""
-        keys = [(table, key_id) for table, ids in wanted.items() for key_id in sorted(set(ids))]
-        items: dict[str, dict[str, Item]] = {table: {} for table in wanted}
-
-        def read(chunk: list[TableKey]) -> list[tuple[TableKey, Failure]]:
-            return self._batch_get(chunk, items)
-
-        for start in range(0, len(keys), READ_CHUNK):
-            unread = retry_batch(read, keys[start : start + READ_CHUNK], self._sleep)
-            if unread:
-                raise given_up(
-                    ProfileStoreError,
-                    [(key_id, failure) for (_, key_id), failure in unread],
-                    operation="BatchGetItem",
-                    resource=", ".join(sorted({table for (table, _), _ in unread})),
-                )
-        return items
-
-    def _batch_get(
-        self, keys: list[TableKey], found: dict[str, dict[str, Item]]
-    ) -> list[tuple[TableKey, Failure]]:
-        """One BatchGetItem of these keys over their tables into `found`; return the keys left unprocessed.
+        """Per table, id -> stored item of the wanted ids, strongly consistent.
 
         A failed call raises at once, after botocore's own retries: a batch cannot be scored without
         its profiles, and its redelivery retries the read.
         """
-        request: dict[str, Any] = {}
-        for table, key_id in keys:
-            entry = request.setdefault(table, {"Keys": [], "ConsistentRead": True})
-            entry["Keys"].append({self._keys[table]: {"S": key_id}})
-        try:
-            response = self._client.batch_get_item(RequestItems=request)
-        except (ClientError, BotoCoreError) as exc:
-            raise call_failed(
-                ProfileStoreError,
-                exc,
-                operation="BatchGetItem",
-                resource=", ".join(sorted(request)),
-                unwritten=(key_id for _, key_id in keys),
-            ) from exc
-        for table, items in response.get("Responses", {}).items():
-            key = self._keys[table]
-            found[table].update((item[key]["S"], item) for item in items)
-        return [
-            ((table, item_key[self._keys[table]]["S"]), _UNREAD)
-            for table, entry in (response.get("UnprocessedKeys") or {}).items()
-            for item_key in entry["Keys"]
-        ]
+        return batch_get(self._client, wanted, self._keys, error=ProfileStoreError, sleep=self._sleep)
 
 
 class DynamoDecisionStore:
@@ -351,35 +309,19 @@ class DynamoDecisionStore:
 
     def get_many(self, transaction_ids: Iterable[str]) -> Iterator[DecisionRecord]:
         """The decisions on these transactions (those not found left out), 100 keys a BatchGetItem, what
-        DynamoDB leaves unprocessed read again with backoff; raises DecisionStoreError.
+        DynamoDB leaves unprocessed read again with backoff, eventually consistent; raises
+        DecisionStoreError.
 
         The daily matured metrics' read: the decisions that have a label, not the days' every decision.
         """
         wanted = sorted(set(transaction_ids))
-        found: list[DecisionRecord] = []
-
-        def read(chunk: list[str]) -> list[tuple[str, Failure]]:
-            return self._batch_get(chunk, found)
-
+        keys = {self.table_name: "transaction_id"}
         for start in range(0, len(wanted), READ_CHUNK):
-            unread = retry_batch(read, wanted[start : start + READ_CHUNK], self._sleep)
-            if unread:
-                raise given_up(DecisionStoreError, unread, operation="BatchGetItem", resource=self.table_name)
-            yield from found
-            found.clear()
-
-    def _batch_get(self, ids: list[str], into: list[DecisionRecord]) -> list[tuple[str, Failure]]:
-        """One BatchGetItem of these transactions' decisions into `into`; return the ids left unprocessed."""
-        keys = [{"transaction_id": {"S": transaction_id}} for transaction_id in ids]
-        try:
-            response = self._client.batch_get_item(RequestItems={self.table_name: {"Keys": keys}})
-        except (ClientError, BotoCoreError) as exc:
-            raise call_failed(
-                DecisionStoreError, exc, operation="BatchGetItem", resource=self.table_name
-            ) from exc
-        into += (decision_of(item) for item in response.get("Responses", {}).get(self.table_name, []))
-        unprocessed = (response.get("UnprocessedKeys") or {}).get(self.table_name, {"Keys": []})
-        return [(key["transaction_id"]["S"], _UNREAD) for key in unprocessed["Keys"]]
+            chunk = {self.table_name: wanted[start : start + READ_CHUNK]}
+            read = batch_get(
+                self._client, chunk, keys, error=DecisionStoreError, sleep=self._sleep, consistent=False
+            )
+            yield from (decision_of(item) for item in read[self.table_name].values())
 
     def payments_on(self, days: Iterable[int]) -> Iterator[tuple[str, str, int]]:
         """The payment behind each decision on a transaction of these UTC days (day numbers), as (merchant
@@ -409,6 +351,58 @@ class DynamoDecisionStore:
                     operation="Query",
                     resource=f"{self.table_name}/{BY_PAYMENT_DAY_INDEX}",
                 ) from exc
+
+
+def batch_get[E: AwsCallError](
+    client: DynamoDBClient,
+    wanted: Mapping[str, Iterable[str]],
+    key_names: Mapping[str, str],
+    *,
+    error: type[E],
+    sleep: Callable[[float], None],
+    consistent: bool = True,
+) -> dict[str, dict[str, Item]]:
+    """Per table, id -> stored item of the wanted ids (`key_names`: each table's key attribute), every
+    table's keys sharing each BatchGetItem's 100; what DynamoDB leaves unprocessed is read again with
+    backoff. A failed call raises `error` at once (after botocore's own retries), as do keys still
+    unread after the last attempt."""
+    keys = [(table, key_id) for table, ids in wanted.items() for key_id in sorted(set(ids))]
+    found: dict[str, dict[str, Item]] = {table: {} for table in wanted}
+
+    def read(chunk: list[TableKey]) -> list[tuple[TableKey, Failure]]:
+        request: dict[str, Any] = {}
+        for table, key_id in chunk:
+            entry = request.setdefault(table, {"Keys": [], "ConsistentRead": consistent})
+            entry["Keys"].append({key_names[table]: {"S": key_id}})
+        try:
+            response = client.batch_get_item(RequestItems=request)
+        except (ClientError, BotoCoreError) as exc:
+            raise call_failed(
+                error,
+                exc,
+                operation="BatchGetItem",
+                resource=", ".join(sorted(request)),
+                unwritten=(key_id for _, key_id in chunk),
+            ) from exc
+        for table, items in response.get("Responses", {}).items():
+            key = key_names[table]
+            found[table].update((item[key]["S"], item) for item in items)
+        return [
+            ((table, item_key[key_names[table]]["S"]), _UNREAD)
+            for table, entry in (response.get("UnprocessedKeys") or {}).items()
+            for item_key in entry["Keys"]
+        ]
+
+    for start in range(0, len(keys), READ_CHUNK):
+        unread = retry_batch(read, keys[start : start + READ_CHUNK], sleep)
+        if unread:
+            raise given_up(
+                error,
+                [(key_id, failure) for (_, key_id), failure in unread],
+                operation="BatchGetItem",
+                resource=", ".join(sorted({table for (table, _), _ in unread})),
+            )
+    return found
 
 
 def _own_decision_put(table: str, d: DecisionRecord) -> Item:
